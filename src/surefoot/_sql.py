@@ -1,0 +1,34 @@
+"""Shared SQLAlchemy metadata for surefoot's tables (outbox, inbox, idempotency keys).
+
+Point Alembic's ``target_metadata`` at :data:`metadata` (or include it in a list) to have
+surefoot's tables in your migrations. SQLAlchemy is imported lazily by the areas that need it;
+this module must only be imported by them.
+"""
+
+from __future__ import annotations
+
+from ._extras import require
+
+require("sqlalchemy", "sql")
+
+import sqlalchemy as sa  # noqa: E402
+
+__all__ = ["metadata", "dialect_name"]
+
+metadata = sa.MetaData()
+
+
+def dialect_name(bind: object) -> str:
+    """Return ``"postgresql"``, ``"sqlite"``, ... for an Engine, Connection or Session (sync or async)."""
+    for attr in ("dialect",):
+        dialect = getattr(bind, attr, None)
+        if dialect is not None:
+            return dialect.name
+    for attr in ("bind", "engine", "sync_engine", "sync_connection"):
+        inner = getattr(bind, attr, None)
+        if inner is not None and inner is not bind:
+            return dialect_name(inner)
+    get_bind = getattr(bind, "get_bind", None)
+    if get_bind is not None:
+        return get_bind().dialect.name
+    raise TypeError(f"cannot tell the SQL dialect of {bind!r}")

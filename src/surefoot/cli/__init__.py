@@ -1,0 +1,26 @@
+"""The ``surefoot`` command line: ``demo``, ``outbox ...`` and friends."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="surefoot: production-grade ASGI services.")
+
+
+def _register() -> None:
+    from . import _demo  # noqa: F401  (registers `surefoot demo`)
+
+    for module_name in ("_outbox",):
+        try:
+            module = __import__(f"surefoot.cli.{module_name}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"surefoot.cli.{module_name}":
+                raise
+            continue
+        module.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``surefoot`` console script."""
+    _register()
+    app()

@@ -1,0 +1,192 @@
+"""The canonical metric catalogue: every metric surefoot emits, declared once.
+
+Names follow Prometheus rules (base units in the suffix, ``_total`` on counters) and the
+OpenTelemetry stable HTTP semantic conventions. A :class:`MetricSpec` creates its family
+lazily, once per registry (get-or-create), so two apps or two installs in one process never
+raise duplicated-time-series errors and nothing is registered at import time.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .._config import default_registry
+
+__all__ = ["MetricSpec", "CATALOGUE", "HTTP_DURATION_BUCKETS"]
+
+HTTP_DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)
+LAG_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 3600.0,
+)
+
+_lock = threading.Lock()
+_families: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric family: name, kind, help text, label names and (histograms) buckets."""
+
+    name: str
+    kind: Literal["counter", "gauge", "histogram"]
+    documentation: str
+    labelnames: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+    multiprocess_mode: str = "livesum"
+
+    def get(self, registry: CollectorRegistry | None = None, *, buckets: tuple[float, ...] | None = None) -> Any:
+        """Return this family in ``registry`` (default: the process default), creating it once.
+
+        Args:
+            registry: where the family lives.
+            buckets: histogram buckets overriding the catalogue's (e.g. with SLO thresholds
+                added); only used the first time the family is created in ``registry``.
+        """
+        reg = registry if registry is not None else default_registry()
+        with _lock:
+            per_registry = _families.setdefault(reg, {})
+            family = per_registry.get(self.name)
+            if family is None:
+                family = self._existing(reg) or self._create(reg, buckets)
+                per_registry[self.name] = family
+        return family
+
+    def _existing(self, reg: CollectorRegistry) -> Any:
+        names = getattr(reg, "_names_to_collectors", {})
+        return names.get(self.name)
+
+    def _create(self, reg: CollectorRegistry, buckets: tuple[float, ...] | None) -> Any:
+        if self.kind == "counter":
+            return Counter(self.name, self.documentation, self.labelnames, registry=reg)
+        if self.kind == "gauge":
+            return Gauge(
+                self.name, self.documentation, self.labelnames, registry=reg,
+                multiprocess_mode=self.multiprocess_mode,
+            )
+        return Histogram(
+            self.name, self.documentation, self.labelnames, registry=reg,
+            buckets=buckets or self.buckets or HTTP_DURATION_BUCKETS,
+        )
+
+
+def _spec(*args: Any, **kwargs: Any) -> MetricSpec:
+    spec = MetricSpec(*args, **kwargs)
+    CATALOGUE[spec.name] = spec
+    return spec
+
+
+CATALOGUE: dict[str, MetricSpec] = {}
+
+_HTTP_LABELS = ("http_request_method", "http_route", "http_response_status_code", "url_scheme", "error_type")
+
+# HTTP server (OpenTelemetry semconv, Prometheus form)
+HTTP_SERVER_REQUEST_DURATION = _spec(
+    "http_server_request_duration_seconds", "histogram", "Duration of HTTP server requests.",
+    _HTTP_LABELS, HTTP_DURATION_BUCKETS,
+)
+HTTP_SERVER_ACTIVE_REQUESTS = _spec(
+    "http_server_active_requests", "gauge", "Number of active HTTP server requests.",
+    ("http_request_method", "url_scheme"),
+)
+HTTP_SERVER_REQUEST_BODY_SIZE = _spec(
+    "http_server_request_body_size_bytes", "histogram", "Size of HTTP server request bodies.",
+    _HTTP_LABELS, (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000),
+)
+HTTP_SERVER_RESPONSE_BODY_SIZE = _spec(
+    "http_server_response_body_size_bytes", "histogram", "Size of HTTP server response bodies.",
+    _HTTP_LABELS, (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000),
+)
+HTTP_LABEL_OVERFLOW = _spec(
+    "surefoot_metric_label_overflow_total", "counter",
+    "Label values folded into the overflow bucket because a cardinality cap was reached.",
+    ("metric", "label"),
+)
+WEBSOCKET_CONNECTIONS_ACTIVE = _spec(
+    "websocket_connections_active", "gauge", "Open WebSocket connections.", ("http_route",)
+)
+WEBSOCKET_CONNECTIONS = _spec(
+    "websocket_connections_total", "counter", "WebSocket connections accepted.", ("http_route",)
+)
+WEBSOCKET_DISCONNECTIONS = _spec(
+    "websocket_disconnections_total", "counter", "WebSocket connections closed.", ("http_route",)
+)
+
+# Webhooks and integrations
+WEBHOOK_HANDLER_DURATION = _spec(
+    "webhook_handler_duration_seconds", "histogram", "Time to handle one webhook delivery.",
+    ("provider", "endpoint", "status"), LATENCY_BUCKETS,
+)
+WEBHOOK_DEDUPE_HITS = _spec(
+    "webhook_dedupe_hits_total", "counter", "Webhook deliveries already in the inbox.", ("provider",)
+)
+WEBHOOK_SIGNATURE_FAILURES = _spec(
+    "webhook_signature_failures_total", "counter", "Webhook deliveries refused by signature checks.",
+    ("provider", "reason"),
+)
+INTEGRATION_HTTP_REQUESTS = _spec(
+    "integration_http_requests_total", "counter", "Outbound HTTP requests to providers.",
+    ("provider", "endpoint", "status"),
+)
+INTEGRATION_HTTP_LATENCY = _spec(
+    "integration_http_latency_seconds", "histogram", "Latency of outbound HTTP requests to providers.",
+    ("provider", "endpoint"), LATENCY_BUCKETS,
+)
+
+# Outbox
+OUTBOX_DISPATCH_LAG = _spec(
+    "outbox_dispatch_lag_seconds", "gauge", "Age of the oldest pending outbox event.", (),
+    multiprocess_mode="max",
+)
+OUTBOX_PENDING_EVENTS = _spec(
+    "outbox_pending_events", "gauge", "Outbox events waiting to be dispatched.", (), multiprocess_mode="max"
+)
+WORKER_QUEUE_DEPTH = _spec(
+    "worker_queue_depth", "gauge", "Work items waiting for a worker.", (), multiprocess_mode="max"
+)
+OUTBOX_DISPATCH_ATTEMPTS = _spec(
+    "outbox_dispatch_attempts_total", "counter", "Outbox dispatch attempts.", ("event_name",)
+)
+OUTBOX_DISPATCH_FAILURES = _spec(
+    "outbox_dispatch_failures_total", "counter", "Failed outbox dispatch attempts.", ("event_name",)
+)
+OUTBOX_DEAD_LETTERS = _spec(
+    "outbox_dead_letters_total", "counter", "Outbox events moved to the dead-letter table.", ("event_name",)
+)
+OUTBOX_DISPATCH_DURATION = _spec(
+    "outbox_dispatch_duration_seconds", "histogram", "Time from commit to delivery of an outbox event.",
+    ("event_name", "sink"), LAG_BUCKETS,
+)
+EVENTS_EMIT_FAILURES = _spec(
+    "events_emit_failures_total", "counter", "Best-effort events that could not be emitted.", ("event_name",)
+)
+
+# Resilience
+CIRCUIT_BREAKER_STATE = _spec(
+    "circuit_breaker_state", "gauge", "1 for the current state of each circuit breaker.", ("name", "state")
+)
+CIRCUIT_BREAKER_CALLS = _spec(
+    "circuit_breaker_calls_total", "counter", "Calls through circuit breakers by outcome.", ("name", "kind")
+)
+RETRY_ATTEMPTS = _spec(
+    "retry_attempts_total", "counter", "Retry decisions by outcome.", ("name", "outcome")
+)
+BULKHEAD_AVAILABLE = _spec(
+    "bulkhead_available_concurrent_calls", "gauge", "Free slots in each bulkhead.", ("name",)
+)
+RATE_LIMITER_AVAILABLE = _spec(
+    "rate_limiter_available_permits", "gauge", "Permits available in each rate limiter.", ("name",)
+)
+
+# SLOs
+SLO_EVENTS = _spec("slo_events_total", "counter", "SLO events by outcome.", ("slo", "outcome"))

@@ -1,0 +1,34 @@
+import pytest
+
+from surefoot import ConfigurationError
+from surefoot._config import configure, get_settings
+
+
+def test_bad_env_value_names_variable_and_allowed_values(monkeypatch):
+    monkeypatch.setenv("SUREFOOT_LOG_FORMAT", "yaml")
+    with pytest.raises(ConfigurationError) as info:
+        get_settings()
+    message = str(info.value)
+    assert "SUREFOOT_LOG_FORMAT" in message
+    assert "'json'" in message and "'console'" in message
+    assert "'yaml'" in message
+
+
+def test_env_values_are_read(monkeypatch):
+    monkeypatch.setenv("SUREFOOT_LOG_LEVEL", "debug")
+    monkeypatch.setenv("SUREFOOT_METRICS_ENABLED", "false")
+    settings = get_settings()
+    assert settings.log_level == "DEBUG"
+    assert settings.metrics_enabled is False
+
+
+def test_configure_overrides_environment(monkeypatch):
+    monkeypatch.setenv("SUREFOOT_SERVICE_NAME", "from-env")
+    assert configure(service_name="explicit").service_name == "explicit"
+    assert get_settings().service_name == "explicit"
+
+
+def test_bad_boolean_is_refused(monkeypatch):
+    monkeypatch.setenv("SUREFOOT_METRICS_ENABLED", "maybe")
+    with pytest.raises(ConfigurationError, match="SUREFOOT_METRICS_ENABLED"):
+        get_settings()
