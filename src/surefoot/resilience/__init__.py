@@ -1,0 +1,1 @@
+"""surefoot.resilience."""

@@ -1,0 +1,3 @@
+"""Signed-webhook verification and the idempotent inbox."""
+
+__all__: list[str] = []
