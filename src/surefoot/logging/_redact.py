@@ -41,9 +41,8 @@ __all__ = [
     "DEFAULT_SAFE_KEYS",
 ]
 
-_LOCAL = r"[\w!#$%&'*+/=?^`{|}~.\-]"
-_EMAIL = (
-    rf"(?<!{_LOCAL}){_LOCAL}+@"
+_LOCAL_SPECIALS = frozenset("!#$%&'*+/=?^`{|}~.-_")
+_DOMAIN = re.compile(
     r"(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|(?i:xn--)[\w\-]{1,59})(?![\w\-])"
 )
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -54,7 +53,6 @@ _PHONE = (
     r"(?!\d+\.\d+(?!\d|[ \-.()]{1,3}\d))"  # a plain decimal number
     r"(?:\+[ \u00a0]?)?\(?\d(?:[ \u00a0\-.()]{0,3}\d){6,}(?![\w@])"
 )
-_EMAIL_RE = re.compile(_EMAIL)
 _PHONE_RE = re.compile(_PHONE)
 _TRIGGER = re.compile(r"[\d@]").search
 _NON_DIGIT = re.compile(r"\D").sub
@@ -79,8 +77,32 @@ _CACHE_MAX = 4096
 _CACHEABLE_LEN = 160
 
 
-def _mask_email(match: re.Match[str]) -> str:
-    return "***" + match.group()[-4:]
+def _mask_emails(text: str) -> str:
+    # Anchored on each "@": the domain is matched forwards, the local part walked backwards
+    # (never into the previous match), which keeps the pass linear on any input.
+    out: list[str] = []
+    pos = 0
+    at = text.find("@")
+    while at != -1:
+        domain = _DOMAIN.match(text, at + 1)
+        if domain is None:
+            at = text.find("@", at + 1)
+            continue
+        start = at
+        while start > pos and (text[start - 1].isalnum() or text[start - 1] in _LOCAL_SPECIALS):
+            start -= 1
+        if start == at:  # no local part: not an address
+            at = text.find("@", at + 1)
+            continue
+        end = domain.end()
+        out.append(text[pos:start])
+        out.append("***" + text[end - 4 : end])
+        pos = end
+        at = text.find("@", pos)
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _mask_phone(match: re.Match[str]) -> str:
@@ -88,10 +110,12 @@ def _mask_phone(match: re.Match[str]) -> str:
 
 
 def _mask(text: str) -> str:
-    # Addresses first: their local part may hold digits a phone match would otherwise take.
+    # Phones first: a phone match never ends on an "@" (its digits would be an address's
+    # local part), and the address pass then also swallows a mask left in front of it.
+    text = _PHONE_RE.sub(_mask_phone, text)
     if "@" in text:
-        text = _EMAIL_RE.sub(_mask_email, text)
-    return _PHONE_RE.sub(_mask_phone, text)
+        text = _mask_emails(text)
+    return text
 
 
 def mask_pii(text: str) -> str:
