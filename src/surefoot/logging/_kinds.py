@@ -1,7 +1,8 @@
 """Helpers for the log lines every service writes: database queries, LLM calls,
 integration calls, business events and security events.
 
-Each writes one structured line with a ``kind`` field (``db_query``, ``llm_call``,
+The leading arguments are positional-only, so any field name (``name``, ``model``, ...)
+can still be passed as a field. Each writes one structured line with a ``kind`` field (``db_query``, ``llm_call``,
 ``integration_call``, ``business``, ``security``) so dashboards and alerts can select them,
 and chooses the level from the outcome (slow or failed calls are louder). Every line goes
 through the same redaction as any other.
@@ -40,6 +41,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 def log_db_query(
     operation: str,
+    /,
     *,
     duration_ms: float,
     table: str | None = None,
@@ -73,6 +75,7 @@ def log_db_query(
 
 def log_llm_call(
     model: str,
+    /,
     *,
     tokens_in: int,
     tokens_out: int,
@@ -123,6 +126,7 @@ def log_llm_call(
 def log_integration_call(
     provider: str,
     operation: str,
+    /,
     *,
     duration_ms: float,
     status: int | str | None = None,
@@ -158,7 +162,7 @@ def log_integration_call(
     )
 
 
-def log_business_event(name: str, *, logger: Any = None, **fields: Any) -> None:
+def log_business_event(name: str, /, *, logger: Any = None, **fields: Any) -> None:
     """Log a business event (``"appointment_booked"``, ``"first_reply_sent"``) at INFO.
 
     Args:
@@ -172,6 +176,7 @@ def log_business_event(name: str, *, logger: Any = None, **fields: Any) -> None:
 
 def log_security_event(
     name: str,
+    /,
     *,
     outcome: str,
     actor: str | None = None,

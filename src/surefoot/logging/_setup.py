@@ -202,9 +202,11 @@ def _exceptions(logger: Any, method_name: str, event_dict: dict[str, Any]) -> di
     return event_dict
 
 
+# Record attributes that are not ``extra=`` fields; uvicorn's ``color_message`` duplicates the
+# message with terminal colour codes.
 _STANDARD_RECORD_ATTRS = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
-) | {"message", "asctime", "taskName"}
+) | {"message", "asctime", "taskName", "color_message"}
 
 
 class _StdlibBridge(logging.Handler):
