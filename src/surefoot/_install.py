@@ -39,6 +39,19 @@ class Installation:
     logging: Any
 
 
+_DEFAULT_PROBES = ("/livez", "/readyz", "/health")
+
+
+def _skip_actual_probe_paths(settings: Settings, prefix: str) -> Settings:
+    """Point the access-log skip list's default probe paths at where they really are."""
+    mapping = {path: prefix + path for path in _DEFAULT_PROBES}
+    mapping["/metrics"] = settings.metrics_path
+    skip = [mapping.get(path, path) for path in settings.access_log_skip_paths]
+    if skip == list(settings.access_log_skip_paths):
+        return settings
+    return settings.model_copy(update={"access_log_skip_paths": skip})
+
+
 def install(
     app: Any,
     *,
@@ -118,7 +131,7 @@ def install(
         )
     if health_prefix and (not health_prefix.startswith("/") or health_prefix.endswith("/")):
         raise ConfigurationError(f"health_prefix must start with '/' and not end with it; got {health_prefix!r}")
-    settings = settings if settings is not None else get_settings()
+    settings = _skip_actual_probe_paths(settings if settings is not None else get_settings(), health_prefix)
 
     from .health import Health, health_routes
     from .http import install_http

@@ -232,3 +232,33 @@ def test_override_dependencies_restores_previous_overrides() -> None:
     with pytest.raises(TypeError, match="dependency_overrides"):
         with override_dependencies(client, {get_db: 1}):
             pass
+
+
+def test_readme_quickstart_runs() -> None:
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = re.search(r"## Quickstart\s+```python\n(.*?)```", readme, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    app = namespace["app"]
+    with TestClient(app) as client, capture_logs() as logs:
+        assert client.get("/customers/1").json()["name"] == "Ada"
+        missing = client.get("/customers/2")
+        assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"
+        assert client.get("/readyz").status_code == 200
+    assert logs.one(event="customer_read")["email"] == "***.com"
+
+
+def test_moved_probe_and_metrics_paths_stay_out_of_the_access_log() -> None:
+    app = _app()
+    installation = _install(app, health_prefix="/_", settings=Settings(metrics_path="/internal/metrics"))
+    assert set(installation.settings.access_log_skip_paths) == {
+        "/_/livez", "/_/readyz", "/_/health", "/internal/metrics",
+    }
+    with TestClient(app) as client, capture_logs() as logs:
+        assert client.get("/_/health").status_code == 200
+        assert client.get("/internal/metrics").status_code == 200
+        client.get("/items/1")
+    assert [line["route"] for line in logs.filter(event="http_request")] == ["/items/{item_id}"]
