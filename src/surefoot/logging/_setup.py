@@ -132,14 +132,13 @@ def _logger_factory(*args: Any) -> _LineLogger:
 class _Fields:
     """Adds the fields every line carries, in a stable order, in one pass."""
 
-    __slots__ = ("_keep_missing", "_second", "_prefix")
-
     # The timestamp's seconds part is formatted once per second; lines only add microseconds.
+    # (second, text) live in one tuple so threads never pair one second with another's text.
+    __slots__ = ("_keep_missing", "_stamp")
 
     def __init__(self, keep_missing_ids: bool) -> None:
         self._keep_missing = keep_missing_ids
-        self._second = -1
-        self._prefix = ""
+        self._stamp: tuple[int, str] = (-1, "")
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         record = event_dict.pop("_record", None)
@@ -151,14 +150,13 @@ class _Fields:
             now = _time()
             name = getattr(logger, "name", None)
         second = int(now)
-        if second != self._second:
-            self._prefix = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime(
-                "%Y-%m-%dT%H:%M:%S"
-            )
-            self._second = second
+        stamp = self._stamp
+        if stamp[0] != second:
+            stamp = (second, datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+            self._stamp = stamp
         pop = event_dict.pop
         out: dict[str, Any] = {
-            "timestamp": f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z",
+            "timestamp": f"{stamp[1]}.{int((now - second) * 1_000_000):06d}Z",
             "level": _LEVEL_NAMES.get(method_name, method_name),
             "event": pop("event", None),
             "module": pop("module", None) or name,

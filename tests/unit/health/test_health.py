@@ -259,3 +259,25 @@ async def test_sigterm_drains_before_handing_over() -> None:
 
 def test_signal_drain_needs_a_delay() -> None:
     assert Health(service="s", version="v").install_signal_drain() is False
+
+
+async def test_failures_are_logged_on_transitions_only(health: Health, fake_clock: FakeClock) -> None:
+    from surefoot.logging import reset_logging
+    from surefoot.testing import capture_logs
+
+    state = {"up": True}
+    health.add("db", lambda: state["up"])
+    try:
+        with capture_logs() as logs:
+            await health.run()
+            state["up"] = False
+            for _ in range(3):
+                fake_clock.advance(2)
+                await health.run()
+            state["up"] = True
+            fake_clock.advance(2)
+            await health.run()
+    finally:
+        reset_logging()
+    assert logs.events() == ["health_check_failed", "health_check_recovered"]
+    assert logs[0]["check"] == "db" and logs[0]["level"] == "warning" and logs[0]["critical"] is True
