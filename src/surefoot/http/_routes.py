@@ -50,7 +50,7 @@ def _is_mount(route: Any) -> bool:
 class RouteTemplates:
     """Resolve the route that handled a request to its full template, cached per route."""
 
-    __slots__ = ("_own", "_exact", "_patterns", "_indexed", "_lock")
+    __slots__ = ("_own", "_exact", "_patterns", "_indexed", "_lock", "_endpoints")
 
     def __init__(self) -> None:
         self._own: dict[int, tuple[Any, str]] = {}
@@ -58,19 +58,31 @@ class RouteTemplates:
         self._patterns: list[tuple[re.Pattern[str], str]] = []
         self._indexed: set[int] = set()
         self._lock = threading.Lock()
+        self._endpoints: dict[int, tuple[Any, list[Any]]] = {}
 
     def template(self, scope: Any) -> str:
         """Return the template of the route that handled ``scope`` ("" when none matched)."""
         route = scope.get("route")
-        if route is None:
-            return ""
         own = None
         fastapi_scope = scope.get("fastapi")
         if fastapi_scope is not None:
+            # FastAPI sets scope["route"] for its own routes only; Starlette routes and
+            # mounts it dispatched are known through the effective route context.
             effective = fastapi_scope.get("effective_route_context")
-            if effective is not None and getattr(effective, "original_route", None) is route:
-                own = self._own_template(effective, route)
+            if effective is not None:
+                original = getattr(effective, "original_route", None)
+                if route is None or original is route:
+                    own = self._own_template(effective, original)
         if own is None:
+            if route is None:
+                endpoint = scope.get("endpoint")
+                if endpoint is None:
+                    return ""
+                # FastAPI does not record plain Starlette routes it dispatched (add_route,
+                # mounted apps): the endpoint that routing stored identifies them.
+                route = self._by_endpoint(scope, endpoint)
+                if route is None:
+                    return ""
             own = self._own_template(route, route)
         if not own:
             return ""
@@ -98,6 +110,31 @@ class RouteTemplates:
         with self._lock:
             self._own[id(key)] = (key, own)
         return own
+
+    def _by_endpoint(self, scope: Any, endpoint: Any) -> Any:
+        hit = self._endpoints.get(id(endpoint))
+        if hit is None or hit[0] is not endpoint:
+            router = scope.get("router")
+            if router is None:
+                return None
+            with self._lock:
+                self._index(router)
+            hit = self._endpoints.get(id(endpoint))
+            if hit is None or hit[0] is not endpoint:
+                with self._lock:
+                    self._endpoints[id(endpoint)] = hit = (endpoint, [])
+        candidates = hit[1]
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
+        # One endpoint behind several paths: the one whose pattern matches this request.
+        root = scope.get("root_path", "")
+        path = scope.get("path", "")
+        relative = path[len(root):] if root and path.startswith(root) else path
+        for route in candidates:
+            regex = getattr(route, "path_regex", None)
+            if regex is not None and regex.match(relative):
+                return route
+        return candidates[0]
 
     def _mount_template(self, scope: Any, mounted: str) -> str:
         for pattern, template in self._patterns:
@@ -134,6 +171,15 @@ class RouteTemplates:
         if depth > 32:  # a mount cycle; deeper templates are not meaningful
             return
         for route in routes:
+            target = getattr(route, "endpoint", None)
+            if target is None and _is_mount(route):
+                target = getattr(route, "app", None)
+            if target is not None:
+                entry = self._endpoints.get(id(target))
+                if entry is None or entry[0] is not target:
+                    entry = self._endpoints[id(target)] = (target, [])
+                if all(existing is not route for existing in entry[1]):
+                    entry[1].append(route)
             if not _has_children(route) and not _is_mount(route):
                 continue
             own = _mount_format(route) if _is_mount(route) else ""

@@ -343,3 +343,26 @@ async def test_two_apps_and_two_installs_in_one_process():
         await c1.get("/plain")
         await c2.get("/plain")
     assert count(shared, http_route="/plain") == 2
+
+
+async def test_fastapi_with_plain_starlette_routes_and_mounts(registry):
+    from starlette.routing import Route as StarletteRoute
+
+    async def asgi_endpoint(scope, receive, send):
+        await PlainTextResponse("raw")(scope, receive, send)
+
+    async def shared(request):
+        return PlainTextResponse("shared")
+
+    app = FastAPI()
+    app.add_route("/raw", asgi_endpoint)
+    app.add_route("/one/{x}", shared)
+    app.add_route("/two", shared)
+    app.router.routes.append(StarletteRoute("/three", shared))
+    app.mount("/files", PlainTextResponse("file"))
+    install_http(app, registry=registry)
+    async with client(app) as c:
+        for path in ("/raw", "/one/1", "/two", "/three", "/files/a/b.txt", "/nope"):
+            await c.get(path)
+    for route in ("/raw", "/one/{x}", "/two", "/three", "/files/{path}", ""):
+        assert count(registry, http_route=route) == 1, route
