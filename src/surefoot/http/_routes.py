@@ -1,13 +1,20 @@
 """Route templates from the framework's own routing decision, in O(1) per request.
 
-Starlette's router stores the matched route in ``scope["route"]`` (the innermost one when
-mounts or sub-applications nest) and the top-level router in ``scope["router"]``. A route
-knows only its own path, so the first time a route object is seen the router tree is walked
-once to compute the full template of every route in it (mount prefixes included, e.g.
-``/api/v1/items/{item_id}``); afterwards the lookup is one dict access keyed by the route's
-identity. FastAPI's ``include_router`` already folds prefixes into ``route.path``.
+No route is ever matched again: the template is rebuilt from what routing left in the
+scope.
 
-An unmatched request (404) has no template: the label value is the empty string.
+* ``scope["route"]`` is the route that handled the request (the innermost one when mounts
+  or sub-applications nest). Its own template is ``route.path_format``; FastAPI (0.120+)
+  keeps included routers unexpanded and records the *effective* route, whose
+  ``path_format`` carries every ``include_router`` prefix, in ``scope["fastapi"]``.
+* Each ``Mount`` appends the text it matched to ``scope["root_path"]`` (and remembers the
+  outermost value in ``app_root_path``). That text is turned back into the mount's
+  template (``/tenants/{tenant}``) through a table built once from the top-level router
+  (``scope["router"]``): exact text for parameter-free mounts (one dict access), a short
+  list of patterns for mounts with parameters.
+
+A request that matched no endpoint (404, or a mounted router that matched nothing inside)
+has no template: the empty string.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 __all__ = ["RouteTemplates"]
 
 _CONVERTER = re.compile(r"{([^}:]+):[^}]*}")
+_PARAM = re.compile(r"({[^}]*})")
 
 
 def _format(path: str) -> str:
@@ -26,103 +34,164 @@ def _format(path: str) -> str:
     return _CONVERTER.sub(r"{\1}", path)
 
 
-def _own_path(route: Any) -> str | None:
-    path = getattr(route, "path", None)
-    return _format(path) if isinstance(path, str) else None
+def _mount_format(route: Any) -> str:
+    return _format(getattr(route, "path", "") or "")
 
 
-def _children(route: Any) -> list[Any] | None:
+def _has_children(route: Any) -> bool:
     routes = getattr(route, "routes", None)
-    if isinstance(routes, list) and routes:
-        return routes
-    return None
+    return isinstance(routes, list) and bool(routes)
+
+
+def _is_mount(route: Any) -> bool:
+    return any(cls.__name__ == "Mount" for cls in type(route).__mro__)
 
 
 class RouteTemplates:
-    """Resolve ``scope["route"]`` to its full template, caching per route object."""
+    """Resolve the route that handled a request to its full template, cached per route."""
 
-    __slots__ = ("_cache", "_lock")
+    __slots__ = ("_own", "_exact", "_patterns", "_indexed", "_lock", "_endpoints")
 
     def __init__(self) -> None:
-        # id(route) -> (route, template or None when ambiguous, candidates)
-        self._cache: dict[int, tuple[Any, str | None, tuple[tuple[re.Pattern[str], str], ...]]] = {}
+        self._own: dict[int, tuple[Any, str]] = {}
+        self._exact: dict[str, str] = {"": ""}
+        self._patterns: list[tuple[re.Pattern[str], str]] = []
+        self._indexed: set[int] = set()
         self._lock = threading.Lock()
+        self._endpoints: dict[int, tuple[Any, list[Any]]] = {}
 
     def template(self, scope: Any) -> str:
         """Return the template of the route that handled ``scope`` ("" when none matched)."""
         route = scope.get("route")
-        if route is None:
+        own = None
+        fastapi_scope = scope.get("fastapi")
+        if fastapi_scope is not None:
+            # FastAPI sets scope["route"] for its own routes only; Starlette routes and
+            # mounts it dispatched are known through the effective route context.
+            effective = fastapi_scope.get("effective_route_context")
+            if effective is not None:
+                original = getattr(effective, "original_route", None)
+                if route is None or original is route:
+                    own = self._own_template(effective, original)
+        if own is None:
+            if route is None:
+                endpoint = scope.get("endpoint")
+                if endpoint is None:
+                    return ""
+                # FastAPI does not record plain Starlette routes it dispatched (add_route,
+                # mounted apps): the endpoint that routing stored identifies them.
+                route = self._by_endpoint(scope, endpoint)
+                if route is None:
+                    return ""
+            own = self._own_template(route, route)
+        if not own:
             return ""
-        hit = self._cache.get(id(route))
-        if hit is None or hit[0] is not route:
-            hit = self._learn(scope, route)
-        template = hit[1]
-        if template is not None:
-            return template
-        return self._disambiguate(scope, hit[2])
-
-    def _learn(self, scope: Any, route: Any) -> tuple[Any, str | None, tuple[tuple[re.Pattern[str], str], ...]]:
-        router = scope.get("router")
-        with self._lock:
-            hit = self._cache.get(id(route))
-            if (hit is None or hit[0] is not route) and router is not None:
-                # First sight of this router, or routes were added since it was indexed.
-                self._index(router)
-                hit = self._cache.get(id(route))
-            if hit is None or hit[0] is not route:
-                # Not reachable from the top-level router (a framework that sets
-                # scope["route"] itself): use the route's own path, which the
-                # cardinality cap still bounds.
-                hit = (route, self._leaf_template("", route), ())
-                self._cache[id(route)] = hit
-            return hit
-
-    def _index(self, router: Any) -> None:
-        found: dict[int, tuple[Any, list[tuple[str, str]]]] = {}
-        self._walk(getattr(router, "routes", ()) or (), "", found, depth=0)
-        for key, (route, entries) in found.items():
-            templates = {template for _prefix, template in entries}
-            if len(templates) == 1:
-                self._cache[key] = (route, entries[0][1], ())
-            else:
-                candidates = tuple(
-                    (re.compile(_prefix_regex(prefix)), template) for prefix, template in entries
-                )
-                self._cache[key] = (route, None, candidates)
-
-    def _walk(self, routes: Any, prefix: str, found: dict[int, Any], depth: int) -> None:
-        if depth > 32:  # a mount cycle; templates deeper than this are not meaningful
-            return
-        for route in routes:
-            entry = found.setdefault(id(route), (route, []))
-            entry[1].append((prefix, self._leaf_template(prefix, route)))
-            children = _children(route)
-            if children is not None:
-                own = _own_path(route) or ""
-                self._walk(children, prefix + own, found, depth + 1)
-
-    @staticmethod
-    def _leaf_template(prefix: str, route: Any) -> str:
-        own = _own_path(route)
-        if own is None or (type(route).__name__ == "Mount" and _children(route) is not None):
-            # A Host, or a Mount whose router matched nothing inside: the request was
-            # not routed to an endpoint (a 404), so it has no template.
-            return ""
-        if type(route).__name__ == "Mount":
-            return prefix + own + "/{path}"
+        if "app_root_path" not in scope:
+            return own
+        root = scope.get("root_path", "")
+        base = scope["app_root_path"]
+        mounted = root[len(base):] if root.startswith(base) else root
+        prefix = self._exact.get(mounted)
+        if prefix is None:
+            prefix = self._mount_template(scope, mounted)
         return prefix + own
 
-    @staticmethod
-    def _disambiguate(scope: Any, candidates: tuple[tuple[re.Pattern[str], str], ...]) -> str:
+    def _own_template(self, key: Any, route: Any) -> str:
+        hit = self._own.get(id(key))
+        if hit is not None and hit[0] is key:
+            return hit[1]
+        if _is_mount(route):
+            # An opaque mounted app (static files) handled it: the mount's prefix is
+            # already in root_path. A mounted router that matched nothing: a 404.
+            own = "" if _has_children(route) else "/{path}"
+        else:
+            path = getattr(key, "path_format", None) or getattr(key, "path", None)
+            own = _format(path) if isinstance(path, str) else ""
+        with self._lock:
+            self._own[id(key)] = (key, own)
+        return own
+
+    def _by_endpoint(self, scope: Any, endpoint: Any) -> Any:
+        hit = self._endpoints.get(id(endpoint))
+        if hit is None or hit[0] is not endpoint:
+            router = scope.get("router")
+            if router is None:
+                return None
+            with self._lock:
+                self._index(router)
+            hit = self._endpoints.get(id(endpoint))
+            if hit is None or hit[0] is not endpoint:
+                with self._lock:
+                    self._endpoints[id(endpoint)] = hit = (endpoint, [])
+        candidates = hit[1]
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
+        # One endpoint behind several paths: the one whose pattern matches this request.
         root = scope.get("root_path", "")
-        base = scope.get("app_root_path", "")
-        mounted = root[len(base):] if root.startswith(base) else root
-        for pattern, template in candidates:
+        path = scope.get("path", "")
+        relative = path[len(root):] if root and path.startswith(root) else path
+        for route in candidates:
+            regex = getattr(route, "path_regex", None)
+            if regex is not None and regex.match(relative):
+                return route
+        return candidates[0]
+
+    def _mount_template(self, scope: Any, mounted: str) -> str:
+        for pattern, template in self._patterns:
             if pattern.fullmatch(mounted):
                 return template
-        return candidates[0][1] if candidates else ""
+        router = scope.get("router")
+        if router is not None:
+            with self._lock:
+                self._index(router)
+            prefix = self._exact.get(mounted)
+            if prefix is not None:
+                return prefix
+            for pattern, template in self._patterns:
+                if pattern.fullmatch(mounted):
+                    return template
+        # Mounted by something outside the router tree: keep the text (the cardinality
+        # cap still bounds it) rather than inventing a template.
+        return mounted
 
+    def _index(self, router: Any) -> None:
+        exact: dict[str, str] = dict(self._exact)
+        patterns: dict[str, re.Pattern[str]] = {}
+        self._walk(getattr(router, "routes", None) or (), "", exact, patterns, 0)
+        self._exact = exact
+        # Longest templates first: the most specific mount wins.
+        self._patterns = sorted(
+            ((pattern, template) for template, pattern in patterns.items()),
+            key=lambda item: -len(item[1]),
+        )
+        self._indexed.add(id(router))
 
-def _prefix_regex(prefix: str) -> str:
-    parts = re.split(r"({[^}]*})", prefix)
-    return "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
+    def _walk(self, routes: Any, prefix: str, exact: dict[str, str],
+              patterns: dict[str, re.Pattern[str]], depth: int) -> None:
+        if depth > 32:  # a mount cycle; deeper templates are not meaningful
+            return
+        for route in routes:
+            target = getattr(route, "endpoint", None)
+            if target is None and _is_mount(route):
+                target = getattr(route, "app", None)
+            if target is not None:
+                entry = self._endpoints.get(id(target))
+                if entry is None or entry[0] is not target:
+                    entry = self._endpoints[id(target)] = (target, [])
+                if all(existing is not route for existing in entry[1]):
+                    entry[1].append(route)
+            if not _has_children(route) and not _is_mount(route):
+                continue
+            own = _mount_format(route) if _is_mount(route) else ""
+            template = prefix + own
+            if template:
+                if "{" in template:
+                    regex = "".join(
+                        "[^/]+" if part.startswith("{") else re.escape(part)
+                        for part in _PARAM.split(template)
+                    )
+                    patterns[template] = re.compile(regex)
+                else:
+                    exact[template] = template
+            if _has_children(route):
+                self._walk(route.routes, template, exact, patterns, depth + 1)

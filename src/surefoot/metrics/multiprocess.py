@@ -22,10 +22,12 @@ gunicorn (``gunicorn.conf.py``)::
 
     from surefoot.metrics.multiprocess import on_starting, child_exit
 
-uvicorn::
+uvicorn (a launcher script; workers are spawned and re-import it, hence the guard)::
 
     from surefoot.metrics.multiprocess import run_uvicorn
-    run_uvicorn("service.main:app", workers=4, host="0.0.0.0", port=8000)
+
+    if __name__ == "__main__":
+        run_uvicorn("service.main:app", workers=4, host="0.0.0.0", port=8000)
 """
 
 from __future__ import annotations
