@@ -7,9 +7,9 @@ What is masked, and how:
 * **Phone numbers** become ``***`` followed by their last 4 digits
   (``+1 (415) 555-2671`` → ``***2671``). A phone number is a run of 7 or more digits, optionally
   starting with ``+`` or ``(`` and grouped by spaces, dots, dashes or parentheses; it must not
-  be glued to a letter, digit, ``+``, ``-`` or ``.`` on its left or to a letter or digit on
-  its right. ISO dates (``2025-10-28``), IPv4 addresses and plain decimals (``3.14159``) are
-  left alone; other long digit runs (``order 12345678``) are masked on purpose: a false
+  be glued to a letter, digit, ``+``, ``-`` or ``.`` on its left or to a letter, digit, ``@``
+  or ``-word`` on its right. ISO dates (``2025-10-28``), UUIDs, IPv4 addresses and plain
+  decimals (``3.14159``) are left alone; other long digit runs (``order 12345678``) are masked on purpose: a false
   positive costs a little readability, a false negative leaks a customer's number.
 * **Secrets** (fields named ``password``, ``token``, ``authorization``, ``api_key``, ... ) are
   replaced by ``[REDACTED]`` at every level.
@@ -51,7 +51,9 @@ _PHONE = (
     r"(?!\d{4}-\d{2}-\d{2}(?!\d|-\d))"  # an ISO date
     rf"(?!{_OCTET}(?:\.{_OCTET}){{3}}(?![\d.]))"  # an IPv4 address
     r"(?!\d+\.\d+(?!\d|[ \-.()]{1,3}\d))"  # a plain decimal number
-    r"(?:\+[ \u00a0]?)?\(?\d(?:[ \u00a0\-.()]{0,3}\d){6,}(?![\w@])"
+    r"(?![0-9a-fA-F]{8}-[0-9a-fA-F]{4}-)"  # a UUID
+    r"(?:\+[ \u00a0]?)?\(?\d(?:[ \u00a0\-.()]{0,3}\d){6,}"
+    r"(?![\w@]|-\w)"  # not glued to a word, an address or a hyphenated token on the right
 )
 _PHONE_RE = re.compile(_PHONE)
 _TRIGGER = re.compile(r"[\d@]").search
@@ -200,18 +202,19 @@ class Redactor:
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         """Redact ``event_dict`` in place (the structlog processor protocol)."""
         mask = not (self._unmasked_debug and method_name == "debug")
-        top = self._top_actions
-        cache = self._cache
+        action_of = self._top_actions.get
+        cached = self._cache.get
         for key, value in event_dict.items():
-            action = top.get(key)
+            action = action_of(key)
             if action is None:
                 kind = type(value)
                 if kind is str:
                     if mask:
-                        masked = cache.get(value)
+                        masked = cached(value)
                         if masked is None:
                             masked = self._mask_str(value)
-                        event_dict[key] = masked
+                        if masked is not value:
+                            event_dict[key] = masked
                 elif kind not in _SCALAR_TYPES:
                     event_dict[key] = self._walk(value, mask)
             elif action != _SAFE:

@@ -151,6 +151,9 @@ def test_masking_scheme(raw: str, masked: str) -> None:
         "client 192.168.100.200",
         "took 3.14159265 s",
         "550e8400-e29b-41d4-a716-446655440000",
+        "id 12347389-963e-45f9-94cf-a0c2c2cce629",
+        "12345678-1234-1234-1234-123456789012",
+        "build 20251028-rc1",
         "/users/123/orders/4567",
         "HTTP/1.1 200",
         "GET",
@@ -210,3 +213,10 @@ def test_negative_body_limit_is_refused() -> None:
 
     with pytest.raises(ConfigurationError):
         Redactor(body_max_chars=-1)
+
+
+@given(st.uuids())
+@settings(max_examples=300)
+def test_uuids_such_as_correlation_ids_are_never_masked(value) -> None:
+    assert mask_pii(str(value)) == str(value)
+    assert mask_pii(f"request {value} done") == f"request {value} done"
