@@ -9,8 +9,9 @@ What is masked, and how:
   starting with ``+`` or ``(`` and grouped by spaces, dots, dashes or parentheses; it must not
   be glued to a letter, digit, ``+``, ``-`` or ``.`` on its left or to a letter, digit, ``@``
   or ``-word`` on its right. ISO dates (``2025-10-28``), UUIDs, IPv4 addresses and plain
-  decimals (``3.14159``) are left alone; other long digit runs (``order 12345678``) are masked on purpose: a false
-  positive costs a little readability, a false negative leaks a customer's number.
+  decimals (``3.14159``) are left alone; other long digit runs (``order 12345678``) are masked
+  on purpose: a false positive costs a little readability, a false negative leaks a customer's
+  number.
 * **Secrets** (fields named ``password``, ``token``, ``authorization``, ``api_key``, ... ) are
   replaced by ``[REDACTED]`` at every level.
 * **Message bodies** (fields named ``body``, ``message_body``, ``sms_body``, ...) are replaced
