@@ -30,5 +30,5 @@ def test_plugin_fixtures(pytester) -> None:
             assert fake_clock.monotonic() == 3
         """
     )
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-p", "no:asyncio")
     result.assert_outcomes(passed=3)
