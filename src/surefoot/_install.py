@@ -101,7 +101,8 @@ def install(
         health_endpoints: ``False`` skips the probe routes (the lifespan phases still run).
         health_prefix: a prefix for the probe paths, e.g. ``"/_"`` → ``/_/livez``.
         drain_seconds: how long readiness reports 503 after SIGTERM before the server shuts
-            down (default: the ``health``'s, 0 for the default one). Use the time your load
+            down (default: the ``health``'s; for the default one
+            ``SUREFOOT_HEALTH_DRAIN_SECONDS``, else 0). Use the time your load
             balancer needs to stop sending traffic (Kubernetes: ~5–10 s).
         validation_status: status of request validation errors (400, or FastAPI's 422).
         log_options: more keyword arguments for ``configure_logging`` (``stream``,
@@ -174,7 +175,7 @@ def install(
         health = Health(
             service=settings.service_name,
             version=settings.service_version,
-            drain_seconds=drain_seconds or 0.0,
+            drain_seconds=drain_seconds,
         )
     elif drain_seconds is not None:
         if drain_seconds < 0:

@@ -32,13 +32,14 @@ surefoot demo — {service} on http://{host}:{port}  (logs: {log_format}; Ctrl-C
 """
 
 
-def run(host: str = "127.0.0.1", port: int = 8000, *, drain_seconds: float = 0.0) -> None:
+def run(host: str = "127.0.0.1", port: int = 8000, *, drain_seconds: float | None = None) -> None:
     """Start the demo service on uvicorn and print where to look.
 
     Args:
         host: interface to bind.
         port: port to listen on.
-        drain_seconds: after SIGTERM, report not-ready this long before shutting down.
+        drain_seconds: after SIGTERM, report not-ready this long before shutting down
+            (default: ``SUREFOOT_HEALTH_DRAIN_SECONDS``, else 0).
 
     Raises:
         MissingExtraError: FastAPI/uvicorn or SQLAlchemy is missing (``pip install 'surefoot[all]'``).

@@ -28,7 +28,7 @@ class ContactIn(BaseModel):
     phone: str | None = Field(default=None, pattern=r"^\+[1-9]\d{6,14}$")
 
 
-def create_app(settings: Settings | None = None, *, drain_seconds: float = 0.0) -> Any:
+def create_app(settings: Settings | None = None, *, drain_seconds: float | None = None) -> Any:
     """Build the demo FastAPI application (surefoot installed, routes registered).
 
     Args:

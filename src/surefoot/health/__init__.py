@@ -20,12 +20,14 @@ Bodies are JSON and carry error messages only, never stack traces.
 from ._asgi import HealthEndpoint, health_routes
 from ._checks import http_check, redis_check, sqlalchemy_check, tcp_check
 from ._health import Check, CheckResult, Health, HealthReport
+from ._settings import HealthSettings
 
 __all__ = [
     "Health",
     "Check",
     "CheckResult",
     "HealthReport",
+    "HealthSettings",
     "HealthEndpoint",
     "health_routes",
     "sqlalchemy_check",

@@ -109,20 +109,23 @@ class Health:
     :meth:`start_draining`) → ``stopped``. ``surefoot.install`` moves through them from the
     application's lifespan.
 
+    Every duration left as ``None`` comes from :class:`HealthSettings`
+    (``SUREFOOT_HEALTH_*`` environment variables; defaults in parentheses below).
+
     Args:
         service: the service name in ``/health`` (default: ``Settings.service_name``).
         version: the version in ``/health`` (default: ``Settings.service_version``).
-        cache_seconds: how long results are reused.
-        default_timeout: the timeout of checks added without one.
+        cache_seconds: how long results are reused (1).
+        default_timeout: the timeout of checks added without one (2).
         drain_seconds: after SIGTERM, how long readiness reports 503 while the server keeps
-            serving, before the server's own graceful shutdown starts (see
+            serving, before the server's own graceful shutdown starts (0; see
             :meth:`install_signal_drain`).
-        loop_lag_threshold: liveness fails while the event loop lags more than this (seconds).
-        loop_lag_interval: how often the watchdog samples the lag.
+        loop_lag_threshold: liveness fails while the event loop lags more than this (5 s).
+        loop_lag_interval: how often the watchdog samples the lag (1 s).
         clock: the clock for uptime, caching and timestamps.
 
     Raises:
-        ConfigurationError: a negative duration.
+        ConfigurationError: a negative duration (argument or environment variable).
     """
 
     def __init__(
@@ -130,13 +133,22 @@ class Health:
         *,
         service: str | None = None,
         version: str | None = None,
-        cache_seconds: float = 1.0,
-        default_timeout: float = 2.0,
-        drain_seconds: float = 0.0,
-        loop_lag_threshold: float = 5.0,
-        loop_lag_interval: float = 1.0,
+        cache_seconds: float | None = None,
+        default_timeout: float | None = None,
+        drain_seconds: float | None = None,
+        loop_lag_threshold: float | None = None,
+        loop_lag_interval: float | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        from .._config import load_settings
+        from ._settings import HealthSettings
+
+        env = load_settings(HealthSettings)
+        cache_seconds = env.cache_seconds if cache_seconds is None else cache_seconds
+        default_timeout = env.check_timeout if default_timeout is None else default_timeout
+        drain_seconds = env.drain_seconds if drain_seconds is None else drain_seconds
+        loop_lag_threshold = env.loop_lag_threshold if loop_lag_threshold is None else loop_lag_threshold
+        loop_lag_interval = env.loop_lag_interval if loop_lag_interval is None else loop_lag_interval
         for name, value in (
             ("cache_seconds", cache_seconds),
             ("default_timeout", default_timeout),

@@ -281,3 +281,14 @@ async def test_failures_are_logged_on_transitions_only(health: Health, fake_cloc
         reset_logging()
     assert logs.events() == ["health_check_failed", "health_check_recovered"]
     assert logs[0]["check"] == "db" and logs[0]["level"] == "warning" and logs[0]["critical"] is True
+
+
+def test_defaults_from_environment(monkeypatch) -> None:
+    monkeypatch.setenv("SUREFOOT_HEALTH_DRAIN_SECONDS", "7.5")
+    monkeypatch.setenv("SUREFOOT_HEALTH_CACHE_SECONDS", "0")
+    health = Health(service="s", version="v")
+    assert (health.drain_seconds, health.cache_seconds) == (7.5, 0.0)
+    assert Health(service="s", version="v", drain_seconds=1).drain_seconds == 1
+    monkeypatch.setenv("SUREFOOT_HEALTH_DRAIN_SECONDS", "-1")
+    with pytest.raises(ConfigurationError, match="SUREFOOT_HEALTH_DRAIN_SECONDS"):
+        Health(service="s", version="v")
