@@ -29,8 +29,6 @@ from typing import IO, Any, Literal
 
 import orjson
 import structlog
-from structlog._frames import _find_first_app_frame_and_name
-from structlog._native import LEVEL_TO_FILTERING_LOGGER, BoundLoggerFilteringAtNotset
 
 from .. import context as _context
 from .._config import Settings, get_settings
@@ -68,7 +66,7 @@ _LEVEL_NAMES = {
 }
 
 
-class SurefootBoundLogger(BoundLoggerFilteringAtNotset):  # type: ignore[misc,valid-type]
+class SurefootBoundLogger(structlog.make_filtering_bound_logger(logging.NOTSET)):  # type: ignore[misc]
     """The bound logger class surefoot configures structlog with.
 
     Its level methods are swapped when :func:`configure_logging` runs, so loggers created
@@ -78,7 +76,7 @@ class SurefootBoundLogger(BoundLoggerFilteringAtNotset):  # type: ignore[misc,va
 
 
 def _set_min_level(level: int) -> None:
-    source = LEVEL_TO_FILTERING_LOGGER[level]
+    source = structlog.make_filtering_bound_logger(level)
     for name, member in vars(source).items():
         if not name.startswith("__"):
             setattr(SurefootBoundLogger, name, member)
@@ -102,7 +100,7 @@ class _Sink:
 
 _SINK = _Sink(None)
 _PROCESSORS: list[Processor] = []
-_IGNORE_FRAMES = ["structlog", "surefoot.logging"]
+_IGNORE_FRAMES = ("structlog", "surefoot.logging")
 
 
 class _LineLogger:
@@ -122,11 +120,20 @@ class _LineLogger:
         return f"<surefoot line logger {self.name!r}>"
 
 
+def _caller_module() -> str:
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not name.startswith(_IGNORE_FRAMES):
+            return name
+        frame = frame.f_back  # type: ignore[assignment]
+    return "app"
+
+
 def _logger_factory(*args: Any) -> _LineLogger:
     if args and isinstance(args[0], str):
         return _LineLogger(args[0])
-    _, name = _find_first_app_frame_and_name(_IGNORE_FRAMES)
-    return _LineLogger(name)
+    return _LineLogger(_caller_module())
 
 
 class _Fields:
