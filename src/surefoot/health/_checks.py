@@ -66,8 +66,8 @@ def redis_check(client_or_url: Any) -> CheckFunc:
     """Check Redis with ``PING``.
 
     Args:
-        client_or_url: a ``redis.asyncio.Redis`` client, or a ``redis://`` URL (a client is
-            created on the first check and reused).
+        client_or_url: a ``redis.asyncio.Redis`` client, or a ``redis://`` URL (then each
+            round of checks opens and closes its own connection).
 
     Returns:
         An async check.
@@ -76,13 +76,16 @@ def redis_check(client_or_url: Any) -> CheckFunc:
         MissingExtraError: redis-py is not installed (extra ``redis``).
     """
     redis_asyncio = require("redis.asyncio", "redis")
-    state: dict[str, Any] = {"client": None if isinstance(client_or_url, str) else client_or_url}
 
     async def check_redis() -> None:
-        client = state["client"]
-        if client is None:
-            client = state["client"] = redis_asyncio.from_url(client_or_url)
-        if not await client.ping():
+        if isinstance(client_or_url, str):
+            # A connection per probe round: it tests connecting, and a client is never
+            # carried over to another event loop.
+            async with redis_asyncio.from_url(client_or_url) as client:
+                answered = await client.ping()
+        else:
+            answered = await client_or_url.ping()
+        if not answered:
             raise ConnectionError("redis did not answer PING")
 
     return check_redis
@@ -118,7 +121,7 @@ def http_check(
     Args:
         url: the URL to request.
         expect_status: accepted statuses (default: 200–399).
-        client: an ``httpx.AsyncClient`` to reuse (default: one created on the first check).
+        client: an ``httpx.AsyncClient`` to reuse (default: one per round of checks).
         method: the HTTP method.
 
     Returns:
@@ -129,13 +132,13 @@ def http_check(
     """
     httpx = require("httpx", "http")
     accepted = expect_status if expect_status is not None else range(200, 400)
-    state: dict[str, Any] = {"client": client}
 
     async def check_http() -> dict[str, Any]:
-        http = state["client"]
-        if http is None:
-            http = state["client"] = httpx.AsyncClient(follow_redirects=False)
-        response = await http.request(method, url)
+        if client is None:
+            async with httpx.AsyncClient(follow_redirects=False) as own:
+                response = await own.request(method, url)
+        else:
+            response = await client.request(method, url)
         if response.status_code not in accepted:
             raise ConnectionError(f"{method} {url} answered {response.status_code}")
         return {"status_code": response.status_code}

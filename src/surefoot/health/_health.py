@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import inspect
 import signal
@@ -25,6 +26,10 @@ _STATUSES = ("healthy", "degraded", "unhealthy")
 _MAX_ERROR_CHARS = 200
 
 _log = structlog.get_logger("surefoot.health")
+
+
+class _StillRunning(Exception):
+    """A sync check's previous run is still blocking its worker thread."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,7 @@ class Health:
         self._watchdog: asyncio.Task[None] | None = None
         self._previous_sigterm: Any = None
         self._sigterm_installed = False
+        self._threads_running: set[str] = set()
 
     # -- checks -------------------------------------------------------------------------
 
@@ -285,10 +291,26 @@ class Health:
             status = "healthy"
         return HealthReport(status, components, self.clock.time())
 
-    async def _call(self, func: Callable[[], Any]) -> Any:
+    async def _call(self, check: Check) -> Any:
+        func = check.func
         if inspect.iscoroutinefunction(func):
             return await func()
-        result = await asyncio.to_thread(func)
+        if check.name in self._threads_running:
+            # A timed-out sync check cannot be stopped; starting another thread for it on
+            # every probe would pile threads up until the pool starves.
+            raise _StillRunning("the previous run (in a worker thread) has not returned yet")
+        self._threads_running.add(check.name)
+        context = contextvars.copy_context()
+        running = self._threads_running
+
+        def in_thread() -> Any:
+            try:
+                return context.run(func)
+            finally:
+                # Here, not on the awaiting side: a timeout cancels the wait, not the thread.
+                running.discard(check.name)
+
+        result = await asyncio.get_running_loop().run_in_executor(None, in_thread)
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -300,9 +322,11 @@ class Health:
         status: Status
         try:
             async with asyncio.timeout(check.timeout):
-                outcome = await self._call(check.func)
+                outcome = await self._call(check)
         except TimeoutError:
             status, error = "unhealthy", f"timed out after {check.timeout:g}s"
+        except _StillRunning as exc:
+            status, error = "unhealthy", str(exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a failing check is a result, reported and logged

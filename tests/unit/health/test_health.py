@@ -292,3 +292,25 @@ def test_defaults_from_environment(monkeypatch) -> None:
     monkeypatch.setenv("SUREFOOT_HEALTH_DRAIN_SECONDS", "-1")
     with pytest.raises(ConfigurationError, match="SUREFOOT_HEALTH_DRAIN_SECONDS"):
         Health(service="s", version="v")
+
+
+async def test_a_hung_sync_check_does_not_pile_up_threads(health: Health, fake_clock: FakeClock) -> None:
+    import threading
+
+    release = threading.Event()
+    started = []
+
+    def hangs():
+        started.append(1)
+        release.wait(10)
+
+    health.add("hangs", hangs, timeout=0.05)
+    try:
+        first = await health.run()
+        assert first.components["hangs"].error == "timed out after 0.05s"
+        fake_clock.advance(2)
+        second = await health.run()
+        assert second.components["hangs"].error == "the previous run (in a worker thread) has not returned yet"
+        assert len(started) == 1
+    finally:
+        release.set()
