@@ -366,3 +366,25 @@ async def test_fastapi_with_plain_starlette_routes_and_mounts(registry):
             await c.get(path)
     for route in ("/raw", "/one/{x}", "/two", "/three", "/files/{path}", ""):
         assert count(registry, http_route=route) == 1, route
+
+
+@pytest.mark.parametrize("value", [0.0, 0.001, 0.005, 0.0050001, 0.3, 7.5, 10.0, 11.0, 1e9])
+def test_fast_observe_matches_prometheus_client(value):
+    from prometheus_client import Gauge, Histogram
+
+    a, b = CollectorRegistry(), CollectorRegistry()
+    ha = Histogram("h", "h", ["x"], registry=a, buckets=(0.005, 0.3, 7.5, 10.0))
+    hb = Histogram("h", "h", ["x"], registry=b, buckets=(0.005, 0.3, 7.5, 10.0))
+    ha.labels("1").observe(value)
+    mw._observer(hb.labels("1"))(value)
+    ga, gb = Gauge("g", "g", registry=a), Gauge("g", "g", registry=b)
+    ga.inc()
+    ga.inc()
+    ga.dec()
+    add = mw._adder(gb)
+    add(1)
+    add(1)
+    add(-1)
+    assert samples(a, "h_bucket") == samples(b, "h_bucket")
+    assert samples(a, "h_sum") == samples(b, "h_sum")
+    assert samples(a, "g") == samples(b, "g") == {(): 1.0}
