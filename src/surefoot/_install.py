@@ -131,7 +131,9 @@ def install(
             "For any other ASGI app wrap it: surefoot.http.SurefootMiddleware(app)."
         )
     if health_prefix and (not health_prefix.startswith("/") or health_prefix.endswith("/")):
-        raise ConfigurationError(f"health_prefix must start with '/' and not end with it; got {health_prefix!r}")
+        raise ConfigurationError(
+            f"health_prefix must start with '/' and not end with it; got {health_prefix!r}"
+        )
     settings = _skip_actual_probe_paths(settings if settings is not None else get_settings(), health_prefix)
 
     from .health import Health, health_routes

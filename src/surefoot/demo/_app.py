@@ -129,7 +129,9 @@ def create_app(settings: Settings | None = None, *, drain_seconds: float | None 
             raise NotFoundError(resource="Contact", identifier=contact_id)
         return dict(row)
 
-    health = Health(service=settings.service_name, version=settings.service_version, drain_seconds=drain_seconds)
+    health = Health(
+        service=settings.service_name, version=settings.service_version, drain_seconds=drain_seconds
+    )
     health.add("database", sqlalchemy_check(engine), timeout=2.0)
     surefoot.install(app, settings=settings, health=health)
     return app

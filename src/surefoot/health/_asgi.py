@@ -38,7 +38,10 @@ class HealthEndpoint:
             return
         method = scope.get("method", "GET")
         if method not in ("GET", "HEAD"):
-            await _send(send, 405, {"status": "method_not_allowed"}, head=False, extra=[(b"allow", b"GET, HEAD")])
+            await _send(
+                send, 405, {"status": "method_not_allowed"}, head=False,
+                extra=[(b"allow", b"GET, HEAD")],
+            )
             return
         health = self.health
         if self.kind == "livez":
@@ -52,7 +55,14 @@ class HealthEndpoint:
         await _send(send, status, body, head=method == "HEAD")
 
 
-async def _send(send: Any, status: int, body: dict[str, Any], *, head: bool, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _send(
+    send: Any,
+    status: int,
+    body: dict[str, Any],
+    *,
+    head: bool,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     payload = orjson.dumps(body)
     headers = [*_HEADERS_BASE, (b"content-length", str(len(payload)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -69,6 +79,9 @@ def health_routes(health: Health, *, prefix: str = "") -> list[Any]:
 
     routing = require("starlette.routing", "fastapi")
     return [
-        routing.Route(f"{prefix}/{kind}", HealthEndpoint(health, kind), methods=["GET", "HEAD"], include_in_schema=False)
+        routing.Route(
+            f"{prefix}/{kind}", HealthEndpoint(health, kind), methods=["GET", "HEAD"],
+            include_in_schema=False,
+        )
         for kind in ("livez", "readyz", "health")
     ]

@@ -39,7 +39,9 @@ def sqlalchemy_check(engine: Any, *, query: str = "SELECT 1") -> CheckFunc:
     statement = sa.text(query)
     dialect = getattr(getattr(engine, "dialect", None), "name", None)
     if dialect is None:
-        raise ConfigurationError(f"sqlalchemy_check needs an Engine or AsyncEngine; got {type(engine).__name__}")
+        raise ConfigurationError(
+            f"sqlalchemy_check needs an Engine or AsyncEngine; got {type(engine).__name__}"
+        )
     details = {"dialect": dialect}
 
     if hasattr(engine, "sync_engine"):  # AsyncEngine

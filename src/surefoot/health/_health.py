@@ -417,7 +417,10 @@ class Health:
         """Return ``(alive, body)`` for ``/livez`` (only a lagging event loop fails it)."""
         lag = self._loop_lag
         alive = lag is None or lag <= self.loop_lag_threshold
-        body: dict[str, Any] = {"status": "alive" if alive else "wedged", "uptime_seconds": self.uptime_seconds}
+        body: dict[str, Any] = {
+            "status": "alive" if alive else "wedged",
+            "uptime_seconds": self.uptime_seconds,
+        }
         if lag is not None:
             body["loop_lag_seconds"] = round(lag, 4)
         return alive, body
@@ -445,7 +448,11 @@ class Health:
         wedged = self._loop_lag > self.loop_lag_threshold
         was_wedged = previous is not None and previous > self.loop_lag_threshold
         if wedged and not was_wedged:
-            _log.error("event_loop_lagging", lag_seconds=round(self._loop_lag, 3), threshold=self.loop_lag_threshold)
+            _log.error(
+                "event_loop_lagging",
+                lag_seconds=round(self._loop_lag, 3),
+                threshold=self.loop_lag_threshold,
+            )
 
     async def _watch_loop(self) -> None:
         loop = asyncio.get_running_loop()

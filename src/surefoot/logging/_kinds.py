@@ -2,8 +2,9 @@
 integration calls, business events and security events.
 
 The leading arguments are positional-only, so any field name (``name``, ``model``, ...)
-can still be passed as a field. Each writes one structured line with a ``kind`` field (``db_query``, ``llm_call``,
-``integration_call``, ``business``, ``security``) so dashboards and alerts can select them,
+can still be passed as a field. Each writes one structured line with a ``kind`` field
+(``db_query``, ``llm_call``, ``integration_call``, ``business``, ``security``) so dashboards
+and alerts can select them,
 and chooses the level from the outcome (slow or failed calls are louder). Every line goes
 through the same redaction as any other.
 """

@@ -159,7 +159,8 @@ class _Fields:
         second = int(now)
         stamp = self._stamp
         if stamp[0] != second:
-            stamp = (second, datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+            text = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            stamp = (second, text)
             self._stamp = stamp
         pop = event_dict.pop
         out: dict[str, Any] = {
