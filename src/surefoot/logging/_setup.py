@@ -352,7 +352,8 @@ def configure_logging(
         settings: defaults to :func:`surefoot.get_settings` (``log_format``, ``log_level``,
             ``log_unmasked_pii``, ``log_message_bodies``).
         stream: a text stream; ``None`` means ``sys.stdout`` at the time of each write.
-        fmt: overrides ``settings.log_format``; ``auto`` is console on a TTY, JSON otherwise.
+        fmt: overrides ``settings.log_format``; ``auto`` is console on a TTY outside
+            production (``SUREFOOT_ENV=production``), JSON otherwise.
         level: overrides ``settings.log_level``.
         processors: extra structlog processors run after surefoot's fields and before
             redaction (so what they add is redacted too).
@@ -377,7 +378,8 @@ def configure_logging(
     target = stream if stream is not None else sys.stdout
     resolved: Literal["json", "console"]
     if fmt_name == "auto":
-        resolved = "console" if _is_tty(target) else "json"
+        # Production is JSON even with a TTY attached (``docker run -t``): log shippers parse it.
+        resolved = "console" if settings.env != "production" and _is_tty(target) else "json"
     else:
         resolved = fmt_name  # type: ignore[assignment]
     level_name = (level or settings.log_level).upper()

@@ -138,6 +138,7 @@ def test_console_format_and_auto_detection() -> None:
     assert "ready" in text and "port=8000" in text and "module=svc" in text
     assert "correlation_id" not in text  # unset ids are left out of console lines
     assert configure_logging(stream=io.StringIO(), fmt="auto").format == "json"
+    assert configure_logging(Settings(env="production"), stream=_Tty(), fmt="auto").format == "json"
     assert configure_logging(Settings(log_format="console"), stream=io.StringIO()).format == "console"
 
 
