@@ -220,3 +220,13 @@ def test_negative_body_limit_is_refused() -> None:
 def test_uuids_such_as_correlation_ids_are_never_masked(value) -> None:
     assert mask_pii(str(value)) == str(value)
     assert mask_pii(f"request {value} done") == f"request {value} done"
+
+
+@given(text_with_pii(), st.integers(0, 80))
+@settings(max_examples=100)
+def test_logged_bodies_never_leak_pii_whatever_the_cut(sample, limit) -> None:
+    text, _ = sample
+    out = Redactor(log_message_bodies=True, body_max_chars=limit)(None, "info", {"event": "e", "body": text})
+    body = out["body"]
+    assert len(body) <= limit + 1
+    _assert_clean(body)
