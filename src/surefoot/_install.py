@@ -183,6 +183,7 @@ def install(
         if drain_seconds < 0:
             raise ConfigurationError(f"drain_seconds must be >= 0; got {drain_seconds}")
         health.drain_seconds = drain_seconds
+    health.use_registry(registry, metrics=metrics_on)
     if health_endpoints:
         front.extend(health_routes(health, prefix=health_prefix))
     router.routes[0:0] = front

@@ -262,3 +262,15 @@ def test_moved_probe_and_metrics_paths_stay_out_of_the_access_log() -> None:
         assert client.get("/internal/metrics").status_code == 200
         client.get("/items/1")
     assert [line["route"] for line in logs.filter(event="http_request")] == ["/items/{item_id}"]
+
+
+def test_health_check_metrics_land_in_the_app_registry() -> None:
+    health = Health(service="s", version="v")
+    health.add("database", lambda: None)
+    app = _app()
+    installation = _install(app, health=health)
+    with TestClient(app) as client:
+        client.get("/health")
+        text = client.get("/metrics").text
+    assert metric_value(installation.registry, "health_check_status", {"check": "database", "status": "healthy"}) == 1
+    assert 'health_check_status{check="database",status="healthy"} 1.0' in text

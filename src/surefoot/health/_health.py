@@ -128,6 +128,9 @@ class Health:
         loop_lag_threshold: liveness fails while the event loop lags more than this (5 s).
         loop_lag_interval: how often the watchdog samples the lag (1 s).
         clock: the clock for uptime, caching and timestamps.
+        registry: where ``health_check_status`` and ``health_check_duration_seconds`` go
+            (default: the process default; ``surefoot.install`` uses the app's registry).
+        metrics: ``False`` records no metrics.
 
     Raises:
         ConfigurationError: a negative duration (argument or environment variable).
@@ -144,6 +147,8 @@ class Health:
         loop_lag_threshold: float | None = None,
         loop_lag_interval: float | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        registry: Any = None,
+        metrics: bool = True,
     ) -> None:
         from .._config import load_settings
         from ._settings import HealthSettings
@@ -190,6 +195,10 @@ class Health:
         self._previous_sigterm: Any = None
         self._sigterm_installed = False
         self._threads_running: set[str] = set()
+        self._registry = registry
+        self._registry_given = registry is not None
+        self._metrics_on = metrics
+        self._meters: dict[str, tuple[Any, dict[str, Any]]] = {}
 
     # -- checks -------------------------------------------------------------------------
 
@@ -333,8 +342,11 @@ class Health:
             status, error = "unhealthy", _message(exc)
         else:
             status, details, error = self._interpret(check, outcome)
-        latency_ms = round((self.clock.monotonic() - started) * 1000, 3)
+        elapsed = self.clock.monotonic() - started
+        latency_ms = round(elapsed * 1000, 3)
         self._note_transition(check, status, error)
+        if self._metrics_on:
+            self._record(check.name, status, elapsed)
         return CheckResult(check.name, status, check.critical, latency_ms, error, details)
 
     @staticmethod
@@ -354,6 +366,30 @@ class Health:
                 return "unhealthy", details, f"check returned unknown status {status!r}"
             return status, details, None
         return "unhealthy", {}, f"check returned {type(outcome).__name__}; expected None, bool, str or dict"
+
+    def use_registry(self, registry: Any, *, metrics: bool = True) -> None:
+        """Record check metrics in ``registry`` unless one was given to the constructor.
+
+        ``surefoot.install`` calls this with the application's registry (or ``metrics=False``
+        when metrics are off).
+        """
+        if not self._registry_given:
+            self._registry = registry
+            self._metrics_on = metrics
+            self._meters.clear()
+
+    def _record(self, name: str, status: Status, seconds: float) -> None:
+        meters = self._meters.get(name)
+        if meters is None:
+            from ..metrics import _catalogue as cat
+
+            state = cat.HEALTH_CHECK_STATUS.get(self._registry)
+            duration = cat.HEALTH_CHECK_DURATION.get(self._registry).labels(name)
+            meters = self._meters[name] = (duration, {s: state.labels(name, s) for s in _STATUSES})
+        duration, states = meters
+        duration.observe(seconds)
+        for value, child in states.items():
+            child.set(1.0 if value == status else 0.0)
 
     def _note_transition(self, check: Check, status: Status, error: str | None) -> None:
         previous = self._last_status.get(check.name)

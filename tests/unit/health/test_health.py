@@ -314,3 +314,30 @@ async def test_a_hung_sync_check_does_not_pile_up_threads(health: Health, fake_c
         assert len(started) == 1
     finally:
         release.set()
+
+
+async def test_check_metrics(registry, fake_clock: FakeClock) -> None:
+    from surefoot.testing import metric_value
+
+    state = {"up": True}
+    health = Health(service="s", version="v", clock=fake_clock, registry=registry)
+    health.add("db", lambda: state["up"])
+    await health.run()
+    assert metric_value(registry, "health_check_status", {"check": "db", "status": "healthy"}) == 1
+    assert metric_value(registry, "health_check_duration_seconds_count", {"check": "db"}) == 1
+    state["up"] = False
+    fake_clock.advance(2)
+    await health.run()
+    assert metric_value(registry, "health_check_status", {"check": "db", "status": "healthy"}) == 0
+    assert metric_value(registry, "health_check_status", {"check": "db", "status": "unhealthy"}) == 1
+    other = Health(service="s", version="v", registry=registry)
+    other.use_registry(None, metrics=False)  # a registry given explicitly is kept
+    assert other._registry is registry and other._metrics_on
+
+
+async def test_no_metrics_when_off(registry) -> None:
+    health = Health(service="s", version="v", metrics=False)
+    health.use_registry(registry, metrics=False)
+    health.add("db", lambda: None)
+    await health.run()
+    assert registry.get_sample_value("health_check_duration_seconds_count", {"check": "db"}) is None
