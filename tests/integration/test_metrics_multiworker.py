@@ -64,7 +64,7 @@ def wait_ready(base: str, proc: subprocess.Popen, deadline: float = 30.0) -> Non
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read()}")
+            raise AssertionError(f"server exited with {proc.returncode}; see its log in {proc.args}")
         try:
             httpx.get(base + "/metrics", timeout=1.0)
             return
@@ -118,6 +118,7 @@ def worker_pids(master: int) -> list[int]:
 def served(tmp_path: Path, subprocess_env: dict[str, str]):
     (tmp_path / "mwapp.py").write_text(APP)
     procs: list[subprocess.Popen] = []
+    logs: list = []
 
     def start(kind: str) -> tuple[str, subprocess.Popen, Path]:
         port = free_port()
@@ -136,11 +137,16 @@ def served(tmp_path: Path, subprocess_env: dict[str, str]):
             cmd = [sys.executable, "-m", "gunicorn", "-c", str(tmp_path / "gunicorn.conf.py"),
                    "-k", "uvicorn.workers.UvicornWorker", "-w", "2", "-b", f"127.0.0.1:{port}",
                    "--log-level", "warning", "mwapp:app"]
-        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        log = open(tmp_path / f"{kind}.log", "w")  # a file, never a pipe nobody drains
+        logs.append(log)
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
         procs.append(proc)
         base = f"http://127.0.0.1:{port}"
-        wait_ready(base, proc)
+        try:
+            wait_ready(base, proc)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{(tmp_path / f'{kind}.log').read_text()}") from None
         return base, proc, prom
 
     yield start
@@ -152,6 +158,8 @@ def served(tmp_path: Path, subprocess_env: dict[str, str]):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+    for log in logs:
+        log.close()
 
 
 @pytest.mark.parametrize("kind", ["uvicorn", "gunicorn"])

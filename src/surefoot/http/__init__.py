@@ -6,7 +6,7 @@
     app = SurefootMiddleware(any_asgi_app)  # any other ASGI app
 """
 
-from ._install import exception_handlers, install_http
+from ._install import exception_handlers, install_error_handlers, install_http
 from ._middleware import SurefootMiddleware
 from ._problem import (
     PROBLEM_CONTENT_TYPE,
@@ -21,6 +21,7 @@ from ._problem import (
 __all__ = [
     "SurefootMiddleware",
     "install_http",
+    "install_error_handlers",
     "exception_handlers",
     "PROBLEM_CONTENT_TYPE",
     "Problem",

@@ -28,7 +28,7 @@ from ..errors import ConfigurationError, HTTPError
 from ._middleware import ERROR_SCOPE_KEY, LOGGED_SCOPE_KEY, SurefootMiddleware, log_unhandled
 from ._problem import PROBLEM_CONTENT_TYPE, problem_from_exception
 
-__all__ = ["install_http", "exception_handlers"]
+__all__ = ["install_http", "install_error_handlers", "exception_handlers"]
 
 _INSTALLED_ATTR = "_surefoot_http_middleware"
 
@@ -80,6 +80,27 @@ def exception_handlers(*, validation_status: int = 400) -> dict[Any, Any]:
     return handlers
 
 
+def install_error_handlers(app: Any, *, validation_status: int = 400) -> None:
+    """Register surefoot's problem+json exception handlers on ``app`` (no middleware).
+
+    For applications mounted inside one that has :func:`install_http`: a mounted FastAPI
+    app renders its own ``HTTPException`` and validation errors, so give it the same
+    handlers; the outer middleware already binds ids, measures and logs its requests.
+    A handler the user registered for the same class is kept; FastAPI's defaults are
+    replaced.
+
+    Raises:
+        ConfigurationError: ``validation_status`` is not 400 or 422.
+    """
+    if validation_status not in (400, 422):
+        raise ConfigurationError(f"validation_status must be 400 or 422; got {validation_status!r}")
+    defaults = _framework_default_handlers()
+    for exc_class, handler in exception_handlers(validation_status=validation_status).items():
+        current = app.exception_handlers.get(exc_class)
+        if current is None or current in defaults:
+            app.exception_handlers[exc_class] = handler
+
+
 def install_http(
     app: Any,
     *,
@@ -121,13 +142,7 @@ def install_http(
         raise ConfigurationError("install surefoot before the application serves its first request")
     settings = settings if settings is not None else get_settings()
     middleware = SurefootMiddleware(_NotBuilt(), settings=settings, registry=registry, **middleware_options)
-    defaults = _framework_default_handlers()
-    for exc_class, handler in exception_handlers(validation_status=validation_status).items():
-        # A handler the user registered for the same class wins; the framework's own
-        # defaults (FastAPI's plain-JSON ones) are replaced.
-        current = app.exception_handlers.get(exc_class)
-        if current is None or current in defaults:
-            app.exception_handlers[exc_class] = handler
+    install_error_handlers(app, validation_status=validation_status)
     original_build = app.build_middleware_stack
 
     def build_middleware_stack() -> Any:

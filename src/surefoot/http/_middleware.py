@@ -374,9 +374,17 @@ class SurefootMiddleware:
                         self._finish(scope, method, scheme, active, status, "", _perf() - start, nbytes)
                     return
             elif kind == "http.response.start":
-                status = message["status"]
+                # A response begun after the client hung up reaches nobody: 499, as nginx says.
+                status = 499 if disconnected else message["status"]
                 headers = message.get("headers")
                 message["headers"] = [*headers, echo] if headers else [echo]
+            elif kind == "http.response.pathsend":
+                # The server sends the file and completes the response (ASGI extension).
+                await send(message)
+                if not done:
+                    done = True
+                    self._finish(scope, method, scheme, active, status, "", _perf() - start, nbytes)
+                return
             await send(message)
 
         try:

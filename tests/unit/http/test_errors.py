@@ -328,3 +328,25 @@ def test_works_without_fastapi(subprocess_env, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "500 application/problem+json INTERNAL_ERROR"
+
+
+async def test_mounted_sub_application_gets_the_same_envelope(registry):
+    from surefoot.http import install_error_handlers
+
+    sub = FastAPI()
+
+    @sub.get("/thing")
+    async def thing():
+        raise FastAPIHTTPException(status_code=404, detail="no thing")
+
+    install_error_handlers(sub)
+    app = FastAPI()
+    app.mount("/sub", sub)
+    install_http(app, registry=registry)
+    async with client(app) as c:
+        resp = await c.get("/sub/thing", headers={"X-Correlation-ID": "sub-1"})
+        missing = await c.get("/sub/nothing")
+    assert resp.status_code == 404 and resp.headers["content-type"] == PROBLEM
+    assert resp.json()["correlation_id"] == "sub-1" and resp.json()["detail"] == "no thing"
+    assert missing.headers["content-type"] == PROBLEM
+    assert count(registry, http_route="/sub/thing", http_response_status_code="404") == 1

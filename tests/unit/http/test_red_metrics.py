@@ -388,3 +388,51 @@ def test_fast_observe_matches_prometheus_client(value):
     assert samples(a, "h_bucket") == samples(b, "h_bucket")
     assert samples(a, "h_sum") == samples(b, "h_sum")
     assert samples(a, "g") == samples(b, "g") == {(): 1.0}
+
+
+async def test_pathsend_completes_the_response(registry, logs, tmp_path):
+    from starlette.responses import FileResponse
+
+    target = tmp_path / "report.txt"
+    target.write_text("x" * 10)
+
+    async def download(request):
+        return FileResponse(target)
+
+    app = Starlette(routes=[Route("/download", download)])
+    install_http(app, registry=registry)
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message["type"])
+
+    scope = {
+        "type": "http", "method": "GET", "path": "/download", "raw_path": b"/download", "headers": [],
+        "query_string": b"", "scheme": "http", "root_path": "", "server": ("t", 80),
+        "extensions": {"http.response.pathsend": {}}, "asgi": {"version": "3.0"},
+    }
+    await app(scope, receive, send)
+    assert sent == ["http.response.start", "http.response.pathsend"]
+    assert count(registry, http_route="/download", http_response_status_code="200", error_type="") == 1
+    assert [e["status"] for e in logs if e["event"] == "http_request"] == [200]
+
+
+async def test_response_after_disconnect_is_499(registry, logs):
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "http.disconnect"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"too late"})
+
+    wrapped = SurefootMiddleware(app, registry=registry)
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        pass
+
+    await wrapped({"type": "http", "method": "GET", "path": "/late", "headers": []}, receive, send)
+    assert count(registry, http_response_status_code="499") == 1
