@@ -122,7 +122,9 @@ def install(
     if isinstance(existing, Installation):
         import structlog
 
-        structlog.get_logger("surefoot").warning("surefoot_already_installed", app=type(app).__name__)
+        structlog.get_logger("surefoot").warning(
+            "surefoot_already_installed", app=type(app).__name__
+        )
         return existing
     router = getattr(app, "router", None)
     if state is None or router is None or not hasattr(router, "lifespan_context"):
@@ -134,11 +136,25 @@ def install(
         raise ConfigurationError(
             f"health_prefix must start with '/' and not end with it; got {health_prefix!r}"
         )
-    settings = _skip_actual_probe_paths(settings if settings is not None else get_settings(), health_prefix)
+    settings = _skip_actual_probe_paths(
+        settings if settings is not None else get_settings(), health_prefix
+    )
 
     from .health import Health, health_routes
     from .http import install_http
     from .logging import bridge_stdlib_loggers, configure_logging
+
+    # Arguments are checked before anything is changed on the app or the process.
+    if drain_seconds is not None and drain_seconds < 0:
+        raise ConfigurationError(f"drain_seconds must be >= 0; got {drain_seconds}")
+    if health is None:
+        health = Health(
+            service=settings.service_name,
+            version=settings.service_version,
+            drain_seconds=drain_seconds,
+        )
+    elif drain_seconds is not None:
+        health.drain_seconds = drain_seconds
 
     # 1. logging first: everything below may log.
     log_options = dict(log_options or {})
@@ -173,16 +189,6 @@ def install(
         front.append(Route(settings.metrics_path, endpoint, include_in_schema=False))
 
     # 4. health endpoints.
-    if health is None:
-        health = Health(
-            service=settings.service_name,
-            version=settings.service_version,
-            drain_seconds=drain_seconds,
-        )
-    elif drain_seconds is not None:
-        if drain_seconds < 0:
-            raise ConfigurationError(f"drain_seconds must be >= 0; got {drain_seconds}")
-        health.drain_seconds = drain_seconds
     health.use_registry(registry, metrics=metrics_on)
     if health_endpoints:
         front.extend(health_routes(health, prefix=health_prefix))

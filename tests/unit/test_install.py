@@ -274,3 +274,12 @@ def test_health_check_metrics_land_in_the_app_registry() -> None:
         text = client.get("/metrics").text
     assert metric_value(installation.registry, "health_check_status", {"check": "database", "status": "healthy"}) == 1
     assert 'health_check_status{check="database",status="healthy"} 1.0' in text
+
+
+def test_a_refused_install_changes_nothing() -> None:
+    app = _app()
+    routes_before = list(app.router.routes)
+    with pytest.raises(ConfigurationError):
+        _install(app, drain_seconds=-1)
+    assert app.router.routes == routes_before and not hasattr(app.state, "surefoot")
+    assert _install(app).health.drain_seconds == 0
