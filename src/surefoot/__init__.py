@@ -5,6 +5,7 @@
 """
 
 from ._config import Settings, configure, get_settings
+from ._install import Installation, install
 from .errors import (
     AuthenticationError,
     AuthorizationError,
@@ -20,10 +21,14 @@ from .errors import (
     UnprocessableError,
     ValidationError,
 )
+from .logging import get_logger
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "install",
+    "Installation",
+    "get_logger",
     "Settings",
     "configure",
     "get_settings",

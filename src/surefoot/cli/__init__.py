@@ -7,6 +7,12 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="surefoot: production-grade ASGI services.")
 
 
+@app.callback()
+def _root() -> None:
+    """surefoot: production-grade ASGI services."""
+    # A callback keeps `surefoot demo` a subcommand even while it is the only command.
+
+
 def _register() -> None:
     from . import _demo  # noqa: F401  (registers `surefoot demo`)
 

@@ -1,1 +1,37 @@
-"""surefoot.health."""
+"""Health checks and probes: ``/livez``, ``/readyz``, ``/health``.
+
+    from surefoot.health import Health, sqlalchemy_check
+
+    health = Health(drain_seconds=5)
+    health.add("database", sqlalchemy_check(engine), timeout=1.0)
+    health.add("cache", redis_check(redis_url), critical=False)
+    surefoot.install(app, health=health)
+
+* ``/livez`` — 200 while the process is alive; 503 only when the event loop lags beyond
+  ``loop_lag_threshold`` (a wedged loop). Checks of dependencies never fail liveness.
+* ``/readyz`` — 503 while starting, while draining on shutdown, or when a critical check
+  fails; 200 otherwise.
+* ``/health`` — every component's status, ``uptime_seconds``, ``version``, and an overall
+  ``healthy``/``degraded``/``unhealthy`` (503 only when unhealthy).
+
+Bodies are JSON and carry error messages only, never stack traces.
+"""
+
+from ._asgi import HealthEndpoint, health_routes
+from ._checks import http_check, redis_check, sqlalchemy_check, tcp_check
+from ._health import Check, CheckResult, Health, HealthReport
+from ._settings import HealthSettings
+
+__all__ = [
+    "Health",
+    "Check",
+    "CheckResult",
+    "HealthReport",
+    "HealthSettings",
+    "HealthEndpoint",
+    "health_routes",
+    "sqlalchemy_check",
+    "redis_check",
+    "tcp_check",
+    "http_check",
+]

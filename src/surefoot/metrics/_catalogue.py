@@ -190,3 +190,13 @@ RATE_LIMITER_AVAILABLE = _spec(
 
 # SLOs
 SLO_EVENTS = _spec("slo_events_total", "counter", "SLO events by outcome.", ("slo", "outcome"))
+
+# Health
+HEALTH_CHECK_STATUS = _spec(
+    "health_check_status", "gauge", "1 for the current status of each health check.",
+    ("check", "status"), multiprocess_mode="liveall",
+)
+HEALTH_CHECK_DURATION = _spec(
+    "health_check_duration_seconds", "histogram", "Time taken by each health check.",
+    ("check",), LATENCY_BUCKETS,
+)

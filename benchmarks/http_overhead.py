@@ -1,0 +1,446 @@
+"""What surefoot's request path costs per request, next to what teams assemble today.
+
+In-process part: every app is driven by calling it as an ASGI callable (no sockets), in
+interleaved rounds timed in process CPU time (so other processes on a shared machine do
+not count), and the median µs per request is reported for
+
+* bare Starlette and bare FastAPI (the baselines);
+* surefoot's full path (``install_http``: ids, JSON access log with redaction written to
+  /dev/null but fully rendered, RED metrics, error envelope);
+* the typical stack: prometheus-fastapi-instrumentator + asgi-correlation-id + a structlog
+  access-log middleware (``@app.middleware("http")``) with the same log pipeline;
+
+each with 1 route and with 200 routes (the request hits the last one). Overheads are
+computed per round against the bare app of the same round; the ratio column is surefoot's
+overhead divided by the typical stack's.
+
+End-to-end part (``--e2e``): each variant served by uvicorn (one worker) on a loopback
+port, loaded by ``wrk`` for a bounded time; requests per second, best of the runs.
+
+    PYTHONPATH=src python benchmarks/http_overhead.py            # in-process tables
+    PYTHONPATH=src python benchmarks/http_overhead.py --e2e      # plus uvicorn + wrk
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import contextvars
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import structlog  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+from _bench import amedian_rounds, fmt, table  # noqa: E402
+
+FRAMEWORKS = ("starlette", "fastapi")
+STACKS = ("bare", "surefoot", "surefoot_nolog", "typical", "typical_bhm")
+E2E_STACKS = ("bare", "surefoot", "typical")
+ROUTE_COUNTS = (1, 200)
+
+
+# -- logging: the same fully rendered JSON pipeline for surefoot and the typical stack -------
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE = re.compile(r"(?<![\w+\-.])\+?\(?\d(?:[ \-.()]{0,3}\d){6,}(?![\w@])")
+_TRIGGER = re.compile(r"[\d@]").search
+# Fields whose values are produced by the service itself (never user data), like the
+# safe-key list of a real redactor; every other string is scanned.
+_SAFE = frozenset({"event", "level", "timestamp", "logger", "correlation_id", "causation_id",
+                   "tenant_id", "method", "route", "status", "latency_ms", "bytes"})
+
+
+def _mask(match: re.Match[str]) -> str:
+    return "***" + match.group(0)[-4:]
+
+
+def _redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    for key, value in event_dict.items():
+        if type(value) is str and key not in _SAFE and _TRIGGER(value) is not None:
+            event_dict[key] = _PHONE.sub(_mask, _EMAIL.sub(_mask, value))
+    return event_dict
+
+
+def configure_logs() -> str:
+    """Configure JSON logs to /dev/null; prefer surefoot's own configuration when present."""
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives for the whole run
+    try:
+        from surefoot.logging import configure_logging  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    else:
+        configure_logging(stream=devnull, fmt="json", level="INFO",
+                          processors=[structlog.contextvars.merge_contextvars])
+        return "surefoot.logging.configure_logging (JSON, redaction)"
+    import logging
+
+    import orjson
+
+    from surefoot import context
+
+    def add_ids(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict.update(context.current())
+        return event_dict
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            add_ids,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.BytesLoggerFactory(file=open(os.devnull, "wb")),  # noqa: SIM115
+        cache_logger_on_first_use=True,
+    )
+    devnull.close()
+    return "structlog JSON (orjson) + e-mail/phone redaction (fallback configuration)"
+
+
+# -- apps ------------------------------------------------------------------------------------
+
+
+def build(framework: str, stack: str, n_routes: int) -> tuple[Any, str]:
+    """Return (asgi app, path of the last route)."""
+    if framework == "starlette":
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        async def endpoint(request: Any) -> Any:
+            return JSONResponse({"id": request.path_params["item_id"]})
+
+        app: Any = Starlette(
+            routes=[Route(f"/r{i}/items/{{item_id:int}}", endpoint) for i in range(n_routes)]
+        )
+    else:
+        from fastapi import FastAPI
+
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        for i in range(n_routes):
+            async def endpoint(item_id: int) -> dict[str, int]:
+                return {"id": item_id}
+
+            app.get(f"/r{i}/items/{{item_id}}")(endpoint)
+    path = f"/r{n_routes - 1}/items/42"
+    if stack in ("surefoot", "surefoot_nolog"):
+        from surefoot._config import Settings
+        from surefoot.http import install_http
+
+        install_http(app, registry=CollectorRegistry(), settings=Settings(env="production"),
+                     access_log=stack == "surefoot")
+    elif stack in ("typical", "typical_bhm"):
+        from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
+        from prometheus_fastapi_instrumentator import Instrumentator
+
+        Instrumentator(registry=CollectorRegistry()).instrument(app)
+        access = structlog.get_logger("access")
+        if stack == "typical":
+            app.add_middleware(_AccessLog, logger=access, request_id=correlation_id)
+        else:
+            async def access_log(request: Any, call_next: Any) -> Any:
+                # the FastAPI documentation's way: @app.middleware("http")
+                structlog.contextvars.bind_contextvars(request_id=correlation_id.get())
+                start = time.perf_counter()
+                response = await call_next(request)
+                access.info(
+                    "http_request",
+                    method=request.method,
+                    path=request.url.path,
+                    status=response.status_code,
+                    latency_ms=round((time.perf_counter() - start) * 1000, 3),
+                )
+                return response
+
+            from starlette.middleware.base import BaseHTTPMiddleware
+
+            app.add_middleware(BaseHTTPMiddleware, dispatch=access_log)
+        app.add_middleware(CorrelationIdMiddleware)
+    return app, path
+
+
+class _AccessLog:
+    """A structlog access-log middleware as teams write it (pure ASGI, the fast way)."""
+
+    def __init__(self, app: Any, logger: Any, request_id: Any) -> None:
+        self.app = app
+        self.logger = logger
+        self.request_id = request_id
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        structlog.contextvars.bind_contextvars(request_id=self.request_id.get())
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.logger.info(
+                "http_request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                latency_ms=round((time.perf_counter() - start) * 1000, 3),
+            )
+
+
+def driver(app: Any, path: str) -> Any:
+    headers = [(b"host", b"bench"), (b"user-agent", b"bench/1.0"), (b"accept", b"*/*")]
+    base = {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+        "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000), "state": {},
+    }
+    request = {"type": "http.request", "body": b"", "more_body": False}
+    statuses: list[int] = []
+    server_context = contextvars.Context()
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def run(n: int) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            delivered = False
+            never = loop.create_future()
+
+            async def receive() -> Any:
+                nonlocal delivered
+                if not delivered:
+                    delivered = True
+                    return request
+                return await never  # the client stays connected
+
+            scope = dict(base)
+            scope["headers"] = list(headers)
+            scope["state"] = {}
+            # Like uvicorn: one task per request, in a fresh copy of the server's context, so
+            # context variables bound by one request (or one variant) never leak into another.
+            await loop.create_task(app(scope, receive, send), context=server_context.copy())
+        if statuses and statuses[-1] != 200:
+            raise SystemExit(f"benchmark app answered {statuses[-1]} on {path}")
+        statuses.clear()
+
+    return run
+
+
+async def lifespan_start(app: Any) -> None:
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    await queue.put({"type": "lifespan.startup"})
+    done = asyncio.Event()
+
+    async def receive() -> Any:
+        if done.is_set():
+            await asyncio.Event().wait()
+        return await queue.get()
+
+    async def send(message: Any) -> None:
+        done.set()
+
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send))
+    await done.wait()
+    task.cancel()
+
+
+async def in_process(rounds: int, n: int) -> None:
+    variants = {}
+    for framework in FRAMEWORKS:
+        for routes in ROUTE_COUNTS:
+            for stack in STACKS:
+                app, path = build(framework, stack, routes)
+                run = driver(app, path)
+                await run(200)  # warm-up: builds middleware stacks, caches label children
+                variants[(framework, routes, stack)] = run
+    names = {f"{k[0]}/{k[1]}/{k[2]}": fn for k, fn in variants.items()}
+    samples = await amedian_rounds(names, rounds=rounds, n=n)
+
+    def series(framework: str, routes: int, stack: str) -> list[float]:
+        return samples[f"{framework}/{routes}/{stack}"]
+
+    rows = []
+    overhead_by: dict[tuple[str, int], float] = {}
+    for framework in FRAMEWORKS:
+        for routes in ROUTE_COUNTS:
+            bare = series(framework, routes, "bare")
+            over = {
+                stack: [v - b for v, b in zip(series(framework, routes, stack), bare)]
+                for stack in STACKS[1:]
+            }
+            ratio = [s / t for s, t in zip(over["surefoot"], over["typical"]) if t > 0]
+            overhead_by[(framework, routes)] = statistics.median(over["surefoot"])
+            rows.append([
+                framework, routes, fmt(statistics.median(bare)),
+                *("+" + fmt(statistics.median(over[stack])) for stack in STACKS[1:]),
+                fmt(statistics.median(ratio), 2) + "x" if ratio else "n/a",
+            ])
+    print(table(
+        ["framework", "routes", "bare µs/req", "surefoot +µs", "surefoot w/o access log +µs", "typical +µs",
+         "typical @middleware +µs", "surefoot / typical"],
+        rows,
+    ))
+    print("\ntypical = prometheus-fastapi-instrumentator + asgi-correlation-id + a pure-ASGI structlog "
+          "access log;\ntypical @middleware = the same with the access log as @app.middleware('http') "
+          "(BaseHTTPMiddleware).")
+    print()
+    checks = []
+    for framework in FRAMEWORKS:
+        one, many = overhead_by[(framework, 1)], overhead_by[(framework, 200)]
+        best = {
+            routes: min(series(framework, routes, "surefoot")) - min(series(framework, routes, "bare"))
+            for routes in ROUTE_COUNTS
+        }
+        checks.append([
+            framework, "+" + fmt(one), "+" + fmt(many), fmt((many / one - 1) * 100 if one else 0) + " %",
+            "+" + fmt(best[1]), "+" + fmt(best[200]),
+        ])
+    print(table(["framework", "surefoot @1 route", "@200 routes", "change", "best round @1", "best round @200"],
+                checks))
+    # Time at 200 routes also carries the cache pressure of the framework's 200-regex routing
+    # loop; the work surefoot does is shown by the function calls it adds, which must not
+    # depend on the number of routes (no re-matching).
+    added = {}
+    for routes in ROUTE_COUNTS:
+        calls = {}
+        for stack in ("bare", "surefoot"):
+            app, path = build("starlette", stack, routes)
+            run = driver(app, path)
+            await run(50)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            await run(200)
+            profiler.disable()
+            calls[stack] = pstats.Stats(profiler).total_calls / 200
+        added[routes] = calls["surefoot"] - calls["bare"]
+    print(f"\nfunction calls surefoot adds per request (Starlette): {added[1]:.1f} at 1 route, "
+          f"{added[200]:.1f} at 200 routes")
+    target = overhead_by[("starlette", 1)]
+    print()
+    print(f"target: surefoot adds <= 8 µs/request on bare Starlette -> measured +{fmt(target)} µs median "
+          f"({'met' if target <= 8 else 'NOT met'}); cost at 200 routes within 10 % of 1 route -> "
+          f"{fmt((overhead_by[('starlette', 200)] / target - 1) * 100 if target else 0)} %")
+
+
+# -- end to end ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(stack: str, port: int) -> None:
+    import uvicorn
+
+    configure_logs()
+    app, _path = build("starlette", stack, 1)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+
+
+def wrk_rps(url: str, seconds: int, connections: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
+        capture_output=True, text=True, timeout=seconds + 30, check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not match:
+        raise SystemExit("could not read wrk output:\n" + out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non2xx:
+        raise SystemExit(f"{url} answered {non2xx.group(1)} non-2xx responses")
+    return float(match.group(1))
+
+
+def end_to_end(runs: int, seconds: int, connections: int) -> None:
+    if shutil.which("wrk") is None:
+        print("wrk not found: skipping the end-to-end run (apt-get install -y wrk)")
+        return
+    results: dict[str, list[float]] = {stack: [] for stack in E2E_STACKS}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    for _ in range(runs):
+        for stack in E2E_STACKS:
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, __file__, "--serve", stack, "--port", str(port)], env=env)
+            url = f"http://127.0.0.1:{port}/r0/items/42"
+            try:
+                deadline = time.monotonic() + 20
+                while True:
+                    try:
+                        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                            break
+                    except OSError:
+                        if time.monotonic() > deadline or proc.poll() is not None:
+                            raise SystemExit(f"{stack} server did not start") from None
+                        time.sleep(0.1)
+                wrk_rps(url, 1, connections)  # warm-up
+                results[stack].append(wrk_rps(url, seconds, connections))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
+    bare = max(results["bare"])
+    rows = [[stack, fmt(max(values), 0), fmt(max(values) / bare, 2) + "x",
+             ", ".join(fmt(v, 0) for v in values)] for stack, values in results.items()]
+
+    print(table(["Starlette + uvicorn", "best req/s", "vs bare", "all runs"], rows))
+    ratio = max(results["surefoot"]) / bare
+    print(f"\ntarget: surefoot throughput >= 0.8x bare -> {ratio:.2f}x ({'met' if ratio >= 0.8 else 'NOT met'})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("-n", type=int, default=500, help="requests per variant per round")
+    parser.add_argument("--e2e", action="store_true", help="also run uvicorn + wrk")
+    parser.add_argument("--e2e-only", action="store_true")
+    parser.add_argument("--e2e-runs", type=int, default=3)
+    parser.add_argument("--e2e-seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--serve", choices=E2E_STACKS, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+    print(f"python {sys.version.split()[0]}; logs: {configure_logs()}")
+    if not args.e2e_only:
+        print(f"in-process ASGI calls, CPU µs per request, median of {args.rounds} interleaved rounds "
+              f"x {args.n} requests\n")
+        asyncio.run(in_process(args.rounds, args.n))
+    if args.e2e or args.e2e_only:
+        print(f"\nend to end: uvicorn (1 worker) + wrk -t1 -c{args.connections} -d{args.e2e_seconds}s, "
+              f"{args.e2e_runs} runs per variant, interleaved\n")
+        end_to_end(args.e2e_runs, args.e2e_seconds, args.connections)
+
+
+if __name__ == "__main__":
+    main()

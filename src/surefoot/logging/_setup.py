@@ -1,0 +1,481 @@
+"""structlog configuration: one format for structlog, stdlib and uvicorn loggers.
+
+Two paths share one processor chain and one output stream:
+
+* structlog loggers (``structlog.get_logger`` / :func:`get_logger`) run the chain directly and
+  write the rendered line; levels below the minimum are no-op methods (nothing is built).
+* stdlib loggers (``logging.getLogger``, uvicorn, libraries) reach a handler on the root logger
+  that turns the ``LogRecord`` into an event dict and runs the same chain.
+
+The chain: structlog contextvars → surefoot fields (``timestamp``, ``level``, ``event``,
+``module``, ids, trace ids) → user processors → formatted exception → :class:`Redactor` →
+renderer (orjson JSON lines, or structlog's console renderer).
+
+Nothing here runs at import time; :func:`configure_logging` does it, once per call, and
+calling it again replaces the previous configuration (no duplicated handlers).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, Literal
+
+import orjson
+import structlog
+
+from .. import context as _context
+from .._config import Settings, get_settings
+from ..errors import ConfigurationError
+from ..tracing import current_trace_ids
+from ._redact import DEFAULT_BODY_KEYS, Redactor
+
+__all__ = [
+    "configure_logging",
+    "reset_logging",
+    "get_logger",
+    "bridge_stdlib_loggers",
+    "LoggingConfig",
+    "SurefootBoundLogger",
+    "UVICORN_LOGGERS",
+]
+
+Processor = Callable[[Any, str, dict[str, Any]], Any]
+
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn", "gunicorn.error")
+ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access")
+
+_LEVELS = {
+    "DEBUG": logging.DEBUG,
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
+_LEVEL_NAMES = {
+    "exception": "error",
+    "warn": "warning",
+    "fatal": "critical",
+    "msg": "info",
+}
+
+
+class SurefootBoundLogger(structlog.make_filtering_bound_logger(logging.NOTSET)):  # type: ignore[misc]
+    """The bound logger class surefoot configures structlog with.
+
+    Its level methods are swapped when :func:`configure_logging` runs, so loggers created
+    (and cached) earlier follow a new minimum level too; a disabled level is a method that
+    returns ``None`` at once.
+    """
+
+
+def _set_min_level(level: int) -> None:
+    source = structlog.make_filtering_bound_logger(level)
+    for name, member in vars(source).items():
+        if not name.startswith("__"):
+            setattr(SurefootBoundLogger, name, member)
+
+
+class _Sink:
+    """Where rendered lines go; shared by both paths so lines never interleave."""
+
+    __slots__ = ("stream", "lock")
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def write(self, line: str) -> None:
+        stream = self.stream if self.stream is not None else sys.stdout
+        with self.lock:
+            stream.write(line + "\n")
+            stream.flush()
+
+
+_SINK = _Sink(None)
+_PROCESSORS: list[Processor] = []
+_IGNORE_FRAMES = ("structlog", "surefoot.logging")
+
+
+class _LineLogger:
+    """The wrapped logger of the structlog path: it knows its name and writes lines."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        _SINK.write(message)
+
+    log = debug = info = warning = warn = error = critical = fatal = exception = msg
+
+    def __repr__(self) -> str:
+        return f"<surefoot line logger {self.name!r}>"
+
+
+def _caller_module() -> str:
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if not name.startswith(_IGNORE_FRAMES):
+            return name
+        frame = frame.f_back  # type: ignore[assignment]
+    return "app"
+
+
+def _logger_factory(*args: Any) -> _LineLogger:
+    if args and isinstance(args[0], str):
+        return _LineLogger(args[0])
+    return _LineLogger(_caller_module())
+
+
+class _Fields:
+    """Adds the fields every line carries, in a stable order, in one pass."""
+
+    # The timestamp's seconds part is formatted once per second; lines only add microseconds.
+    # (second, text) live in one tuple so threads never pair one second with another's text.
+    __slots__ = ("_keep_missing", "_stamp")
+
+    def __init__(self, keep_missing_ids: bool) -> None:
+        self._keep_missing = keep_missing_ids
+        self._stamp: tuple[int, str] = (-1, "")
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        record = event_dict.pop("_record", None)
+        if record is not None:
+            event_dict.pop("_from_structlog", None)
+            now = record.created
+            name = record.name
+        else:
+            now = _time()
+            name = getattr(logger, "name", None)
+        second = int(now)
+        stamp = self._stamp
+        if stamp[0] != second:
+            text = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            stamp = (second, text)
+            self._stamp = stamp
+        pop = event_dict.pop
+        out: dict[str, Any] = {
+            "timestamp": f"{stamp[1]}.{int((now - second) * 1_000_000):06d}Z",
+            "level": _LEVEL_NAMES.get(method_name, method_name),
+            "event": pop("event", None),
+            "module": pop("module", None) or name,
+        }
+        correlation = pop("correlation_id", None) or _get_correlation()
+        causation = pop("causation_id", None) or _get_causation()
+        tenant = pop("tenant_id", None) or _get_tenant()
+        if self._keep_missing:
+            out["correlation_id"] = correlation
+            out["causation_id"] = causation
+            out["tenant_id"] = tenant
+        else:
+            if correlation is not None:
+                out["correlation_id"] = correlation
+            if causation is not None:
+                out["causation_id"] = causation
+            if tenant is not None:
+                out["tenant_id"] = tenant
+        if _modules.get("opentelemetry.trace") is not None:
+            ids = current_trace_ids()
+            if ids is not None:
+                out["trace_id"], out["span_id"] = ids
+        if event_dict:
+            out.update(event_dict)
+        return out
+
+
+_get_correlation = _context.correlation_id.get
+_get_causation = _context.causation_id.get
+_get_tenant = _context.tenant_id.get
+_time = time.time
+_modules = sys.modules
+_stack_info = structlog.processors.StackInfoRenderer()
+_format_exc_info = structlog.processors.format_exc_info
+
+
+def _exceptions(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Format ``exc_info``/``stack_info`` into text (before redaction, so it is redacted)."""
+    if "exc_info" in event_dict or "stack_info" in event_dict:
+        event_dict = _format_exc_info(logger, method_name, _stack_info(logger, method_name, event_dict))
+    return event_dict
+
+
+# Record attributes that are not ``extra=`` fields; uvicorn's ``color_message`` duplicates the
+# message with terminal colour codes.
+_STANDARD_RECORD_ATTRS = frozenset(
+    vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
+) | {"message", "asctime", "taskName", "color_message"}
+
+
+class _StdlibBridge(logging.Handler):
+    """Root handler: renders stdlib records with the surefoot chain."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            event_dict: dict[str, Any] = {"event": record.getMessage(), "_record": record}
+            for key, value in record.__dict__.items():
+                if key not in _STANDARD_RECORD_ATTRS and not key.startswith("_"):
+                    event_dict[key] = value
+            if record.exc_info:
+                event_dict["exc_info"] = record.exc_info
+            if record.stack_info:
+                event_dict["stack_info"] = record.stack_info
+            method = record.levelname.lower()
+            result: Any = event_dict
+            for processor in _PROCESSORS:
+                result = processor(None, method, result)
+        except structlog.DropEvent:
+            return
+        except Exception:  # the logging module's contract: report, never raise
+            self.handleError(record)
+            return
+        _SINK.write(result)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+def render_json(logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
+    """Render ``event_dict`` as one JSON line (orjson; non-string keys allowed)."""
+    try:
+        return orjson.dumps(event_dict, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        # orjson refuses e.g. integers beyond 64 bits; the stdlib encoder does not.
+        import json
+
+        return json.dumps(event_dict, default=_json_default, ensure_ascii=False)
+
+
+class _ConsoleRenderer:
+    """structlog's console renderer, without the empty id fields."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, colors: bool) -> None:
+        self._inner = structlog.dev.ConsoleRenderer(
+            colors=colors, exception_formatter=structlog.dev.plain_traceback
+        )
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
+        for key in ("correlation_id", "causation_id", "tenant_id"):
+            if key in event_dict and event_dict[key] is None:
+                del event_dict[key]
+        return self._inner(logger, method_name, event_dict)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """What :func:`configure_logging` decided.
+
+    Attributes:
+        format: ``json`` or ``console`` (``auto`` resolved).
+        level: the minimum level name.
+        redactor: the redaction processor in use.
+        processors: the full processor chain (the renderer last).
+    """
+
+    format: Literal["json", "console"]
+    level: str
+    redactor: Redactor
+    processors: tuple[Processor, ...]
+
+
+_current: LoggingConfig | None = None
+_lock = threading.Lock()
+
+
+def _is_tty(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def build_processors(
+    settings: Settings,
+    *,
+    fmt: Literal["json", "console"],
+    colors: bool = False,
+    processors: Sequence[Processor] = (),
+    body_keys: Iterable[str] = DEFAULT_BODY_KEYS,
+    renderer: Processor | None = None,
+) -> tuple[list[Processor], Redactor]:
+    """Build surefoot's processor chain (see the module docs) and its redactor."""
+    redactor = Redactor(
+        unmasked_pii_at_debug=settings.log_unmasked_pii,
+        log_message_bodies=settings.log_message_bodies,
+        body_keys=body_keys,
+    )
+    if renderer is None:
+        renderer = render_json if fmt == "json" else _ConsoleRenderer(colors)
+    chain: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        _Fields(keep_missing_ids=fmt == "json"),
+        *processors,
+        _exceptions,
+        redactor,
+        renderer,
+    ]
+    return chain, redactor
+
+
+def configure_logging(
+    settings: Settings | None = None,
+    *,
+    stream: IO[str] | None = None,
+    fmt: Literal["auto", "json", "console"] | None = None,
+    level: str | None = None,
+    processors: Sequence[Processor] = (),
+    body_keys: Iterable[str] = DEFAULT_BODY_KEYS,
+    uvicorn_access_log: bool = False,
+    replace_console_handlers: bool = True,
+) -> LoggingConfig:
+    """Configure structlog and stdlib logging to write one format to one stream.
+
+    Call it once at start-up (``surefoot.install`` does). Calling it again replaces the
+    previous configuration: handlers are never duplicated, and loggers already created follow
+    the new level, chain and stream.
+
+    Args:
+        settings: defaults to :func:`surefoot.get_settings` (``log_format``, ``log_level``,
+            ``log_unmasked_pii``, ``log_message_bodies``).
+        stream: a text stream; ``None`` means ``sys.stdout`` at the time of each write.
+        fmt: overrides ``settings.log_format``; ``auto`` is console on a TTY outside
+            production (``SUREFOOT_ENV=production``), JSON otherwise.
+        level: overrides ``settings.log_level``.
+        processors: extra structlog processors run after surefoot's fields and before
+            redaction (so what they add is redacted too).
+        body_keys: field names holding message bodies (omitted or truncated).
+        uvicorn_access_log: keep uvicorn's own access log. Off by default: surefoot's
+            middleware writes one structured line per request, and with the
+            ``uvicorn.access`` logger left without handlers uvicorn skips its formatting work.
+        replace_console_handlers: remove plain ``StreamHandler``s writing to stdout/stderr from
+            the root logger (``logging.basicConfig``'s), so the service has one format.
+
+    Returns:
+        The resolved :class:`LoggingConfig`.
+
+    Raises:
+        ConfigurationError: an unknown format or level.
+    """
+    global _current
+    settings = settings if settings is not None else get_settings()
+    fmt_name = fmt or settings.log_format
+    if fmt_name not in ("auto", "json", "console"):
+        raise ConfigurationError(f"log format must be one of auto, json, console; got {fmt_name!r}")
+    target = stream if stream is not None else sys.stdout
+    resolved: Literal["json", "console"]
+    if fmt_name == "auto":
+        # Production is JSON even with a TTY attached (``docker run -t``): log shippers parse it.
+        resolved = "console" if settings.env != "production" and _is_tty(target) else "json"
+    else:
+        resolved = fmt_name  # type: ignore[assignment]
+    level_name = (level or settings.log_level).upper()
+    if level_name not in _LEVELS:
+        raise ConfigurationError(
+            f"log level must be one of {', '.join(_LEVELS)}; got {level!r}"
+        )
+    chain, redactor = build_processors(
+        settings,
+        fmt=resolved,
+        colors=resolved == "console" and _is_tty(target) and "NO_COLOR" not in os.environ,
+        processors=processors,
+        body_keys=body_keys,
+    )
+    with _lock:
+        _SINK.stream = stream
+        # In place: loggers bound earlier hold a reference to this very list.
+        _PROCESSORS[:] = chain
+        _set_min_level(_LEVELS[level_name])
+        structlog.configure(
+            processors=_PROCESSORS,
+            wrapper_class=SurefootBoundLogger,
+            logger_factory=_logger_factory,
+            context_class=dict,
+            cache_logger_on_first_use=True,
+        )
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if isinstance(handler, _StdlibBridge) or (
+                replace_console_handlers
+                and type(handler) is logging.StreamHandler
+                and getattr(handler, "stream", None) in _console_streams()
+            ):
+                root.removeHandler(handler)
+        root.addHandler(_StdlibBridge())
+        root.setLevel(_LEVELS[level_name])
+        bridge_stdlib_loggers(uvicorn_access_log=uvicorn_access_log)
+        _current = LoggingConfig(resolved, level_name, redactor, tuple(chain))
+    return _current
+
+
+def _console_streams() -> tuple[Any, ...]:
+    return (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+
+
+def bridge_stdlib_loggers(*, uvicorn_access_log: bool = False) -> None:
+    """Route uvicorn's and gunicorn's loggers through surefoot's root handler.
+
+    uvicorn installs its own handlers when its ``Config`` is created (for ``uvicorn.run(app)``,
+    after the application module was imported); ``surefoot.install`` therefore calls this
+    again at application start-up.
+
+    Args:
+        uvicorn_access_log: keep ``uvicorn.access``/``gunicorn.access`` (routed like the
+            others) instead of silencing them.
+    """
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    for name in ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = uvicorn_access_log
+
+
+def current_config() -> LoggingConfig | None:
+    """The configuration made by the last :func:`configure_logging`, or ``None``."""
+    return _current
+
+
+def reset_logging() -> None:
+    """Undo :func:`configure_logging` (tests): structlog defaults, no surefoot root handler."""
+    global _current
+    with _lock:
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if isinstance(handler, _StdlibBridge):
+                root.removeHandler(handler)
+        # Loggers cached earlier keep this list: leave them a working default chain.
+        _PROCESSORS[:] = build_processors(Settings(), fmt="json")[0]
+        _SINK.stream = None
+        _set_min_level(logging.NOTSET)
+        structlog.reset_defaults()
+        _current = None
+
+
+def get_logger(name: str | None = None, **initial_values: Any) -> Any:
+    """Return a structlog logger named ``name`` (default: the calling module's name).
+
+    The name is the ``module`` field of its lines unless a ``module`` value is bound.
+
+    Args:
+        name: the logger name, e.g. ``"billing"`` or ``__name__``.
+        **initial_values: values bound to every line of this logger.
+    """
+    if name is None:
+        name = sys._getframe(1).f_globals.get("__name__", "app")
+    return structlog.get_logger(name, **initial_values)

@@ -1,0 +1,238 @@
+"""The metrics endpoint: Prometheus text, OpenMetrics, or a JSON summary, behind auth.
+
+A pure ASGI app (no framework needed). Content negotiation:
+
+* ``Accept: application/openmetrics-text`` (what Prometheus sends) → OpenMetrics;
+* ``Accept: application/json`` or ``?format=json`` → the JSON summary (seed 000 shape);
+* anything else → Prometheus text format 0.0.4.
+
+Protection (seed 004 §7): an IP allow-list (CIDR networks, checked against the ASGI client
+address — behind a proxy that is the proxy's, so put the list on the proxy or configure the
+server's forwarded-IP handling) answers 403 to others; HTTP basic auth answers 401 with a
+``WWW-Authenticate`` challenge. When both are configured both must pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ipaddress
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from .._config import Settings, default_registry, get_settings
+from ..errors import ConfigurationError
+from . import multiprocess
+from ._summary import summary
+
+__all__ = ["metrics_app", "MetricsApp"]
+
+_JSON = "application/json"
+
+
+class _Union:
+    """Collect several registries as one, each family once (the first registry wins)."""
+
+    def __init__(self, registries: Sequence[Any]) -> None:
+        self._registries = registries
+
+    def collect(self) -> Iterable[Any]:
+        seen: set[str] = set()
+        for registry in self._registries:
+            for family in registry.collect():
+                if family.name in seen:
+                    continue
+                seen.add(family.name)
+                yield family
+
+
+def _networks(values: Iterable[str]) -> tuple[Any, ...]:
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ConfigurationError(
+                f"metrics allow-list entry {value!r} is not an IP address or CIDR network "
+                "(e.g. 10.0.0.0/8 or 127.0.0.1)"
+            ) from None
+    return tuple(networks)
+
+
+class MetricsApp:
+    """ASGI app serving the metrics of ``registries``; see :func:`metrics_app`."""
+
+    def __init__(
+        self,
+        *,
+        registries: Sequence[Any] | None,
+        settings: Settings,
+        username: str | None,
+        password: str | None,
+        allow_ips: Sequence[str] | None,
+        mode: str | None,
+    ) -> None:
+        if registries is None:
+            registries = [default_registry()]
+        unique: list[Any] = []
+        for registry in registries:
+            if all(registry is not seen for seen in unique):
+                unique.append(registry)
+        self.registries = tuple(unique)
+        self.settings = settings
+        username = username if username is not None else settings.metrics_username
+        password = password if password is not None else settings.metrics_password
+        if (username is None) != (password is None):
+            raise ConfigurationError(
+                "metrics basic auth needs both a username and a password "
+                "(SUREFOOT_METRICS_USERNAME and SUREFOOT_METRICS_PASSWORD)"
+            )
+        self._credentials = (
+            b"Basic " + base64.b64encode(f"{username}:{password}".encode()) if username is not None else None
+        )
+        self._networks = _networks(allow_ips if allow_ips is not None else settings.metrics_allow_ips)
+        self._mode = mode
+
+    def _registry(self) -> Any:
+        if multiprocess.directory() is not None and multiprocess.is_active():
+            # Every worker's values live in the files; the in-process registries add only
+            # families the files cannot hold (custom collectors computed at scrape time).
+            return _Union([multiprocess.registry(), *self.registries])
+        if len(self.registries) == 1:
+            return self.registries[0]
+        return _Union(self.registries)
+
+    def _allowed(self, scope: dict[str, Any]) -> bool:
+        client = scope.get("client")
+        if not client:
+            return False
+        try:
+            address = ipaddress.ip_address(client[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks)
+
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        supplied = headers.get(b"authorization", b"")
+        expected = self._credentials or b""
+        try:
+            # Normalise the scheme's case and the base64 padding before comparing.
+            scheme, _, token = supplied.partition(b" ")
+            decoded = base64.b64decode(token.strip(), validate=True)
+            normalised = b"Basic " + base64.b64encode(decoded)
+        except (binascii.Error, ValueError):
+            return False
+        return scheme.lower() == b"basic" and hmac.compare_digest(normalised, expected)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+                return
+            raise ConfigurationError(f"the metrics endpoint serves HTTP only; got a {scope['type']!r} scope")
+        from ..http._problem import problem_from_status, send_problem
+
+        headers = dict(scope.get("headers") or ())
+        path = scope.get("path")
+        if scope.get("method") not in ("GET", "HEAD"):
+            await send_problem(send, problem_from_status(
+                405, "The metrics endpoint answers GET only.", instance=path, headers={"Allow": "GET, HEAD"}
+            ))
+            return
+        if self._networks and not self._allowed(scope):
+            await send_problem(send, problem_from_status(
+                403, "This address may not read metrics.", instance=path
+            ))
+            return
+        if self._credentials is not None and not self._authorized(headers):
+            await send_problem(send, problem_from_status(
+                401, "Metrics need HTTP basic credentials.", instance=path,
+                headers={"WWW-Authenticate": 'Basic realm="metrics", charset="UTF-8"'},
+            ))
+            return
+        accept = headers.get(b"accept", b"").decode("latin-1")
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        registry = self._registry()
+        if query.get("format", [""])[0] == "json" or _wants_json(accept):
+            mode = self._mode or ("multiprocess" if multiprocess.is_active() else "standalone")
+            body = orjson.dumps(summary(registry, module=self.settings.service_name, mode=mode))
+            content_type = _JSON
+        else:
+            from prometheus_client.exposition import choose_encoder
+
+            encoder, content_type = choose_encoder(accept)
+            body = encoder(registry)
+        await send({
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", content_type.encode("latin-1")),
+                (b"content-length", str(len(body)).encode("ascii")),
+                (b"cache-control", b"no-store"),
+            ],
+        })
+        await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
+
+
+def _wants_json(accept: str) -> bool:
+    for part in accept.split(","):
+        media = part.split(";")[0].strip().lower()
+        if media == _JSON:
+            return True
+        if media.startswith(("application/openmetrics-text", "text/plain")):
+            return False
+    return False
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def metrics_app(
+    *,
+    registries: Sequence[Any] | None = None,
+    settings: Settings | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    allow_ips: Sequence[str] | None = None,
+    mode: str | None = None,
+) -> MetricsApp:
+    """Return an ASGI app serving metrics (mount it at ``settings.metrics_path``).
+
+    Args:
+        registries: registries to expose, each family once (first wins). Default: the
+            process default registry (:func:`surefoot._config.default_registry`), where
+            domain metrics live; pass ``[app_registry, default_registry()]`` to add an
+            application's own registry. In multi-process mode the workers' aggregated
+            values come first.
+        settings: surefoot settings (default: :func:`surefoot.get_settings`); supply the
+            credentials and allow-list when the arguments below are ``None``.
+        username / password: HTTP basic auth credentials (both or neither).
+        allow_ips: addresses or CIDR networks allowed to scrape.
+        mode: ``mode`` reported by the JSON summary (default: ``standalone``, or
+            ``multiprocess`` when workers share a directory).
+
+    Returns:
+        The ASGI application.
+
+    Raises:
+        ConfigurationError: only one of username/password, or a bad allow-list entry.
+    """
+    return MetricsApp(
+        registries=registries,
+        settings=settings if settings is not None else get_settings(),
+        username=username,
+        password=password,
+        allow_ips=allow_ips,
+        mode=mode,
+    )

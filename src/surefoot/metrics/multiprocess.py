@@ -1,0 +1,196 @@
+"""Correct metric totals when a service runs several worker processes.
+
+Prometheus scrapes one worker at a time; without help each answer would be that worker's
+own counts. prometheus_client's multi-process mode writes every value to memory-mapped
+files in ``PROMETHEUS_MULTIPROC_DIR`` and the endpoint sums the files of all workers.
+
+**The directory must be known before prometheus_client creates a metric.**
+prometheus_client picks its value class when ``prometheus_client.values`` is imported,
+from that environment variable. The master process therefore sets the variable (and
+creates and clears the directory) *before* workers start: :func:`prepare`, called by
+:func:`on_starting` (gunicorn) or :func:`run_uvicorn` (uvicorn ``--workers``). Workers
+inherit it. :func:`activate` repairs a process that imported prometheus_client before the
+variable was set (metrics created afterwards use the multi-process value class).
+
+Dead workers: their counters and histograms must keep counting in the totals (a restart
+must not make ``requests_total`` go down), while their ``live*`` gauges (active
+requests) must disappear. :func:`child_exit` does that for gunicorn; uvicorn restarts
+workers without a hook, so the endpoint also removes live gauges of processes that no
+longer exist at every scrape (:func:`collect_dead`).
+
+gunicorn (``gunicorn.conf.py``)::
+
+    from surefoot.metrics.multiprocess import on_starting, child_exit
+
+uvicorn (a launcher script; workers are spawned and re-import it, hence the guard)::
+
+    from surefoot.metrics.multiprocess import run_uvicorn
+
+    if __name__ == "__main__":
+        run_uvicorn("service.main:app", workers=4, host="0.0.0.0", port=8000)
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigurationError
+
+__all__ = [
+    "ENV",
+    "directory",
+    "is_active",
+    "prepare",
+    "activate",
+    "mark_process_dead",
+    "collect_dead",
+    "registry",
+    "on_starting",
+    "child_exit",
+    "run_uvicorn",
+]
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db\Z")
+
+
+def directory() -> str | None:
+    """Return the multi-process directory from the environment, or ``None``."""
+    return os.environ.get(ENV) or os.environ.get("prometheus_multiproc_dir") or None
+
+
+def is_active() -> bool:
+    """True when this process records metric values in the multi-process directory."""
+    from prometheus_client import values
+
+    return directory() is not None and values.ValueClass is not values.MutexValue
+
+
+def prepare(path: str | os.PathLike[str] | None = None, *, clear: bool = True) -> Path:
+    """Create (and by default empty) the multi-process directory and export ``ENV``.
+
+    Call it in the master process before any worker starts.
+
+    Args:
+        path: the directory (default: ``$PROMETHEUS_MULTIPROC_DIR``, else a new temporary
+            directory).
+        clear: remove the ``*.db`` files left by a previous run, whose counts would
+            otherwise be added to this run's.
+
+    Returns:
+        The directory.
+
+    Raises:
+        ConfigurationError: ``path`` exists and is not a directory.
+    """
+    chosen = Path(path) if path is not None else Path(directory() or tempfile.mkdtemp(prefix="surefoot-prom-"))
+    if chosen.exists() and not chosen.is_dir():
+        raise ConfigurationError(f"{ENV}={chosen} exists and is not a directory; point it at a directory")
+    chosen.mkdir(parents=True, exist_ok=True)
+    if clear:
+        for leftover in chosen.glob("*.db"):
+            leftover.unlink()
+    os.environ[ENV] = str(chosen)
+    activate()
+    return chosen
+
+
+def activate() -> bool:
+    """Switch this process to multi-process values if ``ENV`` is set but was not at import.
+
+    Returns:
+        True when the process now records values in the multi-process directory.
+    """
+    if directory() is None:
+        return False
+    from prometheus_client import values
+
+    if values.ValueClass is values.MutexValue:
+        values.ValueClass = values.get_value_class()
+    return True
+
+
+def mark_process_dead(pid: int, path: str | None = None) -> None:
+    """Remove the live-gauge files of a dead worker (its counters keep counting)."""
+    from prometheus_client import multiprocess
+
+    target = path or directory()
+    if target is None:
+        return
+    multiprocess.mark_process_dead(pid, target)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def collect_dead(path: str | None = None) -> list[int]:
+    """Remove live-gauge files of processes that no longer exist; return their pids."""
+    target = path or directory()
+    if target is None:
+        return []
+    dead = set()
+    for name in glob.glob(os.path.join(target, "gauge_live*_*.db")):
+        match = _LIVE_FILE.search(os.path.basename(name))
+        if match and not _alive(int(match.group(1))):
+            dead.add(int(match.group(1)))
+    for pid in dead:
+        mark_process_dead(pid, target)
+    return sorted(dead)
+
+
+def registry(path: str | None = None) -> Any:
+    """Return a fresh registry aggregating every worker's values (build one per scrape)."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    target = path or directory()
+    if target is None:
+        raise ConfigurationError(f"multi-process metrics need {ENV}; call surefoot.metrics.multiprocess.prepare()")
+    collect_dead(target)
+    aggregated = CollectorRegistry()
+    multiprocess.MultiProcessCollector(aggregated, path=target)
+    return aggregated
+
+
+def on_starting(server: Any = None) -> None:
+    """gunicorn ``on_starting`` hook: prepare the directory in the master."""
+    prepare()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn ``child_exit`` hook: forget the live gauges of the worker that exited."""
+    mark_process_dead(worker.pid)
+
+
+def run_uvicorn(app: str, *, workers: int = 2, multiproc_dir: str | None = None, **options: Any) -> None:
+    """Run ``uvicorn`` with ``workers`` processes and a freshly prepared directory.
+
+    Args:
+        app: the import string of the application (``"package.module:app"``).
+        workers: number of worker processes.
+        multiproc_dir: the directory (default: ``$PROMETHEUS_MULTIPROC_DIR`` or a new
+            temporary one, removed on exit).
+        **options: passed to ``uvicorn.run``.
+    """
+    from .._extras import require
+
+    uvicorn = require("uvicorn", "fastapi")
+    owned = multiproc_dir is None and directory() is None
+    path = prepare(multiproc_dir)
+    try:
+        uvicorn.run(app, workers=workers, **options)
+    finally:
+        if owned:
+            shutil.rmtree(path, ignore_errors=True)
