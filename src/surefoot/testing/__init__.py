@@ -3,3 +3,30 @@
 from ._clock import FakeClock
 
 __all__ = ["FakeClock"]
+from ._webhooks import (  # noqa: E402
+    form_body,
+    golden_github_push,
+    golden_standard_event,
+    golden_stripe_event,
+    golden_twilio_inbound_sms,
+    golden_twilio_voice_status,
+    sign_github,
+    sign_standard,
+    sign_stripe,
+    sign_twilio,
+    sign_twilio_json,
+)
+
+__all__ += [
+    "sign_twilio",
+    "sign_twilio_json",
+    "sign_stripe",
+    "sign_standard",
+    "sign_github",
+    "form_body",
+    "golden_twilio_voice_status",
+    "golden_twilio_inbound_sms",
+    "golden_stripe_event",
+    "golden_github_push",
+    "golden_standard_event",
+]
