@@ -151,11 +151,21 @@ class Delivery:
         """
         from .. import outbox
 
-        kwargs.setdefault("causation_id", f"{self.provider}:{self.dedupe_key}")
+        kwargs.setdefault("causation_id", causation_id(self.provider, self.dedupe_key))
         return outbox.add(self.conn, event_name, payload, **kwargs)
 
 
 Handler = Callable[[Delivery], Any]
+
+
+def causation_id(provider: str, dedupe_key: str) -> str:
+    """The causation id of events caused by a delivery: ``<provider>:<dedupe key>`` (hashed past 128 chars)."""
+    value = f"{provider}:{dedupe_key}"
+    if len(value) <= 128:
+        return value
+    import hashlib
+
+    return f"{provider[:50]}:sha256:{hashlib.sha256(dedupe_key.encode()).hexdigest()}"
 
 
 def _utc(ts: float) -> dt.datetime:
