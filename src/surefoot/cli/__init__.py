@@ -10,7 +10,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="surefoot: pr
 def _register() -> None:
     from . import _demo  # noqa: F401  (registers `surefoot demo`)
 
-    for module_name in ("_outbox",):
+    for module_name in ("_outbox", "_webhooks"):
         try:
             module = __import__(f"surefoot.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
