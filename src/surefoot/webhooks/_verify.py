@@ -584,13 +584,22 @@ class StandardWebhooksVerifier:
         ts = int(ts_text)
         _check_window(self.clock.time(), ts, self.tolerance, self.tolerance, self.provider)
         tokens = []
+        well_formed = False
         for token in signatures.split(" "):
             version, sep, value = token.partition(",")
-            if sep and version == "v1":
-                tokens.append(value.strip())
-        if not tokens:
+            if sep and version and value:
+                well_formed = True
+                if version == "v1":
+                    tokens.append(value.strip())
+        if not well_formed:
             raise SignatureError(
-                f"{prefix}signature carries no 'v1,<base64>' signature", reason="malformed", provider=self.provider
+                f"{prefix}signature must be space-separated '<version>,<base64>' tokens",
+                reason="malformed", provider=self.provider,
+            )
+        if not tokens:
+            # Well-formed, but only versions we do not verify (e.g. the asymmetric v1a).
+            raise SignatureError(
+                f"{prefix}signature carries no 'v1' signature", reason="mismatch", provider=self.provider
             )
         matched = False
         for key in self.keys:

@@ -292,3 +292,46 @@ def test_handler_kind_must_match_the_engine(tmp_path: Any) -> None:
 
     with pytest.raises(ConfigurationError, match="plain 'def'"):
         inbox.endpoint(FastAPI(), "/x", verifier=GitHubVerifier("s"))(handler)
+
+
+async def test_orm_sessions_join_the_delivery_transaction(inbox_url: str, registry: Any) -> None:
+    import httpx
+    import sqlalchemy as sa
+    from fastapi import FastAPI
+    from sqlalchemy.orm import DeclarativeBase, Session
+
+    from surefoot.webhooks import GitHubVerifier, WebhookInbox
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Push(Base):
+        __tablename__ = f"pushes_{uuid.uuid4().hex[:8]}"
+        id = sa.Column(sa.Integer, primary_key=True)
+        delivery = sa.Column(sa.String(64))
+
+    engine = sa.create_engine(inbox_url)
+    Base.metadata.create_all(engine)
+    app = FastAPI()
+    inbox = WebhookInbox(engine, registry=registry)
+
+    @inbox.endpoint(app, "/gh", verifier=GitHubVerifier(GITHUB_SECRET))
+    def on_push(delivery: Any) -> None:
+        with Session(bind=delivery.conn) as session:
+            session.add(Push(delivery=delivery.dedupe_key))
+            session.commit()  # joins the delivery's transaction: nothing is committed yet
+        delivery.add_event("Pushed", {"delivery": delivery.dedupe_key})
+        if delivery.dedupe_key.startswith("fail"):
+            raise RuntimeError("after the ORM commit")
+
+    body = golden_github_push()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            assert (await c.post("/gh", content=body, headers=sign_github(body, GITHUB_SECRET, delivery_id="ok-1"))).status_code == 200
+            assert (await c.post("/gh", content=body, headers=sign_github(body, GITHUB_SECRET, delivery_id="fail-1"))).status_code == 500
+        with engine.connect() as conn:
+            assert [r[0] for r in conn.execute(sa.select(Push.delivery))] == ["ok-1"]
+        assert counts(inbox_url, "ok-1") == (1, 1) and counts(inbox_url, "fail-1") == (1, 0)
+    finally:
+        Base.metadata.drop_all(engine)
+        engine.dispose()

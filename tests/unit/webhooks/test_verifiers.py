@@ -325,7 +325,9 @@ def test_standard_failures_and_rotation() -> None:
         "missing sig": (body, {k: v for k, v in good.items() if k != "webhook-signature"}, "missing_header"),
         "text ts": (body, dict(good, **{"webhook-timestamp": "soon"}), "malformed"),
         "float ts": (body, dict(good, **{"webhook-timestamp": "1700000000.5"}), "malformed"),
-        "no v1": (body, dict(good, **{"webhook-signature": "v2,abc"}), "malformed"),
+        "no v1": (body, dict(good, **{"webhook-signature": "v1a,abc v2,def"}), "mismatch"),
+        "no version": (body, dict(good, **{"webhook-signature": "garbage"}), "malformed"),
+        "empty": (body, dict(good, **{"webhook-signature": ""}), "malformed"),
         "changed id": (body, dict(good, **{"webhook-id": "msg_2"}), "mismatch"),
     }
     for name, (b, h, reason) in cases.items():
