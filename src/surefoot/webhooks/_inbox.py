@@ -385,6 +385,19 @@ class WebhookInbox:
             f"a webhook handler must return None, a Response or Ignore(...), not {type(result).__name__}"
         )
 
+    @staticmethod
+    def _log_unrecorded(row: dict[str, Any], exc: BaseException) -> None:
+        # The delivery is still answered with 500 (so the provider retries); only the
+        # 'failed' bookkeeping row could not be written, e.g. because the database is down.
+        log.error(
+            "webhook_failure_not_recorded",
+            provider=row["provider"],
+            event_id=row["dedupe_key"],
+            error_code=type(exc).__name__,
+            error_message=str(exc),
+            exc_info=exc,
+        )
+
     def _after_rollback(self, row: dict[str, Any], status: str, response_status: int, error: str | None) -> dict[str, Any]:
         return dict(
             row, status=status, processed_at=_utc(self.clock.time()), response_status=response_status, error=error
@@ -418,8 +431,11 @@ class WebhookInbox:
             except Exception as exc:  # noqa: BLE001 - recorded, logged and answered with 500 below
                 if trans.is_active:
                     trans.rollback()
-                with conn.begin():
-                    _store.record_outcome(conn, **self._after_rollback(row, "failed", 500, _error_text(exc)))
+                try:
+                    with conn.begin():
+                        _store.record_outcome(conn, **self._after_rollback(row, "failed", 500, _error_text(exc)))
+                except Exception as record_exc:  # noqa: BLE001 - logged; the original error is answered
+                    self._log_unrecorded(row, record_exc)
                 return "failed", exc
 
     async def _process_async(
@@ -459,6 +475,9 @@ class WebhookInbox:
                 if trans.is_active:
                     await trans.rollback()
                 failed = self._after_rollback(row, "failed", 500, _error_text(exc))
-                async with conn.begin():
-                    await conn.run_sync(lambda c: _store.record_outcome(c, **failed))
+                try:
+                    async with conn.begin():
+                        await conn.run_sync(lambda c: _store.record_outcome(c, **failed))
+                except Exception as record_exc:  # noqa: BLE001 - logged; the original error is answered
+                    self._log_unrecorded(row, record_exc)
                 return "failed", exc

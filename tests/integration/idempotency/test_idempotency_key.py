@@ -103,7 +103,10 @@ async def test_completed_request_is_replayed(app: App) -> None:
     assert again.headers["idempotent-replayed"] == "true"
     assert again.headers["location"] == "/orders/1" and again.headers["content-type"] == "application/json"
     assert "set-cookie" not in again.headers and "x-other" not in again.headers
-    assert app.runs == ["a"]
+    patch_key = key()
+    for _ in range(2):
+        assert (await app.client.patch("/orders/5", headers=patch_key)).status_code == 200
+    assert app.runs == ["a", "patch-5"]
 
 
 async def test_missing_key_where_required_is_400(app: App) -> None:
@@ -242,4 +245,32 @@ async def test_handler_exception_releases_the_key(db_url: str, fake_clock: Any) 
         replay = await client.post("/boom", headers=headers)
         assert replay.headers["idempotent-replayed"] == "true"
     assert len(calls) == 2
+    engine.dispose()
+
+
+async def test_server_errors_can_be_stored_like_stripe(db_url: str, fake_clock: Any) -> None:
+    import httpx
+    import sqlalchemy as sa
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from surefoot.idempotency import IdempotencyMiddleware, create_tables
+
+    engine = sa.create_engine(db_url)
+    create_tables(engine)
+    api = FastAPI()
+    calls = []
+
+    @api.post("/unavailable")
+    async def unavailable() -> Any:
+        calls.append(1)
+        return JSONResponse({"n": len(calls)}, status_code=503)
+
+    api.add_middleware(IdempotencyMiddleware, engine=engine, clock=fake_clock, store_server_errors=True)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://api") as client:
+        headers = key()
+        first = await client.post("/unavailable", headers=headers)
+        second = await client.post("/unavailable", headers=headers)
+    assert first.status_code == second.status_code == 503 and second.json() == {"n": 1}
+    assert second.headers["idempotent-replayed"] == "true" and calls == [1]
     engine.dispose()
