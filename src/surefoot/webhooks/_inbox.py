@@ -73,6 +73,14 @@ def redact_headers(headers: Mapping[str, str], extra: frozenset[str] = frozenset
     return {k.lower(): (_MASK if k.lower() in hidden else v) for k, v in headers.items()}
 
 
+class PayloadTooLargeError(HTTPError):
+    """The webhook body exceeds the inbox's ``max_body_bytes`` (413)."""
+
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+    title = "Content Too Large"
+
+
 class Ignore(Exception):
     """Raise (or return) from a handler to acknowledge a delivery without acting on it.
 
@@ -200,6 +208,8 @@ class WebhookInbox:
         registry: Prometheus registry for the webhook metrics (process default when ``None``).
         clock: time source for ``received_at`` / ``processed_at`` and durations.
         redact: extra header names to mask in stored rows.
+        max_body_bytes: larger bodies are refused with 413 before verification (default
+            25 MiB, GitHub's maximum payload size).
 
     Raises:
         ConfigurationError: the engine's database is neither PostgreSQL nor SQLite.
@@ -212,8 +222,12 @@ class WebhookInbox:
         registry: Any = None,
         clock: Clock = SYSTEM_CLOCK,
         redact: frozenset[str] | set[str] = frozenset(),
+        max_body_bytes: int = 25 * 1024 * 1024,
     ) -> None:
         require("sqlalchemy", "sql")
+        if max_body_bytes < 1:
+            raise ConfigurationError("max_body_bytes must be positive")
+        self.max_body_bytes = max_body_bytes
         from sqlalchemy.ext.asyncio import AsyncEngine
 
         self.engine = engine
@@ -298,7 +312,12 @@ class WebhookInbox:
 
         started = self.clock.monotonic()
         provider = getattr(verifier, "provider", "custom")
-        body = await request.body()  # Starlette caches it: the handler can parse the request again.
+        try:
+            body, request = await self._read(request)
+        except PayloadTooLargeError as exc:
+            log.warning("webhook_rejected", provider=provider, endpoint=endpoint, error_code=exc.code, error_message=exc.detail)
+            self._observe(provider, endpoint, "rejected", started)
+            return self._problem(exc, request)
         client = request.client.host if request.client else None
         try:
             verified = verifier.verify(body, request.headers, url=str(request.url), client=client)
@@ -362,6 +381,33 @@ class WebhookInbox:
             response = result
         self._observe(verified.provider, endpoint, outcome, started)
         return response
+
+    async def _read(self, request: Any) -> tuple[bytes, Any]:
+        """Read the raw body (at most ``max_body_bytes``) and return it with a request that
+        replays it, so the handler can still call ``request.body()``, ``.form()`` or ``.json()``."""
+        from starlette.requests import Request
+
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise PayloadTooLargeError(f"the body is larger than {self.max_body_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLargeError(f"the body is larger than {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        return body, Request(request.scope, replay)
 
     def _observe(self, provider: str, endpoint: str, outcome: str, started: float) -> None:
         self._duration.labels(provider, endpoint, outcome).observe(max(0.0, self.clock.monotonic() - started))

@@ -132,3 +132,29 @@ def test_retention_arguments_are_checked(tmp_path: Any) -> None:
         purge_webhook_events(engine, older_than=dt.timedelta(0))
     with pytest.raises(ConfigurationError):
         purge_webhook_events(engine, batch_size=0)
+
+
+async def test_oversized_bodies_are_refused_before_verification(tmp_path: Any, registry: Any) -> None:
+    import httpx
+    import sqlalchemy as sa
+    from fastapi import FastAPI
+
+    from surefoot.webhooks import WebhookInbox, create_tables
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/big.db")
+    create_tables(engine)
+    app = FastAPI()
+    inbox = WebhookInbox(engine, registry=registry, max_body_bytes=64)
+    inbox.endpoint(app, "/acme", verifier=HeaderTokenVerifier())(lambda delivery: None)
+
+    async def chunks():
+        for _ in range(10):
+            yield b"x" * 10
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.post("/acme", content=b'{"id": 1}' + b" " * 100, headers={"X-Acme-Token": "s3cret"})
+        assert r.status_code == 413 and r.json()["code"] == "PAYLOAD_TOO_LARGE"
+        r = await c.post("/acme", content=chunks(), headers={"X-Acme-Token": "s3cret"})  # no Content-Length
+        assert r.status_code == 413
+        assert (await c.post("/acme", content=b'{"id": 1}', headers={"X-Acme-Token": "s3cret"})).status_code == 200
+    engine.dispose()
