@@ -224,3 +224,13 @@ async def test_unrouted_destination_and_handler_timeout(engine, clock, registry)
     with engine.connect() as conn:
         row = conn.execute(sa.select(events_table)).mappings().one()
     assert "handler_timeout" in row["last_error"]
+
+
+def test_testing_drain_against_a_real_table(engine):
+    from surefoot.testing import drain
+
+    got = []
+    _add(engine, ("A", {"n": 1}, {}), ("A", {"n": 2}, {}))
+    assert drain(engine, handlers={"A": lambda e: got.append(e.payload["n"])}) == 2
+    assert got == [1, 2]
+    assert _count(engine, events_table, events_table.c.dispatched_at.is_(None)) == 0
