@@ -76,8 +76,11 @@ class _Database:
         with self.engine.begin() as conn:
             return fn(conn, *args, **kwargs)
 
+    disposed = False
+
     async def dispose(self) -> None:
         if self.owned:
+            self.disposed = True
             await self.engine.dispose()
 
 
@@ -188,6 +191,7 @@ class Dispatcher:
         self._stop_event: asyncio.Event | None = None
         self._stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
+        self._aux: list[asyncio.Task[Any]] = []
         self._in_flight: dict[str, list[int]] = {}
         self._opened = False
         self.delivered = 0
@@ -546,6 +550,8 @@ class Dispatcher:
         """Start the worker tasks (and listener, stats, retention) on the running loop."""
         if self._tasks:
             raise RuntimeError("this dispatcher is already running")
+        if self._db.disposed:
+            raise RuntimeError("a stopped dispatcher cannot start again; create a new one")
         if not self.router.patterns:
             raise ConfigurationError(
                 "the dispatcher has no routes: register handlers with @outbox.handler(...) "
@@ -559,10 +565,10 @@ class Dispatcher:
         for slot in range(self.settings.concurrency):
             self._tasks.append(loop.create_task(self._worker(slot), name=f"surefoot-outbox-{slot}"))
         if self.settings.listen and self._db.dialect == "postgresql":
-            self._tasks.append(loop.create_task(self._listen(), name="surefoot-outbox-listen"))
-        self._tasks.append(loop.create_task(self._stats_loop(), name="surefoot-outbox-stats"))
+            self._aux.append(loop.create_task(self._listen(), name="surefoot-outbox-listen"))
+        self._aux.append(loop.create_task(self._stats_loop(), name="surefoot-outbox-stats"))
         if self.settings.retention_interval_seconds > 0:
-            self._tasks.append(loop.create_task(self._retention_loop(), name="surefoot-outbox-retention"))
+            self._aux.append(loop.create_task(self._retention_loop(), name="surefoot-outbox-retention"))
         _log.info(
             "outbox_dispatcher_started",
             batch_size=self.settings.batch_size,
@@ -584,6 +590,12 @@ class Dispatcher:
             self._stop_event.set()
         self.wake()
         tasks, self._tasks = self._tasks, []
+        aux, self._aux = self._aux, []
+        # the listener, stats and retention hold no events: stop them at once
+        for task in aux:
+            task.cancel()
+        if aux:
+            await asyncio.wait(aux)
         if tasks:
             done, pending = await asyncio.wait(tasks, timeout=timeout)
             for task in pending:
