@@ -316,7 +316,10 @@ def delete_dead_batch(conn: Any, *, before: dt.datetime | None, limit: int) -> i
     stmt = sa.text(
         f"DELETE FROM outbox_dead_letters WHERE id IN (SELECT id FROM outbox_dead_letters {where} "
         "ORDER BY id LIMIT :limit)"
-    ).bindparams(sa.bindparam("before", type_=_TS))
+    )
+    if before is None:
+        return conn.execute(stmt, {"limit": limit}).rowcount
+    stmt = stmt.bindparams(sa.bindparam("before", type_=_TS))
     return conn.execute(stmt, {"before": before, "limit": limit}).rowcount
 
 
@@ -328,8 +331,9 @@ def count_dispatched_before(conn: Any, before: dt.datetime) -> int:
 
 
 def count_dead(conn: Any, before: dt.datetime | None = None) -> int:
-    where = "WHERE failed_at < :before" if before is not None else ""
-    stmt = sa.text(f"SELECT COUNT(*) FROM outbox_dead_letters {where}").bindparams(
+    if before is None:
+        return int(conn.exec_driver_sql("SELECT COUNT(*) FROM outbox_dead_letters").scalar_one())
+    stmt = sa.text("SELECT COUNT(*) FROM outbox_dead_letters WHERE failed_at < :before").bindparams(
         sa.bindparam("before", type_=_TS)
     )
     return int(conn.execute(stmt, {"before": before}).scalar_one())
