@@ -28,6 +28,7 @@ from typing import Any
 from ._add import add, build_event, emit, events_enabled
 from ._catalogue import EventCatalogue, EventSchemaError, default_catalogue, register_event
 from ._event import Event, RetryLater, Sink, SinkDisabled, SinkError
+from ._routing import HandlerSink, Router, default_router, handler
 
 __all__ = [
     "Event",
@@ -47,6 +48,14 @@ __all__ = [
     "drop_tables",
     "events_table",
     "dead_letters_table",
+    "Dispatcher",
+    "OutboxSettings",
+    "Router",
+    "HandlerSink",
+    "handler",
+    "default_router",
+    "Backoff",
+    "FullJitter",
 ]
 
 _LAZY = {
@@ -54,6 +63,10 @@ _LAZY = {
     "drop_tables": "._schema",
     "events_table": "._schema",
     "dead_letters_table": "._schema",
+    "Dispatcher": "._dispatcher",
+    "OutboxSettings": "._settings",
+    "Backoff": "._backoff",
+    "FullJitter": "._backoff",
 }
 
 

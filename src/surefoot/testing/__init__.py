@@ -1,8 +1,9 @@
 """Test helpers for services built with surefoot. Never import this from production code."""
 
 from ._clock import FakeClock
+from ._outbox import DrainResult, InMemoryOutbox, adrain, drain
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "InMemoryOutbox", "DrainResult", "drain", "adrain"]
 from ._webhooks import (  # noqa: E402
     form_body,
     golden_github_push,
