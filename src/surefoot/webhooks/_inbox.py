@@ -4,10 +4,11 @@ One delivery goes through these steps::
 
     raw body ─► verifier (401 + reason on failure)
              ─► BEGIN
-                INSERT INTO webhook_events ... ON CONFLICT (provider, dedupe_key) DO NOTHING*
-                RETURNING id          ── no row: duplicate → 2xx, handler not run
+                INSERT INTO webhook_events (..., status = 'processed') ... ON CONFLICT
+                (provider, dedupe_key) DO NOTHING* RETURNING id
+                                      ── no row: duplicate → 2xx, handler not run
              ─► handler(delivery)     ── business rows + outbox events on delivery.conn
-             ─► UPDATE status = 'processed'; COMMIT → the handler's response
+             ─► COMMIT                ── the row commits with the handler's writes, or not at all
 
     * a row left ``failed`` by an earlier attempt is claimed again.
 
@@ -469,9 +470,8 @@ class WebhookInbox:
                         status = response.response.status_code if response.response is not None else 200
                         _store.record_outcome(conn, **self._after_rollback(row, "ignored", status, response.reason))
                     return "ignored", response
-                _store.mark_processed(
-                    conn, inbox_id, processed_at=_utc(self.clock.time()), response_status=response.status_code
-                )
+                if response.status_code != 200:
+                    _store.set_response_status(conn, inbox_id, response.status_code)
                 trans.commit()
                 return "processed", response
             except Exception as exc:  # noqa: BLE001 - recorded, logged and answered with 500 below
@@ -509,12 +509,9 @@ class WebhookInbox:
                     async with conn.begin():
                         await conn.run_sync(lambda c: _store.record_outcome(c, **outcome))
                     return "ignored", response
-                processed_at = _utc(self.clock.time())
-                await conn.run_sync(
-                    lambda c: _store.mark_processed(
-                        c, inbox_id, processed_at=processed_at, response_status=response.status_code
-                    )
-                )
+                if response.status_code != 200:
+                    status_code = response.status_code
+                    await conn.run_sync(lambda c: _store.set_response_status(c, inbox_id, status_code))
                 await trans.commit()
                 return "processed", response
             except Exception as exc:  # noqa: BLE001 - recorded, logged and answered with 500 below

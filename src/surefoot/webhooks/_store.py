@@ -22,7 +22,7 @@ __all__ = [
     "STATUSES",
     "claim",
     "lookup",
-    "mark_processed",
+    "set_response_status",
     "record_outcome",
     "purge_batch",
     "create_tables",
@@ -65,6 +65,41 @@ def _insert(conn: Any) -> Any:
     return insert(webhook_events)
 
 
+_CLAIM: dict[str, Any] = {}
+
+
+def _claim_statement(dialect: str, insert_stmt: Any) -> Any:
+    # Built once per dialect with bind parameters: SQLAlchemy then reuses its compiled form.
+    stmt = _CLAIM.get(dialect)
+    if stmt is None:
+        ins = insert_stmt.values(
+            provider=sa.bindparam("provider"),
+            dedupe_key=sa.bindparam("dedupe_key"),
+            endpoint=sa.bindparam("endpoint"),
+            received_at=sa.bindparam("received_at", type_=webhook_events.c.received_at.type),
+            headers=sa.bindparam("headers", type_=webhook_events.c.headers.type),
+            payload=sa.bindparam("payload"),
+            status="processed",
+            attempts=1,
+            processed_at=sa.bindparam("received_at", type_=webhook_events.c.processed_at.type),
+            response_status=200,
+        )
+        stmt = _CLAIM[dialect] = ins.on_conflict_do_update(
+            index_elements=["provider", "dedupe_key"],
+            set_={
+                "status": "processed",
+                "attempts": webhook_events.c.attempts + 1,
+                "headers": ins.excluded.headers,
+                "payload": ins.excluded.payload,
+                "processed_at": ins.excluded.processed_at,
+                "response_status": 200,
+                "error": None,
+            },
+            where=webhook_events.c.status == "failed",
+        ).returning(webhook_events.c.id)
+    return stmt
+
+
 def claim(
     conn: Any,
     *,
@@ -75,34 +110,28 @@ def claim(
     headers: Mapping[str, str],
     payload: str,
 ) -> int | None:
-    """Insert a new delivery as ``received`` and return its id; ``None`` when it is a duplicate.
+    """Insert a new delivery and return its id; ``None`` when it is a duplicate.
+
+    The row is written as ``processed`` (response 200, ``processed_at`` = ``received_at``)
+    because it only ever commits together with the handler's writes: if the handler
+    fails or ignores the delivery the transaction rolls back and :func:`record_outcome`
+    writes the real status. This saves a round trip per delivery; a handler answering with
+    another status code is recorded by :func:`set_response_status`.
 
     A row left ``failed`` by an earlier attempt is claimed again (its handler raised and the
     provider retries); any other existing row makes this delivery a duplicate. On
     PostgreSQL a concurrent claim of the same key waits for this transaction to end.
     """
-    stmt = _insert(conn).values(
-        provider=provider,
-        dedupe_key=dedupe_key,
-        endpoint=endpoint,
-        received_at=received_at,
-        headers=dict(headers),
-        payload=payload,
-        status="received",
-        attempts=1,
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["provider", "dedupe_key"],
-        set_={
-            "status": "received",
-            "attempts": webhook_events.c.attempts + 1,
-            "headers": stmt.excluded.headers,
-            "payload": stmt.excluded.payload,
-            "error": None,
-        },
-        where=webhook_events.c.status == "failed",
-    ).returning(webhook_events.c.id)
-    return conn.execute(stmt).scalar_one_or_none()
+    stmt = _claim_statement(dialect_name(conn), _insert(conn))
+    params = {
+        "provider": provider,
+        "dedupe_key": dedupe_key,
+        "endpoint": endpoint,
+        "received_at": received_at,
+        "headers": dict(headers),
+        "payload": payload,
+    }
+    return conn.execute(stmt, params).scalar_one_or_none()
 
 
 def lookup(conn: Any, *, provider: str, dedupe_key: str) -> tuple[int, str, int | None] | None:
@@ -115,12 +144,10 @@ def lookup(conn: Any, *, provider: str, dedupe_key: str) -> tuple[int, str, int 
     return None if row is None else (row[0], row[1], row[2])
 
 
-def mark_processed(conn: Any, inbox_id: int, *, processed_at: dt.datetime, response_status: int) -> None:
-    """Mark a claimed delivery ``processed`` (in the handler's transaction)."""
+def set_response_status(conn: Any, inbox_id: int, response_status: int) -> None:
+    """Record the status code a handler answered with, when it is not 200 (same transaction)."""
     conn.execute(
-        sa.update(webhook_events)
-        .where(webhook_events.c.id == inbox_id)
-        .values(status="processed", processed_at=processed_at, response_status=response_status, error=None)
+        sa.update(webhook_events).where(webhook_events.c.id == inbox_id).values(response_status=response_status)
     )
 
 
