@@ -113,14 +113,14 @@ def test_sigkill_mid_batch_twenty_times_loses_nothing(outbox_url, tmp_path, subp
     records = _read(deliveries)
     delivered = collections.Counter(n for n, _ in records)
     assert set(delivered) == written, "an event was lost"
-    # a duplicate is a redelivery of an event whose earlier delivery a killed process never acked
-    first_by = {}
+    # a duplicate is a redelivery of an event whose previous delivery was never acked: it is
+    # charged to the process that made that previous delivery (and must have been killed)
+    last_by: dict[int, int] = {}
     dup_per_crash: collections.Counter[int] = collections.Counter()
     for n, pid in records:
-        if n in first_by:
-            dup_per_crash[first_by[n]] += 1
-        else:
-            first_by[n] = pid
+        if n in last_by:
+            dup_per_crash[last_by[n]] += 1
+        last_by[n] = pid
     duplicates = sum(delivered.values()) - len(delivered)
     assert set(dup_per_crash) <= set(killed), "a process that was not killed caused duplicates"
     assert max(dup_per_crash.values(), default=0) <= BATCH, dup_per_crash
