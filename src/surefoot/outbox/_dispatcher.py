@@ -248,6 +248,7 @@ class Dispatcher:
 
         self._store_mod = _store
         self._paused: set[str] = set(settings.paused_events)
+        self._db_paused: frozenset[str] = frozenset()
         self._store = self._make_store()
         self._registry = registry
         self._attempts = cat.OUTBOX_DISPATCH_ATTEMPTS.get(registry)
@@ -275,7 +276,7 @@ class Dispatcher:
         return self._store_mod.Store(
             self._db.dialect,
             include=include,
-            exclude=sorted(self._paused),
+            exclude=sorted(self._paused | self._db_paused),
             ordering=self.settings.ordering,
         )
 
@@ -298,8 +299,25 @@ class Dispatcher:
 
     @property
     def paused(self) -> frozenset[str]:
-        """The paused event name patterns."""
-        return frozenset(self._paused)
+        """The paused event name patterns (this dispatcher's and the shared ``outbox_paused``)."""
+        return frozenset(self._paused | self._db_paused)
+
+    async def refresh_paused(self) -> frozenset[str]:
+        """Reload the shared kill switch (``surefoot outbox pause``) from ``outbox_paused``.
+
+        A running dispatcher does this with its stats, every ``stats_interval_seconds``.
+        """
+        from ._store import paused_patterns
+
+        found = frozenset(p for p, _ in await self._db.run(paused_patterns))
+        if found != self._db_paused:
+            resumed = self._db_paused - found
+            self._db_paused = found
+            self._store = self._make_store()
+            _log.warning("outbox_kill_switch_changed", paused=sorted(found), resumed=sorted(resumed))
+            if resumed:
+                self.wake()
+        return self.paused
 
     # -- one batch -----------------------------------------------------------------------
 
@@ -496,6 +514,7 @@ class Dispatcher:
         one-shot jobs.
         """
         await self._open()
+        await self.refresh_paused()
         total = 0
         batches = 0
         while max_batches is None or batches < max_batches:
@@ -619,6 +638,7 @@ class Dispatcher:
 
         while not self._stopping:
             try:
+                await self.refresh_paused()
                 await self.refresh_stats(stats)
             except asyncio.CancelledError:
                 raise
@@ -680,6 +700,7 @@ class Dispatcher:
         self._stop_event = asyncio.Event()
         self._wakers = [asyncio.Event() for _ in range(self.settings.concurrency)]
         await self._open()
+        await self.refresh_paused()
         loop = asyncio.get_running_loop()
         for slot in range(self.settings.concurrency):
             self._tasks.append(loop.create_task(self._worker(slot), name=f"surefoot-outbox-{slot}"))
