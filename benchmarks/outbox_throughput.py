@@ -254,7 +254,10 @@ def bench_latency(url: str, engine: sa.Engine, *, rate: float, seconds: float, p
 # -- procrastinate ------------------------------------------------------------------------
 
 
-def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float) -> dict[str, Any]:
+_SCHEMA_APPLIED: set[str] = set()
+
+
+def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float, latency: bool = True) -> dict[str, Any]:
     import procrastinate
 
     out: dict[str, Any] = {}
@@ -272,10 +275,9 @@ def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float) -
 
     async def main() -> None:
         async with app.open_async():
-            try:
+            if conninfo not in _SCHEMA_APPLIED:  # once per scratch database
                 await app.schema_manager.apply_schema_async()
-            except Exception:  # already applied in this scratch database
-                pass
+                _SCHEMA_APPLIED.add(conninfo)
             # defer rate, one job per transaction (procrastinate's defer is its own transaction)
             t = time.perf_counter()
             for i in range(n):
@@ -285,6 +287,8 @@ def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float) -
             await app.run_worker_async(concurrency=10, wait=False, install_signal_handlers=False,
                                        listen_notify=False, fetch_job_polling_interval=0.01)
             out["drain_per_s"] = state["count"] / (time.perf_counter() - t)
+            if not latency:
+                return
             # latency at a steady offered load, worker listening
             starts.clear()
             state["count"] = 0
@@ -311,6 +315,8 @@ def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float) -
             except (asyncio.CancelledError, Exception):
                 pass
             out["latency_ms"] = [(starts[k] - deferred[k]) * 1000 for k in deferred if k in starts]
+            # leave the queue empty for the next round
+            await app.job_manager.delete_old_jobs(nb_hours=0, include_failed=True)
 
     asyncio.run(main())
     return out
@@ -345,6 +351,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each latency run")
     parser.add_argument("--only", choices=["postgresql", "sqlite"], default=None)
     parser.add_argument("--no-procrastinate", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per throughput measurement (best kept)")
+    parser.add_argument("--procrastinate-jobs", type=int, default=3_000, help="jobs per procrastinate drain")
     args = parser.parse_args()
 
     import logging
@@ -366,20 +374,31 @@ def main() -> None:
         for name, url in targets:
             engine = sa.create_engine(url)
             r: dict[str, Any] = {}
-            print(f"[{name}] writes ...", file=sys.stderr)
-            r.update(bench_writes(engine, args.writes))
-            print(f"[{name}] dispatch ...", file=sys.stderr)
-            r["dispatch"] = bench_dispatch(url, engine, args.events)
-            r["dispatch_keyed"] = bench_dispatch(url, engine, args.events, keys=1000)
-            print(f"[{name}] raw claim floor ...", file=sys.stderr)
-            r["raw_claim"] = bench_raw_claim(engine, args.events)
+
+            def best(key: str, value: float) -> None:
+                r[key] = max(r.get(key, 0.0), value)
+
+            # the machine is shared: repeat and interleave, keep the best of each
+            for rep in range(args.repeat):
+                print(f"[{name}] round {rep + 1}/{args.repeat}: writes, dispatch, claim floor ...", file=sys.stderr)
+                for key, value in bench_writes(engine, args.writes).items():
+                    best(key, value)
+                best("dispatch", bench_dispatch(url, engine, args.events))
+                best("raw_claim", bench_raw_claim(engine, args.events))
+                best("dispatch_keyed", bench_dispatch(url, engine, args.events, keys=1000))
+                if name == "postgresql" and not args.no_procrastinate:
+                    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+                    pr = bench_procrastinate(conninfo, args.procrastinate_jobs, rate=args.rate,
+                                             seconds=args.seconds, latency=(rep == 0))
+                    prev = r.get("procrastinate")
+                    if prev is None:
+                        r["procrastinate"] = pr
+                    else:
+                        prev["defer_per_s"] = max(prev["defer_per_s"], pr["defer_per_s"])
+                        prev["drain_per_s"] = max(prev["drain_per_s"], pr["drain_per_s"])
             print(f"[{name}] latency at {args.rate:g}/s ...", file=sys.stderr)
             r["latency"] = bench_latency(url, engine, rate=args.rate, seconds=args.seconds,
                                          poll=1.0 if name == "postgresql" else 0.05)
-            if name == "postgresql" and not args.no_procrastinate:
-                print(f"[{name}] procrastinate ...", file=sys.stderr)
-                conninfo = url.replace("postgresql+psycopg://", "postgresql://")
-                r["procrastinate"] = bench_procrastinate(conninfo, args.events, rate=args.rate, seconds=args.seconds)
             engine.dispose()
             results[name] = r
     finally:
@@ -391,7 +410,7 @@ def main() -> None:
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"\n# outbox throughput — {args.events} events per dispatch run, {args.writes} per write run, "
-          f"latency at {args.rate:g} events/s for {args.seconds:g} s\n")
+          f"best of {args.repeat} interleaved rounds; latency at {args.rate:g} events/s for {args.seconds:g} s\n")
     for name, r in results.items():
         lat = r["latency"]
         print(f"## {name}\n")

@@ -40,6 +40,74 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _Plan:
+    """What to write back for one delivered batch."""
+
+    __slots__ = ("token", "ok", "failed", "dead")
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.ok: list[int] = []
+        self.failed: list[tuple[int, dt.datetime, str]] = []
+        self.dead: list[tuple[Any, str]] = []
+
+
+class _Connection:
+    """One connection kept by a worker for its lifetime (no pool checkout per batch)."""
+
+    def __init__(self, db: _Database) -> None:
+        self.db = db
+        self.conn: Any = None
+        self._busy: asyncio.Future[Any] | None = None
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self.db.is_async:
+            if self.conn is None:
+                self.conn = await self.db.engine.connect()
+            async with self.conn.begin():
+                return await self.conn.run_sync(fn, *args)
+        # a cancelled await cannot stop the thread: remember it so close() waits for it
+        self._busy = asyncio.ensure_future(asyncio.to_thread(self._run_sync, fn, args))
+        return await asyncio.shield(self._busy)
+
+    def _run_sync(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        if self.conn is None:
+            self.conn = self.db.engine.connect()
+        with self.conn.begin():
+            return fn(self.conn, *args)
+
+    async def settle_after_cancel(self) -> Any:
+        """After a cancelled :meth:`run` on a sync engine, wait for the thread and return its
+        result (``None`` if it failed), so claims it made can be released."""
+        busy = self._busy
+        if busy is None:
+            return None
+        if not busy.done():
+            await asyncio.wait([busy])
+        if busy.cancelled() or busy.exception() is not None:
+            return None
+        return busy.result()
+
+    async def reset(self) -> None:
+        """Drop the connection after an error; the next run opens a fresh one."""
+        await self.close()
+
+    async def close(self) -> None:
+        busy, self._busy = self._busy, None
+        if busy is not None and not busy.done():
+            await asyncio.wait([busy])
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:
+            if self.db.is_async:
+                await conn.close()
+            else:
+                await asyncio.to_thread(conn.close)
+        except Exception as exc:  # closing a broken connection: nothing more to do than say so
+            _log.warning("outbox_connection_close_failed", error_message=str(exc)[:300])
+
+
 class _Database:
     """Runs store functions in short transactions on a sync or async SQLAlchemy engine."""
 
@@ -65,6 +133,9 @@ class _Database:
                 f"Dispatcher needs a database URL, an Engine or an AsyncEngine, got {bind!r}"
             )
         self.dialect = self.engine.dialect.name
+
+    def dedicated(self) -> _Connection:
+        return _Connection(self)
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self.is_async:
@@ -177,6 +248,7 @@ class Dispatcher:
 
         self._store_mod = _store
         self._paused: set[str] = set(settings.paused_events)
+        self._db_paused: frozenset[str] = frozenset()
         self._store = self._make_store()
         self._registry = registry
         self._attempts = cat.OUTBOX_DISPATCH_ATTEMPTS.get(registry)
@@ -204,7 +276,7 @@ class Dispatcher:
         return self._store_mod.Store(
             self._db.dialect,
             include=include,
-            exclude=sorted(self._paused),
+            exclude=sorted(self._paused | self._db_paused),
             ordering=self.settings.ordering,
         )
 
@@ -227,8 +299,25 @@ class Dispatcher:
 
     @property
     def paused(self) -> frozenset[str]:
-        """The paused event name patterns."""
-        return frozenset(self._paused)
+        """The paused event name patterns (this dispatcher's and the shared ``outbox_paused``)."""
+        return frozenset(self._paused | self._db_paused)
+
+    async def refresh_paused(self) -> frozenset[str]:
+        """Reload the shared kill switch (``surefoot outbox pause``) from ``outbox_paused``.
+
+        A running dispatcher does this with its stats, every ``stats_interval_seconds``.
+        """
+        from ._store import paused_patterns
+
+        found = frozenset(p for p, _ in await self._db.run(paused_patterns))
+        if found != self._db_paused:
+            resumed = self._db_paused - found
+            self._db_paused = found
+            self._store = self._make_store()
+            _log.warning("outbox_kill_switch_changed", paused=sorted(found), resumed=sorted(resumed))
+            if resumed:
+                self.wake()
+        return self.paused
 
     # -- one batch -----------------------------------------------------------------------
 
@@ -249,25 +338,44 @@ class Dispatcher:
             return 0
         token = str(uuid.uuid4())
         store = self._store
-        claimed = await self._db.run(
-            store.claim,
-            now=self._now(),
-            lease_seconds=self.settings.lease_seconds,
-            limit=self.settings.batch_size,
-            token=token,
-        )
+        claimed, _ = await self._db.run(self._cycle, store, None, token)
         if not claimed:
             return 0
         self._in_flight[token] = [c.event.outbox_id for c in claimed]
         try:
             outcomes = await self._deliver(claimed)
-            await self._settle(store, token, claimed, outcomes)
+            plan = self._plan(token, claimed, outcomes)
+            _, settled = await self._db.run(self._cycle, store, plan, None)
+            self._after_settle(plan, settled)
         except asyncio.CancelledError:
             await self._release(store, token)
             raise
         finally:
             self._in_flight.pop(token, None)
         return len(claimed)
+
+    def _cycle(self, conn: Any, store: Any, plan: _Plan | None, token: str | None) -> tuple[list[Any], Any]:
+        """One transaction: settle the previous batch (if any), then claim the next (if asked).
+
+        Settling and claiming together halve the round trips of a busy dispatcher; if the
+        transaction fails, neither happened and both are retried (the settled events stay
+        leased to us meanwhile).
+        """
+        settled = None
+        now = self._now()
+        if plan is not None:
+            settled = (
+                store.ack(conn, plan.ok, token=plan.token, now=now),
+                store.fail(conn, plan.failed, token=plan.token),
+                store.dead_letter(conn, [(c.event.outbox_id, e) for c, e in plan.dead], token=plan.token, now=now),
+            )
+        claimed: list[Any] = []
+        if token is not None:
+            claimed = store.claim(
+                conn, now=now, lease_seconds=self.settings.lease_seconds,
+                limit=self.settings.batch_size, token=token,
+            )
+        return claimed, settled
 
     async def _release(self, store: Any, token: str) -> None:
         ids = self._in_flight.get(token)
@@ -332,32 +440,32 @@ class Dispatcher:
                     outcomes[i] = result
         return outcomes
 
-    async def _settle(
-        self, store: Any, token: str, claimed: Sequence[Any], outcomes: Sequence[BaseException | None]
-    ) -> None:
-        ok: list[int] = []
-        failed: list[tuple[int, dt.datetime, str]] = []
-        dead: list[tuple[Any, str]] = []
+    def _plan(
+        self, token: str, claimed: Sequence[Any], outcomes: Sequence[BaseException | None]
+    ) -> _Plan:
+        """Decide what happens to each event of a delivered batch (no I/O)."""
+        plan = _Plan(token)
         now_s = self.clock.time()
         max_attempts = self.settings.max_attempts
+        counts: dict[str, int] = {}
         for c, outcome in zip(claimed, outcomes):
             event: Event = c.event
             name = event.event_name
-            self._child(self._attempts, name).inc()
+            counts[name] = counts.get(name, 0) + 1
             if outcome is None:
-                ok.append(event.outbox_id)  # type: ignore[arg-type]
+                plan.ok.append(event.outbox_id)  # type: ignore[arg-type]
                 continue
             self._child(self._failures, name).inc()
             attempts = event.attempts + 1
             error = _error_text(outcome)
             if isinstance(outcome, SinkDisabled) or attempts >= max_attempts:
-                dead.append((c, error))
+                plan.dead.append((c, error))
                 continue
             if isinstance(outcome, RetryLater) and outcome.retry_after is not None:
                 delay = max(0.0, float(outcome.retry_after))
             else:
                 delay = self.backoff.delay(attempts, self.rng)
-            failed.append(
+            plan.failed.append(
                 (event.outbox_id, dt.datetime.fromtimestamp(now_s + delay, dt.timezone.utc), error)  # type: ignore[arg-type]
             )
             _log.warning(
@@ -371,25 +479,21 @@ class Dispatcher:
                 error_type=type(outcome).__name__,
                 error_message=str(outcome)[:500],
             )
-        now = dt.datetime.fromtimestamp(now_s, dt.timezone.utc)
+        for name, n in counts.items():
+            self._child(self._attempts, name).inc(n)
+        return plan
 
-        def settle(conn: Any) -> tuple[int, int, int]:
-            return (
-                store.ack(conn, ok, token=token, now=now),
-                store.fail(conn, failed, token=token),
-                store.dead_letter(conn, [(c.event.outbox_id, e) for c, e in dead], token=token, now=now),
-            )
-
-        acked, _, moved = await self._db.run(settle)
+    def _after_settle(self, plan: _Plan, settled: Any) -> None:
+        acked = settled[0] if settled else 0
         self.delivered += acked
-        if acked < len(ok):
+        if acked < len(plan.ok):
             _log.warning(
                 "outbox_lease_lost",
-                expected=len(ok),
+                expected=len(plan.ok),
                 acked=acked,
                 hint="deliveries outlived lease_seconds; these events will be delivered again",
             )
-        for c, error in dead:
+        for c, error in plan.dead:
             self._child(self._dead, c.event.event_name).inc()
             _log.error(
                 "outbox_dead_lettered",
@@ -410,6 +514,7 @@ class Dispatcher:
         one-shot jobs.
         """
         await self._open()
+        await self.refresh_paused()
         total = 0
         batches = 0
         while max_batches is None or batches < max_batches:
@@ -445,24 +550,57 @@ class Dispatcher:
     async def _worker(self, slot: int) -> None:
         poll = self.settings.poll_interval_seconds
         waker = self._wakers[slot]
-        while not self._stopping:
-            # cleared before claiming: a notification that arrives during the claim or the
-            # batch leaves the flag set, so the next wait returns at once
-            waker.clear()
-            try:
-                n = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database went away: log, wait, try again
-                _log.error("outbox_claim_failed", error_type=type(exc).__name__, error_message=str(exc)[:500])
-                await self._sleep(min(5.0, poll * 2))
-                continue
-            if n == 0 and not self._stopping:
+        conn = self._db.dedicated()
+        plan: _Plan | None = None
+        try:
+            while True:
+                # cleared before claiming: a notification that arrives during the claim or
+                # the batch leaves the flag set, so the next wait returns at once
+                waker.clear()
+                token = None if self._stopping else str(uuid.uuid4())
+                if token is None and plan is None:
+                    break
+                store = self._store
                 try:
-                    async with asyncio.timeout(poll):
-                        await waker.wait()
-                except TimeoutError:
-                    pass  # the poll interval elapsed: the safety net, claim again
+                    claimed, settled = await conn.run(self._cycle, store, plan, token)
+                except asyncio.CancelledError:
+                    # a thread may still complete the claim: give its events back at once
+                    late = await conn.settle_after_cancel()
+                    if late is not None and late[0] and token is not None:
+                        self._in_flight[token] = [c.event.outbox_id for c in late[0]]
+                        await self._release(store, token)
+                        self._in_flight.pop(token, None)
+                    raise
+                except Exception as exc:  # the database went away: log, wait, try again
+                    _log.error(
+                        "outbox_claim_failed", error_type=type(exc).__name__, error_message=str(exc)[:500]
+                    )
+                    await conn.reset()
+                    await self._sleep(min(5.0, poll * 2))
+                    continue
+                if plan is not None:
+                    self._after_settle(plan, settled)
+                    plan = None
+                if not claimed:
+                    if self._stopping:
+                        break
+                    try:
+                        async with asyncio.timeout(poll):
+                            await waker.wait()
+                    except TimeoutError:
+                        pass  # the poll interval elapsed: the safety net, claim again
+                    continue
+                self._in_flight[token] = [c.event.outbox_id for c in claimed]
+                try:
+                    outcomes = await self._deliver(claimed)
+                except asyncio.CancelledError:
+                    await self._release(store, token)
+                    raise
+                finally:
+                    self._in_flight.pop(token, None)
+                plan = self._plan(token, claimed, outcomes)
+        finally:
+            await conn.close()
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep ``seconds`` or until the dispatcher stops."""
@@ -500,6 +638,7 @@ class Dispatcher:
 
         while not self._stopping:
             try:
+                await self.refresh_paused()
                 await self.refresh_stats(stats)
             except asyncio.CancelledError:
                 raise
@@ -561,6 +700,7 @@ class Dispatcher:
         self._stop_event = asyncio.Event()
         self._wakers = [asyncio.Event() for _ in range(self.settings.concurrency)]
         await self._open()
+        await self.refresh_paused()
         loop = asyncio.get_running_loop()
         for slot in range(self.settings.concurrency):
             self._tasks.append(loop.create_task(self._worker(slot), name=f"surefoot-outbox-{slot}"))

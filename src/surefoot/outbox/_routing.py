@@ -60,7 +60,7 @@ class HandlerSink:
     async def close(self) -> None:
         return None
 
-    async def _one(self, event: Event) -> BaseException | None:
+    def _bind(self, event: Event) -> tuple[dict[str, Any], dict[str, Any]]:
         tokens = context.bind(
             correlation_id=event.correlation_id,
             causation_id=event.event_id,
@@ -69,27 +69,106 @@ class HandlerSink:
         log_tokens = structlog.contextvars.bind_contextvars(
             event_name=event.event_name, outbox_id=event.outbox_id, attempts=event.attempts + 1
         )
+        return tokens, log_tokens
+
+    @staticmethod
+    def _unbind(tokens: dict[str, Any], log_tokens: dict[str, Any]) -> None:
+        structlog.contextvars.reset_contextvars(**log_tokens)
+        for name, token in tokens.items():
+            getattr(context, name).reset(token)
+
+    async def _threaded(self, event: Event) -> BaseException | None:
+        tokens, log_tokens = self._bind(event)
         try:
-            if self.is_async:
-                await self.fn(event)
-            else:
-                await asyncio.to_thread(self.fn, event)
+            result = await asyncio.to_thread(self.fn, event)  # copies the bound context
+            if inspect.isawaitable(result):  # e.g. a lambda returning a coroutine
+                await result
             return None
         except Exception as exc:  # a handler failure is recorded on the event, not raised
             return exc
         finally:
-            structlog.contextvars.reset_contextvars(**log_tokens)
-            for name, token in tokens.items():
-                getattr(context, name).reset(token)
+            self._unbind(tokens, log_tokens)
+
+    def _start(self, event: Event) -> Any:
+        """Run an async handler eagerly up to its first suspension.
+
+        Returns the outcome (``None`` or the exception) when the handler finished without
+        waiting, otherwise a task that finishes it. Handlers that complete at once (cache
+        writes, in-memory fan-out) then cost no task; the others still run concurrently.
+        The task is created while the event's ids are bound, so it keeps them.
+        """
+        tokens, log_tokens = self._bind(event)
+        try:
+            coro = self.fn(event)
+            try:
+                first = coro.send(None)
+            except StopIteration:
+                return None
+            except Exception as exc:  # a handler failure is recorded on the event, not raised
+                return exc
+            return asyncio.get_running_loop().create_task(_finish(coro, first))
+        except Exception as exc:  # calling the handler itself failed (bad signature, ...)
+            return exc
+        finally:
+            self._unbind(tokens, log_tokens)
 
     async def send_many(self, events: Sequence[Event]) -> list[BaseException | None]:
-        if len(events) == 1:
-            return [await self._one(events[0])]
-        # each event in its own task: concurrent I/O, and context bindings cannot leak
-        return list(await asyncio.gather(*(self._one(e) for e in events)))
+        if not self.is_async:
+            if len(events) == 1:
+                return [await self._threaded(events[0])]
+            return list(await asyncio.gather(*(self._threaded(e) for e in events)))
+        results: list[Any] = [self._start(e) for e in events]
+        waiting = [(i, r) for i, r in enumerate(results) if isinstance(r, asyncio.Task)]
+        if waiting:
+            try:
+                done = await asyncio.gather(*(t for _, t in waiting))
+            except BaseException:
+                for _, task in waiting:
+                    task.cancel()
+                raise
+            for (i, _), outcome in zip(waiting, done):
+                results[i] = outcome
+        return results
 
     def __repr__(self) -> str:
         return f"HandlerSink({self.name})"
+
+
+class _Resume:
+    """Drives a coroutine that was started outside a task, from its first suspension on."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Any:
+        coro, to_yield = self.coro, self.first
+        while True:
+            try:
+                sent = yield to_yield
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation and the like go into the handler
+                try:
+                    to_yield = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    to_yield = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _finish(coro: Any, first: Any) -> BaseException | None:
+    try:
+        await _Resume(coro, first)
+        return None
+    except Exception as exc:  # a handler failure is recorded on the event, not raised
+        return exc
 
 
 class Router:

@@ -34,6 +34,7 @@ from .._sql import dialect_name, metadata  # noqa: E402
 __all__ = [
     "events_table",
     "dead_letters_table",
+    "paused_table",
     "create_tables",
     "drop_tables",
     "NOTIFY_CHANNEL",
@@ -144,6 +145,15 @@ dead_letters_table = sa.Table(
 )
 sa.Index("ix_outbox_dead_letters_failed_at", dead_letters_table.c.failed_at)
 
+paused_table = sa.Table(
+    "outbox_paused",
+    metadata,
+    sa.Column("pattern", sa.String(255), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("paused_at", _TS, nullable=False, server_default=db_now()),
+    comment="surefoot outbox kill switch: event name patterns no dispatcher delivers",
+)
+
 _PG_NOTIFY_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION surefoot_outbox_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -208,7 +218,7 @@ def create_tables(bind: Any, *, notify: bool = True) -> None:
 
 def _create(conn: Any, notify: bool) -> None:
     dialect = dialect_name(conn)
-    metadata.create_all(conn, tables=[events_table, dead_letters_table])
+    metadata.create_all(conn, tables=[events_table, dead_letters_table, paused_table])
     inspector = sa.inspect(conn)
     if "outbox_events_debezium" not in inspector.get_view_names():
         conn.exec_driver_sql(_DEBEZIUM_VIEW)
@@ -233,7 +243,7 @@ def drop_tables(bind: Any) -> None:
         ctx = bind.begin() if isinstance(bind, sa.engine.Engine) else _nullcontext(bind)
         with ctx as conn:
             conn.exec_driver_sql("DROP VIEW IF EXISTS outbox_events_debezium")
-            metadata.drop_all(conn, tables=[events_table, dead_letters_table])
+            metadata.drop_all(conn, tables=[events_table, dead_letters_table, paused_table])
             if dialect_name(conn) == "postgresql":
                 conn.exec_driver_sql("DROP FUNCTION IF EXISTS surefoot_outbox_notify() CASCADE")
     finally:
