@@ -393,3 +393,35 @@ def test_empty_secret_lists_are_refused() -> None:
     for make in (lambda: TwilioVerifier([]), lambda: StripeVerifier(""), lambda: GitHubVerifier([""])):
         with pytest.raises(ConfigurationError):
             make()
+
+
+def test_public_url_variants() -> None:
+    assert PublicURL("https://api.example.com/base").resolve("http://10.0.0.1:8000/hook?a=1", {}, None) == (
+        "https://api.example.com/base/hook?a=1"
+    )
+    pu = PublicURL(trusted_proxies=["::1", "192.168.0.0/16"])
+    h = {"x-forwarded-proto": "https", "x-forwarded-host": "api.example.com"}
+    assert pu.resolve("http://internal/h", h, "::1") == "https://api.example.com/h"
+    assert pu.resolve("http://internal/h", h, "192.168.4.4") == "https://api.example.com/h"
+    assert pu.resolve("http://internal/h", h, "8.8.8.8") == "http://internal/h"
+    assert pu.resolve("http://internal/h", h, "not-an-ip") == "http://internal/h"
+    assert pu.resolve("http://internal/h", {**h, "x-forwarded-port": "443"}, "::1") == "https://api.example.com/h"
+    with pytest.raises(ConfigurationError):
+        PublicURL("api.example.com")
+    with pytest.raises(ConfigurationError):
+        PublicURL(trusted_proxies=["10.0.0.0/33"])
+
+
+def test_twilio_get_webhook_signs_the_query_only() -> None:
+    url = "https://api.example.com/voice?CallSid=CA1&CallStatus=ringing"
+    headers = {"X-Twilio-Signature": twilio_signature("tok", url)}
+    d = TwilioVerifier("tok").verify(b"", headers, url=url)
+    assert d.form() == {}
+    with pytest.raises(SignatureError):
+        TwilioVerifier("tok").verify(b"", headers, url=url.replace("ringing", "completed"))
+
+
+def test_twilio_unparsable_url_is_malformed_not_a_crash() -> None:
+    with pytest.raises(SignatureError) as e:
+        TwilioVerifier("tok").verify(b"", {"X-Twilio-Signature": twilio_signature("tok", "x")}, url="http://[::1/x")
+    assert reason_of(e) == "malformed"
