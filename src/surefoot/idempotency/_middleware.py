@@ -220,6 +220,11 @@ class IdempotencyMiddleware:
             _store.claim, scope=client, key=key, fingerprint=digest.hexdigest(), method=scope["method"],
             path=scope["path"], now=now, lock_for=self.lock_timeout, ttl=self.ttl,
         )
+        if found.outcome != "new":
+            log.info(
+                "idempotency_key_" + ("replayed" if found.outcome == "completed" else found.outcome),
+                path=scope["path"], method=scope["method"],
+            )
         if found.outcome == "mismatch":
             await self._send(send, *_problem(UnprocessableError(
                 f"this {self.header_name} was already used with a different request; use a new key for a new operation",
