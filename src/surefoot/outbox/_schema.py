@@ -106,10 +106,15 @@ events_table = sa.Table(
     sa.Column("dispatched_at", _TS, nullable=True),
     sa.UniqueConstraint("event_id", name="uq_outbox_events_event_id"),
     comment="surefoot transactional outbox: pending, in-flight and recently dispatched events",
+    # room on each page for the updates a row goes through (claim, ack)
+    postgresql_with={"fillfactor": 80},
 )
 
 # Only pending rows are ever scanned by dispatchers: partial indexes keep the claim cheap
-# however many dispatched rows wait for retention.
+# however many dispatched rows wait for retention. The claim takes due rows oldest first
+# (available_at, then id) as a range scan, so rows leased to a dispatcher or waiting in
+# backoff (available_at in the future) are never even visited, even in an outage with a
+# large backlog of failing events.
 sa.Index(
     "ix_outbox_events_pending",
     events_table.c.available_at,
