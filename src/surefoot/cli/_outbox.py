@@ -57,14 +57,17 @@ def _progress(console: Any) -> Any:
 @outbox_app.command()
 def migrate(
     url: str = typer.Option(None, "--url", help=URL_HELP),
-    notify: bool = typer.Option(True, "--notify/--no-notify", help="PostgreSQL: install the NOTIFY trigger."),
+    notify_trigger: bool = typer.Option(
+        False, "--notify-trigger/--no-notify-trigger",
+        help="PostgreSQL: NOTIFY on every insert, for writers that bypass outbox.add().",
+    ),
 ) -> None:
     """Create the outbox tables, indexes and wake-up trigger (idempotent)."""
     from ..outbox._schema import create_tables
 
     engine = _engine(url)
     try:
-        create_tables(engine, notify=notify)
+        create_tables(engine, notify_trigger=notify_trigger)
     finally:
         engine.dispose()
     typer.echo(f"outbox tables ready on {engine.url.render_as_string(hide_password=True)}")

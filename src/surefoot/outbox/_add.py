@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import sys
 import uuid
+import weakref
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -105,11 +106,13 @@ _COLUMNS = (
 )
 # Drivers whose native parameter style we write by hand; others go through SQLAlchemy Core.
 _FAST_DRIVERS = {("postgresql", "psycopg"): "%s", ("sqlite", "pysqlite"): "?", ("sqlite", "aiosqlite"): "?"}
-_SQL_CACHE: dict[tuple[str, str, bool], str | None] = {}
+_SQL_CACHE: dict[tuple[str, str, bool, bool], str | None] = {}
+_NOTIFIED = "surefoot_outbox_notified"
+_NOTIFY_SQL = "SELECT pg_notify('surefoot_outbox', '')"
 
 
-def _sql_for(dialect: Any, with_available_at: bool) -> str | None:
-    key = (dialect.name, dialect.driver, with_available_at)
+def _sql_for(dialect: Any, with_available_at: bool, notify: bool = False) -> str | None:
+    key = (dialect.name, dialect.driver, with_available_at, notify)
     sql = _SQL_CACHE.get(key, "")
     if sql != "":
         return sql
@@ -127,6 +130,10 @@ def _sql_for(dialect: Any, with_available_at: bool) -> str | None:
     sql = f"INSERT INTO outbox_events ({', '.join(cols)}) VALUES ({', '.join(values)})"
     if dialect.name == "postgresql":
         sql += " RETURNING id"
+        if notify:
+            # the wake-up rides in the same round trip as the insert; PostgreSQL delivers it
+            # at commit (never for a rolled-back transaction)
+            sql = f"WITH ins AS ({sql}) SELECT id, pg_notify('surefoot_outbox', '') FROM ins"
     _SQL_CACHE[key] = sql
     return sql
 
@@ -280,9 +287,13 @@ def add(
         return _aadd(conn, event, when)
     target = conn if hasattr(conn, "exec_driver_sql") else conn.connection()
     dialect = target.dialect
-    sql = _sql_for(dialect, when is not None)
+    notify = dialect.name == "postgresql" and _first_in_transaction(target)
+    sql = _sql_for(dialect, when is not None, notify)
     if sql is None:
-        return _with_id(event, target.execute(_core_insert(), _row(event, when)))
+        result = target.execute(_core_insert(), _row(event, when))
+        if notify:
+            target.exec_driver_sql(_NOTIFY_SQL)
+        return _with_id(event, result)
     result = target.exec_driver_sql(sql, _params(event, when, dialect.name == "sqlite"))
     return _with_raw_id(event, result, dialect.name)
 
@@ -290,11 +301,32 @@ def add(
 async def _aadd(conn: Any, event: Event, when: dt.datetime | None) -> Event:
     target = conn if hasattr(conn, "exec_driver_sql") else await conn.connection()
     dialect = target.dialect
-    sql = _sql_for(dialect, when is not None)
+    notify = dialect.name == "postgresql" and _first_in_transaction(target.sync_connection)
+    sql = _sql_for(dialect, when is not None, notify)
     if sql is None:
-        return _with_id(event, await target.execute(_core_insert(), _row(event, when)))
+        result = await target.execute(_core_insert(), _row(event, when))
+        if notify:
+            await target.exec_driver_sql(_NOTIFY_SQL)
+        return _with_id(event, result)
     result = await target.exec_driver_sql(sql, _params(event, when, dialect.name == "sqlite"))
     return _with_raw_id(event, result, dialect.name)
+
+
+def _first_in_transaction(conn: Any) -> bool:
+    """True for the first event of the connection's current transaction (PostgreSQL).
+
+    One notification per transaction is all a dispatcher needs; later adds skip it. Inside
+    a SAVEPOINT the event always notifies, since a rolled-back savepoint drops its
+    notifications.
+    """
+    txn = conn.get_transaction()
+    if txn is None or conn.in_nested_transaction():
+        return True
+    ref = conn.info.get(_NOTIFIED)
+    if ref is not None and ref() is txn:
+        return False
+    conn.info[_NOTIFIED] = weakref.ref(txn)
+    return True
 
 
 def _core_insert() -> Any:

@@ -28,7 +28,7 @@ from ._backoff import Backoff, FullJitter
 from ._event import Event, RetryLater, Sink, SinkDisabled
 from ._routing import Router, default_router
 from ._settings import OutboxSettings
-from ._urls import async_url
+from ._urls import async_url, sync_url
 
 __all__ = ["Dispatcher"]
 
@@ -61,6 +61,15 @@ class _Connection:
         self._busy: asyncio.Future[Any] | None = None
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        lock = self.db.write_lock
+        if lock is None:
+            return await self._run(fn, *args)
+        # SQLite has one writer: queueing our own workers here is cheaper than letting them
+        # collide in SQLite's busy handler, which sleeps in steps of milliseconds
+        async with lock:
+            return await self._run(fn, *args)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self.db.is_async:
             if self.conn is None:
                 self.conn = await self.db.engine.connect()
@@ -118,7 +127,13 @@ class _Database:
 
         self.owned = False
         if isinstance(bind, (str, sa.engine.URL)):
-            bind = create_async_engine(async_url(bind))
+            url = sa.engine.make_url(sync_url(bind))
+            if url.get_backend_name() == "sqlite":
+                # SQLite runs in-process: one thread hop per transaction (sync engine in a
+                # worker thread) beats aiosqlite's hop per operation
+                bind = sa.create_engine(url)
+            else:
+                bind = create_async_engine(async_url(bind))
             self.owned = True
         if isinstance(bind, AsyncEngine):
             self.engine = bind
@@ -133,6 +148,15 @@ class _Database:
                 f"Dispatcher needs a database URL, an Engine or an AsyncEngine, got {bind!r}"
             )
         self.dialect = self.engine.dialect.name
+        self._write_lock: asyncio.Lock | None = None
+
+    @property
+    def write_lock(self) -> asyncio.Lock | None:
+        if self.dialect != "sqlite":
+            return None
+        if self._write_lock is None:  # created lazily, on the running loop
+            self._write_lock = asyncio.Lock()
+        return self._write_lock
 
     def dedicated(self) -> _Connection:
         return _Connection(self)
@@ -152,7 +176,10 @@ class _Database:
     async def dispose(self) -> None:
         if self.owned:
             self.disposed = True
-            await self.engine.dispose()
+            if self.is_async:
+                await self.engine.dispose()
+            else:
+                self.engine.dispose()
 
 
 class Dispatcher:

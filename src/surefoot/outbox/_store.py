@@ -172,7 +172,7 @@ class Store:
         filters, binds = self._filters()
         pick = (
             "SELECT e.id FROM outbox_events e WHERE e.dispatched_at IS NULL "
-            f"AND e.available_at <= :now{filters} ORDER BY e.id LIMIT :limit"
+            f"AND e.available_at <= :now{filters} ORDER BY e.available_at, e.id LIMIT :limit"
         )
         sets = (
             "claim_token = :token, claimed_until = :until, available_at = :until, "

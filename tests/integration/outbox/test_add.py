@@ -179,3 +179,30 @@ def test_trace_context_is_added_when_a_span_is_active(engine):
     assert event.headers["traceparent"].startswith("00-")
     assert _rows(engine)[0]["headers"]["traceparent"] == event.headers["traceparent"]
     del trace
+
+
+def test_postgres_add_notifies_once_per_committed_transaction(outbox_url):
+    if not outbox_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL only")
+    import psycopg
+
+    listener = psycopg.connect(outbox_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    listener.execute("LISTEN surefoot_outbox")
+    engine = sa.create_engine(outbox_url)
+
+    def notifications() -> int:
+        return len(list(listener.notifies(timeout=0.3, stop_after=10)))
+
+    with engine.begin() as conn:
+        for i in range(5):
+            outbox.add(conn, "A", {"n": i})
+    assert notifications() == 1
+    with engine.connect() as conn:
+        outbox.add(conn, "A", {"n": 9})
+        conn.rollback()
+    assert notifications() == 0
+    with Session(engine) as session, session.begin():
+        outbox.add(session, "A", {})
+    assert notifications() == 1
+    listener.close()
+    engine.dispose()
