@@ -3,13 +3,47 @@
 from ._clock import FakeClock
 from ._logs import CapturedLogs, capture_logs
 from ._metrics import fresh_registry, metric_value
+from ._outbox import DrainResult, InMemoryOutbox, adrain, drain
 from ._overrides import override_dependencies
+from ._webhooks import (
+    form_body,
+    golden_github_push,
+    golden_standard_event,
+    golden_stripe_event,
+    golden_twilio_inbound_sms,
+    golden_twilio_voice_status,
+    sign_github,
+    sign_standard,
+    sign_stripe,
+    sign_twilio,
+    sign_twilio_json,
+)
 
 __all__ = [
+    # time
     "FakeClock",
+    # logs and metrics
     "capture_logs",
     "CapturedLogs",
     "metric_value",
     "fresh_registry",
+    # FastAPI dependencies
     "override_dependencies",
+    # outbox
+    "InMemoryOutbox",
+    "DrainResult",
+    "drain",
+    "adrain",
+    # webhook signing and golden payloads
+    "sign_twilio",
+    "sign_twilio_json",
+    "sign_stripe",
+    "sign_standard",
+    "sign_github",
+    "form_body",
+    "golden_twilio_voice_status",
+    "golden_twilio_inbound_sms",
+    "golden_stripe_event",
+    "golden_github_push",
+    "golden_standard_event",
 ]

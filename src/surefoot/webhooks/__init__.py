@@ -1,3 +1,77 @@
-"""Signed-webhook verification and the idempotent inbox."""
+"""Signed-webhook verification and the idempotent inbox.
 
-__all__: list[str] = []
+Verifiers (no database needed)::
+
+    TwilioVerifier, StripeVerifier, StandardWebhooksVerifier, GitHubVerifier,
+    Verifier (protocol for your own), VerifiedDelivery, SignatureError, PublicURL
+
+The inbox (SQLAlchemy, PostgreSQL or SQLite)::
+
+    inbox = WebhookInbox(engine)
+
+    @inbox.endpoint(app, "/webhooks/stripe", verifier=StripeVerifier(secret))
+    async def on_stripe(delivery: Delivery): ...
+
+plus ``create_tables`` / ``acreate_tables``, ``Ignore`` for unknown tenants, and
+``purge_webhook_events`` / ``apurge_webhook_events`` for the 90-day retention.
+
+The SQL parts are loaded on first use, so verifying signatures needs no SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._verify import (
+    GitHubVerifier,
+    PublicURL,
+    SignatureError,
+    StandardWebhooksVerifier,
+    StripeVerifier,
+    TwilioVerifier,
+    VerifiedDelivery,
+    Verifier,
+)
+
+__all__ = [
+    "TwilioVerifier",
+    "StripeVerifier",
+    "StandardWebhooksVerifier",
+    "GitHubVerifier",
+    "Verifier",
+    "VerifiedDelivery",
+    "SignatureError",
+    "PublicURL",
+    "WebhookInbox",
+    "Delivery",
+    "Ignore",
+    "redact_headers",
+    "create_tables",
+    "acreate_tables",
+    "purge_webhook_events",
+    "apurge_webhook_events",
+    "webhook_events",
+]
+
+_LAZY = {
+    "WebhookInbox": "._inbox",
+    "Delivery": "._inbox",
+    "Ignore": "._inbox",
+    "redact_headers": "._inbox",
+    "create_tables": "._store",
+    "acreate_tables": "._store",
+    "webhook_events": "._store",
+    "purge_webhook_events": "._retention",
+    "apurge_webhook_events": "._retention",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'surefoot.webhooks' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

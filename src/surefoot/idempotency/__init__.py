@@ -1,0 +1,52 @@
+"""``Idempotency-Key`` (IETF httpapi draft) for the service's own POST/PATCH endpoints.
+
+::
+
+    from surefoot.idempotency import IdempotencyMiddleware, create_tables
+
+    create_tables(engine)
+    app.add_middleware(IdempotencyMiddleware, engine=engine, paths=["/bookings"], required=True)
+
+Outcomes: missing key where required → 400; same key, different payload → 422; original
+still running → 409; completed → the stored status, headers and body are replayed with
+``Idempotent-Replayed: true``. Keys are scoped per client and expire after 24 h.
+
+Importing this package does not import SQLAlchemy; the names are loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "IdempotencyMiddleware",
+    "default_client_key",
+    "create_tables",
+    "acreate_tables",
+    "purge_expired_keys",
+    "apurge_expired_keys",
+    "idempotency_keys",
+    "REPLAYED_HEADER",
+]
+
+_LAZY = {
+    "IdempotencyMiddleware": "._middleware",
+    "default_client_key": "._middleware",
+    "REPLAYED_HEADER": "._middleware",
+    "create_tables": "._store",
+    "acreate_tables": "._store",
+    "idempotency_keys": "._store",
+    "purge_expired_keys": "._retention",
+    "apurge_expired_keys": "._retention",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'surefoot.idempotency' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

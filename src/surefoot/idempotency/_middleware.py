@@ -1,0 +1,296 @@
+"""``Idempotency-Key`` for the service's own POST/PATCH endpoints (IETF httpapi draft).
+
+Per request carrying the header (after scoping the key to the client)::
+
+    claim (scope, key) ──► new          run the request, store its response
+                      ├──► completed    replay the stored status, headers and body (+ Idempotent-Replayed: true)
+                      ├──► in progress  409 (the original is still running; retry later)
+                      └──► mismatch     422 (the key was used with another payload)
+    no key where required ──► 400
+
+Decisions:
+
+- The first *result* is stored, success or client error (2xx, 3xx, 4xx), as Stripe does.
+  A 5xx (or an exception) releases the key instead, so the client can retry with the same
+  key: in a transactional service a 5xx means the work was rolled back, and the retry is
+  exactly what the key is for. ``store_server_errors=True`` stores 5xx responses too.
+- The payload fingerprint is SHA-256 over method, path, query string and body.
+- A key stuck ``in_progress`` past ``lock_timeout`` (its process died) is taken over by the
+  next request with the same payload.
+- Responses larger than ``max_stored_body`` are sent but not stored (the key is released
+  and a warning logged): replaying a truncated body would be worse than running again.
+- The request and response bodies of keyed requests are buffered (the fingerprint needs
+  the whole request; the replay needs the whole response). Requests without a key, and
+  methods or paths not configured, pass through untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import structlog
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._extras import require
+from .._sql import dialect_name
+from ..context import get_correlation_id, get_tenant_id
+from ..errors import ConfigurationError, ConflictError, HTTPError, UnprocessableError, ValidationError
+from . import _store
+
+__all__ = ["IdempotencyMiddleware", "default_client_key", "REPLAYED_HEADER"]
+
+log = structlog.get_logger("surefoot.idempotency")
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+DEFAULT_REPLAY_HEADERS = (
+    "content-type",
+    "content-language",
+    "location",
+    "content-location",
+    "etag",
+    "last-modified",
+    "retry-after",
+    "cache-control",
+)
+MAX_KEY_LENGTH = 255
+
+Scope = dict[str, Any]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers") or ():
+        if k.lower() == name:
+            return v.decode("latin-1")
+    return None
+
+
+def default_client_key(scope: Scope) -> str:
+    """Who a key belongs to: the credentials (hashed), else the tenant, else the client address.
+
+    ``Authorization`` or ``X-API-Key`` (hashed, never stored in clear), then the tenant
+    bound in :mod:`surefoot.context` or sent in ``X-Tenant-ID``, then the peer address.
+    Pass your own ``client_key=`` when users are identified differently.
+    """
+    for name in (b"authorization", b"x-api-key"):
+        value = _header(scope, name)
+        if value:
+            return "cred:" + hashlib.sha256(value.encode()).hexdigest()[:40]
+    tenant = get_tenant_id() or _header(scope, b"x-tenant-id")
+    if tenant:
+        return "tenant:" + tenant[:200]
+    client = scope.get("client")
+    return "ip:" + (client[0] if client else "unknown")
+
+
+def _problem(exc: HTTPError, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps(exc.problem(instance=scope.get("path"), correlation_id=get_correlation_id())).encode()
+    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
+    return exc.status, headers, body
+
+
+class IdempotencyMiddleware:
+    """Pure ASGI middleware implementing ``Idempotency-Key`` on a database table.
+
+    Args:
+        app: the ASGI app.
+        engine: SQLAlchemy ``Engine`` or ``AsyncEngine`` (PostgreSQL or SQLite) holding
+            ``idempotency_keys`` (see :func:`create_tables`).
+        methods: methods the key applies to (default POST and PATCH).
+        paths: path prefixes the key applies to, or ``f(path) -> bool`` (default: all).
+        required: refuse requests without a key with 400 (``True``, or ``f(scope) -> bool``).
+        header: the request header carrying the key.
+        client_key: ``f(scope) -> str`` scoping keys per client (default :func:`default_client_key`).
+        ttl: how long a completed key is replayed (default 24 h).
+        lock_timeout: after this, an unfinished original is presumed dead (default 60 s).
+        replay_headers: response headers stored and replayed (lower case).
+        store_server_errors: store and replay 5xx responses too (default: release the key).
+        max_stored_body: largest response body stored for replay, in bytes.
+        clock: time source.
+
+    Raises:
+        ConfigurationError: an argument is invalid or the database is not PostgreSQL/SQLite.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        engine: Any,
+        methods: Iterable[str] = ("POST", "PATCH"),
+        paths: Sequence[str] | Callable[[str], bool] | None = None,
+        required: bool | Callable[[Scope], bool] = False,
+        header: str = "Idempotency-Key",
+        client_key: Callable[[Scope], str] = default_client_key,
+        ttl: dt.timedelta = dt.timedelta(hours=24),
+        lock_timeout: dt.timedelta = dt.timedelta(seconds=60),
+        replay_headers: Iterable[str] = DEFAULT_REPLAY_HEADERS,
+        store_server_errors: bool = False,
+        max_stored_body: int = 1_000_000,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        require("sqlalchemy", "sql")
+        from sqlalchemy.ext.asyncio import AsyncEngine
+
+        if dialect_name(engine) not in ("postgresql", "sqlite"):
+            raise ConfigurationError(f"Idempotency-Key storage needs PostgreSQL or SQLite, not {dialect_name(engine)}")
+        if ttl <= dt.timedelta(0) or lock_timeout <= dt.timedelta(0):
+            raise ConfigurationError("ttl and lock_timeout must be positive durations")
+        self.app = app
+        self.engine = engine
+        self.is_async = isinstance(engine, AsyncEngine)
+        self.methods = frozenset(m.upper() for m in methods)
+        if paths is None:
+            self._path_ok: Callable[[str], bool] = lambda path: True
+        elif callable(paths):
+            self._path_ok = paths
+        else:
+            prefixes = tuple(paths)
+            self._path_ok = lambda path: path.startswith(prefixes)
+        self._required: Callable[[Scope], bool] = required if callable(required) else (lambda scope: bool(required))
+        self.header = header.lower().encode("latin-1")
+        self.header_name = header
+        self.client_key = client_key
+        self.ttl = ttl
+        self.lock_timeout = lock_timeout
+        self.replay_headers = frozenset(h.lower() for h in replay_headers)
+        self.store_server_errors = store_server_errors
+        self.max_stored_body = max_stored_body
+        self.clock = clock
+
+    async def _db(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        if self.is_async:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(lambda c: fn(c, **kwargs))
+        import anyio.to_thread
+
+        def run() -> Any:
+            with self.engine.begin() as conn:
+                return fn(conn, **kwargs)
+
+        return await anyio.to_thread.run_sync(run)
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock.time(), dt.timezone.utc)
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] not in self.methods or not self._path_ok(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        raw_key = _header(scope, self.header)
+        if raw_key is None:
+            if self._required(scope):
+                await self._send(send, *_problem(ValidationError(
+                    f"this endpoint needs an {self.header_name} header (a unique value per operation, e.g. a UUID)",
+                    code="IDEMPOTENCY_KEY_REQUIRED", field=self.header_name,
+                ), scope))
+                return
+            await self.app(scope, receive, send)
+            return
+        key = raw_key.strip()
+        if len(key) >= 2 and key[0] == key[-1] == '"':  # the draft's structured-field string form
+            key = key[1:-1]
+        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            await self._send(send, *_problem(ValidationError(
+                f"{self.header_name} must be 1 to {MAX_KEY_LENGTH} printable characters",
+                code="IDEMPOTENCY_KEY_INVALID", field=self.header_name,
+            ), scope))
+            return
+
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        digest = hashlib.sha256()
+        for part in (scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+        client = self.client_key(scope)[:255]
+        now = self._now()
+        found: _store.Claim = await self._db(
+            _store.claim, scope=client, key=key, fingerprint=digest.hexdigest(), method=scope["method"],
+            path=scope["path"], now=now, lock_for=self.lock_timeout, ttl=self.ttl,
+        )
+        if found.outcome != "new":
+            log.info(
+                "idempotency_key_" + ("replayed" if found.outcome == "completed" else found.outcome),
+                path=scope["path"], method=scope["method"],
+            )
+        if found.outcome == "mismatch":
+            await self._send(send, *_problem(UnprocessableError(
+                f"this {self.header_name} was already used with a different request; use a new key for a new operation",
+                code="IDEMPOTENCY_KEY_REUSED",
+            ), scope))
+            return
+        if found.outcome == "in_progress":
+            await self._send(send, *_problem(ConflictError(
+                f"a request with this {self.header_name} is still being processed; retry later",
+                code="IDEMPOTENCY_KEY_IN_PROGRESS", headers={"Retry-After": "1"},
+            ), scope))
+            return
+        if found.outcome == "completed":
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (found.headers or [])]
+            payload = found.body or b""
+            headers += [(b"content-length", str(len(payload)).encode()), (REPLAYED_HEADER.lower().encode(), b"true")]
+            await self._send(send, found.status or 200, headers, payload)
+            return
+        await self._run(scope, body, receive, send, found.row_id)
+
+    async def _run(self, scope: Scope, body: bytes, receive: Any, send: Any, row_id: int | None) -> None:
+        replayed = False
+
+        async def replay_receive() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        status = 500
+        stored_headers: list[list[str]] = []
+        out: list[bytes] = []
+        size = 0
+
+        async def capture(message: dict[str, Any]) -> None:
+            nonlocal status, size
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for k, v in message.get("headers") or ():
+                    name = k.decode("latin-1").lower()
+                    if name in self.replay_headers:
+                        stored_headers.append([name, v.decode("latin-1")])
+            elif message["type"] == "http.response.body":
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size <= self.max_stored_body:
+                    out.append(chunk)
+            await send(message)
+
+        try:
+            await self.app(scope, replay_receive, capture)
+        except BaseException:
+            await self._db(_store.release, row_id=row_id)
+            raise
+        if (status >= 500 and not self.store_server_errors) or size > self.max_stored_body:
+            if size > self.max_stored_body:
+                log.warning("idempotency_response_not_stored", path=scope["path"], size=size, limit=self.max_stored_body)
+            await self._db(_store.release, row_id=row_id)
+            return
+        await self._db(
+            _store.complete, row_id=row_id, status=status, headers=stored_headers, body=b"".join(out),
+            expires_at=self._now() + self.ttl,
+        )
+
+    @staticmethod
+    async def _send(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,0 +1,526 @@
+"""The idempotent webhook inbox: verify, store once, handle in the same transaction.
+
+One delivery goes through these steps::
+
+    raw body ─► verifier (401 + reason on failure)
+             ─► BEGIN
+                INSERT INTO webhook_events (..., status = 'processed') ... ON CONFLICT
+                (provider, dedupe_key) DO NOTHING* RETURNING id
+                                      ── no row: duplicate → 2xx, handler not run
+             ─► handler(delivery)     ── business rows + outbox events on delivery.conn
+             ─► COMMIT                ── the row commits with the handler's writes, or not at all
+
+    * a row left ``failed`` by an earlier attempt is claimed again.
+
+Decisions:
+
+- **Handler raises** → the whole transaction rolls back (business rows, outbox events and
+  the inbox row), the delivery is then recorded as ``failed`` with the error in a short
+  transaction of its own, and the provider gets a 500 problem body so that it retries; the
+  retry claims the ``failed`` row and runs the handler again.
+- **Handler signals** :class:`Ignore` (unknown tenant, unknown number) → its writes are
+  rolled back, the row is kept with status ``ignored`` (so duplicates are still answered
+  without running the handler and the delivery stays visible for 90 days), a WARN line
+  names the provider and event id, and the provider gets 200.
+- **Duplicates** get the status code the first delivery was answered with (200 for an
+  ignored one) and an empty body; ``webhook_dedupe_hits_total{provider}`` counts them.
+- Stored headers are redacted (signatures, credentials, cookies).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._extras import require
+from .._sql import dialect_name
+from ..context import get_correlation_id
+from ..errors import ConfigurationError, HTTPError
+from ..metrics._catalogue import WEBHOOK_DEDUPE_HITS, WEBHOOK_HANDLER_DURATION, WEBHOOK_SIGNATURE_FAILURES
+from . import _store
+from ._verify import SignatureError, VerifiedDelivery, Verifier
+
+__all__ = ["WebhookInbox", "Delivery", "Ignore", "redact_headers", "REDACTED_HEADERS"]
+
+log = structlog.get_logger("surefoot.webhooks")
+
+REDACTED_HEADERS = frozenset(
+    {
+        "x-twilio-signature",
+        "stripe-signature",
+        "webhook-signature",
+        "svix-signature",
+        "x-hub-signature",
+        "x-hub-signature-256",
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+    }
+)
+_MASK = "[redacted]"
+
+
+def redact_headers(headers: Mapping[str, str], extra: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Return ``headers`` (names lower-cased) with signatures and credentials masked."""
+    hidden = REDACTED_HEADERS | extra
+    return {k.lower(): (_MASK if k.lower() in hidden else v) for k, v in headers.items()}
+
+
+class PayloadTooLargeError(HTTPError):
+    """The webhook body exceeds the inbox's ``max_body_bytes`` (413)."""
+
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+    title = "Content Too Large"
+
+
+class Ignore(Exception):
+    """Raise (or return) from a handler to acknowledge a delivery without acting on it.
+
+    Use it when the delivery cannot be mapped (unknown tenant, unknown phone number): the
+    provider gets 200 so it stops retrying, nothing the handler wrote is kept, the inbox
+    row is stored as ``ignored`` with ``reason``, and a WARN line is logged.
+
+    Args:
+        reason: why the delivery is ignored (logged and stored, keep it free of PII).
+        response: the response to send instead of an empty 200 (e.g. empty TwiML).
+    """
+
+    def __init__(self, reason: str, *, response: Any = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.response = response
+
+
+@dataclass
+class Delivery:
+    """What a handler receives: the verified delivery and the open transaction.
+
+    Attributes:
+        verified: the :class:`VerifiedDelivery` (raw body, headers, dedupe key).
+        conn: the transaction's connection (``Connection`` on a sync engine,
+            ``AsyncConnection`` on an async one); write business rows and outbox events
+            through it so they commit, or roll back, with the inbox row.
+        inbox_id: the ``webhook_events.id`` of this delivery.
+        request: the Starlette request; its body is cached, so ``await request.form()``
+            and ``await request.json()`` work in async handlers.
+    """
+
+    verified: VerifiedDelivery
+    conn: Any
+    inbox_id: int
+    request: Any = None
+
+    @property
+    def provider(self) -> str:
+        return self.verified.provider
+
+    @property
+    def dedupe_key(self) -> str:
+        return self.verified.dedupe_key
+
+    @property
+    def body(self) -> bytes:
+        return self.verified.body
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.verified.headers
+
+    @property
+    def payload(self) -> Any:
+        """The parsed body (JSON, form dict or text); see :attr:`VerifiedDelivery.payload`."""
+        return self.verified.payload
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return self.verified.json()
+
+    def form(self) -> dict[str, str]:
+        """The body parsed as a form (last value per name)."""
+        return self.verified.form()
+
+    def parse(self, model: Any) -> Any:
+        """Validate the JSON body with a pydantic model class and return the instance."""
+        return model.model_validate_json(self.verified.body)
+
+    def add_event(self, event_name: str, payload: Mapping[str, Any], **kwargs: Any) -> Any:
+        """Write an outbox event in this delivery's transaction (see ``surefoot.outbox.add``).
+
+        ``causation_id`` defaults to ``"<provider>:<dedupe key>"`` so consumers can trace
+        the event back to this delivery. On an async engine, await the result.
+        """
+        from .. import outbox
+
+        kwargs.setdefault("causation_id", causation_id(self.provider, self.dedupe_key))
+        return outbox.add(self.conn, event_name, payload, **kwargs)
+
+
+Handler = Callable[[Delivery], Any]
+
+
+def causation_id(provider: str, dedupe_key: str) -> str:
+    """The causation id of events caused by a delivery: ``<provider>:<dedupe key>`` (hashed past 128 chars)."""
+    value = f"{provider}:{dedupe_key}"
+    if len(value) <= 128:
+        return value
+    import hashlib
+
+    return f"{provider[:50]}:sha256:{hashlib.sha256(dedupe_key.encode()).hexdigest()}"
+
+
+def _utc(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class WebhookInbox:
+    """Declares signed, idempotent webhook endpoints on a FastAPI/Starlette app or router.
+
+    Example::
+
+        inbox = WebhookInbox(engine)
+
+        @inbox.endpoint(app, "/webhooks/twilio/voice", verifier=TwilioVerifier(token, base_url=URL))
+        async def missed_call(delivery: Delivery) -> Response | None:
+            tenant = await find_tenant(delivery.conn, delivery.form()["To"])
+            if tenant is None:
+                raise Ignore("unknown number")
+            await delivery.add_event("call.missed", {...}, tenant_id=tenant)
+
+    On a sync ``Engine`` the handler must be a plain function (it runs in a worker thread
+    with a ``Connection``); on an ``AsyncEngine`` it must be a coroutine function (it gets
+    an ``AsyncConnection``).
+
+    Args:
+        engine: SQLAlchemy ``Engine`` or ``AsyncEngine`` (PostgreSQL or SQLite) holding
+            ``webhook_events`` (create it with :func:`create_tables` or your migrations).
+        registry: Prometheus registry for the webhook metrics (process default when ``None``).
+        clock: time source for ``received_at`` / ``processed_at`` and durations.
+        redact: extra header names to mask in stored rows.
+        max_body_bytes: larger bodies are refused with 413 before verification (default
+            25 MiB, GitHub's maximum payload size).
+
+    Raises:
+        ConfigurationError: the engine's database is neither PostgreSQL nor SQLite.
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        registry: Any = None,
+        clock: Clock = SYSTEM_CLOCK,
+        redact: frozenset[str] | set[str] = frozenset(),
+        max_body_bytes: int = 25 * 1024 * 1024,
+    ) -> None:
+        require("sqlalchemy", "sql")
+        if max_body_bytes < 1:
+            raise ConfigurationError("max_body_bytes must be positive")
+        self.max_body_bytes = max_body_bytes
+        from sqlalchemy.ext.asyncio import AsyncEngine
+
+        self.engine = engine
+        self.is_async = isinstance(engine, AsyncEngine)
+        dialect = dialect_name(engine)
+        if dialect not in ("postgresql", "sqlite"):
+            raise ConfigurationError(f"the webhook inbox needs PostgreSQL or SQLite, not {dialect}")
+        self.clock = clock
+        self.redact = frozenset(h.lower() for h in redact)
+        self._duration = WEBHOOK_HANDLER_DURATION.get(registry)
+        self._dedupe_hits = WEBHOOK_DEDUPE_HITS.get(registry)
+        self._signature_failures = WEBHOOK_SIGNATURE_FAILURES.get(registry)
+
+    # -- declaration ---------------------------------------------------------------------
+
+    def endpoint(
+        self,
+        router: Any,
+        path: str,
+        *,
+        verifier: Verifier,
+        methods: tuple[str, ...] = ("POST",),
+        name: str | None = None,
+        include_in_schema: bool = True,
+    ) -> Callable[[Handler], Handler]:
+        """Register ``path`` on ``router`` (FastAPI app/APIRouter or Starlette app/Router).
+
+        Args:
+            router: where the route is added.
+            path: the route path, e.g. ``"/webhooks/stripe"``.
+            verifier: checks signatures and names the dedupe key.
+            methods: HTTP methods (Twilio can be configured to use GET).
+            name: route name (default: the handler's name).
+            include_in_schema: list the route in the OpenAPI schema (FastAPI only).
+
+        Returns:
+            A decorator that registers the handler and returns it unchanged.
+
+        Raises:
+            ConfigurationError: the handler's kind does not match the engine (sync/async).
+        """
+
+        def decorate(handler: Handler) -> Handler:
+            is_coroutine = inspect.iscoroutinefunction(handler)
+            if self.is_async and not is_coroutine:
+                raise ConfigurationError(
+                    f"{handler.__qualname__}: with an AsyncEngine the handler must be 'async def' "
+                    "(it receives an AsyncConnection)"
+                )
+            if not self.is_async and is_coroutine:
+                raise ConfigurationError(
+                    f"{handler.__qualname__}: with a sync Engine the handler must be a plain 'def' "
+                    "(it runs in a worker thread with a Connection); use an AsyncEngine for 'async def'"
+                )
+
+            async def route(request: Any) -> Any:
+                return await self.handle(request, verifier=verifier, handler=handler, endpoint=path)
+
+            route.__name__ = name or getattr(handler, "__name__", "webhook")
+            route.__doc__ = handler.__doc__
+            if hasattr(router, "add_api_route"):
+                from starlette.requests import Request
+
+                route.__annotations__ = {"request": Request}
+                router.add_api_route(
+                    path, route, methods=list(methods), name=route.__name__, include_in_schema=include_in_schema
+                )
+            else:
+                router.add_route(path, route, methods=list(methods), name=route.__name__)
+            return handler
+
+        return decorate
+
+    # -- one delivery --------------------------------------------------------------------
+
+    async def handle(self, request: Any, *, verifier: Verifier, handler: Handler, endpoint: str) -> Any:
+        """Process one request end to end and return the response to send.
+
+        Usable directly from a route of your own: ``return await inbox.handle(request, ...)``.
+        """
+        from starlette.responses import Response
+
+        started = self.clock.monotonic()
+        provider = getattr(verifier, "provider", "custom")
+        try:
+            body, request = await self._read(request)
+        except PayloadTooLargeError as exc:
+            log.warning("webhook_rejected", provider=provider, endpoint=endpoint, error_code=exc.code, error_message=exc.detail)
+            self._observe(provider, endpoint, "rejected", started)
+            return self._problem(exc, request)
+        client = request.client.host if request.client else None
+        try:
+            verified = verifier.verify(body, request.headers, url=str(request.url), client=client)
+        except SignatureError as exc:
+            self._signature_failures.labels(provider, exc.reason).inc()
+            log.warning(
+                "webhook_signature_rejected",
+                provider=provider,
+                reason=exc.reason,
+                endpoint=endpoint,
+                headers=redact_headers(request.headers, self.redact),
+            )
+            self._observe(provider, endpoint, "rejected", started)
+            return self._problem(exc, request)
+        except HTTPError as exc:
+            log.warning("webhook_rejected", provider=provider, endpoint=endpoint, error_code=exc.code, error_message=exc.detail)
+            self._observe(provider, endpoint, "rejected", started)
+            return self._problem(exc, request)
+
+        received_at = _utc(self.clock.time())
+        row = {
+            "provider": verified.provider,
+            "dedupe_key": verified.dedupe_key,
+            "endpoint": endpoint,
+            "received_at": received_at,
+            "headers": redact_headers(verified.headers, self.redact),
+            "payload": body.decode("utf-8", "replace"),
+        }
+        if self.is_async:
+            outcome, result = await self._process_async(verified, row, handler, request)
+        else:
+            from starlette.concurrency import run_in_threadpool
+
+            outcome, result = await run_in_threadpool(self._process_sync, verified, row, handler, request)
+
+        event_id = verified.dedupe_key
+        if outcome == "duplicate":
+            self._dedupe_hits.labels(verified.provider).inc()
+            log.info("webhook_duplicate", provider=verified.provider, event_id=event_id, endpoint=endpoint)
+            response = Response(status_code=result or 200)
+        elif outcome == "ignored":
+            log.warning(
+                "webhook_ignored", provider=verified.provider, event_id=event_id, endpoint=endpoint, reason=result.reason
+            )
+            response = result.response if result.response is not None else Response(status_code=200)
+        elif outcome == "failed":
+            log.error(
+                "webhook_handler_failed",
+                provider=verified.provider,
+                event_id=event_id,
+                endpoint=endpoint,
+                error_code=type(result).__name__,
+                error_message=str(result),
+                exc_info=result,
+            )
+            response = self._problem(
+                HTTPError("the webhook handler failed; the delivery was rolled back and can be retried"), request
+            )
+        else:
+            log.info("webhook_processed", provider=verified.provider, event_id=event_id, endpoint=endpoint)
+            response = result
+        self._observe(verified.provider, endpoint, outcome, started)
+        return response
+
+    async def _read(self, request: Any) -> tuple[bytes, Any]:
+        """Read the raw body (at most ``max_body_bytes``) and return it with a request that
+        replays it, so the handler can still call ``request.body()``, ``.form()`` or ``.json()``."""
+        from starlette.requests import Request
+
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise PayloadTooLargeError(f"the body is larger than {self.max_body_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise PayloadTooLargeError(f"the body is larger than {self.max_body_bytes} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        return body, Request(request.scope, replay)
+
+    def _observe(self, provider: str, endpoint: str, outcome: str, started: float) -> None:
+        self._duration.labels(provider, endpoint, outcome).observe(max(0.0, self.clock.monotonic() - started))
+
+    @staticmethod
+    def _problem(exc: HTTPError, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        body = exc.problem(instance=request.url.path, correlation_id=get_correlation_id())
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers, media_type="application/problem+json")
+
+    @staticmethod
+    def _response(result: Any) -> Any:
+        from starlette.responses import Response
+
+        if result is None:
+            return Response(status_code=200)
+        if isinstance(result, Response):
+            return result
+        raise ConfigurationError(
+            f"a webhook handler must return None, a Response or Ignore(...), not {type(result).__name__}"
+        )
+
+    @staticmethod
+    def _log_unrecorded(row: dict[str, Any], exc: BaseException) -> None:
+        # The delivery is still answered with 500 (so the provider retries); only the
+        # 'failed' bookkeeping row could not be written, e.g. because the database is down.
+        log.error(
+            "webhook_failure_not_recorded",
+            provider=row["provider"],
+            event_id=row["dedupe_key"],
+            error_code=type(exc).__name__,
+            error_message=str(exc),
+            exc_info=exc,
+        )
+
+    def _after_rollback(self, row: dict[str, Any], status: str, response_status: int, error: str | None) -> dict[str, Any]:
+        return dict(
+            row, status=status, processed_at=_utc(self.clock.time()), response_status=response_status, error=error
+        )
+
+    def _process_sync(self, verified: VerifiedDelivery, row: dict[str, Any], handler: Handler, request: Any) -> tuple[str, Any]:
+        with self.engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                inbox_id = _store.claim(conn, **row)
+                if inbox_id is None:
+                    found = _store.lookup(conn, provider=row["provider"], dedupe_key=row["dedupe_key"])
+                    trans.commit()
+                    return "duplicate", found[2] if found else None
+                try:
+                    result = handler(Delivery(verified, conn, inbox_id, request))
+                    response = result if isinstance(result, Ignore) else self._response(result)
+                except Ignore as ignore:
+                    response = ignore
+                if isinstance(response, Ignore):
+                    trans.rollback()
+                    with conn.begin():
+                        status = response.response.status_code if response.response is not None else 200
+                        _store.record_outcome(conn, **self._after_rollback(row, "ignored", status, response.reason))
+                    return "ignored", response
+                if response.status_code != 200:
+                    _store.set_response_status(conn, inbox_id, response.status_code)
+                trans.commit()
+                return "processed", response
+            except Exception as exc:  # noqa: BLE001 - recorded, logged and answered with 500 below
+                if trans.is_active:
+                    trans.rollback()
+                try:
+                    with conn.begin():
+                        _store.record_outcome(conn, **self._after_rollback(row, "failed", 500, _error_text(exc)))
+                except Exception as record_exc:  # noqa: BLE001 - logged; the original error is answered
+                    self._log_unrecorded(row, record_exc)
+                return "failed", exc
+
+    async def _process_async(
+        self, verified: VerifiedDelivery, row: dict[str, Any], handler: Handler, request: Any
+    ) -> tuple[str, Any]:
+        async with self.engine.connect() as conn:
+            trans = await conn.begin()
+            try:
+                inbox_id = await conn.run_sync(lambda c: _store.claim(c, **row))
+                if inbox_id is None:
+                    found = await conn.run_sync(
+                        lambda c: _store.lookup(c, provider=row["provider"], dedupe_key=row["dedupe_key"])
+                    )
+                    await trans.commit()
+                    return "duplicate", found[2] if found else None
+                try:
+                    result = await handler(Delivery(verified, conn, inbox_id, request))
+                    response = result if isinstance(result, Ignore) else self._response(result)
+                except Ignore as ignore:
+                    response = ignore
+                if isinstance(response, Ignore):
+                    await trans.rollback()
+                    status = response.response.status_code if response.response is not None else 200
+                    outcome = self._after_rollback(row, "ignored", status, response.reason)
+                    async with conn.begin():
+                        await conn.run_sync(lambda c: _store.record_outcome(c, **outcome))
+                    return "ignored", response
+                if response.status_code != 200:
+                    status_code = response.status_code
+                    await conn.run_sync(lambda c: _store.set_response_status(c, inbox_id, status_code))
+                await trans.commit()
+                return "processed", response
+            except Exception as exc:  # noqa: BLE001 - recorded, logged and answered with 500 below
+                if trans.is_active:
+                    await trans.rollback()
+                failed = self._after_rollback(row, "failed", 500, _error_text(exc))
+                try:
+                    async with conn.begin():
+                        await conn.run_sync(lambda c: _store.record_outcome(c, **failed))
+                except Exception as record_exc:  # noqa: BLE001 - logged; the original error is answered
+                    self._log_unrecorded(row, record_exc)
+                return "failed", exc
