@@ -8,6 +8,7 @@ from ._breaker import (
     http_failure,
     retry_after_of,
 )
+from ._breaker_redis import RedisCircuitBreaker
 from ._compat import circuit_breaker
 from ._events import Hooks, ResilienceEvent
 from ._registry import (
@@ -23,6 +24,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
+    "RedisCircuitBreaker",
     "circuit_breaker",
     "exponential_open_duration",
     "get_circuit_breaker",

@@ -413,7 +413,7 @@ class CircuitBreaker:
         "_ho_failures", "_ho_slow", "_failure_types", "_ignore_types", "_failure_predicate",
         "_result_failure", "_honor_ra", "_max_ra", "_log", "_c_success", "_c_failed",
         "_c_slow", "_c_ignored", "_c_rejected", "_inc_success", "_metrics",
-        "_last_failure_wall", "_last_trip", "_cm_stack", "_time_window", "_result_check",
+        "_last_failure_wall", "_last_trip", "_cm_stack", "_time_window", "_result_check", "_registry",
         "__weakref__",
     )
 
@@ -607,6 +607,7 @@ class CircuitBreaker:
             from .._config import default_registry
 
             reg = registry if registry is not None else default_registry()
+            self._registry = reg
             flusher = _flusher_for(reg)
             self._metrics: _Metrics | None = _Metrics(
                 self.name, reg,
@@ -615,6 +616,7 @@ class CircuitBreaker:
             flusher.breakers.add(self)
         else:
             self._metrics = None
+            self._registry = None
         self._cm_stack: contextvars.ContextVar[tuple[float, Any]] = contextvars.ContextVar(
             f"surefoot_breaker_{self.name}", default=(0.0, None)
         )
