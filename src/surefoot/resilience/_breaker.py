@@ -414,6 +414,7 @@ class CircuitBreaker:
         "_result_failure", "_honor_ra", "_max_ra", "_log", "_c_success", "_c_failed",
         "_c_slow", "_c_ignored", "_c_rejected", "_inc_success", "_metrics",
         "_last_failure_wall", "_last_trip", "_cm_stack", "_time_window", "_result_check", "_registry",
+        "_stats_base",
         "__weakref__",
     )
 
@@ -621,6 +622,7 @@ class CircuitBreaker:
             f"surefoot_breaker_{self.name}", default=(0.0, None)
         )
 
+        self._stats_base = (0, 0, 0, 0, 0)
         self._shadow = bool(metrics_only)
         self._state = CLOSED
         self._consec = 0
@@ -639,9 +641,9 @@ class CircuitBreaker:
     # ------------------------------------------------------------------ state
     @property
     def state(self) -> CircuitState:
-        """The current state (an open breaker whose open duration passed still reads
-        ``open`` until the next caller moves it to ``half_open``; see :meth:`current_state`)."""
-        return _STATE_ENUM[self._state]
+        """The current state; an open breaker whose open duration has passed reads (and
+        becomes) ``half_open``, as seed 001 callers expect after the recovery timeout."""
+        return self.current_state()
 
     @property
     def metrics_only(self) -> bool:
@@ -790,7 +792,12 @@ class CircuitBreaker:
             if self._state == CLOSED and w is not None:
                 self._consec = 0
                 if self._time_window:
-                    w.record(0, now)
+                    if int(now) == w._head:  # type: ignore[union-attr]
+                        # TimeWindow.record(0) inlined for the current second.
+                        w._calls[w._head % w.size] += 1  # type: ignore[union-attr]
+                        w.calls += 1
+                    else:
+                        w.record(0, now)
                 else:
                     # CountWindow.record(0) inlined: this is the hot path of rate breakers.
                     ring = w._ring  # type: ignore[union-attr]
@@ -1067,8 +1074,17 @@ class CircuitBreaker:
         self._announce(pending)
 
     def reset(self) -> None:
-        """Close the breaker and forget its windows (also leaves disabled / forced-open)."""
+        """Close the breaker, forget its windows and restart the counts of :meth:`get_stats`
+        (Prometheus counters keep counting); also leaves disabled / forced-open."""
+        self._stats_base = self._totals()
+        self._last_failure_wall = None
         self._manual(CLOSED, "reset")
+
+    def _totals(self) -> tuple[int, int, int, int, int]:
+        return (
+            self._c_success.value(), self._c_failed.value(), self._c_slow.value(),
+            self._c_ignored.value(), self._c_rejected.value(),
+        )
 
     def disable(self) -> None:
         """Permit every call and record nothing in the windows until :meth:`reset`."""
@@ -1088,14 +1104,13 @@ class CircuitBreaker:
 
         Returns:
             ``name``, ``state``, ``metrics_only``, ``failure_count`` / ``success_count`` /
-            ``slow_count`` / ``ignored_count`` / ``not_permitted_count`` (since creation or
-            :meth:`reset`... see below), ``total_calls`` (successes + failures),
-            ``consecutive_failures``, ``window_calls``, ``failure_rate``, ``slow_call_rate``,
-            ``latency_baseline``, ``openings`` (consecutive), ``last_failure_time`` and
-            ``last_state_change`` (wall seconds), ``retry_after`` (seconds, when open).
-
-        Counts are totals since the breaker was created (they also feed Prometheus, which
-        needs monotonic counters); window figures restart on every state change.
+            ``slow_count`` / ``ignored_count`` / ``not_permitted_count`` and ``total_calls``
+            (successes + failures) since creation or the last :meth:`reset`,
+            ``consecutive_failures``, ``failure_threshold``, ``window_calls``,
+            ``failure_rate``, ``slow_call_rate`` (over the current window, which restarts
+            when the breaker closes), ``latency_baseline``, ``openings`` (consecutive),
+            ``last_failure_time`` and ``last_state_change`` (wall seconds), ``retry_after``
+            (seconds, when open) and ``half_open_trials``.
         """
         if self._metrics is not None:
             self._metrics.flush()
@@ -1104,8 +1119,9 @@ class CircuitBreaker:
             w = self._window
             if isinstance(w, TimeWindow):
                 w.advance(now)
-            failures = self._c_failed.value()
-            successes = self._c_success.value()
+            successes, failures, slow, ignored, rejected = (
+                now_v - base for now_v, base in zip(self._totals(), self._stats_base)
+            )
             stats: dict[str, Any] = {
                 "name": self.name,
                 "state": _STATE_NAMES[self._state],
@@ -1113,9 +1129,9 @@ class CircuitBreaker:
                 "failure_count": failures,
                 "success_count": successes,
                 "total_calls": failures + successes,
-                "slow_count": self._c_slow.value(),
-                "ignored_count": self._c_ignored.value(),
-                "not_permitted_count": self._c_rejected.value(),
+                "slow_count": slow,
+                "ignored_count": ignored,
+                "not_permitted_count": rejected,
                 "consecutive_failures": self._consec,
                 "failure_threshold": self._threshold,
                 "window_calls": w.calls if w is not None else None,

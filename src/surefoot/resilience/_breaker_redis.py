@@ -683,6 +683,12 @@ class RedisCircuitBreaker(CircuitBreaker):
         self.acquire()
         return self._call_general(fn, args, kwargs)
 
+    def current_state(self) -> Any:
+        """The shared state as last seen by this process (:meth:`get_stats` refreshes it)."""
+        from ._breaker import _STATE_ENUM
+
+        return _STATE_ENUM[self._state]
+
     # ------------------------------------------------------------------ manual states, stats
     def _manual(self, to: int, reason: str) -> None:
         try:
@@ -695,7 +701,7 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def get_stats(self) -> dict[str, Any]:
         """Local counts of this process plus the shared state (``shared=True``) when Redis answers."""
-        stats = super().get_stats()
+        stats = CircuitBreaker.get_stats(self)
         stats["shared"] = False
         if not self._available():
             return stats

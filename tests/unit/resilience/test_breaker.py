@@ -572,6 +572,15 @@ class TestCircuitOpenError:
 
 
 class TestInstrumentation:
+    def test_reset_restarts_stats_but_not_prometheus(self, make, registry):
+        b = make(failure_threshold=1)
+        fail(b)
+        b.reset()
+        succeed(b)
+        stats = b.get_stats()
+        assert (stats["failure_count"], stats["success_count"]) == (0, 1)
+        assert sample(registry, "circuit_breaker_calls_total", name="dep", kind="failed") == 1
+
     def test_prometheus_counts_and_state(self, make, registry, clock):
         b = make(failure_threshold=2, ignore_exceptions=KeyError, slow_call_duration=100)
         succeed(b, 3)

@@ -72,9 +72,10 @@ class TestCircuitBreaker:
         breaker = CircuitBreaker(failure_threshold=2, recovery_timeout=30, clock=fake_clock, registry=registry)
         trip(breaker, 2)
         fake_clock.advance(29.9)
-        assert breaker.current_state() == CircuitState.OPEN
+        assert breaker.state == CircuitState.OPEN
         fake_clock.advance(0.1)
-        assert breaker.current_state() == CircuitState.HALF_OPEN
+        assert breaker.state == CircuitState.HALF_OPEN
+        assert breaker.get_stats()["state"] == "half_open"
 
     def test_closes_after_successful_half_open(self, registry, fake_clock):
         breaker = CircuitBreaker(failure_threshold=2, recovery_timeout=30, clock=fake_clock, registry=registry)
@@ -100,7 +101,11 @@ class TestCircuitBreaker:
         assert breaker.state == CircuitState.OPEN
         breaker.reset()
         assert breaker.state == CircuitState.CLOSED
+        stats = breaker.get_stats()
+        assert stats["failure_count"] == 0 and stats["consecutive_failures"] == 0
+        assert stats["last_failure_time"] is None
         assert breaker.call(working_call) == "success"
+        assert breaker.get_stats()["success_count"] == 1
 
     def test_get_stats(self, registry, fake_clock):
         breaker = get_circuit_breaker("test_service", failure_threshold=3, clock=fake_clock, registry=registry)
