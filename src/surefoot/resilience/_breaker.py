@@ -414,7 +414,7 @@ class CircuitBreaker:
         "_result_failure", "_honor_ra", "_max_ra", "_log", "_c_success", "_c_failed",
         "_c_slow", "_c_ignored", "_c_rejected", "_inc_success", "_metrics",
         "_last_failure_wall", "_last_trip", "_cm_stack", "_time_window", "_result_check", "_registry",
-        "_stats_base",
+        "_stats_base", "_timed",
         "__weakref__",
     )
 
@@ -596,6 +596,7 @@ class CircuitBreaker:
             self._latency is not None or self._slow is not None or isinstance(self._window, TimeWindow)
         )
         self._time_window = isinstance(self._window, TimeWindow)
+        self._timed = self._latency is not None or self._slow is not None  # durations matter
 
         # --- counters and metrics
         self._c_success = _AtomicCounter()
@@ -777,16 +778,20 @@ class CircuitBreaker:
             return
         self._inc_success()
         w = self._window
-        if (
-            w is not None and not self._time_window and w.calls == w.size
-            and not w.failures and not w.slow and self._state == CLOSED
-        ):
-            # A full count window of successes: recording one more success would overwrite a
-            # success with a success, so the totals and the order of future evictions are
-            # unchanged; skip it without the lock. (A racing failure recorded under the lock
-            # is equivalent to this success having come first.)
-            self._consec = 0
-            return
+        if w is not None and not w.failures and not w.slow and self._state == CLOSED:
+            # No failure or slow call in the window, so this success cannot trip anything;
+            # record it without the lock when that is exact. (A racing failure recorded
+            # under the lock is equivalent to this success having come first.)
+            if self._time_window:
+                if int(now) == w._head:  # type: ignore[union-attr]
+                    w.note_success()  # type: ignore[union-attr]
+                    self._consec = 0
+                    return
+            elif w.calls == w.size:
+                # A full count window of successes: one more success overwrites a success,
+                # so neither the totals nor the order of future evictions change.
+                self._consec = 0
+                return
         pending: list[tuple[Any, ...]] | None = None
         with self._lock:
             if self._state == CLOSED and w is not None:
@@ -1204,7 +1209,7 @@ class CircuitBreaker:
                 self._consec = 0
                 self._inc_success()
             return result
-        if not self._needs_time:  # count window, no slow calls: no clock reads
+        if not self._timed:  # no slow-call or latency rule: no duration, at most one clock read
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
@@ -1214,7 +1219,7 @@ class CircuitBreaker:
             if rc is not None and rc(result):
                 self.on_result(0.0, result)
             else:
-                self._closed_success(0.0, 0.0)
+                self._closed_success(0.0, self._mono() if self._time_window else 0.0)
             return result
         mono = self._mono
         t0 = mono()
@@ -1269,7 +1274,7 @@ class CircuitBreaker:
                 self._consec = 0
                 self._inc_success()
             return result
-        elif not self._needs_time:
+        elif not self._timed:
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
@@ -1279,7 +1284,7 @@ class CircuitBreaker:
             if rc is not None and rc(result):
                 self.on_result(0.0, result)
             else:
-                self._closed_success(0.0, 0.0)
+                self._closed_success(0.0, self._mono() if self._time_window else 0.0)
             return result
         mono = self._mono
         t0 = mono()

@@ -17,6 +17,7 @@ None of these classes locks: the breaker calls them under its own lock.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 __all__ = ["FAILURE", "SLOW", "CountWindow", "TimeWindow", "LatencyBaseline", "quantile_from_buckets"]
@@ -82,16 +83,38 @@ class TimeWindow:
         calls, failures, slow: totals over the buckets in the window.
     """
 
-    __slots__ = ("size", "_epoch", "_calls", "_failures", "_slow", "_head", "calls", "failures", "slow")
+    __slots__ = (
+        "size", "_epoch", "_calls", "_failures", "_slow", "_head", "calls", "failures", "slow",
+        "_pending", "note_success", "_pending_reads", "_folded",
+    )
 
     def __init__(self, size: int) -> None:
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"a time window needs a size >= 1 seconds, got {size!r}")
         self.size = size
+        # note_success(): a success in the newest second counted without any lock (one C
+        # call, atomic under the GIL); folded into the newest bucket by the next locked
+        # operation. A fold racing with the move to a new second may put a success one
+        # second late, which a window of many seconds does not notice.
+        self._pending = itertools.count()
+        self.note_success = self._pending.__next__
+        self._pending_reads = 0
+        self._folded = 0
         self.reset()
 
+    def _fold(self) -> None:
+        v = next(self._pending) - self._pending_reads
+        self._pending_reads += 1
+        delta = v - self._folded
+        if delta:
+            self._folded = v
+            if self._head >= 0:
+                self._calls[self._head % self.size] += delta
+                self.calls += delta
+
     def reset(self) -> None:
-        """Forget every outcome."""
+        """Forget every outcome (including successes noted but not yet folded)."""
+        self._fold()
         n = self.size
         self._epoch = [-1] * n
         self._calls = [0] * n
@@ -122,12 +145,14 @@ class TimeWindow:
 
     def advance(self, now: float) -> None:
         """Move the window to ``now``, dropping buckets older than ``size`` seconds."""
+        self._fold()
         second = int(now)
         if second > self._head:
             self._expire(second)
 
     def record(self, outcome: int, now: float) -> None:
         """Add one outcome at monotonic time ``now``."""
+        self._fold()
         second = int(now)
         if second > self._head:
             self._expire(second)

@@ -146,3 +146,28 @@ def test_latency_sparse_slices_neither_extend_nor_break_a_streak():
         t += 10
     assert tripped_at is not None
     assert tripped_at >= 50 + 100  # slow since t=50, for the whole 100 s window
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    size=st.integers(1, 10),
+    ops=st.lists(st.tuples(st.floats(0, 30, allow_nan=False), outcomes, st.booleans()), max_size=120),
+)
+def test_time_window_lock_free_successes_match_reference(size, ops):
+    """note_success() in the newest second is the same as record(0) there."""
+    w = TimeWindow(size)
+    now = 0.0
+    recorded: list[tuple[int, int]] = []
+    for step, o, note in ops:
+        now += step / 10.0
+        if note and int(now) == w._head:
+            w.note_success()
+            recorded.append((int(now), 0))
+        else:
+            w.record(o, now)
+            recorded.append((int(now), o))
+        w.advance(now)  # folds
+        live = [x for s, x in recorded if s > int(now) - size]
+        assert (w.calls, w.failures, w.slow) == (
+            len(live), sum(1 for x in live if x & FAILURE), sum(1 for x in live if x & SLOW),
+        )
