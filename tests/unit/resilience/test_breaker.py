@@ -673,3 +673,47 @@ class TestConfiguration:
         r = make(failure_rate_threshold=0.5)
         assert r._threshold is None and r._permits == 10 and r._min_calls == 100
         assert repr(b) == "<CircuitBreaker 'dep' closed>"
+
+
+def test_seed_004_twilio_policy(registry):
+    """Open if 5xx > 2 % over 3 min or P95 > 3x baseline for 5 min; half-open after 2 min with
+    10 % of traffic; close when the error rate stays < 1 % for 5 min."""
+    clock = FakeClock()
+    twilio = CircuitBreaker(
+        "twilio", failure_rate_threshold=0.02, window="time", window_size=180, minimum_calls=100,
+        result_failure=http_failure, latency_factor=3.0, latency_window=300, open_duration=120,
+        half_open_traffic=0.10, half_open_window=300, half_open_failure_rate=0.01,
+        clock=clock, registry=registry, rng=random.Random(4),
+    )
+
+    def send(status: int, latency: float = 0.2) -> None:
+        twilio.acquire()
+        twilio.on_result(latency, Response(status))
+
+    for second in range(600):  # ten healthy minutes, 10 sends a second
+        for _ in range(10):
+            send(200)
+        clock.advance(1)
+    assert twilio.state == CircuitState.CLOSED
+    for second in range(240):  # 3 % of sends fail: the 3-minute window crosses 2 % after ~2 min
+        for i in range(10):
+            try:
+                send(503 if (second * 10 + i) % 33 == 0 else 200)
+            except CircuitOpenError:
+                pass
+        clock.advance(1)
+        if twilio.state == CircuitState.OPEN:
+            break
+    assert twilio.state == CircuitState.OPEN
+    clock.advance(120)
+    admitted = 0
+    for second in range(301):
+        for _ in range(10):
+            try:
+                send(200)
+                admitted += 1
+            except CircuitOpenError:
+                pass
+        clock.advance(1)
+    assert twilio.state == CircuitState.CLOSED
+    assert 200 < admitted < 400  # ~10 % of 3,000 sends
