@@ -38,8 +38,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import structlog
-
 from .._extras import require
 from ..errors import ConfigurationError
 from ._breaker import (
@@ -51,12 +49,9 @@ from ._breaker import (
     OPEN,
     SLOW,
     CircuitBreaker,
-    CircuitOpenError,
 )
 
 __all__ = ["RedisCircuitBreaker"]
-
-_log = structlog.get_logger("surefoot.resilience")
 
 _LUA_COMMON = r"""
 local H, W = KEYS[1], KEYS[2]
@@ -307,8 +302,6 @@ _RECORD = _Script(_LUA_RECORD)
 _RELEASE = _Script(_LUA_RELEASE)
 _SET = _Script(_LUA_SET)
 _STATS = _Script(_LUA_STATS)
-
-_REASON_EVENT = {OPEN: "circuit_opened", HALF_OPEN: "circuit_half_opened", CLOSED: "circuit_closed"}
 
 
 class _BackendDown(Exception):
