@@ -34,10 +34,11 @@ Trip rules (any may be combined):
   ``httpx.Response`` or an exception with ``retry_after``) opens the breaker for that long.
 
 Locking: one ``threading.Lock`` guards O(1) state updates only; it is never held across the
-protected call, a hook or a log line. In the default consecutive-failures configuration a
-closed-state success takes no lock at all: it stores ``0`` into the failure run (one atomic
-attribute store under the GIL; a racing failure may be lost or kept, either order being a
-valid interleaving) and bumps a C-level ``itertools.count`` (atomic under the GIL).
+protected call, a hook or a log line. A closed-state success usually takes no lock at all:
+it bumps a C-level ``itertools.count`` (atomic under the GIL), and a failure — under the
+lock — restarts the run of consecutive failures when that count moved since the previous
+failure, so no success is lost to a race. Window breakers skip the lock when the success
+cannot change anything a decision reads (see :meth:`CircuitBreaker._closed_success`).
 """
 
 from __future__ import annotations
@@ -414,7 +415,7 @@ class CircuitBreaker:
         "_result_failure", "_honor_ra", "_max_ra", "_log", "_c_success", "_c_failed",
         "_c_slow", "_c_ignored", "_c_rejected", "_inc_success", "_metrics",
         "_last_failure_wall", "_last_trip", "_cm_stack", "_time_window", "_result_check", "_registry",
-        "_stats_base", "_timed",
+        "_stats_base", "_timed", "_succ_seen",
         "__weakref__",
     )
 
@@ -627,6 +628,7 @@ class CircuitBreaker:
         self._shadow = bool(metrics_only)
         self._state = CLOSED
         self._consec = 0
+        self._succ_seen = 0
         self._openings = 0
         self._open_until = 0.0
         self._last_failure_wall: float | None = None
@@ -763,7 +765,6 @@ class CircuitBreaker:
         """Record a successful call that took ``duration`` seconds."""
         if self._state == CLOSED and not self.hooks.active:
             if self._fast:
-                self._consec = 0
                 self._inc_success()
                 return
             self._closed_success(duration, self._mono() if self._needs_time else 0.0)
@@ -785,12 +786,10 @@ class CircuitBreaker:
             if self._time_window:
                 if int(now) == w._head:  # type: ignore[union-attr]
                     w.note_success()  # type: ignore[union-attr]
-                    self._consec = 0
                     return
             elif w.calls == w.size:
                 # A full count window of successes: one more success overwrites a success,
                 # so neither the totals nor the order of future evictions change.
-                self._consec = 0
                 return
         pending: list[tuple[Any, ...]] | None = None
         with self._lock:
@@ -920,6 +919,13 @@ class CircuitBreaker:
         reason = None
         if self._threshold is not None:
             if bits & FAILURE:
+                # "Consecutive" = failures since the last success. Successes are counted
+                # lock-free (an atomic C-level counter); a changed count means one landed
+                # since the previous failure, so the run restarts. No lost updates.
+                seen = self._c_success.value()
+                if seen != self._succ_seen:
+                    self._succ_seen = seen
+                    self._consec = 0
                 self._consec += 1
                 if self._consec >= self._threshold:
                     reason = "consecutive_failures"
@@ -1137,7 +1143,9 @@ class CircuitBreaker:
                 "slow_count": slow,
                 "ignored_count": ignored,
                 "not_permitted_count": rejected,
-                "consecutive_failures": self._consec,
+                "consecutive_failures": (
+                    self._consec if self._c_success.value() == self._succ_seen else 0
+                ),
                 "failure_threshold": self._threshold,
                 "window_calls": w.calls if w is not None else None,
                 "failure_rate": (w.failures / w.calls) if w is not None and w.calls else None,
@@ -1206,7 +1214,6 @@ class CircuitBreaker:
             if rc is not None and rc(result):
                 self.on_result(0.0, result)
             else:
-                self._consec = 0
                 self._inc_success()
             return result
         if not self._timed:  # no slow-call or latency rule: no duration, at most one clock read
@@ -1271,7 +1278,6 @@ class CircuitBreaker:
             if rc is not None and rc(result):
                 self.on_result(0.0, result)
             else:
-                self._consec = 0
                 self._inc_success()
             return result
         elif not self._timed:
@@ -1348,7 +1354,6 @@ class CircuitBreaker:
             if rc is not None and rc(result):
                 breaker.on_result(0.0, result)
             else:
-                breaker._consec = 0
                 breaker._inc_success()
             return result
 
