@@ -415,7 +415,7 @@ class CircuitBreaker:
         "_result_failure", "_honor_ra", "_max_ra", "_log", "_c_success", "_c_failed",
         "_c_slow", "_c_ignored", "_c_rejected", "_inc_success", "_metrics",
         "_last_failure_wall", "_last_trip", "_cm_stack", "_time_window", "_result_check", "_registry",
-        "_stats_base", "_timed", "_succ_seen",
+        "_stats_base", "_timed", "_succ_seen", "_forced_ra",
         "__weakref__",
     )
 
@@ -630,6 +630,7 @@ class CircuitBreaker:
         self._consec = 0
         self._succ_seen = 0
         self._openings = 0
+        self._forced_ra = self._base_open_duration()
         self._open_until = 0.0
         self._last_failure_wall: float | None = None
         self._last_trip: dict[str, Any] = {}
@@ -690,7 +691,11 @@ class CircuitBreaker:
                     self.hooks.emit("circuit_breaker", self.name, "not_permitted", state="open", retry_after=ra)
                 return CircuitOpenError(self.name, ra, "open")
         elif st == FORCED_OPEN:
-            return self._reject(self._base_open_duration(), "forced_open")
+            self._c_rejected.inc()
+            ra = self._forced_ra
+            if self.hooks.active:
+                self.hooks.emit("circuit_breaker", self.name, "not_permitted", state="forced_open", retry_after=ra)
+            return CircuitOpenError(self.name, ra, "forced_open")
         elif st == CLOSED or st == DISABLED:
             return None
         return self._permit_locked()
@@ -715,7 +720,7 @@ class CircuitBreaker:
                 elif not self._shadow:
                     retry_after = self._open_until - now
             elif st == FORCED_OPEN:
-                retry_after = self._base_open_duration()
+                retry_after = self._forced_ra
                 shown = "forced_open"
             if st == HALF_OPEN:
                 retry_after = self._half_open_admit(now, pending)
@@ -1102,7 +1107,9 @@ class CircuitBreaker:
         self._manual(DISABLED, "disabled")
 
     def force_open(self) -> None:
-        """Reject every call (isolate the dependency) until :meth:`reset`."""
+        """Reject every call (isolate the dependency) until :meth:`reset`; rejections carry
+        the base open duration as ``retry_after``."""
+        self._forced_ra = self._base_open_duration()
         self._manual(FORCED_OPEN, "forced_open")
 
     def set_metrics_only(self, enabled: bool = True) -> None:
@@ -1324,17 +1331,36 @@ class CircuitBreaker:
         if inspect.isasyncgenfunction(fn):
             wrapper: Any = self._wrap_asyncgen(fn)
         elif inspect.iscoroutinefunction(fn):
-            acall = self.acall
-
-            @functools.wraps(fn)
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await acall(fn, *args, **kwargs)
+            wrapper = self._wrap_coroutine(fn)
         elif inspect.isgeneratorfunction(fn):
             wrapper = self._wrap_gen(fn)
         else:
             wrapper = self._wrap_function(fn)
         wrapper.breaker = self
         return wrapper  # type: ignore[no-any-return]
+
+    def _wrap_coroutine(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        breaker = self
+        acall = self.acall
+
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # The closed fast path of acall(), inlined to save one coroutine per call.
+            if breaker._state != CLOSED or not breaker._fast or not breaker._sync_io or breaker.hooks.active:
+                return await acall(fn, *args, **kwargs)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                breaker.on_error(0.0, exc)
+                raise
+            rc = breaker._result_check
+            if rc is not None and rc(result):
+                breaker.on_result(0.0, result)
+            else:
+                breaker._inc_success()
+            return result
+
+        return wrapper
 
     def _wrap_function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         breaker = self
@@ -1344,6 +1370,12 @@ class CircuitBreaker:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             # The closed fast path of call(), inlined to save one argument repacking.
             if breaker._state != CLOSED or not breaker._fast or breaker.hooks.active:
+                if breaker._sync_io and breaker._state != CLOSED:
+                    # Reject from here: one frame less for the exception to cross.
+                    err = breaker._permit()
+                    if err is not None:
+                        raise err
+                    return breaker._call_general(fn, args, kwargs)
                 return call(fn, *args, **kwargs)
             try:
                 result = fn(*args, **kwargs)
