@@ -752,6 +752,7 @@ class CircuitBreaker:
             if waited >= mw:
                 # Trials are hung: a dependency that does not answer is not healthy. Reopen
                 # (a late answer from the abandoned probe is then ignored).
+                self._trip_details("half_open_max_wait", waited=waited)
                 self._transition(OPEN, now, "half_open_max_wait", pending)
                 return self._open_until - now
             return mw - waited
