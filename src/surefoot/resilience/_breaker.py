@@ -385,6 +385,7 @@ class CircuitBreaker:
             stay wedged; ``None`` waits forever. Default 60.
         failure_exceptions: exception types that count as failures (default ``Exception``);
             other exceptions count as successes (the dependency answered).
+            ``expected_exception`` is the alias used by other breaker libraries.
         ignore_exceptions: exception types that count as neither success nor failure.
         failure_predicate: ``exc -> bool`` deciding failures instead of
             ``failure_exceptions`` (ignored exceptions are checked first).
@@ -445,6 +446,7 @@ class CircuitBreaker:
         half_open_min_calls: int | None = None,
         half_open_max_wait: float | None = 60.0,
         failure_exceptions: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        expected_exception: type[BaseException] | tuple[type[BaseException], ...] | None = None,
         ignore_exceptions: type[BaseException] | tuple[type[BaseException], ...] = (),
         failure_predicate: Callable[[BaseException], bool] | None = None,
         result_failure: Callable[[Any], bool] | None = None,
@@ -575,6 +577,12 @@ class CircuitBreaker:
         self._ho_max_wait = half_open_max_wait
 
         # --- classification
+        if expected_exception is not None:
+            if failure_exceptions is not Exception:
+                raise ConfigurationError(
+                    "give failure_exceptions or expected_exception (its alias), not both"
+                )
+            failure_exceptions = expected_exception
         self._failure_types = _types(failure_exceptions, "failure_exceptions")
         self._ignore_types = _types(ignore_exceptions, "ignore_exceptions")
         self._failure_predicate = failure_predicate
