@@ -381,6 +381,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         self._fast = False  # every decision goes through Redis
         self._url = url
         self._socket_timeout = socket_timeout
+        self._own_client = redis is None or isinstance(redis, str)
         if redis is None or isinstance(redis, str):
             redis = self._redis_module.Redis.from_url(
                 redis or url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
@@ -772,9 +773,11 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def close(self) -> None:
         """Close the sync client built from a URL (a client passed in is left alone)."""
-        self._client.close()
+        if self._own_client:
+            self._client.close()
 
     async def aclose(self) -> None:
-        """Close the async client."""
-        if self._aclient is not None:
+        """Close the async client built from a URL (a client passed in is left alone)."""
+        if self._own_aclient and self._aclient is not None:
             await self._aclient.aclose()
+            self._aclient = None
