@@ -109,6 +109,9 @@ class CircuitOpenError(ServiceUnavailableError):
 
     What to do: fail fast (serve a fallback or a cached answer), or retry after
     ``retry_after`` seconds.
+
+    Constructed positionally (it is built on every rejection, so construction is the
+    C-level exception init): ``CircuitOpenError(name, retry_after, state="open")``.
     """
 
     code = "CIRCUIT_OPEN"
