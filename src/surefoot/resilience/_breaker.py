@@ -1144,6 +1144,7 @@ class CircuitBreaker:
             ``last_failure_time`` and ``last_state_change`` (wall seconds), ``retry_after``
             (seconds, when open) and ``half_open_trials``.
         """
+        self.current_state()  # an elapsed open duration reads as half-open, as in .state
         if self._metrics is not None:
             self._metrics.flush()
         now = self._mono()
