@@ -1386,9 +1386,22 @@ class CircuitBreaker:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             # The closed fast paths of call(), inlined to save one argument repacking.
-            if breaker._state != CLOSED or not breaker._plain or breaker.hooks.active:
-                if breaker._sync_io and breaker._state != CLOSED:
-                    # Reject from here: one frame less for the exception to cross.
+            st = breaker._state
+            if st != CLOSED or not breaker._plain or breaker.hooks.active:
+                if breaker._sync_io and st != CLOSED:
+                    if st == FORCED_OPEN or (st == OPEN and not breaker._shadow):
+                        # The fast-fail, inlined: no extra frame, no lock.
+                        if st == FORCED_OPEN:
+                            ra, shown = breaker._forced_ra, "forced_open"
+                        else:
+                            ra, shown = breaker._open_until - breaker._mono(), "open"
+                        if ra > 0:
+                            breaker._c_rejected.inc()
+                            if breaker.hooks.active:
+                                breaker.hooks.emit(
+                                    "circuit_breaker", breaker.name, "not_permitted", state=shown, retry_after=ra
+                                )
+                            raise CircuitOpenError(breaker.name, ra, shown)
                     err = breaker._permit()
                     if err is not None:
                         raise err
