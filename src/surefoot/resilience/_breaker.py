@@ -312,6 +312,13 @@ def _flusher_for(registry: Any) -> _Flusher:
 _KINDS = ("successful", "failed", "slow", "ignored", "not_permitted")
 
 
+def _multiprocess_metrics() -> bool:
+    """True when prometheus_client runs in multiprocess mode (PROMETHEUS_MULTIPROC_DIR)."""
+    from prometheus_client import values
+
+    return values.ValueClass is not values.MutexValue
+
+
 class _Metrics:
     __slots__ = ("children", "state_children", "counters", "flushed", "lock")
 
@@ -630,6 +637,18 @@ class CircuitBreaker:
                 (self._c_success, self._c_failed, self._c_slow, self._c_ignored, self._c_rejected),
             )
             flusher.breakers.add(self)
+            if _multiprocess_metrics():
+                # Scrapes read other processes' files, so a scrape-time flush never runs
+                # here: push on every success instead (exact, at the cost of one counter
+                # increment per call; other kinds follow at the next success or state change).
+                inc, flush = self._c_success.inc, self._metrics.flush
+
+                def inc_and_flush() -> int:
+                    n = inc()
+                    flush()
+                    return n
+
+                self._inc_success = inc_and_flush
         else:
             self._metrics = None
             self._registry = None

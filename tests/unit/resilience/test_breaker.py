@@ -726,3 +726,25 @@ def test_seed_004_twilio_policy(registry):
         clock.advance(1)
     assert twilio.state == CircuitState.CLOSED
     assert 200 < admitted < 400  # ~10 % of 3,000 sends
+
+
+def test_multiprocess_metrics_are_pushed_per_success(tmp_path, subprocess_env):
+    """With PROMETHEUS_MULTIPROC_DIR no scrape runs in the worker: counts must reach the files."""
+    import subprocess
+    import sys
+
+    env = dict(subprocess_env, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    code = """
+from prometheus_client import CollectorRegistry
+from surefoot.resilience import CircuitBreaker
+b = CircuitBreaker("mp", registry=CollectorRegistry())
+for _ in range(3):
+    b.call(lambda: 1)
+"""
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    reg = CollectorRegistry()
+    MultiProcessCollector(reg, path=str(tmp_path))
+    assert reg.get_sample_value("circuit_breaker_calls_total", {"name": "mp", "kind": "successful"}) == 3
