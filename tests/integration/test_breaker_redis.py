@@ -440,3 +440,21 @@ async def test_latency_judged_in_one_process_opens_the_shared_breaker(make):
     with pytest.raises(CircuitOpenError):
         other.acquire()  # the other process never saw a slow call
     await judge.aclose()
+
+
+def test_shared_max_wait_guard(make):
+    clock = FakeClock()
+    a, b = (make(failure_threshold=1, open_duration=5, half_open_permits=1, half_open_max_wait=20, clock=clock)
+            for _ in range(2))
+    with pytest.raises(ConnectionError):
+        a.call(lambda: (_ for _ in ()).throw(ConnectionError()))
+    clock.advance(5)
+    a.acquire()  # a's probe hangs
+    clock.advance(10)
+    with pytest.raises(CircuitOpenError) as info:
+        b.acquire()
+    assert info.value.state == "half_open" and info.value.retry_after == pytest.approx(10)
+    clock.advance(10)
+    with pytest.raises(CircuitOpenError) as info:
+        b.acquire()
+    assert info.value.state == "open" and info.value.retry_after == pytest.approx(5)

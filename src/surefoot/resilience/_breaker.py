@@ -390,9 +390,9 @@ class CircuitBreaker:
             traffic mode).
         half_open_min_calls: trial calls needed before a traffic-mode decision (default
             ``ceil(1 / half_open_failure_rate)``, at least 10).
-        half_open_max_wait: seconds after which a half-open breaker whose permits are all
-            taken but whose trials have not all finished (a hung probe) reopens, so it cannot
-            stay wedged; ``None`` waits forever. Default 60.
+        half_open_max_wait: seconds, counted from the moment the last permit was handed
+            out, after which a half-open breaker whose trials have not all finished (a hung
+            probe) reopens, so it cannot stay wedged; ``None`` waits forever. Default 60.
         failure_exceptions: exception types that count as failures (default ``Exception``);
             other exceptions count as successes (the dependency answered).
             ``expected_exception`` is the alias used by other breaker libraries.
@@ -421,7 +421,7 @@ class CircuitBreaker:
         "_needs_time", "_check_results", "_consec", "_threshold", "_fr", "_sr", "_slow",
         "_window", "_min_calls", "_latency", "_open_duration", "_max_open", "_open_until",
         "_openings", "_state_since", "_changed_at", "_permits", "_traffic", "_ho_window",
-        "_ho_fr", "_ho_min", "_ho_max_wait", "_ho_since", "_ho_issued", "_ho_done",
+        "_ho_fr", "_ho_min", "_ho_max_wait", "_ho_since", "_ho_issued", "_ho_done", "_ho_full_since",
         "_ho_failures", "_ho_slow", "_failure_types", "_ignore_types", "_failure_predicate",
         "_result_failure", "_honor_ra", "_max_ra", "_log", "_c_success", "_c_failed",
         "_c_slow", "_c_ignored", "_c_rejected", "_inc_success", "_metrics",
@@ -777,10 +777,14 @@ class CircuitBreaker:
             return 1.0
         if self._ho_issued < self._permits:
             self._ho_issued += 1
+            if self._ho_issued == self._permits:
+                self._ho_full_since = now
             return None
         mw = self._ho_max_wait
         if mw is not None:
-            waited = now - self._ho_since
+            # Counted from the moment the last permit was handed out: slow traffic filling
+            # the permits is not a hung probe.
+            waited = now - self._ho_full_since
             if waited >= mw:
                 # Trials are hung: a dependency that does not answer is not healthy. Reopen
                 # (a late answer from the abandoned probe is then ignored).
@@ -1039,6 +1043,7 @@ class CircuitBreaker:
 
     def _reset_half_open(self, now: float) -> None:
         self._ho_since = now
+        self._ho_full_since = now
         self._ho_issued = 0
         self._ho_done = 0
         self._ho_failures = 0

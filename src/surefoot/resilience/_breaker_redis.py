@@ -92,7 +92,8 @@ local function to_closed(from, reason)
 end
 
 local function to_half_open(from)
-  redis.call('HSET', H, 'st', 2, 'hs', tostring(now), 'hi', 0, 'hd', 0, 'hf', 0, 'hw', 0, 'ch', tostring(now))
+  redis.call('HSET', H, 'st', 2, 'hs', tostring(now), 'hu', tostring(now), 'hi', 0, 'hd', 0, 'hf', 0, 'hw', 0,
+             'ch', tostring(now))
   table.insert(trans, {from, 2, 'open_duration_elapsed', '0', 0})
   touch()
 end
@@ -132,11 +133,12 @@ if cfg.traffic > 0 then
   return flat({0, '1', 2})
 end
 if hi < cfg.permits then
-  redis.call('HINCRBY', H, 'hi', 1)
+  hi = redis.call('HINCRBY', H, 'hi', 1)
+  if hi >= cfg.permits then redis.call('HSET', H, 'hu', tostring(now)) end
   return flat({1, '0', 2})
 end
 if cfg.mw >= 0 then
-  local waited = now - hs
+  local waited = now - num(redis.call('HGET', H, 'hu'), hs)
   if waited >= cfg.mw then
     to_open(2, 'half_open_max_wait', nil)
     return flat({0, tostring(num(redis.call('HGET', H, 'ou'), now) - now), 1})

@@ -298,6 +298,21 @@ class TestHalfOpenPermits:
         b.on_success(0.1)
         assert b.state == CircuitState.CLOSED
 
+    def test_max_wait_counts_from_the_last_permit(self, make, clock):
+        b = make(failure_threshold=1, open_duration=5, half_open_permits=2, half_open_max_wait=60)
+        fail(b)
+        clock.advance(5)
+        b.acquire()  # first trial at t=5
+        clock.advance(95)
+        b.acquire()  # slow traffic: the second permit goes at t=100
+        clock.advance(1)
+        with pytest.raises(CircuitOpenError) as info:
+            b.acquire()
+        assert info.value.state == "half_open" and info.value.retry_after == pytest.approx(59)
+        b.on_success(0.1)
+        b.on_success(0.1)
+        assert b.state == CircuitState.CLOSED
+
     def test_late_outcome_of_abandoned_probe_is_ignored_when_open(self, make, clock):
         b = make(failure_threshold=1, open_duration=5, half_open_max_wait=20)
         fail(b)
