@@ -277,6 +277,29 @@ class BaseSink:
         raise NotImplementedError
 
 
+def as_outcome(exc: BaseException, *, sink: str) -> BaseException:
+    """The per-event result for ``exc``: itself when a :class:`SinkError`, else wrapped in one.
+
+    Cancellation and other non-``Exception`` errors are not outcomes; they are re-raised.
+    """
+    if isinstance(exc, SinkError):
+        return exc
+    if isinstance(exc, Exception):
+        err = SinkError(f"sink {sink!r} failed unexpectedly: {exc!r}")
+        err.__cause__ = exc
+        return err
+    raise exc
+
+
+async def outcome(coro: Awaitable[Any], *, sink: str) -> BaseException | None:
+    """Await one delivery; return ``None`` or its error (see :func:`as_outcome`)."""
+    try:
+        await coro
+    except BaseException as exc:  # sorted by as_outcome: SinkError kept, surprises wrapped
+        return as_outcome(exc, sink=sink)
+    return None
+
+
 async def gather_positional(
     coros: Sequence[Awaitable[Any]], *, sink: str
 ) -> list[BaseException | None]:
@@ -286,16 +309,4 @@ async def gather_positional(
     surprise never sinks the batch; cancellation propagates.
     """
     raw = await asyncio.gather(*coros, return_exceptions=True)
-    out: list[BaseException | None] = []
-    for item in raw:
-        if item is None or not isinstance(item, BaseException):
-            out.append(None)
-        elif isinstance(item, SinkError):
-            out.append(item)
-        elif isinstance(item, Exception):
-            err = SinkError(f"sink {sink!r} failed unexpectedly: {item!r}")
-            err.__cause__ = item
-            out.append(err)
-        else:
-            raise item
-    return out
+    return [as_outcome(item, sink=sink) if isinstance(item, BaseException) else None for item in raw]

@@ -24,7 +24,7 @@ from ..._extras import require
 from ...errors import ConfigurationError
 from ...webhooks._signing import decode_standard_secret, standard_signature
 from .._event import Event, RetryLater, SinkDisabled, SinkError
-from ._base import BaseSink, NameResolver, encode, gather_positional
+from ._base import BaseSink, NameResolver, encode, outcome
 
 __all__ = ["HttpSink", "DisabledEndpoint", "parse_retry_after", "RETRY_LATER_STATUSES"]
 
@@ -306,10 +306,10 @@ class HttpSink(BaseSink):
                     err.__cause__ = failed
                     results[index] = err
                     continue
-                outcome = (await gather_positional([self._deliver(event)], sink=self.name))[0]
-                results[index] = outcome
-                if outcome is not None:
-                    failed = outcome
+                result = await outcome(self._deliver(event), sink=self.name)
+                results[index] = result
+                if result is not None:
+                    failed = result
 
         await asyncio.gather(*(run_chain(indexes) for indexes in chains.values()))
         return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,11 +20,12 @@ __all__ = ["NatsSink"]
 
 _log = structlog.get_logger("surefoot.outbox")
 
-_BAD_SUBJECT_CHARS = frozenset(" \t\r\n*>")
+_BAD_SUBJECT = re.compile(r"[\s*>]")
+_BAD_HEADER_NAME = re.compile(r"[:\s]")
 
 
 def _check_subject(subject: str) -> str | None:
-    if any(ch in _BAD_SUBJECT_CHARS for ch in subject):
+    if _BAD_SUBJECT.search(subject):
         return "a publish subject may not contain whitespace, '*' or '>'"
     if subject.startswith(".") or subject.endswith(".") or ".." in subject:
         return "a subject's tokens must not be empty"
@@ -35,7 +37,7 @@ def _nats_headers(event: Event) -> dict[str, str]:
     for key, value in headers.items():
         if "\r" in value or "\n" in value:
             raise SinkError(f"header {key!r} of event {event.event_id} contains a line break")
-        if not key or any(ch in key for ch in ": \t\r\n"):
+        if not key or _BAD_HEADER_NAME.search(key):
             raise SinkError(f"header name {key!r} of event {event.event_id} is not a valid NATS header")
     # JetStream drops a second message with the same id inside the stream's duplicate
     # window, so an at-least-once redelivery of this event is stored once.
@@ -146,7 +148,8 @@ class NatsSink(BaseSink):
         _log.warning("sink_connection_error", sink=self.name, error_message=repr(exc))
 
     async def _disconnected_cb(self) -> None:
-        _log.warning("sink_disconnected", sink=self.name)
+        if self._nc is not None:  # not our own close()
+            _log.warning("sink_disconnected", sink=self.name)
 
     async def _reconnected_cb(self) -> None:
         _log.info("sink_reconnected", sink=self.name)
@@ -260,7 +263,11 @@ class NatsSink(BaseSink):
                             f"event {event.event_id} is {len(body)} bytes; the NATS server accepts "
                             f"at most {max_payload} bytes per message"
                         )
-                    await asyncio.wait_for(self._slots.acquire(), self._ack_timeout)
+                    if self._slots.locked():
+                        await asyncio.wait_for(self._slots.acquire(), self._ack_timeout)
+                    else:
+                        # no yield to the loop here, so the client flushes the batch in one write
+                        await self._slots.acquire()
                     reply = f"{self._inbox}.{next(self._tokens)}"
                     future = loop.create_future()
                     future.add_done_callback(lambda _f: self._slots.release())
