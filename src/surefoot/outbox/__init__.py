@@ -1,5 +1,81 @@
-"""Transactional outbox: write events in the business transaction, dispatch them at least once."""
+"""Transactional outbox: write events in the business transaction, dispatch them at least once.
 
+Writing::
+
+    from surefoot import outbox
+
+    with engine.begin() as conn:                      # or a Session / AsyncSession
+        conn.execute(insert(calls).values(...))
+        outbox.add(conn, "CallDetected", {"call_sid": sid}, key=sid)
+
+Dispatching (a worker process, ``surefoot outbox run``, or the application's lifespan)::
+
+    @outbox.handler("CallDetected")
+    async def send_first_sms(event: outbox.Event) -> None: ...
+
+    dispatcher = outbox.Dispatcher(engine)
+    async with dispatcher.running():
+        ...
+
+Importing this package does not import SQLAlchemy; the names that need it are loaded on
+first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._add import add, build_event, emit, events_enabled
+from ._catalogue import EventCatalogue, EventSchemaError, default_catalogue, register_event
 from ._event import Event, RetryLater, Sink, SinkDisabled, SinkError
+from ._routing import HandlerSink, Router, default_router, handler
 
-__all__ = ["Event", "Sink", "SinkError", "RetryLater", "SinkDisabled"]
+__all__ = [
+    "Event",
+    "Sink",
+    "SinkError",
+    "RetryLater",
+    "SinkDisabled",
+    "add",
+    "emit",
+    "build_event",
+    "events_enabled",
+    "EventCatalogue",
+    "EventSchemaError",
+    "default_catalogue",
+    "register_event",
+    "create_tables",
+    "drop_tables",
+    "events_table",
+    "dead_letters_table",
+    "Dispatcher",
+    "OutboxSettings",
+    "Router",
+    "HandlerSink",
+    "handler",
+    "default_router",
+    "Backoff",
+    "FullJitter",
+]
+
+_LAZY = {
+    "create_tables": "._schema",
+    "drop_tables": "._schema",
+    "events_table": "._schema",
+    "dead_letters_table": "._schema",
+    "Dispatcher": "._dispatcher",
+    "OutboxSettings": "._settings",
+    "Backoff": "._backoff",
+    "FullJitter": "._backoff",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'surefoot.outbox' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,424 @@
+"""Outbox throughput and latency: surefoot vs procrastinate vs a raw SQL floor.
+
+Run (local PostgreSQL and SQLite, one run, ratios first)::
+
+    python benchmarks/outbox_throughput.py
+    python benchmarks/outbox_throughput.py --events 20000 --pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+Measures, on PostgreSQL and on SQLite:
+
+* events/s written with ``outbox.add()``: one event per transaction, and 100 per transaction;
+  beside them a plain INSERT of the same row (SQLAlchemy ``text()`` on the same connection, and
+  the bare driver);
+* events/s dispatched to a no-op async handler from a pre-filled table (batch 100,
+  concurrency 2), beside a raw ``LIMIT 100 ... FOR UPDATE SKIP LOCKED`` claim loop (the floor)
+  and, on PostgreSQL, procrastinate's worker (concurrency 10) draining the same number of jobs;
+* commit → handler latency P50/P95/P99 at a steady offered load of 200 events/s (PostgreSQL:
+  LISTEN/NOTIFY; SQLite: polling every 50 ms), beside procrastinate's defer → task start.
+
+A scratch PostgreSQL database is created and dropped; the SQLite file lives in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import sqlalchemy as sa  # noqa: E402
+
+from surefoot import outbox  # noqa: E402
+from surefoot.outbox import Dispatcher, OutboxSettings  # noqa: E402
+
+NO_RETENTION = OutboxSettings(retention_interval_seconds=0)
+
+PLAIN_DDL = {
+    "postgresql": (
+        "CREATE TABLE IF NOT EXISTS plain_events (id BIGSERIAL PRIMARY KEY, event_id VARCHAR(36), "
+        "event_name VARCHAR(255), key VARCHAR(255), payload JSONB, created_at TIMESTAMPTZ DEFAULT now(), "
+        "done BOOLEAN NOT NULL DEFAULT false)"
+    ),
+    "sqlite": (
+        "CREATE TABLE IF NOT EXISTS plain_events (id INTEGER PRIMARY KEY, event_id VARCHAR(36), "
+        "event_name VARCHAR(255), key VARCHAR(255), payload JSON, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, "
+        "done BOOLEAN NOT NULL DEFAULT 0)"
+    ),
+}
+PAYLOAD = {"call_sid": "CA0123456789abcdef", "from": "+15550001111", "to": "+15550002222", "status": "no-answer"}
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def reset(engine: sa.Engine) -> None:
+    outbox.create_tables(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(PLAIN_DDL[engine.dialect.name])
+        for t in ("outbox_events", "outbox_dead_letters", "plain_events"):
+            conn.exec_driver_sql(f"DELETE FROM {t}")
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("VACUUM" if False else "SELECT 1")
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE outbox_events")
+            conn.exec_driver_sql("VACUUM ANALYZE plain_events")
+
+
+PLAIN_INSERT = sa.text(
+    "INSERT INTO plain_events (event_id, event_name, key, payload) VALUES (:event_id, :event_name, :key, :payload)"
+)
+
+
+def bench_writes(engine: sa.Engine, n: int) -> dict[str, float]:
+    import orjson
+
+    out: dict[str, float] = {}
+    reset(engine)
+    # one event per transaction
+    t = time.perf_counter()
+    for i in range(n):
+        with engine.begin() as conn:
+            outbox.add(conn, "CallDetected", PAYLOAD, key=f"k{i % 50}")
+    out["add_1_per_tx"] = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for i in range(n):
+        with engine.begin() as conn:
+            conn.execute(PLAIN_INSERT, {"event_id": str(uuid.uuid4()), "event_name": "CallDetected",
+                                        "key": f"k{i % 50}", "payload": orjson.dumps(PAYLOAD).decode()})
+    out["plain_1_per_tx"] = n / (time.perf_counter() - t)
+    # many per transaction (100), and the cost of one add() inside an open transaction
+    reset(engine)
+    per_tx = 100
+    t = time.perf_counter()
+    for start in range(0, n, per_tx):
+        with engine.begin() as conn:
+            for i in range(start, min(n, start + per_tx)):
+                outbox.add(conn, "CallDetected", PAYLOAD, key=f"k{i % 50}")
+    out["add_100_per_tx"] = n / (time.perf_counter() - t)
+    t = time.perf_counter()
+    for start in range(0, n, per_tx):
+        with engine.begin() as conn:
+            for i in range(start, min(n, start + per_tx)):
+                conn.execute(PLAIN_INSERT, {"event_id": str(uuid.uuid4()), "event_name": "CallDetected",
+                                            "key": f"k{i % 50}", "payload": orjson.dumps(PAYLOAD).decode()})
+    out["plain_100_per_tx"] = n / (time.perf_counter() - t)
+    # bare driver INSERT loop in one transaction (the floor)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        ph = "%s" if engine.dialect.name == "postgresql" else "?"
+        sql = f"INSERT INTO plain_events (event_id, event_name, key, payload) VALUES ({ph}, {ph}, {ph}, {ph})"
+        t = time.perf_counter()
+        for start in range(0, n, per_tx):
+            for i in range(start, min(n, start + per_tx)):
+                cur.execute(sql, (str(uuid.uuid4()), "CallDetected", f"k{i % 50}", orjson.dumps(PAYLOAD).decode()))
+            raw.commit()
+        out["raw_100_per_tx"] = n / (time.perf_counter() - t)
+    finally:
+        raw.close()
+    return out
+
+
+def prefill(engine: sa.Engine, n: int, *, keys: int | None = None) -> None:
+    reset(engine)
+    rows = []
+    for i in range(n):
+        rows.append(i)
+    with engine.begin() as conn:
+        for i in range(n):
+            outbox.add(conn, "CallDetected", PAYLOAD, key=(f"k{i % keys}" if keys else None))
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE outbox_events")
+
+
+def bench_dispatch(url: str, engine: sa.Engine, n: int, *, keys: int | None = None) -> float:
+    prefill(engine, n, keys=keys)
+    done = asyncio.Event()
+    count = 0
+
+    async def noop(event: outbox.Event) -> None:
+        nonlocal count
+        count += 1
+        if count >= n:
+            done.set()
+
+    async def main() -> float:
+        import prometheus_client
+
+        d = Dispatcher(url, handlers={"CallDetected": noop}, listen=False, poll_interval=0.01,
+                       registry=prometheus_client.CollectorRegistry(), settings=NO_RETENTION)
+        t = time.perf_counter()
+        await d.start()
+        await done.wait()
+        # every event delivered; wait for the last acks too
+        while d.delivered < n:
+            await asyncio.sleep(0.001)
+        elapsed = time.perf_counter() - t
+        await d.stop()
+        return n / elapsed
+
+    return asyncio.run(main())
+
+
+def bench_raw_claim(engine: sa.Engine, n: int) -> float:
+    import orjson
+
+    reset(engine)
+    pg = engine.dialect.name == "postgresql"
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        ph = "%s" if pg else "?"
+        cur.executemany(
+            f"INSERT INTO plain_events (event_id, event_name, key, payload) VALUES ({ph}, {ph}, {ph}, {ph})",
+            [(str(uuid.uuid4()), "CallDetected", None, orjson.dumps(PAYLOAD).decode()) for _ in range(n)],
+        )
+        raw.commit()
+        if pg:
+            sql = ("WITH c AS (SELECT id FROM plain_events WHERE NOT done ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED) "
+                   "UPDATE plain_events p SET done = true FROM c WHERE p.id = c.id RETURNING p.id, p.event_id, p.payload")
+        else:
+            sql = ("UPDATE plain_events SET done = 1 WHERE id IN (SELECT id FROM plain_events WHERE NOT done "
+                   "ORDER BY id LIMIT 100) RETURNING id, event_id, payload")
+        got = 0
+        t = time.perf_counter()
+        while True:
+            cur.execute(sql)
+            rows = cur.fetchall()
+            raw.commit()
+            if not rows:
+                break
+            got += len(rows)
+        return got / (time.perf_counter() - t)
+    finally:
+        raw.close()
+
+
+def bench_latency(url: str, engine: sa.Engine, *, rate: float, seconds: float, poll: float) -> list[float]:
+    reset(engine)
+    committed: dict[str, float] = {}
+    started: dict[str, float] = {}
+    total = int(rate * seconds)
+
+    def writer() -> None:
+        eng = sa.create_engine(url)
+        interval = 1.0 / rate
+        next_at = time.perf_counter()
+        for _ in range(total):
+            next_at += interval
+            with eng.begin() as conn:
+                ev = outbox.add(conn, "CallDetected", PAYLOAD)
+            committed[ev.event_id] = time.perf_counter()
+            delay = next_at - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        eng.dispose()
+
+    async def handler(event: outbox.Event) -> None:
+        started[event.event_id] = time.perf_counter()
+
+    async def main() -> None:
+        import prometheus_client
+
+        d = Dispatcher(url, handlers={"CallDetected": handler}, poll_interval=poll,
+                       registry=prometheus_client.CollectorRegistry(), settings=NO_RETENTION)
+        async with d.running():
+            await asyncio.sleep(0.3)
+            th = threading.Thread(target=writer)
+            th.start()
+            while th.is_alive() or len(started) < total:
+                await asyncio.sleep(0.05)
+            th.join()
+
+    asyncio.run(main())
+    return [(started[k] - committed[k]) * 1000 for k in committed if k in started]
+
+
+# -- procrastinate ------------------------------------------------------------------------
+
+
+def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float) -> dict[str, Any]:
+    import procrastinate
+
+    out: dict[str, Any] = {}
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo))
+    state = {"count": 0, "target": n}
+    done = asyncio.Event()
+    starts: dict[int, float] = {}
+
+    @app.task(name="noop")
+    async def noop(i: int) -> None:
+        starts[i] = time.perf_counter()
+        state["count"] += 1
+        if state["count"] >= state["target"]:
+            done.set()
+
+    async def main() -> None:
+        async with app.open_async():
+            try:
+                await app.schema_manager.apply_schema_async()
+            except Exception:  # already applied in this scratch database
+                pass
+            # defer rate, one job per transaction (procrastinate's defer is its own transaction)
+            t = time.perf_counter()
+            for i in range(n):
+                await noop.defer_async(i=i)
+            out["defer_per_s"] = n / (time.perf_counter() - t)
+            t = time.perf_counter()
+            await app.run_worker_async(concurrency=10, wait=False, install_signal_handlers=False,
+                                       listen_notify=False, fetch_job_polling_interval=0.01)
+            out["drain_per_s"] = state["count"] / (time.perf_counter() - t)
+            # latency at a steady offered load, worker listening
+            starts.clear()
+            state["count"] = 0
+            total = int(rate * seconds)
+            state["target"] = total
+            done.clear()
+            deferred: dict[int, float] = {}
+            worker = asyncio.create_task(app.run_worker_async(concurrency=10, wait=True, install_signal_handlers=False,
+                                                              listen_notify=True))
+            await asyncio.sleep(0.5)
+            interval = 1.0 / rate
+            next_at = time.perf_counter()
+            for i in range(total):
+                next_at += interval
+                await noop.defer_async(i=1_000_000 + i)
+                deferred[1_000_000 + i] = time.perf_counter()
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await asyncio.wait_for(done.wait(), 30)
+            worker.cancel()
+            try:
+                await worker
+            except (asyncio.CancelledError, Exception):
+                pass
+            out["latency_ms"] = [(starts[k] - deferred[k]) * 1000 for k in deferred if k in starts]
+
+    asyncio.run(main())
+    return out
+
+
+def create_scratch_db(admin_url: str, name: str) -> str:
+    eng = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    eng.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_scratch_db(admin_url: str, name: str) -> None:
+    eng = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with eng.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    eng.dispose()
+
+
+def fmt(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pg-url", default=os.environ.get("SUREFOOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--events", type=int, default=10_000, help="events per throughput measurement")
+    parser.add_argument("--writes", type=int, default=3_000, help="events per write measurement")
+    parser.add_argument("--rate", type=float, default=200.0, help="offered load for the latency runs (events/s)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each latency run")
+    parser.add_argument("--only", choices=["postgresql", "sqlite"], default=None)
+    parser.add_argument("--no-procrastinate", action="store_true")
+    args = parser.parse_args()
+
+    import logging
+
+    logging.disable(logging.WARNING)
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+    results: dict[str, dict[str, Any]] = {}
+    scratch = f"surefoot_bench_{os.getpid()}"
+    tmp = tempfile.mkdtemp(prefix="surefoot-bench-")
+    targets = []
+    if args.only in (None, "postgresql"):
+        targets.append(("postgresql", create_scratch_db(args.pg_url, scratch)))
+    if args.only in (None, "sqlite"):
+        targets.append(("sqlite", f"sqlite:///{tmp}/bench.sqlite3"))
+    try:
+        for name, url in targets:
+            engine = sa.create_engine(url)
+            r: dict[str, Any] = {}
+            print(f"[{name}] writes ...", file=sys.stderr)
+            r.update(bench_writes(engine, args.writes))
+            print(f"[{name}] dispatch ...", file=sys.stderr)
+            r["dispatch"] = bench_dispatch(url, engine, args.events)
+            r["dispatch_keyed"] = bench_dispatch(url, engine, args.events, keys=1000)
+            print(f"[{name}] raw claim floor ...", file=sys.stderr)
+            r["raw_claim"] = bench_raw_claim(engine, args.events)
+            print(f"[{name}] latency at {args.rate:g}/s ...", file=sys.stderr)
+            r["latency"] = bench_latency(url, engine, rate=args.rate, seconds=args.seconds,
+                                         poll=1.0 if name == "postgresql" else 0.05)
+            if name == "postgresql" and not args.no_procrastinate:
+                print(f"[{name}] procrastinate ...", file=sys.stderr)
+                conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+                r["procrastinate"] = bench_procrastinate(conninfo, args.events, rate=args.rate, seconds=args.seconds)
+            engine.dispose()
+            results[name] = r
+    finally:
+        if any(n == "postgresql" for n, _ in targets):
+            drop_scratch_db(args.pg_url, scratch)
+
+    report(results, args)
+
+
+def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
+    print(f"\n# outbox throughput — {args.events} events per dispatch run, {args.writes} per write run, "
+          f"latency at {args.rate:g} events/s for {args.seconds:g} s\n")
+    for name, r in results.items():
+        lat = r["latency"]
+        print(f"## {name}\n")
+        print("ratios (targets):")
+        pr = r.get("procrastinate")
+        if pr:
+            print(f"  dispatch / procrastinate worker        {r['dispatch'] / pr['drain_per_s']:6.1f}x   (>= 10x)")
+        print(f"  dispatch / raw SKIP LOCKED claim floor {r['dispatch'] / r['raw_claim'] * 100:6.1f}%   (>= 25 %)")
+        if pr:
+            p95, pp95 = pct(lat, 0.95), pct(pr["latency_ms"], 0.95)
+            print(f"  commit->handler P95 / procrastinate    {p95 / pp95:6.2f}x   (<= 1.0)")
+        print(f"  add() / plain INSERT, open transaction {r['plain_100_per_tx'] / r['add_100_per_tx']:6.2f}x   (<= 1.2; SQLAlchemy text() insert)")
+        print(f"  add() / bare driver INSERT             {r['raw_100_per_tx'] / r['add_100_per_tx']:6.2f}x")
+        print()
+        print("| measurement | surefoot | plain / raw SQL | procrastinate |")
+        print("|---|---:|---:|---:|")
+        print(f"| write, 1 event per transaction (events/s) | {fmt(r['add_1_per_tx'])} | {fmt(r['plain_1_per_tx'])} | {fmt(pr['defer_per_s']) if pr else '–'} |")
+        print(f"| write, 100 per transaction (events/s) | {fmt(r['add_100_per_tx'])} | {fmt(r['plain_100_per_tx'])} (driver {fmt(r['raw_100_per_tx'])}) | – |")
+        print(f"| dispatch to no-op handler (events/s) | {fmt(r['dispatch'])} | {fmt(r['raw_claim'])} (claim floor) | {fmt(pr['drain_per_s']) if pr else '–'} |")
+        print(f"| dispatch, 1000 ordering keys (events/s) | {fmt(r['dispatch_keyed'])} | – | – |")
+        plat = pr["latency_ms"] if pr else []
+        for q in (0.5, 0.95, 0.99):
+            print(f"| commit → handler P{int(q * 100)} (ms) | {pct(lat, q):.2f} | – | {pct(plat, q):.2f} |" if pr else
+                  f"| commit → handler P{int(q * 100)} (ms) | {pct(lat, q):.2f} | – | – |")
+        print(f"| latency samples | {len(lat)} | – | {len(plat) if pr else '–'} |")
+        print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""``surefoot outbox migrate | run | status | tail | requeue | purge``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import json
+import signal
+import time
+from typing import Any
+
+import typer
+
+__all__ = ["register"]
+
+outbox_app = typer.Typer(no_args_is_help=True, help="Operate the transactional outbox.")
+
+URL_HELP = "Database URL (default: SUREFOOT_DATABASE_URL, else the embedded SQLite file)."
+
+
+def _url(url: str | None) -> str:
+    if url:
+        return url
+    from .._config import get_settings
+
+    return get_settings().database_url
+
+
+def _engine(url: str | None) -> Any:
+    import sqlalchemy as sa
+
+    from ..outbox._urls import sync_url
+
+    return sa.create_engine(sync_url(_url(url)))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _progress(console: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )
+
+
+@outbox_app.command()
+def migrate(
+    url: str = typer.Option(None, "--url", help=URL_HELP),
+    notify: bool = typer.Option(True, "--notify/--no-notify", help="PostgreSQL: install the NOTIFY trigger."),
+) -> None:
+    """Create the outbox tables, indexes and wake-up trigger (idempotent)."""
+    from ..outbox._schema import create_tables
+
+    engine = _engine(url)
+    try:
+        create_tables(engine, notify=notify)
+    finally:
+        engine.dispose()
+    typer.echo(f"outbox tables ready on {engine.url.render_as_string(hide_password=True)}")
+
+
+@outbox_app.command()
+def run(
+    url: str = typer.Option(None, "--url", help=URL_HELP),
+    imports: list[str] = typer.Option(
+        [], "--import", "-i",
+        help="Module that registers handlers (@outbox.handler) or defines `router`; repeatable.",
+    ),
+    batch_size: int = typer.Option(None, help="Events per claim (SUREFOOT_OUTBOX_BATCH_SIZE)."),
+    concurrency: int = typer.Option(None, help="Batches in flight (SUREFOOT_OUTBOX_CONCURRENCY)."),
+    pause: list[str] = typer.Option([], "--pause", help="Event name pattern not to dispatch; repeatable."),
+) -> None:
+    """Run a dispatcher until SIGTERM or Ctrl-C (in-flight batches finish or are released)."""
+    from ..outbox._dispatcher import Dispatcher
+    from ..outbox._routing import Router, default_router
+
+    router: Router = default_router
+    for name in imports:
+        module = importlib.import_module(name)
+        candidate = getattr(module, "router", None)
+        if isinstance(candidate, Router):
+            router = candidate
+    if not router.patterns:
+        typer.echo(
+            "no handlers or sinks are registered: pass --import your.module that registers them",
+            err=True,
+        )
+        raise typer.Exit(2)
+    dispatcher = Dispatcher(
+        _url(url), router=router, batch_size=batch_size, concurrency=concurrency,
+        paused=list(pause) or None,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, dispatcher.request_stop)
+        await dispatcher.run()
+
+    asyncio.run(main())
+    typer.echo(f"stopped; delivered {dispatcher.delivered} events")
+
+
+@outbox_app.command()
+def status(
+    url: str = typer.Option(None, "--url", help=URL_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Pending events, lag, in-flight claims and dead letters, per event name."""
+    from rich.table import Table
+
+    from ..outbox._store import pending_by_name, stats
+
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            s = stats(conn)
+            per_name = pending_by_name(conn)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps({
+            "pending": s.pending, "lag_seconds": round(s.lag_seconds, 3), "in_flight": s.in_flight,
+            "dead_letters": s.dead_letters,
+            "by_event_name": [
+                {"event_name": n, "pending": p, "max_attempts": a, "lag_seconds": round(lag, 3)}
+                for n, p, a, lag in per_name
+            ],
+        }))
+        return
+    console = _console()
+    console.print(
+        f"pending [bold]{s.pending}[/]  lag [bold]{s.lag_seconds:.1f} s[/]  "
+        f"in flight [bold]{s.in_flight}[/]  dead letters [bold]{s.dead_letters}[/]"
+    )
+    if per_name:
+        table = Table("event_name", "pending", "max attempts", "lag (s)")
+        for n, p, a, lag in per_name:
+            table.add_row(n, str(p), str(a), f"{lag:.1f}")
+        console.print(table)
+
+
+@outbox_app.command()
+def tail(
+    url: str = typer.Option(None, "--url", help=URL_HELP),
+    lines: int = typer.Option(20, "-n", "--lines", help="How many recent rows to show."),
+    dead: bool = typer.Option(False, "--dead", help="Show dead letters instead of events."),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new rows."),
+    interval: float = typer.Option(1.0, help="Seconds between polls with --follow."),
+) -> None:
+    """Show the most recent events (or dead letters); ``-f`` to follow."""
+    from ..outbox._store import tail as tail_rows
+
+    engine = _engine(url)
+    console = _console()
+    last = 0
+    try:
+        while True:
+            with engine.connect() as conn:
+                rows = tail_rows(conn, limit=lines if last == 0 else 1000, dead=dead, after_id=last)
+            for row in rows:
+                last = max(last, int(row["id"]))
+                console.print(_format_row(row, dead), highlight=False)
+            if not follow:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.dispose()
+
+
+def _format_row(row: dict[str, Any], dead: bool) -> str:
+    if dead:
+        state = f"[red]dead[/] attempts={row['attempts']} error={(row['last_error'] or '')[:80]!r}"
+    elif row["dispatched_at"] is not None:
+        state = "[green]dispatched[/]"
+    elif row["attempts"]:
+        state = f"[yellow]retrying[/] attempts={row['attempts']} error={(row['last_error'] or '')[:80]!r}"
+    else:
+        state = "pending"
+    key = f" key={row['key']}" if row.get("key") else ""
+    return f"{row['id']:>8} {row['event_name']} {row['event_id']}{key} {state}"
+
+
+@outbox_app.command()
+def requeue(
+    ids: list[str] = typer.Argument(None, help="Dead-letter ids or event ids (UUIDs)."),
+    url: str = typer.Option(None, "--url", help=URL_HELP),
+    dead: bool = typer.Option(False, "--dead", help="Requeue every dead letter (see --event-name)."),
+    event_name: str = typer.Option(None, "--event-name", help="With --dead: only this name pattern."),
+) -> None:
+    """Send dead letters back to the outbox (or make retrying events due now)."""
+    from ..outbox import _store
+
+    if not ids and not dead:
+        typer.echo("give dead-letter ids / event ids, or --dead for all dead letters", err=True)
+        raise typer.Exit(2)
+    numeric = [int(i) for i in ids or [] if i.isdigit()]
+    uuids = [i for i in ids or [] if not i.isdigit()]
+    engine = _engine(url)
+    console = _console()
+    total = 0
+    try:
+        if dead:
+            with engine.connect() as conn:
+                todo = _store.count_dead(conn)
+            with _progress(console) as progress:
+                task = progress.add_task("requeue dead letters", total=todo)
+                while True:
+                    with engine.begin() as conn:
+                        n = _store.requeue_dead(conn, event_name=event_name, limit=500, now=_now())
+                    total += n
+                    progress.advance(task, n)
+                    if n == 0:
+                        break
+        else:
+            with engine.begin() as conn:
+                if numeric:
+                    total += _store.requeue_dead(conn, ids=numeric, limit=len(numeric), now=_now())
+                if uuids:
+                    moved = _store.requeue_dead(conn, event_ids=uuids, limit=len(uuids), now=_now())
+                    total += moved
+                    total += _store.retry_now(conn, event_ids=uuids, now=_now())
+    finally:
+        engine.dispose()
+    typer.echo(f"requeued {total} events")
+    if ids and total < len(ids):
+        typer.echo(f"{len(ids) - total} of the given ids were not found", err=True)
+        raise typer.Exit(1)
+
+
+@outbox_app.command()
+def purge(
+    url: str = typer.Option(None, "--url", help=URL_HELP),
+    older_than_days: float = typer.Option(
+        None, help="Age in days (default: SUREFOOT_OUTBOX_RETENTION_DAYS, 30)."
+    ),
+    dead: bool = typer.Option(False, "--dead", help="Purge dead letters instead of dispatched events."),
+    batch_size: int = typer.Option(1000, help="Rows per short transaction."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete dispatched events (or dead letters) older than the retention, in small batches."""
+    from .._config import load_settings
+    from ..outbox import _store
+    from ..outbox._settings import OutboxSettings
+
+    days = older_than_days if older_than_days is not None else load_settings(OutboxSettings).retention_days
+    before = _now() - dt.timedelta(days=days)
+    engine = _engine(url)
+    console = _console()
+    total = 0
+    try:
+        with engine.connect() as conn:
+            todo = _store.count_dead(conn, before) if dead else _store.count_dispatched_before(conn, before)
+        what = "dead letters" if dead else "dispatched events"
+        if todo == 0:
+            typer.echo(f"no {what} older than {days:g} days")
+            return
+        if not yes:
+            typer.confirm(f"delete {todo} {what} older than {days:g} days?", abort=True)
+        with _progress(console) as progress:
+            task = progress.add_task(f"purge {what}", total=todo)
+            while True:
+                with engine.begin() as conn:
+                    if dead:
+                        n = _store.delete_dead_batch(conn, before=before, limit=batch_size)
+                    else:
+                        n = _store.delete_dispatched_batch(conn, before=before, limit=batch_size)
+                total += n
+                progress.advance(task, n)
+                if n < batch_size:
+                    break
+    finally:
+        engine.dispose()
+    typer.echo(f"deleted {total} {what}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``surefoot outbox ...`` to the main command line."""
+    app.add_typer(outbox_app, name="outbox")

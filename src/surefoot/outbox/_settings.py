@@ -1,0 +1,51 @@
+"""Outbox settings, read from ``SUREFOOT_OUTBOX_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["OutboxSettings"]
+
+
+class OutboxSettings(BaseSettings):
+    """Knobs of the outbox dispatcher (seed runbook: batch 100, concurrency 2).
+
+    Attributes:
+        batch_size: events claimed per statement (``SUREFOOT_OUTBOX_BATCH_SIZE``).
+        concurrency: batches in flight at once per dispatcher process.
+        lease_seconds: how long a claim is held; a crashed dispatcher's events come back
+            after this.
+        max_attempts: attempts before an event moves to the dead-letter table.
+        backoff_base_seconds / backoff_cap_seconds: exponential backoff with full jitter.
+        poll_interval_seconds: safety-net polling when no notification arrives.
+        listen: use PostgreSQL ``LISTEN/NOTIFY`` to wake up at once.
+        ordering: deliver events that share a ``key`` one at a time, in order.
+        paused_events: event names (``*`` wildcards) not dispatched: the kill switch, e.g.
+            ``["SendSms"]`` (JSON list or comma-separated).
+        retention_days: dispatched events are deleted this long after dispatch.
+        retention_batch_size: rows deleted per short transaction.
+        retention_interval_seconds: how often a running dispatcher applies retention
+            (0 turns it off).
+        stats_interval_seconds: how often the lag and pending gauges are refreshed.
+        shutdown_timeout_seconds: how long a stopping dispatcher lets in-flight batches
+            finish before releasing them.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SUREFOOT_OUTBOX_", extra="ignore")
+
+    batch_size: int = Field(100, ge=1, le=10_000)
+    concurrency: int = Field(2, ge=1, le=256)
+    lease_seconds: float = Field(30.0, gt=0)
+    max_attempts: int = Field(10, ge=1)
+    backoff_base_seconds: float = Field(1.0, ge=0)
+    backoff_cap_seconds: float = Field(600.0, ge=0)
+    poll_interval_seconds: float = Field(1.0, gt=0)
+    listen: bool = True
+    ordering: bool = True
+    paused_events: list[str] = Field(default_factory=list)
+    retention_days: float = Field(30.0, gt=0)
+    retention_batch_size: int = Field(1000, ge=1)
+    retention_interval_seconds: float = Field(3600.0, ge=0)
+    stats_interval_seconds: float = Field(5.0, gt=0)
+    shutdown_timeout_seconds: float = Field(10.0, ge=0)
