@@ -56,6 +56,10 @@ __all__ = [
     "default_router",
     "Backoff",
     "FullJitter",
+    "NatsSink",
+    "RedisStreamSink",
+    "RabbitMQSink",
+    "HttpSink",
 ]
 
 _LAZY = {
@@ -67,6 +71,10 @@ _LAZY = {
     "OutboxSettings": "._settings",
     "Backoff": "._backoff",
     "FullJitter": "._backoff",
+    "NatsSink": ".sinks._nats",
+    "RedisStreamSink": ".sinks._redis",
+    "RabbitMQSink": ".sinks._rabbitmq",
+    "HttpSink": ".sinks._http",
 }
 
 

@@ -22,6 +22,9 @@ def test_importing_the_sinks_imports_no_broker_client(subprocess_env):
     code = (
         "import sys, surefoot.outbox.sinks as s\n"
         "from surefoot.outbox.sinks import NatsSink, RedisStreamSink, RabbitMQSink, HttpSink, parse_retry_after\n"
+        "import surefoot.outbox as o\n"
+        "assert (o.NatsSink, o.RedisStreamSink, o.RabbitMQSink, o.HttpSink) == "
+        "(NatsSink, RedisStreamSink, RabbitMQSink, HttpSink)\n"
         "loaded = [m for m in ('nats', 'redis', 'aio_pika', 'aiormq', 'httpx') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
         "assert set(s.__all__) <= set(dir(s))\n"
