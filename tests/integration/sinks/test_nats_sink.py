@@ -174,3 +174,12 @@ def test_configuration_errors():
         NatsSink(subject="events.*")
     with pytest.raises(ConfigurationError, match="ack_timeout"):
         NatsSink(ack_timeout=0)
+
+
+async def test_a_connection_that_ended_closed_is_reopened(nats_url, js, stream):
+    name, prefix = stream
+    async with NatsSink(nats_url, subject=f"{prefix}.{{event_name}}", stream=name) as sink:
+        assert await sink.send_many([make_event()]) == [None]
+        await sink._nc.close()  # as after max_reconnect_attempts ran out
+        assert await sink.send_many([make_event()]) == [None]
+    assert (await js.stream_info(name)).state.messages == 2

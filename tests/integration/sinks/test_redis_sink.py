@@ -142,3 +142,19 @@ def test_configuration_errors():
         RedisStreamSink(envelope_field="event_id")
     with pytest.raises(ConfigurationError, match="dedupe_ttl"):
         RedisStreamSink(dedupe=True, dedupe_ttl=0)
+
+
+async def test_killed_connections_are_replaced_on_the_next_batch(redis_url, redis, unique):
+    async with RedisStreamSink(redis_url, stream=f"sf:{unique}") as sink:
+        assert await sink.send_many([make_event()]) == [None]
+        await sink._client.client_setname(f"sf-{unique}")
+        killed = 0
+        for info in await redis.client_list():
+            if info.get("name") == f"sf-{unique}":
+                killed += await redis.client_kill_filter(_id=info["id"])
+        assert killed == 1
+        results = await sink.send_many([make_event()])
+        if results != [None]:  # a batch on the dead connection may fail; the next one must not
+            assert isinstance(results[0], SinkError)
+            assert await sink.send_many([make_event()]) == [None]
+    assert await redis.xlen(f"sf:{unique}") >= 2
