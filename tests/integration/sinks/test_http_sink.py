@@ -205,3 +205,16 @@ def test_configuration_errors():
         HttpSink("https://example.com/hook", secrets=new_secret(), timeout=0)
     with pytest.raises(ConfigurationError, match="max_concurrency"):
         HttpSink("https://example.com/hook", secrets=new_secret(), max_concurrency=0)
+
+
+async def test_requests_are_counted_per_endpoint_and_status(receiver, secret, registry):
+    sink = HttpSink(lambda e: receiver.url(e.event_name), secrets=secret, registry=registry, timeout=0.3)
+    async with sink:
+        await sink.send_many([make_event("/ok", key="1"), make_event("/throttle", key="2"), make_event("/slow", key="3")])
+    host = f"127.0.0.1:{receiver.port}"
+    for status in ("204", "429", "timeout"):
+        labels = {"provider": "http", "endpoint": host, "status": status}
+        assert registry.get_sample_value("integration_http_requests_total", labels) == 1
+    assert registry.get_sample_value(
+        "integration_http_latency_seconds_count", {"provider": "http", "endpoint": host}
+    ) == 3

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 
 import httpx
+from prometheus_client import CollectorRegistry
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,7 +119,8 @@ def _sink_answering(status: int, headers: dict[str, str] | None = None, clock=No
         return httpx.Response(status, headers=headers or {}, text="nope" if status >= 400 else "")
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(respond), follow_redirects=False)
-    return HttpSink("https://example.com/hook", secrets=SECRET, client=client, clock=clock or FakeClock()), calls
+    sink = HttpSink("https://example.com/hook", secrets=SECRET, client=client, clock=clock or FakeClock(), registry=CollectorRegistry())
+    return sink, calls
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204, 299])

@@ -149,13 +149,17 @@ class HttpSink(BaseSink):
         max_concurrency: most requests in flight per endpoint.
         headers: extra static headers (e.g. ``Authorization``); signature headers win.
         forward_headers: which ``event.headers`` entries to send along.
-        client: an ``httpx.AsyncClient`` to use (not closed by ``close()``); it must not
-            follow redirects.
+        client: an ``httpx.AsyncClient`` to use (not closed by ``close()``); redirects
+            are never followed whatever its setting.
         clock: the clock for ``webhook-timestamp`` and HTTP-date ``Retry-After``.
         max_retry_after: the longest ``Retry-After`` honoured, seconds.
         on_disabled: called with a :class:`DisabledEndpoint` when an endpoint is disabled;
             an exception it raises is logged, never propagated.
-        name: the sink's name (metrics label ``sink``).
+        registry: Prometheus registry for ``integration_http_requests_total`` and
+            ``integration_http_latency_seconds`` (labels ``provider`` = the sink's name,
+            ``endpoint`` = the endpoint's host, ``status`` = the code, ``timeout`` or
+            ``error``); default: the process registry.
+        name: the sink's name (metrics label ``sink``, ``provider`` on the HTTP metrics).
 
     Raises:
         ConfigurationError: a bad argument (no secret, malformed secret, bad URL...).
@@ -175,6 +179,7 @@ class HttpSink(BaseSink):
         clock: Clock = SYSTEM_CLOCK,
         max_retry_after: float = 3600.0,
         on_disabled: Callable[[DisabledEndpoint], None] | None = None,
+        registry: Any = None,
         name: str = "http",
     ) -> None:
         require("httpx", "http")
@@ -203,6 +208,10 @@ class HttpSink(BaseSink):
         self._on_disabled = on_disabled
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._disabled: dict[str, DisabledEndpoint] = {}
+        self._registry = registry
+        self._requests: Any = None
+        self._latency: Any = None
+        self._children: dict[tuple[str, ...], Any] = {}
 
     # -- endpoint state ---------------------------------------------------------------
 
@@ -241,8 +250,24 @@ class HttpSink(BaseSink):
 
     # -- lifecycle --------------------------------------------------------------------
 
+    def _observe(self, url: str, status: str, seconds: float) -> None:
+        host = urllib.parse.urlsplit(url).netloc.rpartition("@")[2]
+        counter = self._children.get((host, status))
+        if counter is None:
+            counter = self._children[(host, status)] = self._requests.labels(self.name, host, status)
+        counter.inc()
+        histogram = self._children.get((host,))
+        if histogram is None:
+            histogram = self._children[(host,)] = self._latency.labels(self.name, host)
+        histogram.observe(seconds)
+
     async def _connect(self) -> None:
         httpx = require("httpx", "http")
+        if self._requests is None:
+            from ...metrics import _catalogue as catalogue
+
+            self._requests = catalogue.INTEGRATION_HTTP_REQUESTS.get(self._registry)
+            self._latency = catalogue.INTEGRATION_HTTP_LATENCY.get(self._registry)
         if self._owns_client:
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self._timeout),
@@ -330,18 +355,22 @@ class HttpSink(BaseSink):
             if url in self._disabled:  # disabled while this one waited for a slot
                 raise SinkDisabled(f"endpoint {_safe_url(url)} is disabled (410 Gone); event {event.event_id} not sent")
             headers = self.signature_headers(event, body, int(self._clock.time()))
+            started = self._clock.monotonic()
             try:
                 response = await self._client.post(
                     url, content=body, headers=headers, timeout=self._timeout, follow_redirects=False
                 )
             except httpx.TimeoutException as exc:
+                self._observe(url, "timeout", self._clock.monotonic() - started)
                 raise SinkError(
                     f"webhook to {_safe_url(url)} timed out after {self._timeout:g} s (event {event.event_id})"
                 ) from exc
             except httpx.HTTPError as exc:
+                self._observe(url, "error", self._clock.monotonic() - started)
                 raise SinkError(
                     f"webhook to {_safe_url(url)} failed for event {event.event_id}: {exc!r}"
                 ) from exc
+            self._observe(url, str(response.status_code), self._clock.monotonic() - started)
         self._check_status(url, event, response)
 
     def _check_status(self, url: str, event: Event, response: Any) -> None:
