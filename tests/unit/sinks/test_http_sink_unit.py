@@ -96,11 +96,19 @@ def test_every_secret_signs_and_an_independent_verifier_accepts(body, event_id, 
     assert not _independent_verify(headers, body + b"x", SECRET)
 
 
-def test_forwarded_headers_are_limited_and_signature_headers_win():
+@pytest.mark.parametrize("name", ["webhook-id", "Webhook-Signature", "CONTENT-TYPE", "x-correlation-id"])
+def test_static_headers_cannot_override_what_the_sink_sets(name):
+    from surefoot.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="may not set"):
+        HttpSink("https://example.com/hook", secrets=SECRET, headers={name: "spoof"})
+
+
+def test_forwarded_headers_are_limited():
     sink = HttpSink(
         "https://example.com/hook",
         secrets=SECRET,
-        headers={"webhook-id": "spoof", "X-Api-Key": "k"},
+        headers={"X-Api-Key": "k"},
         forward_headers=("traceparent",),
     )
     event = Event("E", {}, headers={"traceparent": "00-a-b-01", "x-internal-secret": "do not leak"})

@@ -33,6 +33,10 @@ _log = structlog.get_logger("surefoot.outbox")
 RETRY_LATER_STATUSES = frozenset({429, 502, 503, 504})
 """Statuses that mean "the endpoint is overloaded or briefly away; try again later"."""
 
+_RESERVED_HEADERS = frozenset({
+    "content-type", "webhook-id", "webhook-timestamp", "webhook-signature", "x-event-name",
+    "x-event-schema-version", "x-correlation-id", "x-causation-id", "x-tenant-id",
+})
 _SECONDS_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _MAX_SNIPPET = 512
 
@@ -147,7 +151,8 @@ class HttpSink(BaseSink):
             old one once receivers use it).
         timeout: seconds for the whole request (default 15; 15-30 s is the guidance).
         max_concurrency: most requests in flight per endpoint.
-        headers: extra static headers (e.g. ``Authorization``); signature headers win.
+        headers: extra static headers (e.g. ``Authorization``); the ones the sink sets
+            itself (``webhook-*``, ``X-Event-*``, the id headers, ``content-type``) are refused.
         forward_headers: which ``event.headers`` entries to send along.
         client: an ``httpx.AsyncClient`` to use (not closed by ``close()``); redirects
             are never followed whatever its setting.
@@ -200,6 +205,9 @@ class HttpSink(BaseSink):
         self._timeout = float(timeout)
         self._max_concurrency = max_concurrency
         self._static_headers = {str(k): str(v) for k, v in (headers or {}).items()}
+        clash = sorted(k for k in self._static_headers if k.lower() in _RESERVED_HEADERS)
+        if clash:
+            raise ConfigurationError(f"headers= may not set {clash}: the sink sets them for each event")
         self._forward = tuple(h.lower() for h in forward_headers)
         self._client = client
         self._owns_client = client is None
