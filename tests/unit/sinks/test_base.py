@@ -196,3 +196,31 @@ async def test_gather_positional_wraps_surprises_and_keeps_positions():
     assert results[0] is None and results[3] is None
     assert str(results[1]) == "refused"
     assert isinstance(results[2], SinkError) and isinstance(results[2].__cause__, LookupError)
+
+
+async def test_close_waits_for_batches_in_flight():
+    import asyncio
+
+    class SlowSink(FakeSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = asyncio.Event()
+            self.started = asyncio.Event()
+
+        async def _send(self, events):
+            self.started.set()
+            await self.release.wait()
+            return await super()._send(events)
+
+    sink = SlowSink()
+    batch = asyncio.ensure_future(sink.send_many([Event("E", {})]))
+    await sink.started.wait()
+    closing = asyncio.ensure_future(sink.close())
+    await asyncio.sleep(0)
+    assert not closing.done() and sink.disconnects == 0
+    [late] = await sink.send_many([Event("E", {})])  # new batches are refused meanwhile
+    assert isinstance(late, SinkError) and "closed" in str(late)
+    sink.release.set()
+    assert await batch == [None]
+    await closing
+    assert sink.disconnects == 1

@@ -204,6 +204,8 @@ class BaseSink:
         self.name = name
         self._state = "new"  # new -> open -> closed (-> open again)
         self._lock: asyncio.Lock | None = None
+        self._inflight = 0
+        self._idle: asyncio.Event | None = None
 
     @property
     def is_open(self) -> bool:
@@ -229,14 +231,24 @@ class BaseSink:
             _log.info("sink_opened", sink=self.name)
 
     async def close(self) -> None:
-        """Flush what is in flight and disconnect; safe to call more than once."""
-        async with self._get_lock():
-            if self._state != "open":
-                self._state = "closed"
-                return
+        """Refuse new batches, let the batches in flight finish, then disconnect.
+
+        Safe to call more than once. The batches in flight are bounded by the sink's own
+        timeouts (ack, confirm, request), so this never waits forever.
+        """
+        if self._state != "open":
             self._state = "closed"
+            return
+        self._state = "closed"
+        # wait outside the lock: a batch in flight may need it (to reconnect) to finish
+        if self._inflight:
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            self._idle.clear()
+            await self._idle.wait()
+        async with self._get_lock():
             await self._disconnect()
-            _log.info("sink_closed", sink=self.name)
+        _log.info("sink_closed", sink=self.name)
 
     async def __aenter__(self) -> BaseSink:
         await self.open()
@@ -265,7 +277,13 @@ class BaseSink:
                 await self.open()
             except SinkError as exc:
                 return [exc] * len(events)
-        return await self._send(events)
+        self._inflight += 1
+        try:
+            return await self._send(events)
+        finally:
+            self._inflight -= 1
+            if not self._inflight and self._idle is not None:
+                self._idle.set()
 
     async def _connect(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
