@@ -183,3 +183,21 @@ async def test_a_connection_that_ended_closed_is_reopened(nats_url, js, stream):
         await sink._nc.close()  # as after max_reconnect_attempts ran out
         assert await sink.send_many([make_event()]) == [None]
     assert (await js.stream_info(name)).state.messages == 2
+
+
+async def test_a_missing_ack_fails_the_event_after_ack_timeout(nats_url, unique):
+    import nats
+
+    # a plain subscriber (not JetStream) takes the message and never answers
+    listener = await nats.connect(nats_url)
+    sub = await listener.subscribe(f"silent_{unique}.>")
+    try:
+        async with NatsSink(nats_url, subject=f"silent_{unique}.{{event_name}}", ack_timeout=0.3, max_pending=1) as sink:
+            first, second = await sink.send_many([make_event(), make_event()])
+            assert isinstance(first, SinkError) and "no JetStream ack" in str(first)
+            assert isinstance(second, SinkError) and "max_pending" in str(second)
+            assert not sink._acks  # nothing left waiting
+            assert not sink._slots.locked()  # the in-flight slot was given back
+        assert (await sub.next_msg(timeout=2)).headers["Nats-Msg-Id"]
+    finally:
+        await listener.close()

@@ -144,3 +144,19 @@ def test_configuration_errors():
         RabbitMQSink(exchange_type="x-delayed")
     with pytest.raises(ConfigurationError, match="routing key"):
         RabbitMQSink(routing_key="x" * 300)
+
+
+async def test_broker_nack_fails_the_event(amqp_url, channel, exchange):
+    import aio_pika
+
+    ex = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+    # a full queue with reject-publish makes the broker nack further messages
+    queue = await channel.declare_queue(
+        "", exclusive=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"}
+    )
+    await queue.bind(ex, "#")
+    async with RabbitMQSink(amqp_url, exchange=exchange) as sink:
+        assert await sink.send_many([make_event("first")]) == [None]
+        [refused] = await sink.send_many([make_event("second")])
+    assert isinstance(refused, SinkError) and "nack" in str(refused)
+    await drain(queue, 1)

@@ -228,6 +228,7 @@ class NatsSink(BaseSink):
         future = self._acks.pop(msg.subject, None)
         if future is None or future.done():
             return
+        self._slots.release()
         headers = msg.headers or {}
         status = headers.get("Status")
         if status == "503":
@@ -264,13 +265,18 @@ class NatsSink(BaseSink):
                             f"at most {max_payload} bytes per message"
                         )
                     if self._slots.locked():
-                        await asyncio.wait_for(self._slots.acquire(), self._ack_timeout)
+                        try:
+                            await asyncio.wait_for(self._slots.acquire(), self._ack_timeout)
+                        except asyncio.TimeoutError as exc:
+                            raise SinkError(
+                                f"event {event.event_id} not published: {self._max_pending} publishes "
+                                f"await their acks (max_pending) and none came within {self._ack_timeout:g} s"
+                            ) from exc
                     else:
                         # no yield to the loop here, so the client flushes the batch in one write
                         await self._slots.acquire()
                     reply = f"{self._inbox}.{next(self._tokens)}"
                     future = loop.create_future()
-                    future.add_done_callback(lambda _f: self._slots.release())
                     self._acks[reply] = future
                     replies.append(reply)
                     pending[index] = future
@@ -280,16 +286,19 @@ class NatsSink(BaseSink):
                 except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
                     if index in pending:
                         pending.pop(index).cancel()
+                        self._acks.pop(replies[-1], None)
+                        self._slots.release()
                     err = SinkError(f"NATS publish of event {event.event_id} failed: {exc!r}")
                     err.__cause__ = exc
                     results[index] = err
             if pending:
                 await asyncio.wait(pending.values(), timeout=self._ack_timeout)
         finally:
-            # an ack that never came: cancel it (frees its slot) and forget its inbox
+            # an ack that never came: cancel it, give its slot back, forget its inbox
             for index, future in pending.items():
                 if not future.done():
                     future.cancel()
+                    self._slots.release()
             for reply in replies:
                 self._acks.pop(reply, None)
         for index, future in pending.items():
