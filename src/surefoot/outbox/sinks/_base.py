@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import string
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Union
 
 import structlog
@@ -21,8 +21,11 @@ __all__ = [
     "Naming",
     "NameResolver",
     "event_headers",
+    "encode",
     "BaseSink",
     "TEMPLATE_FIELDS",
+    "outcome",
+    "gather_positional",
 ]
 
 _log = structlog.get_logger("surefoot.outbox")
@@ -32,10 +35,6 @@ Naming = Union[str, Callable[[Event], str]]
 
 TEMPLATE_FIELDS = frozenset({"event_name", "schema_version", "tenant_id", "key"})
 """The fields a naming template may use, e.g. ``"events.{tenant_id}.{event_name}"``."""
-
-#: Event headers (trace context and friends) copied onto every message; other keys of
-#: ``event.headers`` are copied too, these are only the ones documented as first-class.
-TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
 
 CONTENT_TYPE = "application/json"
 
@@ -108,8 +107,7 @@ class NameResolver:
             if self._func is not None:
                 name = self._func(event)
             else:
-                assert self._template is not None  # noqa: S101 - set in __init__ when no func
-                name = self._template.format(
+                name = str(self._template).format(
                     event_name=event.event_name,
                     schema_version=event.schema_version,
                     tenant_id=event.tenant_id if event.tenant_id is not None else "_",
