@@ -224,3 +224,22 @@ async def test_close_waits_for_batches_in_flight():
     assert await batch == [None]
     await closing
     assert sink.disconnects == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.text(min_size=1, max_size=30),
+    tenant=st.none() | st.text(max_size=10),
+    key=st.none() | st.text(max_size=10),
+)
+def test_any_event_gets_a_valid_subject_or_a_sink_error(name, tenant, key):
+    from surefoot.outbox.sinks._nats import _check_subject
+
+    resolver = NameResolver("events.{tenant_id}.{event_name}.{key}", what="NATS subject", validate=_check_subject)
+    try:
+        subject = resolver(Event(name, {}, tenant_id=tenant, key=key))
+    except SinkError as exc:
+        assert "NATS subject" in str(exc)
+    else:
+        assert _check_subject(subject) is None
+        assert not any(ch.isspace() or ch in "*>" for ch in subject)
