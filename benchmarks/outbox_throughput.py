@@ -42,16 +42,20 @@ from surefoot.outbox import Dispatcher, OutboxSettings  # noqa: E402
 
 NO_RETENTION = OutboxSettings(retention_interval_seconds=0)
 
+# The plain baseline writes the same envelope a hand-written outbox would (same columns as
+# outbox_events minus the dispatcher's bookkeeping), so add() is compared like for like.
 PLAIN_DDL = {
     "postgresql": (
-        "CREATE TABLE IF NOT EXISTS plain_events (id BIGSERIAL PRIMARY KEY, event_id VARCHAR(36), "
-        "event_name VARCHAR(255), key VARCHAR(255), payload JSONB, created_at TIMESTAMPTZ DEFAULT now(), "
-        "done BOOLEAN NOT NULL DEFAULT false)"
+        "CREATE TABLE IF NOT EXISTS plain_events (id BIGSERIAL PRIMARY KEY, event_id VARCHAR(36) UNIQUE, "
+        "event_name VARCHAR(255), schema_version INT, key VARCHAR(255), tenant_id VARCHAR(128), "
+        "correlation_id VARCHAR(128), causation_id VARCHAR(128), payload JSONB, headers JSONB, "
+        "occurred_at TIMESTAMPTZ, created_at TIMESTAMPTZ DEFAULT now(), done BOOLEAN NOT NULL DEFAULT false)"
     ),
     "sqlite": (
-        "CREATE TABLE IF NOT EXISTS plain_events (id INTEGER PRIMARY KEY, event_id VARCHAR(36), "
-        "event_name VARCHAR(255), key VARCHAR(255), payload JSON, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, "
-        "done BOOLEAN NOT NULL DEFAULT 0)"
+        "CREATE TABLE IF NOT EXISTS plain_events (id INTEGER PRIMARY KEY, event_id VARCHAR(36) UNIQUE, "
+        "event_name VARCHAR(255), schema_version INT, key VARCHAR(255), tenant_id VARCHAR(128), "
+        "correlation_id VARCHAR(128), causation_id VARCHAR(128), payload JSON, headers JSON, "
+        "occurred_at TIMESTAMP, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, done BOOLEAN NOT NULL DEFAULT 0)"
     ),
 }
 PAYLOAD = {"call_sid": "CA0123456789abcdef", "from": "+15550001111", "to": "+15550002222", "status": "no-answer"}
@@ -80,9 +84,23 @@ def reset(engine: sa.Engine) -> None:
             conn.exec_driver_sql("VACUUM ANALYZE plain_events")
 
 
+PLAIN_COLS = ("event_id", "event_name", "schema_version", "key", "tenant_id", "correlation_id",
+              "causation_id", "payload", "headers", "occurred_at")
 PLAIN_INSERT = sa.text(
-    "INSERT INTO plain_events (event_id, event_name, key, payload) VALUES (:event_id, :event_name, :key, :payload)"
+    f"INSERT INTO plain_events ({', '.join(PLAIN_COLS)}) VALUES ({', '.join(':' + c for c in PLAIN_COLS)})"
 )
+
+
+def plain_row(i: int) -> dict[str, Any]:
+    """What a hand-written outbox insert computes per event: id, JSON, timestamp."""
+    import datetime as dt
+
+    import orjson
+
+    return {"event_id": str(uuid.uuid4()), "event_name": "CallDetected", "schema_version": 1,
+            "key": f"k{i % 50}", "tenant_id": None, "correlation_id": None, "causation_id": None,
+            "payload": orjson.dumps(PAYLOAD).decode(), "headers": None,
+            "occurred_at": dt.datetime.now(dt.timezone.utc)}
 
 
 def bench_writes(engine: sa.Engine, n: int) -> dict[str, float]:
@@ -99,8 +117,7 @@ def bench_writes(engine: sa.Engine, n: int) -> dict[str, float]:
     t = time.perf_counter()
     for i in range(n):
         with engine.begin() as conn:
-            conn.execute(PLAIN_INSERT, {"event_id": str(uuid.uuid4()), "event_name": "CallDetected",
-                                        "key": f"k{i % 50}", "payload": orjson.dumps(PAYLOAD).decode()})
+            conn.execute(PLAIN_INSERT, plain_row(i))
     out["plain_1_per_tx"] = n / (time.perf_counter() - t)
     # many per transaction (100), and the cost of one add() inside an open transaction
     reset(engine)
@@ -115,19 +132,21 @@ def bench_writes(engine: sa.Engine, n: int) -> dict[str, float]:
     for start in range(0, n, per_tx):
         with engine.begin() as conn:
             for i in range(start, min(n, start + per_tx)):
-                conn.execute(PLAIN_INSERT, {"event_id": str(uuid.uuid4()), "event_name": "CallDetected",
-                                            "key": f"k{i % 50}", "payload": orjson.dumps(PAYLOAD).decode()})
+                conn.execute(PLAIN_INSERT, plain_row(i))
     out["plain_100_per_tx"] = n / (time.perf_counter() - t)
     # bare driver INSERT loop in one transaction (the floor)
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
         ph = "%s" if engine.dialect.name == "postgresql" else "?"
-        sql = f"INSERT INTO plain_events (event_id, event_name, key, payload) VALUES ({ph}, {ph}, {ph}, {ph})"
+        sql = f"INSERT INTO plain_events ({', '.join(PLAIN_COLS)}) VALUES ({', '.join([ph] * len(PLAIN_COLS))})"
         t = time.perf_counter()
         for start in range(0, n, per_tx):
             for i in range(start, min(n, start + per_tx)):
-                cur.execute(sql, (str(uuid.uuid4()), "CallDetected", f"k{i % 50}", orjson.dumps(PAYLOAD).decode()))
+                row = plain_row(i)
+                if engine.dialect.name == "sqlite":
+                    row["occurred_at"] = row["occurred_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
+                cur.execute(sql, tuple(row[c] for c in PLAIN_COLS))
             raw.commit()
         out["raw_100_per_tx"] = n / (time.perf_counter() - t)
     finally:
@@ -254,7 +273,10 @@ def bench_latency(url: str, engine: sa.Engine, *, rate: float, seconds: float, p
 # -- procrastinate ------------------------------------------------------------------------
 
 
-def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float) -> dict[str, Any]:
+_SCHEMA_APPLIED: set[str] = set()
+
+
+def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float, latency: bool = True) -> dict[str, Any]:
     import procrastinate
 
     out: dict[str, Any] = {}
@@ -272,10 +294,9 @@ def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float) -
 
     async def main() -> None:
         async with app.open_async():
-            try:
+            if conninfo not in _SCHEMA_APPLIED:  # once per scratch database
                 await app.schema_manager.apply_schema_async()
-            except Exception:  # already applied in this scratch database
-                pass
+                _SCHEMA_APPLIED.add(conninfo)
             # defer rate, one job per transaction (procrastinate's defer is its own transaction)
             t = time.perf_counter()
             for i in range(n):
@@ -285,6 +306,8 @@ def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float) -
             await app.run_worker_async(concurrency=10, wait=False, install_signal_handlers=False,
                                        listen_notify=False, fetch_job_polling_interval=0.01)
             out["drain_per_s"] = state["count"] / (time.perf_counter() - t)
+            if not latency:
+                return
             # latency at a steady offered load, worker listening
             starts.clear()
             state["count"] = 0
@@ -311,6 +334,8 @@ def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float) -
             except (asyncio.CancelledError, Exception):
                 pass
             out["latency_ms"] = [(starts[k] - deferred[k]) * 1000 for k in deferred if k in starts]
+            # leave the queue empty for the next round
+            await app.job_manager.delete_old_jobs(nb_hours=0, include_failed=True)
 
     asyncio.run(main())
     return out
@@ -345,6 +370,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each latency run")
     parser.add_argument("--only", choices=["postgresql", "sqlite"], default=None)
     parser.add_argument("--no-procrastinate", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per throughput measurement (best kept)")
+    parser.add_argument("--procrastinate-jobs", type=int, default=3_000, help="jobs per procrastinate drain")
     args = parser.parse_args()
 
     import logging
@@ -366,20 +393,31 @@ def main() -> None:
         for name, url in targets:
             engine = sa.create_engine(url)
             r: dict[str, Any] = {}
-            print(f"[{name}] writes ...", file=sys.stderr)
-            r.update(bench_writes(engine, args.writes))
-            print(f"[{name}] dispatch ...", file=sys.stderr)
-            r["dispatch"] = bench_dispatch(url, engine, args.events)
-            r["dispatch_keyed"] = bench_dispatch(url, engine, args.events, keys=1000)
-            print(f"[{name}] raw claim floor ...", file=sys.stderr)
-            r["raw_claim"] = bench_raw_claim(engine, args.events)
+
+            def best(key: str, value: float) -> None:
+                r[key] = max(r.get(key, 0.0), value)
+
+            # the machine is shared: repeat and interleave, keep the best of each
+            for rep in range(args.repeat):
+                print(f"[{name}] round {rep + 1}/{args.repeat}: writes, dispatch, claim floor ...", file=sys.stderr)
+                for key, value in bench_writes(engine, args.writes).items():
+                    best(key, value)
+                best("dispatch", bench_dispatch(url, engine, args.events))
+                best("raw_claim", bench_raw_claim(engine, args.events))
+                best("dispatch_keyed", bench_dispatch(url, engine, args.events, keys=1000))
+                if name == "postgresql" and not args.no_procrastinate:
+                    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+                    pr = bench_procrastinate(conninfo, args.procrastinate_jobs, rate=args.rate,
+                                             seconds=args.seconds, latency=(rep == 0))
+                    prev = r.get("procrastinate")
+                    if prev is None:
+                        r["procrastinate"] = pr
+                    else:
+                        prev["defer_per_s"] = max(prev["defer_per_s"], pr["defer_per_s"])
+                        prev["drain_per_s"] = max(prev["drain_per_s"], pr["drain_per_s"])
             print(f"[{name}] latency at {args.rate:g}/s ...", file=sys.stderr)
             r["latency"] = bench_latency(url, engine, rate=args.rate, seconds=args.seconds,
                                          poll=1.0 if name == "postgresql" else 0.05)
-            if name == "postgresql" and not args.no_procrastinate:
-                print(f"[{name}] procrastinate ...", file=sys.stderr)
-                conninfo = url.replace("postgresql+psycopg://", "postgresql://")
-                r["procrastinate"] = bench_procrastinate(conninfo, args.events, rate=args.rate, seconds=args.seconds)
             engine.dispose()
             results[name] = r
     finally:
@@ -391,7 +429,7 @@ def main() -> None:
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"\n# outbox throughput — {args.events} events per dispatch run, {args.writes} per write run, "
-          f"latency at {args.rate:g} events/s for {args.seconds:g} s\n")
+          f"best of {args.repeat} interleaved rounds; latency at {args.rate:g} events/s for {args.seconds:g} s\n")
     for name, r in results.items():
         lat = r["latency"]
         print(f"## {name}\n")

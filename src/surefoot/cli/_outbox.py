@@ -57,14 +57,17 @@ def _progress(console: Any) -> Any:
 @outbox_app.command()
 def migrate(
     url: str = typer.Option(None, "--url", help=URL_HELP),
-    notify: bool = typer.Option(True, "--notify/--no-notify", help="PostgreSQL: install the NOTIFY trigger."),
+    notify_trigger: bool = typer.Option(
+        False, "--notify-trigger/--no-notify-trigger",
+        help="PostgreSQL: NOTIFY on every insert, for writers that bypass outbox.add().",
+    ),
 ) -> None:
     """Create the outbox tables, indexes and wake-up trigger (idempotent)."""
     from ..outbox._schema import create_tables
 
     engine = _engine(url)
     try:
-        create_tables(engine, notify=notify)
+        create_tables(engine, notify_trigger=notify_trigger)
     finally:
         engine.dispose()
     typer.echo(f"outbox tables ready on {engine.url.render_as_string(hide_password=True)}")
@@ -120,19 +123,21 @@ def status(
     """Pending events, lag, in-flight claims and dead letters, per event name."""
     from rich.table import Table
 
-    from ..outbox._store import pending_by_name, stats
+    from ..outbox._store import paused_patterns, pending_by_name, stats
 
     engine = _engine(url)
     try:
         with engine.connect() as conn:
             s = stats(conn)
             per_name = pending_by_name(conn)
+            paused = paused_patterns(conn)
     finally:
         engine.dispose()
     if as_json:
         typer.echo(json.dumps({
             "pending": s.pending, "lag_seconds": round(s.lag_seconds, 3), "in_flight": s.in_flight,
             "dead_letters": s.dead_letters,
+            "paused": [{"pattern": p, "reason": r} for p, r in paused],
             "by_event_name": [
                 {"event_name": n, "pending": p, "max_attempts": a, "lag_seconds": round(lag, 3)}
                 for n, p, a, lag in per_name
@@ -144,6 +149,8 @@ def status(
         f"pending [bold]{s.pending}[/]  lag [bold]{s.lag_seconds:.1f} s[/]  "
         f"in flight [bold]{s.in_flight}[/]  dead letters [bold]{s.dead_letters}[/]"
     )
+    for p, r in paused:
+        console.print(f"[bold red]paused[/] {p}" + (f" ({r})" if r else ""))
     if per_name:
         table = Table("event_name", "pending", "max attempts", "lag (s)")
         for n, p, a, lag in per_name:
@@ -285,6 +292,47 @@ def purge(
     finally:
         engine.dispose()
     typer.echo(f"deleted {total} {what}")
+
+
+@outbox_app.command("pause")
+def pause_cmd(
+    pattern: str = typer.Argument(..., help="Event name or `*` pattern, e.g. SendSms or 'sms.*'."),
+    url: str = typer.Option(None, "--url", help=URL_HELP),
+    reason: str = typer.Option(None, "--reason", help="Why (shown by `status`)."),
+) -> None:
+    """Kill switch: stop every dispatcher delivering events matching PATTERN (within seconds)."""
+    from ..outbox import _store
+
+    engine = _engine(url)
+    try:
+        with engine.begin() as conn:
+            added = _store.pause(conn, pattern, reason=reason)
+    finally:
+        engine.dispose()
+    typer.echo(f"paused {pattern}" if added else f"{pattern} was already paused")
+
+
+@outbox_app.command("resume")
+def resume_cmd(
+    pattern: str = typer.Argument(None, help="The paused pattern to resume."),
+    url: str = typer.Option(None, "--url", help=URL_HELP),
+    all_: bool = typer.Option(False, "--all", help="Resume every paused pattern."),
+) -> None:
+    """Undo `pause`: dispatchers deliver PATTERN again."""
+    from ..outbox import _store
+
+    if pattern is None and not all_:
+        typer.echo("give a pattern, or --all", err=True)
+        raise typer.Exit(2)
+    engine = _engine(url)
+    try:
+        with engine.begin() as conn:
+            n = _store.resume(conn, None if all_ else pattern)
+    finally:
+        engine.dispose()
+    typer.echo(f"resumed {n} pattern(s)")
+    if n == 0:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

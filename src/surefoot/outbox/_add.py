@@ -6,9 +6,11 @@ import datetime as dt
 import os
 import sys
 import uuid
+import weakref
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
+import orjson
 import structlog
 
 from .. import context
@@ -98,7 +100,90 @@ def build_event(
     )
 
 
-def _row(event: Event, available_at: dt.datetime | float | None) -> dict[str, Any]:
+_COLUMNS = (
+    "event_id", "event_name", "schema_version", "key", "tenant_id", "correlation_id",
+    "causation_id", "payload", "headers", "occurred_at",
+)
+# Drivers whose native parameter style we write by hand; others go through SQLAlchemy Core.
+_FAST_DRIVERS = {("postgresql", "psycopg"): "%s", ("sqlite", "pysqlite"): "?", ("sqlite", "aiosqlite"): "?"}
+_SQL_CACHE: dict[tuple[str, str, bool, bool], str | None] = {}
+_NOTIFIED = "surefoot_outbox_notified"
+_NOTIFY_SQL = "SELECT pg_notify('surefoot_outbox', '')"
+
+
+def _sql_for(dialect: Any, with_available_at: bool, notify: bool = False) -> str | None:
+    key = (dialect.name, dialect.driver, with_available_at, notify)
+    sql = _SQL_CACHE.get(key, "")
+    if sql != "":
+        return sql
+    mark = _FAST_DRIVERS.get((dialect.name, dialect.driver))
+    if mark is None:
+        _SQL_CACHE[key] = None
+        return None
+    cols = _COLUMNS + (("available_at",) if with_available_at else ())
+    values = []
+    for col in cols:
+        if dialect.name == "postgresql" and col in ("payload", "headers"):
+            values.append(f"{mark}::jsonb")
+        else:
+            values.append(mark)
+    sql = f"INSERT INTO outbox_events ({', '.join(cols)}) VALUES ({', '.join(values)})"
+    if dialect.name == "postgresql":
+        sql += " RETURNING id"
+        if notify:
+            # the wake-up rides in the same round trip as the insert; PostgreSQL delivers it
+            # at commit (never for a rolled-back transaction)
+            sql = f"WITH ins AS ({sql}) SELECT id, pg_notify('surefoot_outbox', '') FROM ins"
+    _SQL_CACHE[key] = sql
+    return sql
+
+
+def _json(event_name: str, what: str, value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"{what} of event {event_name!r} is not JSON-serialisable: {exc}; "
+            "convert the value to a string, number, list or object"
+        ) from None
+
+
+def _params(event: Event, available_at: Any, sqlite: bool) -> tuple[Any, ...]:
+    occurred = event.occurred_at.astimezone(dt.timezone.utc)
+    params: tuple[Any, ...] = (
+        event.event_id,
+        event.event_name,
+        event.schema_version,
+        event.key,
+        event.tenant_id,
+        event.correlation_id,
+        event.causation_id,
+        _json(event.event_name, "payload", event.payload),
+        _json(event.event_name, "headers", event.headers) if event.headers else None,
+        _sqlite_ts(occurred) if sqlite else occurred,
+    )
+    if available_at is not None:
+        params += (_sqlite_ts(available_at) if sqlite else available_at,)
+    return params
+
+
+def _sqlite_ts(value: dt.datetime) -> str:
+    # the text form SQLAlchemy's SQLite DateTime reads and writes, in UTC, so that values
+    # compare correctly with the database clock
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _available_at(available_at: dt.datetime | float | None) -> dt.datetime | None:
+    if available_at is None:
+        return None
+    if isinstance(available_at, (int, float)):
+        return dt.datetime.fromtimestamp(available_at, dt.timezone.utc)
+    if available_at.tzinfo is None:
+        raise ConfigurationError("available_at must be timezone-aware (use UTC) or epoch seconds")
+    return available_at.astimezone(dt.timezone.utc)
+
+
+def _row(event: Event, available_at: dt.datetime | None) -> dict[str, Any]:
     row = {
         "event_id": event.event_id,
         "event_name": event.event_name,
@@ -109,21 +194,11 @@ def _row(event: Event, available_at: dt.datetime | float | None) -> dict[str, An
         "causation_id": event.causation_id,
         "payload": dict(event.payload),
         "headers": dict(event.headers) or None,
-        "occurred_at": _utc_naive_safe(event.occurred_at),
+        "occurred_at": event.occurred_at.astimezone(dt.timezone.utc),
     }
     if available_at is not None:
-        if isinstance(available_at, (int, float)):
-            available_at = dt.datetime.fromtimestamp(available_at, dt.timezone.utc)
-        elif available_at.tzinfo is None:
-            raise ConfigurationError("available_at must be timezone-aware (use UTC) or epoch seconds")
-        row["available_at"] = _utc_naive_safe(available_at)
+        row["available_at"] = available_at
     return row
-
-
-def _utc_naive_safe(value: dt.datetime) -> dt.datetime:
-    # SQLite stores datetimes as text without an offset: normalise to UTC so every value in
-    # the table compares correctly with the database clock (also UTC).
-    return value.astimezone(dt.timezone.utc)
 
 
 def _is_async(conn: Any) -> bool:
@@ -207,19 +282,65 @@ def add(
         causation_id=causation_id,
         catalogue=catalogue,
     )
-    row = _row(event, available_at)
+    when = _available_at(available_at)
+    if _is_async(conn):
+        return _aadd(conn, event, when)
+    target = conn if hasattr(conn, "exec_driver_sql") else conn.connection()
+    dialect = target.dialect
+    notify = dialect.name == "postgresql" and _first_in_transaction(target)
+    sql = _sql_for(dialect, when is not None, notify)
+    if sql is None:
+        result = target.execute(_core_insert(), _row(event, when))
+        if notify:
+            target.exec_driver_sql(_NOTIFY_SQL)
+        return _with_id(event, result)
+    result = target.exec_driver_sql(sql, _params(event, when, dialect.name == "sqlite"))
+    return _with_raw_id(event, result, dialect.name)
+
+
+async def _aadd(conn: Any, event: Event, when: dt.datetime | None) -> Event:
+    target = conn if hasattr(conn, "exec_driver_sql") else await conn.connection()
+    dialect = target.dialect
+    notify = dialect.name == "postgresql" and _first_in_transaction(target.sync_connection)
+    sql = _sql_for(dialect, when is not None, notify)
+    if sql is None:
+        result = await target.execute(_core_insert(), _row(event, when))
+        if notify:
+            await target.exec_driver_sql(_NOTIFY_SQL)
+        return _with_id(event, result)
+    result = await target.exec_driver_sql(sql, _params(event, when, dialect.name == "sqlite"))
+    return _with_raw_id(event, result, dialect.name)
+
+
+def _first_in_transaction(conn: Any) -> bool:
+    """True for the first event of the connection's current transaction (PostgreSQL).
+
+    One notification per transaction is all a dispatcher needs; later adds skip it. Inside
+    a SAVEPOINT the event always notifies, since a rolled-back savepoint drops its
+    notifications.
+    """
+    txn = conn.get_transaction()
+    if txn is None or conn.in_nested_transaction():
+        return True
+    ref = conn.info.get(_NOTIFIED)
+    if ref is not None and ref() is txn:
+        return False
+    conn.info[_NOTIFIED] = weakref.ref(txn)
+    return True
+
+
+def _core_insert() -> Any:
     global _INSERT
     if _INSERT is None:
         _INSERT = _insert_stmt()
-    if _is_async(conn):
-        return _aadd(conn, event, row)
-    result = conn.execute(_INSERT, row)
-    return _with_id(event, result)
+    return _INSERT
 
 
-async def _aadd(conn: Any, event: Event, row: dict[str, Any]) -> Event:
-    result = await conn.execute(_INSERT, row)
-    return _with_id(event, result)
+def _with_raw_id(event: Event, result: Any, dialect_name: str) -> Event:
+    outbox_id = result.scalar() if dialect_name == "postgresql" else result.lastrowid
+    if outbox_id is not None:
+        object.__setattr__(event, "outbox_id", int(outbox_id))
+    return event
 
 
 def _with_id(event: Event, result: Any) -> Event:

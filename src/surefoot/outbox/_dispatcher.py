@@ -28,7 +28,7 @@ from ._backoff import Backoff, FullJitter
 from ._event import Event, RetryLater, Sink, SinkDisabled
 from ._routing import Router, default_router
 from ._settings import OutboxSettings
-from ._urls import async_url
+from ._urls import async_url, sync_url
 
 __all__ = ["Dispatcher"]
 
@@ -61,6 +61,15 @@ class _Connection:
         self._busy: asyncio.Future[Any] | None = None
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        lock = self.db.write_lock
+        if lock is None:
+            return await self._run(fn, *args)
+        # SQLite has one writer: queueing our own workers here is cheaper than letting them
+        # collide in SQLite's busy handler, which sleeps in steps of milliseconds
+        async with lock:
+            return await self._run(fn, *args)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self.db.is_async:
             if self.conn is None:
                 self.conn = await self.db.engine.connect()
@@ -118,7 +127,13 @@ class _Database:
 
         self.owned = False
         if isinstance(bind, (str, sa.engine.URL)):
-            bind = create_async_engine(async_url(bind))
+            url = sa.engine.make_url(sync_url(bind))
+            if url.get_backend_name() == "sqlite":
+                # SQLite runs in-process: one thread hop per transaction (sync engine in a
+                # worker thread) beats aiosqlite's hop per operation
+                bind = sa.create_engine(url)
+            else:
+                bind = create_async_engine(async_url(bind))
             self.owned = True
         if isinstance(bind, AsyncEngine):
             self.engine = bind
@@ -133,6 +148,15 @@ class _Database:
                 f"Dispatcher needs a database URL, an Engine or an AsyncEngine, got {bind!r}"
             )
         self.dialect = self.engine.dialect.name
+        self._write_lock: asyncio.Lock | None = None
+
+    @property
+    def write_lock(self) -> asyncio.Lock | None:
+        if self.dialect != "sqlite":
+            return None
+        if self._write_lock is None:  # created lazily, on the running loop
+            self._write_lock = asyncio.Lock()
+        return self._write_lock
 
     def dedicated(self) -> _Connection:
         return _Connection(self)
@@ -152,7 +176,10 @@ class _Database:
     async def dispose(self) -> None:
         if self.owned:
             self.disposed = True
-            await self.engine.dispose()
+            if self.is_async:
+                await self.engine.dispose()
+            else:
+                self.engine.dispose()
 
 
 class Dispatcher:
@@ -248,6 +275,7 @@ class Dispatcher:
 
         self._store_mod = _store
         self._paused: set[str] = set(settings.paused_events)
+        self._db_paused: frozenset[str] = frozenset()
         self._store = self._make_store()
         self._registry = registry
         self._attempts = cat.OUTBOX_DISPATCH_ATTEMPTS.get(registry)
@@ -275,7 +303,7 @@ class Dispatcher:
         return self._store_mod.Store(
             self._db.dialect,
             include=include,
-            exclude=sorted(self._paused),
+            exclude=sorted(self._paused | self._db_paused),
             ordering=self.settings.ordering,
         )
 
@@ -298,8 +326,25 @@ class Dispatcher:
 
     @property
     def paused(self) -> frozenset[str]:
-        """The paused event name patterns."""
-        return frozenset(self._paused)
+        """The paused event name patterns (this dispatcher's and the shared ``outbox_paused``)."""
+        return frozenset(self._paused | self._db_paused)
+
+    async def refresh_paused(self) -> frozenset[str]:
+        """Reload the shared kill switch (``surefoot outbox pause``) from ``outbox_paused``.
+
+        A running dispatcher does this with its stats, every ``stats_interval_seconds``.
+        """
+        from ._store import paused_patterns
+
+        found = frozenset(p for p, _ in await self._db.run(paused_patterns))
+        if found != self._db_paused:
+            resumed = self._db_paused - found
+            self._db_paused = found
+            self._store = self._make_store()
+            _log.warning("outbox_kill_switch_changed", paused=sorted(found), resumed=sorted(resumed))
+            if resumed:
+                self.wake()
+        return self.paused
 
     # -- one batch -----------------------------------------------------------------------
 
@@ -496,6 +541,7 @@ class Dispatcher:
         one-shot jobs.
         """
         await self._open()
+        await self.refresh_paused()
         total = 0
         batches = 0
         while max_batches is None or batches < max_batches:
@@ -619,6 +665,7 @@ class Dispatcher:
 
         while not self._stopping:
             try:
+                await self.refresh_paused()
                 await self.refresh_stats(stats)
             except asyncio.CancelledError:
                 raise
@@ -680,6 +727,7 @@ class Dispatcher:
         self._stop_event = asyncio.Event()
         self._wakers = [asyncio.Event() for _ in range(self.settings.concurrency)]
         await self._open()
+        await self.refresh_paused()
         loop = asyncio.get_running_loop()
         for slot in range(self.settings.concurrency):
             self._tasks.append(loop.create_task(self._worker(slot), name=f"surefoot-outbox-{slot}"))

@@ -80,7 +80,9 @@ class HandlerSink:
     async def _threaded(self, event: Event) -> BaseException | None:
         tokens, log_tokens = self._bind(event)
         try:
-            await asyncio.to_thread(self.fn, event)  # copies the bound context into the thread
+            result = await asyncio.to_thread(self.fn, event)  # copies the bound context
+            if inspect.isawaitable(result):  # e.g. a lambda returning a coroutine
+                await result
             return None
         except Exception as exc:  # a handler failure is recorded on the event, not raised
             return exc

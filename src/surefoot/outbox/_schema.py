@@ -34,6 +34,7 @@ from .._sql import dialect_name, metadata  # noqa: E402
 __all__ = [
     "events_table",
     "dead_letters_table",
+    "paused_table",
     "create_tables",
     "drop_tables",
     "NOTIFY_CHANNEL",
@@ -105,10 +106,15 @@ events_table = sa.Table(
     sa.Column("dispatched_at", _TS, nullable=True),
     sa.UniqueConstraint("event_id", name="uq_outbox_events_event_id"),
     comment="surefoot transactional outbox: pending, in-flight and recently dispatched events",
+    # room on each page for the updates a row goes through (claim, ack)
+    postgresql_with={"fillfactor": 80},
 )
 
 # Only pending rows are ever scanned by dispatchers: partial indexes keep the claim cheap
-# however many dispatched rows wait for retention.
+# however many dispatched rows wait for retention. The claim takes due rows oldest first
+# (available_at, then id) as a range scan, so rows leased to a dispatcher or waiting in
+# backoff (available_at in the future) are never even visited, even in an outage with a
+# large backlog of failing events.
 sa.Index(
     "ix_outbox_events_pending",
     events_table.c.available_at,
@@ -144,6 +150,15 @@ dead_letters_table = sa.Table(
 )
 sa.Index("ix_outbox_dead_letters_failed_at", dead_letters_table.c.failed_at)
 
+paused_table = sa.Table(
+    "outbox_paused",
+    metadata,
+    sa.Column("pattern", sa.String(255), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("paused_at", _TS, nullable=False, server_default=db_now()),
+    comment="surefoot outbox kill switch: event name patterns no dispatcher delivers",
+)
+
 _PG_NOTIFY_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION surefoot_outbox_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -171,7 +186,7 @@ def _sync_bind(bind: Any) -> Any:
     return bind
 
 
-def create_tables(bind: Any, *, notify: bool = True) -> None:
+def create_tables(bind: Any, *, notify_trigger: bool = False) -> None:
     """Create the outbox tables, indexes and (PostgreSQL) wake-up trigger if missing.
 
     Idempotent: safe to run at every start-up or from a release phase. With Alembic, include
@@ -181,9 +196,11 @@ def create_tables(bind: Any, *, notify: bool = True) -> None:
     Args:
         bind: a sync ``Engine`` or ``Connection``, or a URL. For an ``AsyncEngine`` use
             ``async with engine.begin() as conn: await conn.run_sync(create_tables)``.
-        notify: on PostgreSQL, install the statement-level trigger that sends
-            ``NOTIFY surefoot_outbox`` on insert, so dispatchers wake up without waiting for
-            their next poll. Turn it off for very high write rates (polling still works).
+        notify_trigger: on PostgreSQL, also install a statement-level trigger that sends
+            ``NOTIFY surefoot_outbox`` on every insert. :func:`surefoot.outbox.add` already
+            notifies once per transaction in its own insert statement; the trigger is for
+            writers that bypass it (raw SQL, other languages). Without it (the default) the
+            trigger is removed if present.
 
     Raises:
         TypeError: ``bind`` is an async engine or connection.
@@ -198,9 +215,9 @@ def create_tables(bind: Any, *, notify: bool = True) -> None:
     try:
         if isinstance(bind, sa.engine.Engine):
             with bind.begin() as conn:
-                _create(conn, notify)
+                _create(conn, notify_trigger)
         else:
-            _create(bind, notify)
+            _create(bind, notify_trigger)
     finally:
         if owned:
             bind.dispose()
@@ -208,15 +225,22 @@ def create_tables(bind: Any, *, notify: bool = True) -> None:
 
 def _create(conn: Any, notify: bool) -> None:
     dialect = dialect_name(conn)
-    metadata.create_all(conn, tables=[events_table, dead_letters_table])
+    metadata.create_all(conn, tables=[events_table, dead_letters_table, paused_table])
     inspector = sa.inspect(conn)
     if "outbox_events_debezium" not in inspector.get_view_names():
         conn.exec_driver_sql(_DEBEZIUM_VIEW)
     if dialect == "postgresql":
-        conn.exec_driver_sql(_PG_NOTIFY_FUNCTION)
-        conn.exec_driver_sql(_PG_NOTIFY_TRIGGER_DROP)
-        if notify:
+        # touch the trigger only when it must change: dropping or creating one locks the
+        # table, and create_tables may run at every start-up next to working dispatchers
+        present = conn.exec_driver_sql(
+            "SELECT 1 FROM pg_trigger WHERE tgname = 'surefoot_outbox_notify' "
+            "AND tgrelid = 'outbox_events'::regclass"
+        ).first() is not None
+        if notify and not present:
+            conn.exec_driver_sql(_PG_NOTIFY_FUNCTION)
             conn.exec_driver_sql(_PG_NOTIFY_TRIGGER)
+        elif present and not notify:
+            conn.exec_driver_sql(_PG_NOTIFY_TRIGGER_DROP)
     elif dialect == "sqlite":
         database = conn.engine.url.database
         if database and database != ":memory:" and not database.startswith("file::memory"):
@@ -233,7 +257,7 @@ def drop_tables(bind: Any) -> None:
         ctx = bind.begin() if isinstance(bind, sa.engine.Engine) else _nullcontext(bind)
         with ctx as conn:
             conn.exec_driver_sql("DROP VIEW IF EXISTS outbox_events_debezium")
-            metadata.drop_all(conn, tables=[events_table, dead_letters_table])
+            metadata.drop_all(conn, tables=[events_table, dead_letters_table, paused_table])
             if dialect_name(conn) == "postgresql":
                 conn.exec_driver_sql("DROP FUNCTION IF EXISTS surefoot_outbox_notify() CASCADE")
     finally:

@@ -172,7 +172,7 @@ class Store:
         filters, binds = self._filters()
         pick = (
             "SELECT e.id FROM outbox_events e WHERE e.dispatched_at IS NULL "
-            f"AND e.available_at <= :now{filters} ORDER BY e.id LIMIT :limit"
+            f"AND e.available_at <= :now{filters} ORDER BY e.available_at, e.id LIMIT :limit"
         )
         sets = (
             "claim_token = :token, claimed_until = :until, available_at = :until, "
@@ -421,3 +421,32 @@ def tail(conn: Any, *, limit: int = 20, dead: bool = False, after_id: int = 0) -
 def matches(name: str, patterns: Sequence[str]) -> bool:
     """True when ``name`` matches one of the ``*`` patterns."""
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+# -- kill switch shared by every dispatcher -------------------------------------------------
+
+
+def paused_patterns(conn: Any) -> list[tuple[str, str | None]]:
+    """The paused event name patterns stored in ``outbox_paused``, with their reasons."""
+    rows = conn.exec_driver_sql("SELECT pattern, reason FROM outbox_paused ORDER BY pattern").all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def pause(conn: Any, pattern: str, *, reason: str | None = None) -> bool:
+    """Pause ``pattern`` for every dispatcher sharing the table; False if already paused."""
+    exists = conn.execute(
+        sa.text("SELECT 1 FROM outbox_paused WHERE pattern = :p"), {"p": pattern}
+    ).first()
+    if exists:
+        return False
+    conn.execute(
+        sa.text("INSERT INTO outbox_paused (pattern, reason) VALUES (:p, :r)"), {"p": pattern, "r": reason}
+    )
+    return True
+
+
+def resume(conn: Any, pattern: str | None = None) -> int:
+    """Remove ``pattern`` (every pattern when ``None``) from the kill switch; returns how many."""
+    if pattern is None:
+        return conn.exec_driver_sql("DELETE FROM outbox_paused").rowcount
+    return conn.execute(sa.text("DELETE FROM outbox_paused WHERE pattern = :p"), {"p": pattern}).rowcount

@@ -1,8 +1,12 @@
-"""A dispatcher process for the crash test: records every delivery in a file, then acks.
+"""Dispatcher processes for the crash test: each records every delivery in a file, then acks.
 
-Usage: python _crash_worker.py URL DELIVERIES_FILE BATCH_SIZE LEASE_SECONDS
-Each delivery appends ``<event n> <pid>`` with one unbuffered write, so a SIGKILL loses nothing
-that the handler already reported.
+Run as a *launcher*: ``python _crash_worker.py URL DELIVERIES_FILE BATCH_SIZE LEASE_SECONDS``.
+It imports everything once, then for each ``spawn`` line on stdin forks a fresh dispatcher
+process and prints its pid; ``wait PID`` prints that process's exit status. Forking from a
+warm launcher keeps each of the test's many crash cycles short.
+
+Each delivery appends ``<event n> <pid>`` with one unbuffered write, so a SIGKILL loses
+nothing the handler already reported.
 """
 
 from __future__ import annotations
@@ -13,11 +17,15 @@ import random
 import signal
 import sys
 
+import prometheus_client
+import sqlalchemy  # noqa: F401  (warm the imports the children use)
+import sqlalchemy.ext.asyncio  # noqa: F401
+
 from surefoot.outbox import Dispatcher
+from surefoot.outbox import _dispatcher, _store  # noqa: F401
 
 
-def main() -> None:
-    url, path, batch, lease = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+def dispatcher_main(url: str, path: str, batch: int, lease: float) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     pid = os.getpid()
     rng = random.Random(pid)
@@ -36,14 +44,43 @@ def main() -> None:
             lease_seconds=lease,
             poll_interval=0.05,
             max_attempts=1000,
-            registry=__import__("prometheus_client").CollectorRegistry(),
+            registry=prometheus_client.CollectorRegistry(),
         )
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, dispatcher.request_stop)
-        os.write(fd, f"# started {pid}\n".encode())
         await dispatcher.run()
 
     asyncio.run(run())
+    return 0
+
+
+def main() -> None:
+    url, path, batch, lease = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    for line in sys.stdin:
+        command = line.split()
+        if not command:
+            continue
+        if command[0] == "spawn":
+            pid = os.fork()
+            if pid == 0:
+                devnull = os.open(os.devnull, os.O_RDWR)
+                os.dup2(devnull, 0)
+                os.dup2(devnull, 1)  # the launcher's stdout carries pids only
+                code = 1
+                try:
+                    code = dispatcher_main(url, path, batch, lease)
+                finally:
+                    os._exit(code)
+            print(pid, flush=True)
+        elif command[0] == "wait":
+            _, status = os.waitpid(int(command[1]), 0)
+            print(os.waitstatus_to_exitcode(status), flush=True)
+        # reap the killed ones so they do not linger as zombies
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ def _reset(url: str) -> None:
         with engine.begin() as conn:
             create_tables(conn)
             if engine.dialect.name == "postgresql":
-                conn.exec_driver_sql("TRUNCATE outbox_events, outbox_dead_letters RESTART IDENTITY")
+                conn.exec_driver_sql("TRUNCATE outbox_events, outbox_dead_letters, outbox_paused RESTART IDENTITY")
             else:
                 conn.exec_driver_sql("DELETE FROM outbox_events")
                 conn.exec_driver_sql("DELETE FROM outbox_dead_letters")
+                conn.exec_driver_sql("DELETE FROM outbox_paused")
     finally:
         engine.dispose()
 

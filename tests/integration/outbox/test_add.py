@@ -142,3 +142,67 @@ async def test_async_emit(outbox_url, registry):
     finally:
         await aengine.dispose()
     assert registry.get_sample_value("events_emit_failures_total", {"event_name": "A"}) == 1.0
+
+
+def test_available_at_delays_and_payload_types(engine):
+    import datetime as dt
+    import time
+
+    from surefoot.errors import ConfigurationError
+
+    later = time.time() + 3600
+    with engine.begin() as conn:
+        outbox.add(conn, "A", {"when": dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc), "n": 1.5}, available_at=later)
+        with pytest.raises(ConfigurationError, match="not JSON-serialisable"):
+            outbox.add(conn, "A", {"obj": object()})
+        with pytest.raises(ConfigurationError, match="mapping"):
+            outbox.add(conn, "A", [1, 2])
+        with pytest.raises(ConfigurationError, match="timezone-aware"):
+            outbox.add(conn, "A", {}, available_at=dt.datetime(2030, 1, 1))
+    row = _rows(engine)[0]
+    assert row["payload"] == {"when": "2026-01-02T00:00:00+00:00", "n": 1.5}
+    available = row["available_at"]
+    if available.tzinfo is None:
+        available = available.replace(tzinfo=dt.timezone.utc)
+    assert abs(available.timestamp() - later) < 1
+
+
+def test_trace_context_is_added_when_a_span_is_active(engine):
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("request"):
+        with engine.begin() as conn:
+            event = outbox.add(conn, "A", {})
+    assert event.headers["traceparent"].startswith("00-")
+    assert _rows(engine)[0]["headers"]["traceparent"] == event.headers["traceparent"]
+    del trace
+
+
+def test_postgres_add_notifies_once_per_committed_transaction(outbox_url):
+    if not outbox_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL only")
+    import psycopg
+
+    listener = psycopg.connect(outbox_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    listener.execute("LISTEN surefoot_outbox")
+    engine = sa.create_engine(outbox_url)
+
+    def notifications() -> int:
+        return len(list(listener.notifies(timeout=0.3, stop_after=10)))
+
+    with engine.begin() as conn:
+        for i in range(5):
+            outbox.add(conn, "A", {"n": i})
+    assert notifications() == 1
+    with engine.connect() as conn:
+        outbox.add(conn, "A", {"n": 9})
+        conn.rollback()
+    assert notifications() == 0
+    with Session(engine) as session, session.begin():
+        outbox.add(session, "A", {})
+    assert notifications() == 1
+    listener.close()
+    engine.dispose()

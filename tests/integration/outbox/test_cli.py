@@ -108,3 +108,24 @@ def test_run_delivers_and_stops_gracefully_on_sigterm(sqlite_url, tmp_path, subp
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0, stderr.decode()[-2000:]
     assert "delivered 3 events" in stdout.decode()
+
+
+async def test_shared_kill_switch_pauses_every_dispatcher(cli, db_url, registry):
+    assert cli("outbox", "migrate", "--url", db_url).exit_code == 0
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(events_table.delete())
+        conn.exec_driver_sql("DELETE FROM outbox_paused")
+        outbox.add(conn, "SendSms", {})
+        outbox.add(conn, "Other", {})
+    assert "paused SendSms" in cli("outbox", "pause", "SendSms", "--url", db_url, "--reason", "Twilio 5xx").stdout
+    data = json.loads(cli("outbox", "status", "--url", db_url, "--json").stdout)
+    assert data["paused"] == [{"pattern": "SendSms", "reason": "Twilio 5xx"}]
+    got = []
+    d = Dispatcher(engine, handlers={"*": lambda e: got.append(e.event_name)}, listen=False, registry=registry)
+    assert await d.drain() == 1 and got == ["Other"]
+    assert d.paused == {"SendSms"}
+    assert cli("outbox", "resume", "SendSms", "--url", db_url).exit_code == 0
+    assert await d.drain() == 1 and got == ["Other", "SendSms"]
+    assert cli("outbox", "resume", "--all", "--url", db_url).exit_code == 1  # nothing left
+    engine.dispose()

@@ -234,3 +234,62 @@ def test_testing_drain_against_a_real_table(engine):
     assert drain(engine, handlers={"A": lambda e: got.append(e.payload["n"])}) == 2
     assert got == [1, 2]
     assert _count(engine, events_table, events_table.c.dispatched_at.is_(None)) == 0
+
+
+class _RecordingSink:
+    """A Sink with per-position outcomes, as broker sinks report them."""
+
+    name = "recording"
+
+    def __init__(self, outcomes):
+        self.outcomes = outcomes
+        self.batches = []
+        self.opened = self.closed = 0
+
+    async def open(self):
+        self.opened += 1
+
+    async def close(self):
+        self.closed += 1
+
+    async def send_many(self, events):
+        self.batches.append([e.payload["n"] for e in events])
+        return [self.outcomes.get(e.payload["n"]) for e in events]
+
+
+async def test_sink_results_per_position_with_an_owned_async_engine(outbox_url, clock, registry):
+    engine = sa.create_engine(outbox_url)
+    _add(engine, *[("sms.sent", {"n": i}, {}) for i in range(4)], ("Other", {"n": 9}, {}))
+    sink = _RecordingSink({1: ValueError("broker said no"), 2: RetryLater("slow down", retry_after=30),
+                           3: SinkDisabled("410")})
+    d = Dispatcher(outbox_url, sinks={"sms.*": sink}, handlers={"Other": lambda e: None}, clock=clock,
+                   rng=random.Random(1), registry=registry, listen=False)
+    assert await d.drain() == 5
+    assert sink.batches == [[0, 1, 2, 3]] and sink.opened == 1
+    with engine.connect() as conn:
+        rows = {r["payload"]["n"]: r for r in conn.execute(sa.select(events_table)).mappings()}
+        dead = conn.execute(sa.select(dead_letters_table)).mappings().all()
+    assert rows[0]["dispatched_at"] is not None and rows[9]["dispatched_at"] is not None
+    assert rows[1]["last_error"] == "ValueError: broker said no"
+    assert [d_["payload"]["n"] for d_ in dead] == [3]
+    assert registry.get_sample_value("outbox_dispatch_duration_seconds_count", {"event_name": "sms.sent", "sink": "recording"}) == 1
+    clock.advance(29)
+    sink.outcomes = {}
+    assert await d.drain() == 1  # n=1 (backoff <= 1 s); n=2 waits for its Retry-After
+    clock.advance(2)
+    assert await d.drain() == 1
+    assert sink.batches[1:] == [[1], [2]]
+    await d.stop()
+    assert sink.closed == 1
+    engine.dispose()
+
+
+async def test_sync_callable_returning_a_coroutine_is_awaited(engine, clock, registry):
+    got = []
+
+    async def real(event):
+        got.append(event.event_name)
+
+    _add(engine, ("A", {}, {}))
+    d = _dispatcher(engine, clock, registry, handlers={"A": lambda e: real(e)})
+    assert await d.drain() == 1 and got == ["A"]

@@ -71,44 +71,69 @@ def test_sigkill_mid_batch_twenty_times_loses_nothing(outbox_url, tmp_path, subp
     killed: list[int] = []
     started = time.monotonic()
 
-    def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, str(WORKER), outbox_url, str(deliveries), str(BATCH), str(LEASE)],
-            env=subprocess_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
+    launcher = subprocess.Popen(
+        [sys.executable, str(WORKER), outbox_url, str(deliveries), str(BATCH), str(LEASE)],
+        env=subprocess_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+    def ask(command: str) -> int:
+        launcher.stdin.write(command + "\n")
+        launcher.stdin.flush()
+        line = launcher.stdout.readline()
+        if not line:
+            pytest.fail(f"crash launcher died: {launcher.stderr.read()[-2000:]}")
+        return int(line)
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
     try:
         for _ in range(CRASHES):
             before = len(_read(deliveries))
-            proc = spawn()
+            pid = ask("spawn")
             deadline = time.monotonic() + 20
             # wait until this process has delivered something, then kill it at a random
             # moment, usually in the middle of a batch
-            while len(_read(deliveries)) == before or proc.pid not in {p for _, p in _read(deliveries)[before:]}:
-                if proc.poll() is not None:
-                    pytest.fail(f"worker exited early: {proc.stderr.read().decode()[-2000:]}")
+            while pid not in {p for _, p in _read(deliveries)[before:]}:
                 if time.monotonic() > deadline:
-                    pytest.fail("worker made no progress in 20 s")
+                    pytest.fail("dispatcher process made no progress in 20 s")
                 time.sleep(0.005)
             time.sleep(rng.uniform(0, 0.03))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            killed.append(proc.pid)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
         writer.stop.set()
         writer.join()
         assert writer.error is None, writer.error
         written = set(writer.written)
         # a last, well-behaved dispatcher finishes the work (killed leases expire meanwhile)
-        final = spawn()
+        final = ask("spawn")
         deadline = time.monotonic() + 30
-        while {n for n, _ in _read(deliveries)} != written:
-            assert final.poll() is None, final.stderr.read().decode()[-2000:]
+        check = sa.create_engine(outbox_url)
+
+        def pending() -> int:
+            with check.connect() as conn:
+                return conn.execute(
+                    sa.select(sa.func.count()).select_from(events_table)
+                    .where(events_table.c.dispatched_at.is_(None))
+                ).scalar_one()
+
+        # done when everything was delivered and acked (events that killed processes
+        # delivered but never acked come back after their lease and are delivered again)
+        while {n for n, _ in _read(deliveries)} != written or pending():
+            assert alive(final), launcher.stderr.read()[-2000:]
             assert time.monotonic() < deadline, f"missing: {sorted(written - {n for n, _ in _read(deliveries)})[:20]}"
             time.sleep(0.02)
-        final.send_signal(signal.SIGTERM)
-        assert final.wait(timeout=20) == 0, final.stderr.read().decode()[-2000:]
+        check.dispose()
+        os.kill(final, signal.SIGTERM)
+        assert ask(f"wait {final}") == 0, "the last dispatcher did not stop cleanly on SIGTERM"
     finally:
         writer.stop.set()
+        launcher.stdin.close()
+        launcher.wait(timeout=20)
 
     records = _read(deliveries)
     delivered = collections.Counter(n for n, _ in records)
