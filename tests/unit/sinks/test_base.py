@@ -243,3 +243,12 @@ def test_any_event_gets_a_valid_subject_or_a_sink_error(name, tenant, key):
     else:
         assert _check_subject(subject) is None
         assert not any(ch.isspace() or ch in "*>" for ch in subject)
+
+
+async def test_an_unexpected_error_fails_the_batch_without_raising():
+    class BrokenSink(FakeSink):
+        async def _send(self, events):
+            raise AttributeError("bug in a client library")
+
+    results = await BrokenSink().send_many([Event("E", {}), Event("F", {})])
+    assert all(isinstance(r, SinkError) and isinstance(r.__cause__, AttributeError) for r in results)

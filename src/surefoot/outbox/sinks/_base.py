@@ -278,6 +278,9 @@ class BaseSink:
         self._inflight += 1
         try:
             return await self._send(events)
+        except Exception as exc:  # a bug or an untranslated client error: fail the batch, never raise
+            _log.error("sink_batch_failed", sink=self.name, error_message=repr(exc), count=len(events))
+            return [as_outcome(exc, sink=self.name)] * len(events)
         finally:
             self._inflight -= 1
             if not self._inflight and self._idle is not None:
