@@ -57,6 +57,10 @@ __all__ = [
     "default_router",
     "Backoff",
     "FullJitter",
+    "NatsSink",
+    "RedisStreamSink",
+    "RabbitMQSink",
+    "HttpSink",
 ]
 
 _LAZY = {
@@ -69,6 +73,10 @@ _LAZY = {
     "OutboxSettings": "._settings",
     "Backoff": "._backoff",
     "FullJitter": "._backoff",
+    "NatsSink": ".sinks._nats",
+    "RedisStreamSink": ".sinks._redis",
+    "RabbitMQSink": ".sinks._rabbitmq",
+    "HttpSink": ".sinks._http",
 }
 
 
