@@ -398,19 +398,28 @@ class SurefootMiddleware:
                     return
                 raise
             seconds = _perf() - start
-            if not isinstance(exc, Exception) or (disconnected and status == 0):
+            if not isinstance(exc, Exception):
                 # Cancelled (client gone, server shutting down): nothing can be sent.
                 done = True
                 self._finish(scope, method, scheme, active, 499, type(exc).__name__, seconds, nbytes)
                 raise
-            self._log_unhandled(scope, exc)
+            if disconnected or type(exc).__name__ == "ClientDisconnect":
+                # The client left and the app noticed by failing: there is nobody to answer
+                # and nothing went wrong on our side.
+                done = True
+                self._finish(scope, method, scheme, active, 499, "", seconds, nbytes)
+                return
             if status:
                 # Headers are out: sending anything now would corrupt the response. The
                 # server must abort the connection, so the exception goes on.
+                self._log_unhandled(scope, exc)
                 done = True
                 self._finish(scope, method, scheme, active, status, type(exc).__name__, seconds, nbytes)
                 raise
             problem = problem_from_exception(exc, instance=scope.get("path"), correlation_id=cid)
+            if problem.status >= 500:
+                # HTTPError/HTTPException below 500 are answers, not failures: no stack trace.
+                self._log_unhandled(scope, exc)
             scope[ERROR_SCOPE_KEY] = exc
             try:
                 await send_problem(wrapped_send, problem)

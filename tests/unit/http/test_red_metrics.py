@@ -436,3 +436,35 @@ async def test_response_after_disconnect_is_499(registry, logs):
 
     await wrapped({"type": "http", "method": "GET", "path": "/late", "headers": []}, receive, send)
     assert count(registry, http_response_status_code="499") == 1
+
+
+async def test_bare_middleware_renders_http_errors_without_stack_logs(registry, logs):
+    from surefoot.errors import NotFoundError
+
+    async def app(scope, receive, send):
+        raise NotFoundError("no such order")
+
+    async with client(SurefootMiddleware(app, registry=registry)) as c:
+        resp = await c.get("/orders/9")
+    assert resp.status_code == 404 and resp.json()["code"] == "NOT_FOUND"
+    assert not [e for e in logs if e["event"] == "unhandled_exception"]
+
+
+async def test_client_disconnect_exception_is_499_not_an_error(registry, logs):
+    class ClientDisconnect(Exception):
+        pass
+
+    async def app(scope, receive, send):
+        raise ClientDisconnect()
+
+    wrapped = SurefootMiddleware(app, registry=registry)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        raise AssertionError("nothing may be sent to a gone client")
+
+    await wrapped({"type": "http", "method": "POST", "path": "/u", "headers": []}, receive, send)
+    assert count(registry, http_response_status_code="499", error_type="") == 1
+    assert not [e for e in logs if e["event"] == "unhandled_exception"]
