@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Host, Mount, Route, Router
 
+from surefoot import context
 from surefoot._config import Settings
 from surefoot.http import SurefootMiddleware, install_http
 from surefoot.http import _middleware as mw
@@ -300,6 +301,7 @@ async def test_websocket_connections_are_counted(registry):
     async def ws(websocket: WebSocket, room: str):
         await websocket.accept()
         await websocket.send_text(room)
+        await websocket.send_json(context.current())
         await websocket.close()
 
     install_http(app, registry=registry)
@@ -307,6 +309,7 @@ async def test_websocket_connections_are_counted(registry):
         for _ in range(2):
             with tc.websocket_connect("/ws/lobby", headers={"X-Correlation-ID": "ws-1"}) as conn:
                 assert conn.receive_text() == "lobby"
+                assert conn.receive_json() == {"correlation_id": "ws-1"}
     label = (("http_route", "/ws/{room}"),)
     assert samples(registry, "websocket_connections_total")[label] == 2
     assert samples(registry, "websocket_disconnections_total")[label] == 2
