@@ -130,7 +130,7 @@ class _NoMeter:
     def start(self, method: str, scheme: str) -> None:
         return None
 
-    def finish(self, active: Any, method: str, scheme: str, scope: Scope, status: int,
+    def finish(self, active: Any, method: str, scheme: str, status: int,
                error_type: str, seconds: float, route: str) -> None:
         return None
 
@@ -168,7 +168,7 @@ class _Meter:
         add(1)
         return add
 
-    def finish(self, active: Any, method: str, scheme: str, scope: Scope, status: int,
+    def finish(self, active: Any, method: str, scheme: str, status: int,
                error_type: str, seconds: float, route: str) -> None:
         active(-1)
         key = (method, route, status, scheme, error_type)
@@ -449,7 +449,7 @@ class SurefootMiddleware:
         if status >= 500 and not error_type:
             exc = scope.get(ERROR_SCOPE_KEY)
             error_type = type(exc).__name__ if exc is not None else str(status)
-        self.meter.finish(active, method, scheme, scope, status, error_type, seconds, route)
+        self.meter.finish(active, method, scheme, status, error_type, seconds, route)
         access = self._access
         if access is not None and scope["path"] not in self._skip:
             log = access.error if status >= 500 else access.info
