@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from fastapi import APIRouter, BackgroundTasks, FastAPI, WebSocket
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
@@ -471,3 +473,22 @@ async def test_client_disconnect_exception_is_499_not_an_error(registry, logs):
     await wrapped({"type": "http", "method": "POST", "path": "/u", "headers": []}, receive, send)
     assert count(registry, http_response_status_code="499", error_type="") == 1
     assert not [e for e in logs if e["event"] == "unhandled_exception"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(alphabet="abc/{}", min_size=1, max_size=6), min_size=1, max_size=30),
+       st.integers(min_value=1, max_value=5))
+def test_label_values_never_exceed_the_cap(routes, cap):
+    registry = CollectorRegistry()
+    meter = mw._Meter(registry, cap, (0.1, 1.0))
+    for route in routes:
+        active = meter.start("GET", "http")
+        meter.finish(active, "GET", "http", 200, "", 0.01, route)
+    seen = {dict(k)["http_route"] for k in samples(registry, "http_server_request_duration_seconds_count")}
+    distinct = list(dict.fromkeys(routes))
+    assert len(seen - {mw.OVERFLOW}) == min(cap, len(distinct))
+    overflowed = sum(1 for r in routes if r not in distinct[:cap])
+    assert count(registry) == len(routes)
+    assert count(registry, http_route=mw.OVERFLOW) == overflowed
+    overflow = samples(registry, "surefoot_metric_label_overflow_total")
+    assert sum(overflow.values()) == overflowed
