@@ -366,25 +366,34 @@ def serve(stack: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
 
 
-def wrk_rps(url: str, seconds: int, connections: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, seconds: int, connections: int) -> tuple[float, int]:
+    """Run wrk; return (requests per second, requests completed)."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url],
         capture_output=True, text=True, timeout=seconds + 30, check=True,
     ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if not rps or not total:
         raise SystemExit("could not read wrk output:\n" + out)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     if non2xx:
         raise SystemExit(f"{url} answered {non2xx.group(1)} non-2xx responses")
-    return float(match.group(1))
+    return float(rps.group(1)), int(total.group(1))
 
 
 def end_to_end(runs: int, seconds: int, connections: int) -> None:
     if shutil.which("wrk") is None:
         print("wrk not found: skipping the end-to-end run (apt-get install -y wrk)")
         return
-    results: dict[str, list[float]] = {stack: [] for stack in E2E_STACKS}
+    rps: dict[str, list[float]] = {stack: [] for stack in E2E_STACKS}
+    cpu_us: dict[str, list[float]] = {stack: [] for stack in E2E_STACKS}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
     for _ in range(runs):
@@ -402,18 +411,31 @@ def end_to_end(runs: int, seconds: int, connections: int) -> None:
                         if time.monotonic() > deadline or proc.poll() is not None:
                             raise SystemExit(f"{stack} server did not start") from None
                         time.sleep(0.1)
-                wrk_rps(url, 1, connections)  # warm-up
-                results[stack].append(wrk_rps(url, seconds, connections))
+                wrk(url, 1, connections)  # warm-up
+                before = cpu_seconds(proc.pid)
+                rate, total = wrk(url, seconds, connections)
+                cpu_us[stack].append((cpu_seconds(proc.pid) - before) * 1e6 / total)
+                rps[stack].append(rate)
             finally:
                 proc.terminate()
                 proc.wait(timeout=20)
-    bare = max(results["bare"])
-    rows = [[stack, fmt(max(values), 0), fmt(max(values) / bare, 2) + "x",
-             ", ".join(fmt(v, 0) for v in values)] for stack, values in results.items()]
-
-    print(table(["Starlette + uvicorn", "best req/s", "vs bare", "all runs"], rows))
-    ratio = max(results["surefoot"]) / bare
-    print(f"\ntarget: surefoot throughput >= 0.8x bare -> {ratio:.2f}x ({'met' if ratio >= 0.8 else 'NOT met'})")
+    bare_rps = max(rps["bare"])
+    bare_cpu = statistics.median(cpu_us["bare"])
+    paired = {stack: statistics.median(v / b for v, b in zip(rps[stack], rps["bare"])) for stack in E2E_STACKS}
+    rows = [
+        [stack, fmt(max(rps[stack]), 0), fmt(max(rps[stack]) / bare_rps, 2) + "x", fmt(paired[stack], 2) + "x",
+         fmt(statistics.median(cpu_us[stack])), fmt(bare_cpu / statistics.median(cpu_us[stack]), 2) + "x",
+         ", ".join(fmt(v, 0) for v in rps[stack])]
+        for stack in E2E_STACKS
+    ]
+    print(table(["Starlette + uvicorn", "best req/s", "best vs best bare", "median of paired runs",
+                 "server CPU µs/req (median)",
+                 "capacity vs bare", "req/s of every run"], rows))
+    wall = max(rps["surefoot"]) / bare_rps
+    capacity = bare_cpu / statistics.median(cpu_us["surefoot"])
+    print(f"\ntarget: surefoot throughput >= 0.8x bare -> {wall:.2f}x best vs best, {paired['surefoot']:.2f}x "
+          f"median of paired runs, {capacity:.2f}x by server CPU per request "
+          f"({'met' if paired['surefoot'] >= 0.8 else 'NOT met'} by the paired median)")
 
 
 def main() -> None:
@@ -422,9 +444,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=500, help="requests per variant per round")
     parser.add_argument("--e2e", action="store_true", help="also run uvicorn + wrk")
     parser.add_argument("--e2e-only", action="store_true")
-    parser.add_argument("--e2e-runs", type=int, default=3)
-    parser.add_argument("--e2e-seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--e2e-runs", type=int, default=7)
+    parser.add_argument("--e2e-seconds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--serve", choices=E2E_STACKS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -130,7 +130,7 @@ class _NoMeter:
     def start(self, method: str, scheme: str) -> None:
         return None
 
-    def finish(self, active: Any, method: str, scheme: str, scope: Scope, status: int,
+    def finish(self, active: Any, method: str, scheme: str, status: int,
                error_type: str, seconds: float, route: str) -> None:
         return None
 
@@ -168,7 +168,7 @@ class _Meter:
         add(1)
         return add
 
-    def finish(self, active: Any, method: str, scheme: str, scope: Scope, status: int,
+    def finish(self, active: Any, method: str, scheme: str, status: int,
                error_type: str, seconds: float, route: str) -> None:
         active(-1)
         key = (method, route, status, scheme, error_type)
@@ -398,19 +398,28 @@ class SurefootMiddleware:
                     return
                 raise
             seconds = _perf() - start
-            if not isinstance(exc, Exception) or (disconnected and status == 0):
+            if not isinstance(exc, Exception):
                 # Cancelled (client gone, server shutting down): nothing can be sent.
                 done = True
                 self._finish(scope, method, scheme, active, 499, type(exc).__name__, seconds, nbytes)
                 raise
-            self._log_unhandled(scope, exc)
+            if disconnected or type(exc).__name__ == "ClientDisconnect":
+                # The client left and the app noticed by failing: there is nobody to answer
+                # and nothing went wrong on our side.
+                done = True
+                self._finish(scope, method, scheme, active, 499, "", seconds, nbytes)
+                return
             if status:
                 # Headers are out: sending anything now would corrupt the response. The
                 # server must abort the connection, so the exception goes on.
+                self._log_unhandled(scope, exc)
                 done = True
                 self._finish(scope, method, scheme, active, status, type(exc).__name__, seconds, nbytes)
                 raise
             problem = problem_from_exception(exc, instance=scope.get("path"), correlation_id=cid)
+            if problem.status >= 500:
+                # HTTPError/HTTPException below 500 are answers, not failures: no stack trace.
+                self._log_unhandled(scope, exc)
             scope[ERROR_SCOPE_KEY] = exc
             try:
                 await send_problem(wrapped_send, problem)
@@ -440,7 +449,7 @@ class SurefootMiddleware:
         if status >= 500 and not error_type:
             exc = scope.get(ERROR_SCOPE_KEY)
             error_type = type(exc).__name__ if exc is not None else str(status)
-        self.meter.finish(active, method, scheme, scope, status, error_type, seconds, route)
+        self.meter.finish(active, method, scheme, status, error_type, seconds, route)
         access = self._access
         if access is not None and scope["path"] not in self._skip:
             log = access.error if status >= 500 else access.info

@@ -50,13 +50,12 @@ def _is_mount(route: Any) -> bool:
 class RouteTemplates:
     """Resolve the route that handled a request to its full template, cached per route."""
 
-    __slots__ = ("_own", "_exact", "_patterns", "_indexed", "_lock", "_endpoints")
+    __slots__ = ("_own", "_exact", "_patterns", "_lock", "_endpoints")
 
     def __init__(self) -> None:
         self._own: dict[int, tuple[Any, str]] = {}
         self._exact: dict[str, str] = {"": ""}
         self._patterns: list[tuple[re.Pattern[str], str]] = []
-        self._indexed: set[int] = set()
         self._lock = threading.Lock()
         self._endpoints: dict[int, tuple[Any, list[Any]]] = {}
 
@@ -164,7 +163,6 @@ class RouteTemplates:
             ((pattern, template) for template, pattern in patterns.items()),
             key=lambda item: -len(item[1]),
         )
-        self._indexed.add(id(router))
 
     def _walk(self, routes: Any, prefix: str, exact: dict[str, str],
               patterns: dict[str, re.Pattern[str]], depth: int) -> None:

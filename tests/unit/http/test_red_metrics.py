@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from fastapi import APIRouter, BackgroundTasks, FastAPI, WebSocket
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Host, Mount, Route, Router
 
+from surefoot import context
 from surefoot._config import Settings
 from surefoot.http import SurefootMiddleware, install_http
 from surefoot.http import _middleware as mw
@@ -300,6 +303,7 @@ async def test_websocket_connections_are_counted(registry):
     async def ws(websocket: WebSocket, room: str):
         await websocket.accept()
         await websocket.send_text(room)
+        await websocket.send_json(context.current())
         await websocket.close()
 
     install_http(app, registry=registry)
@@ -307,6 +311,7 @@ async def test_websocket_connections_are_counted(registry):
         for _ in range(2):
             with tc.websocket_connect("/ws/lobby", headers={"X-Correlation-ID": "ws-1"}) as conn:
                 assert conn.receive_text() == "lobby"
+                assert conn.receive_json() == {"correlation_id": "ws-1"}
     label = (("http_route", "/ws/{room}"),)
     assert samples(registry, "websocket_connections_total")[label] == 2
     assert samples(registry, "websocket_disconnections_total")[label] == 2
@@ -436,3 +441,54 @@ async def test_response_after_disconnect_is_499(registry, logs):
 
     await wrapped({"type": "http", "method": "GET", "path": "/late", "headers": []}, receive, send)
     assert count(registry, http_response_status_code="499") == 1
+
+
+async def test_bare_middleware_renders_http_errors_without_stack_logs(registry, logs):
+    from surefoot.errors import NotFoundError
+
+    async def app(scope, receive, send):
+        raise NotFoundError("no such order")
+
+    async with client(SurefootMiddleware(app, registry=registry)) as c:
+        resp = await c.get("/orders/9")
+    assert resp.status_code == 404 and resp.json()["code"] == "NOT_FOUND"
+    assert not [e for e in logs if e["event"] == "unhandled_exception"]
+
+
+async def test_client_disconnect_exception_is_499_not_an_error(registry, logs):
+    class ClientDisconnect(Exception):
+        pass
+
+    async def app(scope, receive, send):
+        raise ClientDisconnect()
+
+    wrapped = SurefootMiddleware(app, registry=registry)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        raise AssertionError("nothing may be sent to a gone client")
+
+    await wrapped({"type": "http", "method": "POST", "path": "/u", "headers": []}, receive, send)
+    assert count(registry, http_response_status_code="499", error_type="") == 1
+    assert not [e for e in logs if e["event"] == "unhandled_exception"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(alphabet="abc/{}", min_size=1, max_size=6), min_size=1, max_size=30),
+       st.integers(min_value=1, max_value=5))
+def test_label_values_never_exceed_the_cap(routes, cap):
+    registry = CollectorRegistry()
+    meter = mw._Meter(registry, cap, (0.1, 1.0))
+    for route in routes:
+        active = meter.start("GET", "http")
+        meter.finish(active, "GET", "http", 200, "", 0.01, route)
+    seen = {dict(k)["http_route"] for k in samples(registry, "http_server_request_duration_seconds_count")}
+    distinct = list(dict.fromkeys(routes))
+    assert len(seen - {mw.OVERFLOW}) == min(cap, len(distinct))
+    overflowed = sum(1 for r in routes if r not in distinct[:cap])
+    assert count(registry) == len(routes)
+    assert count(registry, http_route=mw.OVERFLOW) == overflowed
+    overflow = samples(registry, "surefoot_metric_label_overflow_total")
+    assert sum(overflow.values()) == overflowed
