@@ -27,7 +27,7 @@ APP = textwrap.dedent(
 
     app = FastAPI()
 
-    @app.get("/work/{n}")
+    @app.get("/jobs/{n}")
     async def work(n: int):
         return {"pid": os.getpid(), "n": n}
 
@@ -88,7 +88,7 @@ async def hit(base: str, path: str, n: int) -> set[int]:
 async def until_both_workers(base: str, limit: int = 400) -> tuple[int, set[int]]:
     sent, pids = 0, set()
     while len(pids) < 2 and sent < limit:
-        pids |= await hit(base, "/work/{i}", 20)
+        pids |= await hit(base, "/jobs/{i}", 20)
         sent += 20
     return sent, pids
 
@@ -172,13 +172,13 @@ async def test_exact_totals_across_workers_and_restarts(served, kind):
     await hit(base, "/fail", 7)
 
     summary, text = scrape(base)
-    assert count_line(text, "/work/{n}", "200") == sent
+    assert count_line(text, "/jobs/{n}", "200") == sent
     assert count_line(text, "/fail", "500") == 7
     # every 200 is a /work request or a /metrics request (readiness probe, the JSON scrape)
     assert summary["status_codes"]["200"] == sent + count_line(text, "/metrics", "200") - 1
     assert summary["errors_total"] == 7
     assert summary["mode"] == "multiprocess"
-    assert {r["path"]: r["count"] for r in summary["top_routes"]}["/work/{n}"] == sent
+    assert {r["path"]: r["count"] for r in summary["top_routes"]}["/jobs/{n}"] == sent
 
     # A worker dies; the supervisor replaces it. Its counts must stay in the totals and
     # its live gauges must go.
@@ -194,7 +194,7 @@ async def test_exact_totals_across_workers_and_restarts(served, kind):
         pytest.fail("the killed worker was not replaced")
     more, _ = await until_both_workers(base)
     _summary, text = scrape(base)
-    assert count_line(text, "/work/{n}", "200") == sent + more
+    assert count_line(text, "/jobs/{n}", "200") == sent + more
     assert count_line(text, "/fail", "500") == 7
     assert not list(prom.glob(f"gauge_live*_{victim}.db"))
     active = [line for line in text.splitlines() if line.startswith("http_server_active_requests{")]
