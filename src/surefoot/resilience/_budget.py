@@ -1,0 +1,118 @@
+"""Retry budgets: retries are allowed only while the dependency mostly succeeds.
+
+A retry budget is a token bucket fed by successes, the scheme gRPC uses for retry
+throttling (gRFC A6) and Finagle's ``RetryBudget`` approximates:
+
+* the bucket starts full at ``max_tokens`` (default **10**);
+* every failed attempt withdraws **1** token;
+* every successful attempt deposits ``token_ratio`` tokens (default **0.1**), never beyond
+  ``max_tokens``;
+* a retry is allowed only while the balance is **above** ``max_tokens * threshold``
+  (default threshold **0.5**, i.e. above 5 tokens).
+
+So a healthy dependency can absorb a burst of about 5 failures with retries; once it keeps
+failing, retries stop after that burst and resume at about one retry per 10 successes
+(``1 / token_ratio``): in steady state retries add at most ~10 % load to a degraded
+dependency instead of multiplying it by ``max_attempts``. The first attempt of a call is
+never refused by the budget — only retries are.
+
+Budgets are shared per name (:func:`get_retry_budget`), so every retry protecting the same
+dependency draws from one bucket. Deposits and withdrawals are lock-free float updates:
+under heavy thread contention an update may occasionally be lost, which only makes the
+budget approximate, never blocks a call.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..errors import ConfigurationError
+
+__all__ = ["RetryBudget", "get_retry_budget", "reset_retry_budgets"]
+
+
+class RetryBudget:
+    """A token bucket fed by successes that decides whether a retry may happen.
+
+    Args:
+        name: the dependency it protects (shown in logs and events).
+        max_tokens: capacity and initial balance (> 0).
+        token_ratio: tokens deposited per success (> 0, <= max_tokens).
+        threshold: retries are allowed while ``tokens > max_tokens * threshold`` (0 <= t < 1).
+
+    Raises:
+        ConfigurationError: a number is out of range.
+    """
+
+    __slots__ = ("name", "max_tokens", "token_ratio", "threshold", "tokens", "_floor")
+
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        max_tokens: float = 10.0,
+        token_ratio: float = 0.1,
+        threshold: float = 0.5,
+    ) -> None:
+        if not max_tokens > 0:
+            raise ConfigurationError(f"RetryBudget max_tokens must be > 0; got {max_tokens!r}")
+        if not 0 < token_ratio <= max_tokens:
+            raise ConfigurationError(
+                f"RetryBudget token_ratio must be > 0 and <= max_tokens ({max_tokens}); got {token_ratio!r}"
+            )
+        if not 0 <= threshold < 1:
+            raise ConfigurationError(f"RetryBudget threshold must be in [0, 1); got {threshold!r}")
+        self.name = name
+        self.max_tokens = float(max_tokens)
+        self.token_ratio = float(token_ratio)
+        self.threshold = float(threshold)
+        self.tokens = float(max_tokens)
+        self._floor = self.max_tokens * self.threshold
+
+    def on_success(self) -> None:
+        """Deposit ``token_ratio`` tokens (one successful attempt)."""
+        tokens = self.tokens + self.token_ratio
+        self.tokens = tokens if tokens < self.max_tokens else self.max_tokens
+
+    def on_failure(self) -> None:
+        """Withdraw one token (one failed attempt)."""
+        tokens = self.tokens - 1.0
+        self.tokens = tokens if tokens > 0.0 else 0.0
+
+    def can_retry(self) -> bool:
+        """True while the balance is above the threshold."""
+        return self.tokens > self._floor
+
+    def reset(self) -> None:
+        """Refill the bucket."""
+        self.tokens = self.max_tokens
+
+    def __repr__(self) -> str:
+        return f"RetryBudget({self.name!r}, tokens={self.tokens:.2f}/{self.max_tokens:g})"
+
+
+_lock = threading.Lock()
+_budgets: dict[str, RetryBudget] = {}
+
+
+def get_retry_budget(name: str, **options: float) -> RetryBudget:
+    """Return the budget shared by every retry named ``name``, creating it on first use.
+
+    Args:
+        name: the dependency name (e.g. ``"twilio"``).
+        **options: ``max_tokens``, ``token_ratio``, ``threshold`` — used only when the budget
+            is created; later calls with different options get the existing budget.
+    """
+    budget = _budgets.get(name)
+    if budget is None:
+        with _lock:
+            budget = _budgets.get(name)
+            if budget is None:
+                budget = _budgets[name] = RetryBudget(name, **options)
+    return budget
+
+
+def reset_retry_budgets() -> None:
+    """Forget every shared budget (tests)."""
+    with _lock:
+        _budgets.clear()
