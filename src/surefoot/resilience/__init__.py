@@ -1,11 +1,26 @@
 """Resilience: circuit breaker, retry, timeout, bulkhead, rate limiter and chaos as one policy."""
 
+from ._breaker import (
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    exponential_open_duration,
+    http_failure,
+    retry_after_of,
+)
 from ._budget import RetryBudget, get_retry_budget, reset_retry_budgets
 from ._bulkhead import Bulkhead, BulkheadFullError
 from ._chaos import Chaos, ChaosError, ChaosSettings
+from ._compat import circuit_breaker
 from ._events import Hooks, ResilienceEvent
 from ._policy import Policy
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimitExceededError
+from ._registry import (
+    all_circuit_breakers,
+    get_circuit_breaker,
+    remove_circuit_breaker,
+    reset_all_circuit_breakers,
+)
 from ._retry import (
     Backoff,
     Constant,
@@ -25,6 +40,18 @@ from ._timeout import CallTimeoutError, Timeout, get_timeout, set_timeout, valid
 __all__ = [
     "Hooks",
     "ResilienceEvent",
+    # circuit breaker
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "circuit_breaker",
+    "exponential_open_duration",
+    "get_circuit_breaker",
+    "http_failure",
+    "reset_all_circuit_breakers",
+    "all_circuit_breakers",
+    "remove_circuit_breaker",
+    "retry_after_of",
     # retry
     "Retry",
     "RetryError",
