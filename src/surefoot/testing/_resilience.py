@@ -10,11 +10,11 @@ from typing import Any
 from ..resilience._events import Hooks, ResilienceEvent
 from ..resilience._waits import is_testing, set_testing, testing_attempts
 
-__all__ = ["set_testing", "is_testing", "testing", "EventRecorder", "provider_failures"]
+__all__ = ["set_testing", "is_testing", "no_waits", "EventRecorder", "provider_failures"]
 
 
 @contextlib.contextmanager
-def testing(*, attempts: int | None = None) -> Iterator[None]:
+def no_waits(*, attempts: int | None = None) -> Iterator[None]:
     """Turn resilience waits off inside a ``with`` block (restores the previous state after).
 
     Args:
