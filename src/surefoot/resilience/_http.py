@@ -19,7 +19,9 @@ What the transport does per request:
 * **no duplicate side effects**: a request that may have reached the provider is retried only
   when that is safe — idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) or a request
   carrying an ``Idempotency-Key`` header. Otherwise only failures that prove the request was
-  not processed are retried: connection/pool errors before sending, ``429`` and ``503``;
+  not processed are retried: connection/pool errors before sending, ``429`` and ``503``, and
+  local refusals (open breaker, full bulkhead, rate limit — their ``retry_after`` is honoured,
+  or the retry gives up at once when it is longer than ``max_retry_after``);
 * **metrics** per attempt (each real HTTP request):
   ``integration_http_requests_total{provider,endpoint,status}`` (``status`` is the code, or the
   httpx error name such as ``ConnectError``) and
@@ -42,9 +44,10 @@ from typing import Any
 
 from .. import context as _context
 from .._extras import require
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, RateLimitError, ServiceUnavailableError
 from ._policy import Policy
 from ._retry import RETRYABLE_STATUS, Retry
+from ._timeout import CallTimeoutError
 
 __all__ = [
     "ResilientTransport",
@@ -79,8 +82,17 @@ def _replay_safe(request: Any) -> bool:
 
 
 def retryable_http_error(exc: BaseException) -> bool:
-    """Retry a transport error when the request was not sent, or replaying it is safe."""
+    """Retry when the request was not sent, or when replaying it is safe.
+
+    Not sent: connection and pool errors, and local refusals (open breaker, full bulkhead,
+    rate limit) — these carry ``retry_after``, which the retry honours or gives up on. A
+    timeout or a broken connection after sending is retried only for replay-safe requests.
+    """
     if isinstance(exc, _NOT_SENT):
+        return True
+    if isinstance(exc, CallTimeoutError):
+        return _replay_safe(_request_of(exc))
+    if isinstance(exc, (ServiceUnavailableError, RateLimitError)):
         return True
     return isinstance(exc, httpx.TransportError) and _replay_safe(_request_of(exc))
 
@@ -119,7 +131,7 @@ def http_policy(
     retry = Retry(
         name=provider,
         max_attempts=max_attempts,
-        on=httpx.TransportError,
+        on=(httpx.TransportError, ServiceUnavailableError, RateLimitError),
         retry_if=retryable_http_error,
         retry_on_result=_result_predicate(frozenset(retry_statuses)),
         base_delay=base_delay,
