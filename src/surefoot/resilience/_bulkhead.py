@@ -110,6 +110,8 @@ class Bulkhead:
         return self._available
 
     def _bind_metrics(self) -> None:
+        """Expose the free slots as a gauge read at scrape time; bound on first use so that
+        building a Bulkhead at import time registers nothing."""
         from ..metrics._catalogue import BULKHEAD_AVAILABLE
 
         ref = weakref.ref(self)
@@ -127,6 +129,14 @@ class Bulkhead:
         return BulkheadFullError(self.name, self.max_concurrent, self.max_wait)
 
     # ----------------------------------------------------------------- permission
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now; never waits, never raises."""
+        with self._lock:
+            if self._available > 0:
+                self._available -= 1
+                return True
+        return False
 
     def acquire(self) -> None:
         """Take a slot, waiting up to ``max_wait`` (blocking this thread).

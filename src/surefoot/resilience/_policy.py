@@ -23,12 +23,15 @@ Why this order:
 * **chaos** is innermost: it stands for the dependency, so everything above reacts to
   injected faults exactly as to real ones.
 
-The chain is built once, at construction, as nested closures over the components that are
-present: a call does no branching on which components exist.
+The chain is built once, at construction: the retry runner around one attempt function
+generated from the components present (rate limit, bulkhead, breaker, timeout and chaos fused
+in one frame), so a call does no branching on which components exist and pays no frame per
+stage. ``policy.attempt_source(is_async)`` shows the generated code.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Callable
@@ -114,6 +117,11 @@ class Policy:
         ]
         return f"Policy({self.name!r}, {', '.join(parts)})"
 
+    def attempt_source(self, is_async: bool = True) -> str:
+        """The Python source of the generated per-attempt function (for debugging)."""
+        attempt = _generate_attempt(self, is_async, None)
+        return "" if attempt is None else attempt.__source__
+
     @property
     def stages(self) -> list[str]:
         """The components present, outermost first (the order calls go through)."""
@@ -146,157 +154,71 @@ class Policy:
                 f"Policy cannot wrap the generator function {fn.__qualname__}: protect the call that "
                 f"fetches the data (or use Retry/CircuitBreaker, which support generators)"
             )
-        if inspect.iscoroutinefunction(fn):
-            run_async = self._async
+        is_async = inspect.iscoroutinefunction(fn)
+        # The chain is rebuilt with ``fn`` bound: a decorated call costs one frame less.
+        wrapper = self._build(is_async, bound=fn)
+        if wrapper is fn:
+            # No component at all: still return a distinct wrapper carrying .policy.
+            if is_async:
+                async def passthrough_async(*args: Any, **kwargs: Any) -> Any:
+                    return await fn(*args, **kwargs)
 
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await run_async(fn, args, kwargs)
+                wrapper = passthrough_async
+            else:
+                def passthrough(*args: Any, **kwargs: Any) -> Any:
+                    return fn(*args, **kwargs)
 
-            async_wrapper.policy = self  # type: ignore[attr-defined]
-            return async_wrapper
-        run = self._sync
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return run(fn, args, kwargs)
-
+                wrapper = passthrough
+        functools.update_wrapper(wrapper, fn)
         wrapper.policy = self  # type: ignore[attr-defined]
         return wrapper
 
     # ----------------------------------------------------------------- chain building
 
     def _build_sync(self) -> Stage:
-        stage: Stage | None = None  # None: call fn directly
-
-        chaos = self.chaos
-        if chaos is not None and chaos.enabled:
-            chaos_call = chaos.call
-
-            def chaos_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                return chaos_call(fn, *args, **kwargs)
-
-            stage = chaos_stage
-
-        timeout = self.timeout
-        if timeout is not None:
-            stage = _sync_timeout_stage(timeout, stage, deadline_aware=self._deadline_aware())
-
-        breaker = self.breaker
-        if breaker is not None:
-            stage = _sync_breaker_stage(breaker, stage)
-
-        bulkhead = self.bulkhead
-        if bulkhead is not None:
-            inner = stage or _direct
-            acquire, release = bulkhead.acquire, bulkhead.release
-
-            def bulkhead_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                acquire()
-                try:
-                    return inner(fn, args, kwargs)
-                finally:
-                    release()
-
-            stage = bulkhead_stage
-
-        limiter = self.rate_limit
-        if limiter is not None:
-            inner_rl = stage or _direct
-            take = limiter.acquire
-
-            def rate_limit_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                take()
-                return inner_rl(fn, args, kwargs)
-
-            stage = rate_limit_stage
-
-        retry = self.retry
-        if retry is not None:
-            retry_call = retry.call
-            if stage is None:
-
-                def retry_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                    return retry_call(fn, *args, **kwargs)
-
-            else:
-                inner_r = stage
-
-                def retry_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                    return retry_call(inner_r, fn, args, kwargs)
-
-            stage = retry_stage
-
-        return stage or _direct
+        return self._build(False)
 
     def _build_async(self) -> Stage:
-        stage: Stage | None = None
+        return self._build(True)
 
-        chaos = self.chaos
-        if chaos is not None and chaos.enabled:
-            chaos_acall = chaos.acall
+    def _build(self, is_async: bool, bound: Callable[..., Any] | None = None) -> Any:
+        """Build the entry point: the retry runner around one generated attempt function.
 
-            async def chaos_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                return await chaos_acall(fn, *args, **kwargs)
-
-            stage = chaos_stage
-
-        timeout = self.timeout
-        if timeout is not None:
-            stage = _async_timeout_stage(timeout, stage, deadline_aware=self._deadline_aware())
-
-        breaker = self.breaker
-        if breaker is not None:
-            stage = _async_breaker_stage(breaker, stage)
-
-        bulkhead = self.bulkhead
-        if bulkhead is not None:
-            inner = stage or _adirect
-            aacquire, release = bulkhead.aacquire, bulkhead.release
-
-            async def bulkhead_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                await aacquire()
-                try:
-                    return await inner(fn, args, kwargs)
-                finally:
-                    release()
-
-            stage = bulkhead_stage
-
-        limiter = self.rate_limit
-        if limiter is not None:
-            inner_rl = stage or _adirect
-            atake = limiter.aacquire
-
-            async def rate_limit_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                await atake()
-                return await inner_rl(fn, args, kwargs)
-
-            stage = rate_limit_stage
-
+        The attempt function fuses rate limit, bulkhead, breaker, timeout and chaos into one
+        frame, generated from the components present (as dataclasses generates ``__init__``),
+        so a call pays neither a frame per stage nor a branch per absent component.
+        """
+        attempt = _generate_attempt(self, is_async, bound)
         retry = self.retry
-        if retry is not None:
-            retry_acall = retry.acall
-            if stage is None:
+        if retry is None:
+            if attempt is not None:
+                return attempt
+            if bound is not None:
+                return bound
+            return _adirect if is_async else _direct
+        if attempt is None:
+            if bound is not None:
+                return retry._runner(bound, is_async)
+            if is_async:
+                acall = retry.acall
 
-                async def retry_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                    return await retry_acall(fn, *args, **kwargs)
+                async def retry_only_async(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+                    return await acall(fn, *args, **kwargs)
 
-            else:
-                inner_r = stage
+                return retry_only_async
+            call = retry.call
 
-                async def retry_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                    return await retry_acall(inner_r, fn, args, kwargs)
+            def retry_only(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+                return call(fn, *args, **kwargs)
 
-            stage = retry_stage
-
-        return stage or _adirect
+            return retry_only
+        return retry._runner(attempt, is_async)
 
     def _deadline_aware(self) -> bool:
         return self.retry is not None and self.retry.deadline is not None
 
 
-# --------------------------------------------------------------------------- stages
+# --------------------------------------------------------------------------- generation
 
 
 def _remaining(seconds: float) -> float:
@@ -309,107 +231,113 @@ def _remaining(seconds: float) -> float:
     return seconds if seconds < left else max(left, 0.001)
 
 
-def _sync_timeout_stage(timeout: Timeout, inner: Stage | None, *, deadline_aware: bool) -> Stage:
-    run = timeout._run_thread if timeout.sync_mode == "thread" else timeout._run_check
-    seconds = timeout.seconds
-    if inner is None:
-        if deadline_aware:
-            def stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                return run(_remaining(seconds), fn, args, kwargs)
-        else:
-            def stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                return run(seconds, fn, args, kwargs)
-        return stage
-    if deadline_aware:
-        def stage_i(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return run(_remaining(seconds), inner, (fn, args, kwargs), {})
+def _generate_attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -> Any:
+    """Generate one attempt: rate limit -> bulkhead -> breaker -> timeout -> chaos -> call.
+
+    Returns ``None`` when no per-attempt component is present.
+    """
+    chaos = policy.chaos if policy.chaos is not None and policy.chaos.enabled else None
+    limiter, bulkhead, breaker, timeout = policy.rate_limit, policy.bulkhead, policy.breaker, policy.timeout
+    if limiter is None and bulkhead is None and breaker is None and timeout is None and chaos is None:
+        return None
+
+    aw = "await " if is_async else ""
+    ns: dict[str, Any] = {"CancelledError": asyncio.CancelledError, "_remaining": _remaining}
+    if bound is not None:
+        ns["FN"] = bound
+        signature = "*args, **kwargs"
+        fn_ref = "FN"
     else:
-        def stage_i(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return run(seconds, inner, (fn, args, kwargs), {})
-    return stage_i
+        signature = "fn, args, kwargs"
+        fn_ref = "fn"
 
+    seconds = "_remaining(SECONDS)" if policy._deadline_aware() else "SECONDS"
+    if timeout is not None:
+        ns["SECONDS"] = timeout.seconds
 
-def _async_timeout_stage(timeout: Timeout, inner: Stage | None, *, deadline_aware: bool) -> Stage:
-    run = timeout._arun
-    seconds = timeout.seconds
-    if inner is None:
-        if deadline_aware:
-            async def stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                return await run(_remaining(seconds), fn, args, kwargs)
-        else:
-            async def stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                return await run(seconds, fn, args, kwargs)
-        return stage
-    if deadline_aware:
-        async def stage_i(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return await run(_remaining(seconds), inner, (fn, args, kwargs), {})
+    # the innermost call
+    if chaos is not None:
+        ns["chaos_call"] = chaos.acall if is_async else chaos.call
+        target, target_args = "chaos_call", f"{fn_ref}, *args"
     else:
-        async def stage_i(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return await run(seconds, inner, (fn, args, kwargs), {})
-    return stage_i
+        target, target_args = fn_ref, "*args"
+    lines: list[tuple[int, str]] = []
 
+    def core(ind: int) -> list[tuple[int, str]]:
+        if timeout is not None and not is_async:
+            ns["tm_run"] = timeout._run_thread if timeout.sync_mode == "thread" else timeout._run_check
+            packed = f"({target_args},)" if target_args != "*args" else "args"
+            return [(ind, f"result = tm_run({seconds}, {target}, {packed}, kwargs)")]
+        return [(ind, f"result = {aw}{target}({target_args}, **kwargs)")]
 
-def _sync_breaker_stage(breaker: Any, inner: Stage | None) -> Stage:
-    call = getattr(breaker, "call", None)
-    if call is not None:
-        # The breaker's own call form carries its fast paths; it runs the protocol itself.
-        if inner is None:
-            def stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                return call(fn, *args, **kwargs)
-            return stage
-        inner_b = inner
+    def with_timeout(ind: int) -> list[tuple[int, str]]:
+        if timeout is None or not is_async:
+            return core(ind)
+        ns["tm_enter"], ns["tm_cancelled"], ns["tm_exit"] = timeout._enter, timeout._cancelled, timeout._exit
+        return [
+            (ind, f"entry = tm_enter({seconds})"),
+            (ind, "try:"), *core(ind + 1),
+            (ind, "except CancelledError as exc:"), (ind + 1, "tm_cancelled(entry, exc)"), (ind + 1, "raise"),
+            (ind, "finally:"), (ind + 1, "tm_exit(entry)"),
+        ]
 
-        def stage_i(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return call(inner_b, fn, args, kwargs)
-        return stage_i
+    def with_breaker(ind: int) -> list[tuple[int, str]]:
+        if breaker is None:
+            return with_timeout(ind)
+        ns["mono"] = breaker.clock.monotonic
+        # A breaker whose decisions do no I/O (``_sync_io``) is driven through its sync
+        # protocol even in async code: no coroutine per decision.
+        if not is_async or getattr(breaker, "_sync_io", False):
+            ns["br_acquire"], ns["br_on_error"], ns["br_on_result"] = (
+                breaker.acquire, breaker.on_error, breaker.on_result,
+            )
+            acquire, on_error, on_result = "br_acquire()", "br_on_error", "br_on_result"
+        else:
+            ns["br_acquire"], ns["br_on_error"], ns["br_on_result"] = (
+                breaker.aacquire, breaker.aon_error, breaker.aon_result,
+            )
+            acquire, on_error, on_result = "await br_acquire()", "await br_on_error", "await br_on_result"
+        return [
+            (ind, acquire), (ind, "t0 = mono()"),
+            (ind, "try:"), *with_timeout(ind + 1),
+            (ind, "except BaseException as exc:"), (ind + 1, f"{on_error}(mono() - t0, exc)"), (ind + 1, "raise"),
+            (ind, f"{on_result}(mono() - t0, result)"),
+        ]
 
-    run = inner or _direct
-    acquire, on_error, on_result = breaker.acquire, breaker.on_error, breaker.on_result
-    monotonic = breaker.clock.monotonic
+    def with_bulkhead(ind: int) -> list[tuple[int, str]]:
+        if bulkhead is None:
+            return with_breaker(ind)
+        ns["bh_release"] = bulkhead.release
+        if is_async:
+            ns["bh_try"], ns["bh_aacquire"] = bulkhead.try_acquire, bulkhead.aacquire
+            acquire = [(ind, "if not bh_try():"), (ind + 1, "await bh_aacquire()")]
+        else:
+            ns["bh_acquire"] = bulkhead.acquire
+            acquire = [(ind, "bh_acquire()")]
+        return [*acquire, (ind, "try:"), *with_breaker(ind + 1), (ind, "finally:"), (ind + 1, "bh_release()")]
 
-    def protocol_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        acquire()
-        start = monotonic()
-        try:
-            result = run(fn, args, kwargs)
-        except BaseException as exc:
-            on_error(monotonic() - start, exc)
-            raise
-        on_result(monotonic() - start, result)
-        return result
+    def with_rate_limit(ind: int) -> list[tuple[int, str]]:
+        if limiter is None:
+            return with_bulkhead(ind)
+        if not is_async:
+            ns["rl_acquire"] = limiter.acquire
+            take = [(ind, "rl_acquire()")]
+        elif isinstance(limiter, RateLimiter):
+            # local limiter: decide synchronously, await only an actual reservation
+            ns["rl_reserve"], ns["rl_wait"] = limiter.reserve, limiter.await_reserved
+            take = [(ind, "wait = rl_reserve()"), (ind, "if wait > 0.0:"), (ind + 1, "await rl_wait(wait)")]
+        else:
+            ns["rl_acquire"] = limiter.aacquire
+            take = [(ind, "await rl_acquire()")]
+        return [*take, *with_bulkhead(ind)]
 
-    return protocol_stage
-
-
-def _async_breaker_stage(breaker: Any, inner: Stage | None) -> Stage:
-    acall = getattr(breaker, "acall", None)
-    if acall is not None:
-        if inner is None:
-            async def stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                return await acall(fn, *args, **kwargs)
-            return stage
-        inner_b = inner
-
-        async def stage_i(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return await acall(inner_b, fn, args, kwargs)
-        return stage_i
-
-    run = inner or _adirect
-    aacquire, aon_error, aon_result = breaker.aacquire, breaker.aon_error, breaker.aon_result
-    monotonic = breaker.clock.monotonic
-
-    async def protocol_stage(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        await aacquire()
-        start = monotonic()
-        try:
-            result = await run(fn, args, kwargs)
-        except BaseException as exc:
-            await aon_error(monotonic() - start, exc)
-            raise
-        await aon_result(monotonic() - start, result)
-        return result
-
-    return protocol_stage
+    lines = with_rate_limit(1)
+    header = f"{'async ' if is_async else ''}def attempt({signature}):"
+    source = "\n".join([header, *("    " * ind + text for ind, text in lines), "    return result", ""])
+    exec(compile(source, f"<surefoot.resilience.Policy {policy.name!r} attempt>", "exec"), ns)  # noqa: S102
+    attempt = ns["attempt"]
+    attempt.__source__ = source  # for debugging: what this policy runs per attempt
+    return attempt
 
 
 # --------------------------------------------------------------------------- shorthands

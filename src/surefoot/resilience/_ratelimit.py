@@ -218,6 +218,26 @@ class RateLimiter:
             self.hooks.emit("rate_limiter", self.name, "rejected", key=key, retry_after=wait)
         return RateLimitExceededError(self.name, key, wait, limit=self._describe)
 
+    def reserve(self, key: Hashable = DEFAULT_KEY, cost: float = 1.0) -> float:
+        """Take ``cost`` permits now or reserve them; return how long to wait before using them.
+
+        Raises:
+            RateLimitExceededError: they would not be available within ``max_wait``.
+        """
+        if not self._metrics_bound:
+            self._bind_metrics()
+        granted, wait, _ = self._take(key, cost, self.max_wait)
+        if not granted:
+            raise self._refused(key, wait)
+        if wait > 0 and self.hooks.active:
+            self.hooks.emit("rate_limiter", self.name, "waited", key=key, delay=wait)
+        return wait
+
+    async def await_reserved(self, wait: float) -> None:
+        """Wait out a reservation made by :meth:`reserve` (skipped with testing on)."""
+        if wait > 0 and not _waits.is_testing():
+            await self.clock.asleep(wait)
+
     def acquire(self, key: Hashable = DEFAULT_KEY, cost: float = 1.0) -> None:
         """Take ``cost`` permits, sleeping up to ``max_wait`` for them.
 

@@ -537,6 +537,104 @@ class Retry:
 
         return acall
 
+    def _runner(self, target: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+        """A function running ``target(*args, **kwargs)`` with retries (decorators, Policy).
+
+        The same logic as :attr:`call`/:attr:`acall`, with ``target`` bound so a decorated
+        call costs one frame less.
+        """
+        in_retry_get, in_retry_set, in_retry_reset = _in_retry.get, _in_retry.set, _in_retry.reset
+        on = self.on
+        check = self.retry_on_result
+        deposit = self.budget.on_success if self.budget is not None else None
+        deadline = self.deadline
+        monotonic = self.clock.monotonic
+        clock = self.clock
+        simple = deadline is None and check is None and deposit is not None
+
+        if is_async:
+            aslow = self._aslow_call
+            if simple:
+
+                async def arun(*args: Any, **kwargs: Any) -> Any:
+                    if in_retry_get():
+                        return await target(*args, **kwargs)
+                    token = in_retry_set(True)
+                    try:
+                        result = await target(*args, **kwargs)
+                    except on as exc:
+                        return await aslow(target, args, kwargs, exc, None, None)
+                    finally:
+                        in_retry_reset(token)
+                    deposit()
+                    return result
+
+                return arun
+
+            async def arun_general(*args: Any, **kwargs: Any) -> Any:
+                if in_retry_get():
+                    return await target(*args, **kwargs)
+                start = monotonic() if deadline is not None else None
+                token = in_retry_set(True)
+                dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
+                try:
+                    try:
+                        result = await target(*args, **kwargs)
+                    except on as exc:
+                        return await aslow(target, args, kwargs, exc, None, start)
+                    if check is not None and check(result):
+                        return await aslow(target, args, kwargs, None, result, start)
+                finally:
+                    if dtoken is not None:
+                        _deadline.reset(dtoken)
+                    in_retry_reset(token)
+                if deposit is not None:
+                    deposit()
+                return result
+
+            return arun_general
+
+        slow = self._slow_call
+        if simple:
+
+            def run(*args: Any, **kwargs: Any) -> Any:
+                if in_retry_get():
+                    return target(*args, **kwargs)
+                token = in_retry_set(True)
+                try:
+                    result = target(*args, **kwargs)
+                except on as exc:
+                    return slow(target, args, kwargs, exc, None, None)
+                finally:
+                    in_retry_reset(token)
+                deposit()
+                return result
+
+            return run
+
+        def run_general(*args: Any, **kwargs: Any) -> Any:
+            if in_retry_get():
+                return target(*args, **kwargs)
+            start = monotonic() if deadline is not None else None
+            token = in_retry_set(True)
+            dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
+            try:
+                try:
+                    result = target(*args, **kwargs)
+                except on as exc:
+                    return slow(target, args, kwargs, exc, None, start)
+                if check is not None and check(result):
+                    return slow(target, args, kwargs, None, result, start)
+            finally:
+                if dtoken is not None:
+                    _deadline.reset(dtoken)
+                in_retry_reset(token)
+            if deposit is not None:
+                deposit()
+            return result
+
+        return run_general
+
     # ----------------------------------------------------------------- decisions
 
     def _retryable(self, exc: BaseException) -> bool:
@@ -748,21 +846,8 @@ class Retry:
             return _wrap_asyncgen(self, fn)
         if inspect.isgeneratorfunction(fn):
             return _wrap_gen(self, fn)
-        if inspect.iscoroutinefunction(fn):
-            acall = self.acall
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await acall(fn, *args, **kwargs)
-
-            async_wrapper.retry = self  # type: ignore[attr-defined]
-            return async_wrapper
-        call = self.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return call(fn, *args, **kwargs)
-
+        wrapper = self._runner(fn, inspect.iscoroutinefunction(fn))
+        functools.update_wrapper(wrapper, fn)
         wrapper.retry = self  # type: ignore[attr-defined]
         return wrapper
 

@@ -28,6 +28,8 @@ import contextvars
 import functools
 import inspect
 import threading
+import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -50,6 +52,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_get_running_loop = asyncio._get_running_loop
+_current_task = asyncio.current_task
 
 _log = structlog.get_logger("surefoot.resilience")
 
@@ -162,18 +167,46 @@ def set_timeout(operation: str, seconds: float | None) -> None:
 # --------------------------------------------------------------------------- Timeout
 
 
-class _Expiry:
-    """Cancels one task at its deadline and remembers that it did."""
+_PENDING, _DONE, _FIRED, _HANDLED = 0, 1, 2, 3
+# An entry: [deadline, task, state, cancelling_at_entry, queue, handle, seconds]
 
-    __slots__ = ("task", "fired")
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.fired = False
+class _TimerQueue:
+    """The running calls of one Timeout on one event loop, in deadline order.
 
-    def __call__(self) -> None:
-        self.fired = True
-        self.task.cancel()
+    All calls of a Timeout have the same duration, so they expire in the order they started:
+    one loop timer for the oldest pending call serves them all, instead of one timer per call
+    (a timer per call costs microseconds: heap pushes and cancelled handles piling up).
+    """
+
+    __slots__ = ("loop", "entries", "handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.entries: deque[list[Any]] = deque()
+        self.handle: asyncio.TimerHandle | None = None
+
+    def fire(self) -> None:
+        self.handle = None
+        now = self.loop.time()
+        entries = self.entries
+        while entries:
+            entry = entries[0]
+            if entry[2] != _PENDING:
+                entries.popleft()
+                continue
+            if entry[0] > now:
+                self.handle = self.loop.call_at(entry[0], self.fire)
+                return
+            entries.popleft()
+            entry[2] = _FIRED
+            entry[1].cancel()
+
+
+def _fire_one(entry: list[Any]) -> None:
+    if entry[2] == _PENDING:
+        entry[2] = _FIRED
+        entry[1].cancel()
 
 
 class Timeout:
@@ -213,6 +246,8 @@ class Timeout:
         self.max_workers = max_workers
         self.clock = SYSTEM_CLOCK if clock is None else clock
         self.hooks = Hooks() if hooks is None else hooks
+        self._queues: weakref.WeakKeyDictionary[Any, _TimerQueue] = weakref.WeakKeyDictionary()
+        self._last: tuple[Any, Any] = (None, None)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self.call = self._call_thread if sync_mode == "thread" else self._call_check
@@ -236,24 +271,66 @@ class Timeout:
         return await self._arun(self.seconds, fn, args, kwargs)
 
     async def _arun(self, seconds: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-        # A bare loop.call_at + Task.cancel/uncancel: what asyncio.timeout does, minus the
-        # context-manager objects, which matters on every call of a pipeline.
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - only outside a task (callbacks)
-            raise RuntimeError("Timeout.acall must run inside an asyncio task")
-        cancelling = task.cancelling()
-        expiry = _Expiry(task)
-        handle = loop.call_at(loop.time() + seconds, expiry)
+        entry = self._enter(seconds)
         try:
             return await fn(*args, **kwargs)
         except asyncio.CancelledError as exc:
-            # Ours only if no one else asked for a cancellation meanwhile (as asyncio.timeout).
-            if expiry.fired and task.uncancel() <= cancelling:
-                raise self._expired(seconds, False) from exc
+            self._cancelled(entry, exc)
             raise
         finally:
-            handle.cancel()
+            self._exit(entry)
+
+    def _queue_for(self, loop: asyncio.AbstractEventLoop) -> _TimerQueue:
+        queue = self._queues.get(loop)
+        if queue is None:
+            queue = self._queues[loop] = _TimerQueue(loop)
+        self._last = (loop, queue)
+        return queue
+
+    def _enter(self, seconds: float) -> list[Any]:
+        """Start timing the current task (the Policy inlines this around the call)."""
+        loop = _get_running_loop()
+        if loop is None:
+            raise RuntimeError("Timeout.acall must run inside a running event loop")
+        task = _current_task(loop)
+        if task is None:  # pragma: no cover - only outside a task (callbacks)
+            raise RuntimeError("Timeout.acall must run inside an asyncio task")
+        deadline = loop.time() + seconds
+        if seconds == self.seconds:
+            last = self._last
+            queue = last[1] if last[0] is loop else self._queue_for(loop)
+            entry = [deadline, task, _PENDING, task.cancelling(), queue, None, seconds]
+            queue.entries.append(entry)
+            if queue.handle is None:
+                queue.handle = loop.call_at(deadline, queue.fire)
+            return entry
+        # A shrunk timeout (what is left of a retry deadline) does not keep the queue's order.
+        entry = [deadline, task, _PENDING, task.cancelling(), None, None, seconds]
+        entry[5] = loop.call_at(deadline, _fire_one, entry)
+        return entry
+
+    def _cancelled(self, entry: list[Any], exc: BaseException) -> None:
+        """On a cancellation: raise :class:`CallTimeoutError` if it was this timeout's."""
+        if entry[2] == _FIRED:
+            entry[2] = _HANDLED
+            # Ours only if no one else asked for a cancellation meanwhile (as asyncio.timeout).
+            if entry[1].uncancel() <= entry[3]:
+                raise self._expired(entry[6], False) from exc
+
+    def _exit(self, entry: list[Any]) -> None:
+        state = entry[2]
+        if state == _PENDING:
+            entry[2] = _DONE
+        elif state == _FIRED:  # the call swallowed our cancellation: balance the count
+            entry[2] = _HANDLED
+            entry[1].uncancel()
+        queue = entry[4]
+        if queue is None:
+            entry[5].cancel()
+            return
+        entries = queue.entries
+        while entries and entries[0][2]:
+            entries.popleft()
 
     # ----------------------------------------------------------------- sync
 
