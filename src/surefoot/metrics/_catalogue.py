@@ -178,6 +178,10 @@ CIRCUIT_BREAKER_STATE = _spec(
 CIRCUIT_BREAKER_CALLS = _spec(
     "circuit_breaker_calls_total", "counter", "Calls through circuit breakers by outcome.", ("name", "kind")
 )
+CIRCUIT_BREAKER_BACKEND_ERRORS = _spec(
+    "circuit_breaker_backend_errors_total", "counter",
+    "Failed calls to a shared circuit-breaker backend (Redis); the breaker decided locally.", ("name",)
+)
 RETRY_ATTEMPTS = _spec(
     "retry_attempts_total", "counter", "Retry decisions by outcome.", ("name", "outcome")
 )

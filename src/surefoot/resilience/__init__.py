@@ -8,6 +8,7 @@ from ._breaker import (
     http_failure,
     retry_after_of,
 )
+from ._breaker_redis import RedisCircuitBreaker
 from ._budget import RetryBudget, get_retry_budget, reset_retry_budgets
 from ._bulkhead import Bulkhead, BulkheadFullError
 from ._chaos import Chaos, ChaosError, ChaosSettings
@@ -42,8 +43,10 @@ __all__ = [
     "ResilienceEvent",
     # circuit breaker
     "CircuitBreaker",
+    "RedisCircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
+    "RedisCircuitBreaker",
     "circuit_breaker",
     "exponential_open_duration",
     "get_circuit_breaker",

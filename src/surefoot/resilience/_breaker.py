@@ -53,7 +53,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from email.utils import parsedate_to_datetime
 from enum import Enum
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
 
@@ -112,13 +112,46 @@ class CircuitOpenError(ServiceUnavailableError):
 
     code = "CIRCUIT_OPEN"
 
-    def __init__(self, name: str, retry_after: float, state: str = "open") -> None:
-        super().__init__(
-            f"circuit breaker {name!r} is {state}; calls are not permitted for {retry_after:.3f} s",
-            retry_after=retry_after,
-        )
-        self.name = name
-        self.state = state
+    # Built on every rejection, so construction is the C-level BaseException init storing
+    # (name, retry_after, state) in ``args``; the message, headers and problem members are
+    # derived on first access (__getattr__).
+    __init__ = BaseException.__init__  # type: ignore[assignment]
+
+    if TYPE_CHECKING:  # pragma: no cover
+
+        def __init__(self, name: str, retry_after: float, state: str = "open") -> None: ...
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.args[0]  # type: ignore[no-any-return]
+
+    @property
+    def retry_after(self) -> float:  # type: ignore[override]
+        return self.args[1]  # type: ignore[no-any-return]
+
+    @property
+    def state(self) -> str:
+        return self.args[2] if len(self.args) > 2 else "open"  # type: ignore[no-any-return]
+
+    def __getattr__(self, item: str) -> Any:
+        if item == "detail":
+            value: Any = (
+                f"circuit breaker {self.name!r} is {self.state}; "
+                f"calls are not permitted for {self.retry_after:.3f} s"
+            )
+        elif item == "headers":
+            value = {"Retry-After": str(max(0, int(-(-self.retry_after // 1))))}
+        elif item == "extra":
+            value = {}
+        elif item == "errors":
+            value = None
+        else:
+            raise AttributeError(item)
+        setattr(self, item, value)
+        return value
+
+    def __str__(self) -> str:
+        return str(self.detail)
 
 
 def exponential_open_duration(
@@ -212,6 +245,14 @@ def retry_after_of(obj: object, now_wall: float) -> float | None:
     except (AttributeError, TypeError):
         return None
     return _parse_retry_after(value, now_wall)
+
+
+def _may_push_back(result: object) -> bool:
+    """Cheap pre-check: could ``result`` carry a 429/503 Retry-After?"""
+    status = getattr(result, "status_code", None)
+    if status is None:
+        status = getattr(result, "status", None)
+    return status == 429 or status == 503
 
 
 class _AtomicCounter:
@@ -317,8 +358,8 @@ class CircuitBreaker:
             window size for a count window, 20 for a time window).
         latency_factor: open when the window P95 latency exceeds this multiple of the
             learned baseline (seed 004: ``3.0``); see :class:`LatencyBaseline`.
-        latency_window: seconds of that window (default 300 = 5 minutes).
-        latency_min_calls: samples needed in a slice to learn and in the window to judge.
+        latency_window: seconds the P95 must stay above the bound (default 300 = 5 minutes).
+        latency_min_calls: samples a slice (``latency_window / 10``) needs to be judged.
         latency_options: extra :class:`LatencyBaseline` options (``slices``, ``alpha``,
             ``warmup_slices``, ``quantile``).
         open_duration: seconds open, or a function of the number of consecutive openings
@@ -372,7 +413,9 @@ class CircuitBreaker:
         "_ho_failures", "_ho_slow", "_failure_types", "_ignore_types", "_failure_predicate",
         "_result_failure", "_honor_ra", "_max_ra", "_log", "_c_success", "_c_failed",
         "_c_slow", "_c_ignored", "_c_rejected", "_inc_success", "_metrics",
-        "_last_failure_wall", "_last_trip", "_cm_stack", "__weakref__",
+        "_last_failure_wall", "_last_trip", "_cm_stack", "_time_window", "_result_check", "_registry",
+        "_stats_base", "_timed",
+        "__weakref__",
     )
 
     def __init__(
@@ -388,7 +431,7 @@ class CircuitBreaker:
         minimum_calls: int | None = None,
         latency_factor: float | None = None,
         latency_window: float = 300.0,
-        latency_min_calls: int = 20,
+        latency_min_calls: int = 10,
         latency_options: dict[str, Any] | None = None,
         open_duration: float | Callable[[int], float] | None = None,
         recovery_timeout: float | None = None,
@@ -537,11 +580,23 @@ class CircuitBreaker:
         self._result_failure = result_failure
         self._honor_ra = bool(honor_retry_after)
         self._max_ra = float(max_retry_after)
-        self._check_results = result_failure is not None or self._honor_ra
+        rf = result_failure
+        if rf is not None and self._honor_ra:
+            self._result_check: Callable[[Any], bool] | None = lambda r: rf(r) or _may_push_back(r)
+        elif rf is not None:
+            self._result_check = rf
+        elif self._honor_ra:
+            self._result_check = _may_push_back
+        else:
+            self._result_check = None
 
         # --- hot-path decisions made once
         self._fast = self._window is None and self._latency is None and self._slow is None
-        self._needs_time = not self._fast
+        self._needs_time = (
+            self._latency is not None or self._slow is not None or isinstance(self._window, TimeWindow)
+        )
+        self._time_window = isinstance(self._window, TimeWindow)
+        self._timed = self._latency is not None or self._slow is not None  # durations matter
 
         # --- counters and metrics
         self._c_success = _AtomicCounter()
@@ -554,6 +609,7 @@ class CircuitBreaker:
             from .._config import default_registry
 
             reg = registry if registry is not None else default_registry()
+            self._registry = reg
             flusher = _flusher_for(reg)
             self._metrics: _Metrics | None = _Metrics(
                 self.name, reg,
@@ -562,10 +618,12 @@ class CircuitBreaker:
             flusher.breakers.add(self)
         else:
             self._metrics = None
+            self._registry = None
         self._cm_stack: contextvars.ContextVar[tuple[float, Any]] = contextvars.ContextVar(
             f"surefoot_breaker_{self.name}", default=(0.0, None)
         )
 
+        self._stats_base = (0, 0, 0, 0, 0)
         self._shadow = bool(metrics_only)
         self._state = CLOSED
         self._consec = 0
@@ -584,9 +642,9 @@ class CircuitBreaker:
     # ------------------------------------------------------------------ state
     @property
     def state(self) -> CircuitState:
-        """The current state (an open breaker whose open duration passed still reads
-        ``open`` until the next caller moves it to ``half_open``; see :meth:`current_state`)."""
-        return _STATE_ENUM[self._state]
+        """The current state; an open breaker whose open duration has passed reads (and
+        becomes) ``half_open``, as seed 001 callers expect after the recovery timeout."""
+        return self.current_state()
 
     @property
     def metrics_only(self) -> bool:
@@ -612,11 +670,36 @@ class CircuitBreaker:
             CircuitOpenError: the breaker is open (or half-open with no permit left, or
                 forced open); ``retry_after`` says when to come back.
         """
-        if self._state == CLOSED:
-            return
-        self._acquire_slow()
+        if self._state != CLOSED:
+            err = self._permit()
+            if err is not None:
+                raise err
 
-    def _acquire_slow(self) -> None:
+    def _permit(self) -> CircuitOpenError | None:
+        """Decide a non-closed permission: ``None`` (permitted) or the error to raise."""
+        st = self._state
+        if st == OPEN and not self._shadow:
+            # Lock-free rejection: a racing transition makes this a rejection that happened
+            # just before it, which is a valid order.
+            ra = self._open_until - self._mono()
+            if ra > 0:
+                self._c_rejected.inc()
+                if self.hooks.active:
+                    self.hooks.emit("circuit_breaker", self.name, "not_permitted", state="open", retry_after=ra)
+                return CircuitOpenError(self.name, ra, "open")
+        elif st == FORCED_OPEN:
+            return self._reject(self._base_open_duration(), "forced_open")
+        elif st == CLOSED or st == DISABLED:
+            return None
+        return self._permit_locked()
+
+    def _reject(self, retry_after: float, shown: str) -> CircuitOpenError:
+        self._c_rejected.inc()
+        if self.hooks.active:
+            self.hooks.emit("circuit_breaker", self.name, "not_permitted", state=shown, retry_after=retry_after)
+        return CircuitOpenError(self.name, retry_after, shown)
+
+    def _permit_locked(self) -> CircuitOpenError | None:
         now = self._mono()
         pending: list[tuple[Any, ...]] = []
         retry_after: float | None = None
@@ -627,9 +710,7 @@ class CircuitBreaker:
                 if now >= self._open_until:
                     self._transition(HALF_OPEN, now, "open_duration_elapsed", pending)
                     st = HALF_OPEN
-                elif self._shadow:
-                    st = CLOSED
-                else:
+                elif not self._shadow:
                     retry_after = self._open_until - now
             elif st == FORCED_OPEN:
                 retry_after = self._base_open_duration()
@@ -642,10 +723,8 @@ class CircuitBreaker:
         if pending:
             self._announce(pending)
         if retry_after is not None:
-            self._c_rejected.inc()
-            if self.hooks.active:
-                self.hooks.emit("circuit_breaker", self.name, "not_permitted", state=shown, retry_after=retry_after)
-            raise CircuitOpenError(self.name, retry_after, shown)
+            return self._reject(retry_after, shown)
+        return None
 
     def _half_open_admit(self, now: float, pending: list[tuple[Any, ...]]) -> float | None:
         """Under the lock: admit a trial call (None) or return the retry-after."""
@@ -682,11 +761,70 @@ class CircuitBreaker:
     # ------------------------------------------------------------------ outcomes
     def on_success(self, duration: float) -> None:
         """Record a successful call that took ``duration`` seconds."""
-        if self._fast and self._state == CLOSED and not self.hooks.active:
-            self._consec = 0
-            self._inc_success()
+        if self._state == CLOSED and not self.hooks.active:
+            if self._fast:
+                self._consec = 0
+                self._inc_success()
+                return
+            self._closed_success(duration, self._mono() if self._needs_time else 0.0)
             return
         self._outcome(0, duration, None, None)
+
+    def _closed_success(self, duration: float, now: float) -> None:
+        """A success in a closed window breaker (count or time window, no hooks)."""
+        slow = self._slow
+        if (slow is not None and duration >= slow) or self._latency is not None:
+            self._outcome(0, duration, None, None, now)
+            return
+        self._inc_success()
+        w = self._window
+        if w is not None and not w.failures and not w.slow and self._state == CLOSED:
+            # No failure or slow call in the window, so this success cannot trip anything;
+            # record it without the lock when that is exact. (A racing failure recorded
+            # under the lock is equivalent to this success having come first.)
+            if self._time_window:
+                if int(now) == w._head:  # type: ignore[union-attr]
+                    w.note_success()  # type: ignore[union-attr]
+                    self._consec = 0
+                    return
+            elif w.calls == w.size:
+                # A full count window of successes: one more success overwrites a success,
+                # so neither the totals nor the order of future evictions change.
+                self._consec = 0
+                return
+        pending: list[tuple[Any, ...]] | None = None
+        with self._lock:
+            if self._state == CLOSED and w is not None:
+                self._consec = 0
+                if self._time_window:
+                    if int(now) == w._head:  # type: ignore[union-attr]
+                        # TimeWindow.record(0) inlined for the current second.
+                        w._calls[w._head % w.size] += 1  # type: ignore[union-attr]
+                        w.calls += 1
+                    else:
+                        w.record(0, now)
+                else:
+                    # CountWindow.record(0) inlined: this is the hot path of rate breakers.
+                    ring = w._ring  # type: ignore[union-attr]
+                    pos = w._pos  # type: ignore[union-attr]
+                    old = ring[pos]
+                    if old < 0:
+                        w.calls += 1
+                    elif old:
+                        w.failures -= old & 1
+                        w.slow -= old >> 1
+                    ring[pos] = 0
+                    pos += 1
+                    w._pos = 0 if pos == w.size else pos  # type: ignore[union-attr]
+                # A success can complete the minimum-calls gate while the rate is high.
+                if (w.failures or w.slow) and w.calls >= self._min_calls:
+                    pending = []
+                    self._check_window(now, pending)
+            elif self._state == HALF_OPEN:
+                pending = []
+                self._record_half_open(0, now, pending)
+        if pending:
+            self._announce(pending)
 
     def on_error(self, duration: float, exc: BaseException) -> None:
         """Record a call that raised ``exc`` after ``duration`` seconds.
@@ -717,7 +855,8 @@ class CircuitBreaker:
         The result is a failure when ``result_failure(result)`` is true, or when it
         carries 429/503 + ``Retry-After`` (which also opens the breaker for that long).
         """
-        if self._check_results:
+        rc = self._result_check
+        if rc is not None and rc(result):
             ra = retry_after_of(result, self.clock.time()) if self._honor_ra else None
             rf = self._result_failure
             if ra is not None or (rf is not None and rf(result)):
@@ -735,7 +874,9 @@ class CircuitBreaker:
                 "circuit_breaker", self.name, kind, duration=duration, exception=type(exc).__name__
             )
 
-    def _outcome(self, bits: int, duration: float, retry_after: float | None, cause: object) -> None:
+    def _outcome(
+        self, bits: int, duration: float, retry_after: float | None, cause: object, now: float | None = None
+    ) -> None:
         slow = self._slow
         if slow is not None and duration >= slow:
             bits |= SLOW
@@ -746,11 +887,12 @@ class CircuitBreaker:
         else:
             self._inc_success()
         # A closed consecutive-failures breaker needs the time only when it may trip.
-        now = (
-            self._mono()
-            if (self._needs_time or bits & FAILURE or retry_after is not None or self._state != CLOSED)
-            else 0.0
-        )
+        if now is None:
+            now = (
+                self._mono()
+                if (self._needs_time or bits & FAILURE or retry_after is not None or self._state != CLOSED)
+                else 0.0
+            )
         pending: list[tuple[Any, ...]] = []
         with self._lock:
             st = self._state
@@ -786,19 +928,32 @@ class CircuitBreaker:
         w = self._window
         if w is not None:
             w.record(bits, now)
-            calls = w.calls
-            if calls >= self._min_calls and reason is None:
-                fr, sr = self._fr, self._sr
-                if fr is not None and w.failures and w.failures >= fr * calls:
-                    reason = "failure_rate"
-                elif sr is not None and w.slow and w.slow >= sr * calls:
-                    reason = "slow_call_rate"
+            if reason is None and w.calls >= self._min_calls:
+                reason = self._window_reason(w)
         lat = self._latency
         if lat is not None and lat.record(duration, now) and reason is None:
             reason = "latency"
         if reason is not None:
             self._trip_details(reason)
             self._transition(OPEN, now, reason, pending)
+
+    def _window_reason(self, w: CountWindow | TimeWindow) -> str | None:
+        calls = w.calls
+        fr, sr = self._fr, self._sr
+        if fr is not None and w.failures and w.failures >= fr * calls:
+            return "failure_rate"
+        if sr is not None and w.slow and w.slow >= sr * calls:
+            return "slow_call_rate"
+        return None
+
+    def _check_window(self, now: float, pending: list[tuple[Any, ...]]) -> None:
+        """Under the lock, closed: trip when the window's rates say so."""
+        w = self._window
+        if w is not None:
+            reason = self._window_reason(w)
+            if reason is not None:
+                self._trip_details(reason)
+                self._transition(OPEN, now, reason, pending)
 
     def _record_half_open(self, bits: int, now: float, pending: list[tuple[Any, ...]]) -> None:
         if self._ho_done >= self._ho_issued and not self._shadow:
@@ -860,7 +1015,7 @@ class CircuitBreaker:
         lat = self._latency
         if lat is not None:
             details["latency_baseline"] = lat.baseline
-            details["latency_p95"] = lat.last_window_p95
+            details["latency_p95"] = lat.last_slice_p95
         self._last_trip = details
 
     def _transition(
@@ -924,8 +1079,17 @@ class CircuitBreaker:
         self._announce(pending)
 
     def reset(self) -> None:
-        """Close the breaker and forget its windows (also leaves disabled / forced-open)."""
+        """Close the breaker, forget its windows and restart the counts of :meth:`get_stats`
+        (Prometheus counters keep counting); also leaves disabled / forced-open."""
+        self._stats_base = self._totals()
+        self._last_failure_wall = None
         self._manual(CLOSED, "reset")
+
+    def _totals(self) -> tuple[int, int, int, int, int]:
+        return (
+            self._c_success.value(), self._c_failed.value(), self._c_slow.value(),
+            self._c_ignored.value(), self._c_rejected.value(),
+        )
 
     def disable(self) -> None:
         """Permit every call and record nothing in the windows until :meth:`reset`."""
@@ -945,14 +1109,13 @@ class CircuitBreaker:
 
         Returns:
             ``name``, ``state``, ``metrics_only``, ``failure_count`` / ``success_count`` /
-            ``slow_count`` / ``ignored_count`` / ``not_permitted_count`` (since creation or
-            :meth:`reset`... see below), ``total_calls`` (successes + failures),
-            ``consecutive_failures``, ``window_calls``, ``failure_rate``, ``slow_call_rate``,
-            ``latency_baseline``, ``openings`` (consecutive), ``last_failure_time`` and
-            ``last_state_change`` (wall seconds), ``retry_after`` (seconds, when open).
-
-        Counts are totals since the breaker was created (they also feed Prometheus, which
-        needs monotonic counters); window figures restart on every state change.
+            ``slow_count`` / ``ignored_count`` / ``not_permitted_count`` and ``total_calls``
+            (successes + failures) since creation or the last :meth:`reset`,
+            ``consecutive_failures``, ``failure_threshold``, ``window_calls``,
+            ``failure_rate``, ``slow_call_rate`` (over the current window, which restarts
+            when the breaker closes), ``latency_baseline``, ``openings`` (consecutive),
+            ``last_failure_time`` and ``last_state_change`` (wall seconds), ``retry_after``
+            (seconds, when open) and ``half_open_trials``.
         """
         if self._metrics is not None:
             self._metrics.flush()
@@ -961,8 +1124,9 @@ class CircuitBreaker:
             w = self._window
             if isinstance(w, TimeWindow):
                 w.advance(now)
-            failures = self._c_failed.value()
-            successes = self._c_success.value()
+            successes, failures, slow, ignored, rejected = (
+                now_v - base for now_v, base in zip(self._totals(), self._stats_base)
+            )
             stats: dict[str, Any] = {
                 "name": self.name,
                 "state": _STATE_NAMES[self._state],
@@ -970,9 +1134,9 @@ class CircuitBreaker:
                 "failure_count": failures,
                 "success_count": successes,
                 "total_calls": failures + successes,
-                "slow_count": self._c_slow.value(),
-                "ignored_count": self._c_ignored.value(),
-                "not_permitted_count": self._c_rejected.value(),
+                "slow_count": slow,
+                "ignored_count": ignored,
+                "not_permitted_count": rejected,
                 "consecutive_failures": self._consec,
                 "failure_threshold": self._threshold,
                 "window_calls": w.calls if w is not None else None,
@@ -992,11 +1156,16 @@ class CircuitBreaker:
             self._metrics.flush()
 
     # ------------------------------------------------------------------ async twins
+    # A local breaker does no I/O, so the async twins are the sync methods; a breaker
+    # whose state lives elsewhere (Redis) overrides them and sets ``_sync_io = False``.
+    _sync_io = True
+
     async def aacquire(self) -> None:
-        """Async twin of :meth:`acquire` (no I/O for a local breaker)."""
-        if self._state == CLOSED:
-            return
-        self._acquire_slow()
+        """Async twin of :meth:`acquire`."""
+        if self._state != CLOSED:
+            err = self._permit()
+            if err is not None:
+                raise err
 
     async def arelease(self) -> None:
         """Async twin of :meth:`release`."""
@@ -1022,19 +1191,53 @@ class CircuitBreaker:
             CircuitOpenError: the call was not permitted (``fn`` did not run).
             Exception: whatever ``fn`` raised, unchanged.
         """
-        if self._fast and self._state == CLOSED and not self.hooks.active:
+        if self._state != CLOSED or self.hooks.active:
+            err = self._permit()
+            if err is not None:
+                raise err
+            return self._call_general(fn, args, kwargs)
+        if self._fast:
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
                 self.on_error(0.0, exc)
                 raise
-            if self._check_results:
+            rc = self._result_check
+            if rc is not None and rc(result):
                 self.on_result(0.0, result)
             else:
                 self._consec = 0
                 self._inc_success()
             return result
-        self.acquire()
+        if not self._timed:  # no slow-call or latency rule: no duration, at most one clock read
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                self.on_error(0.0, exc)
+                raise
+            rc = self._result_check
+            if rc is not None and rc(result):
+                self.on_result(0.0, result)
+            else:
+                self._closed_success(0.0, self._mono() if self._time_window else 0.0)
+            return result
+        mono = self._mono
+        t0 = mono()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self.on_error(mono() - t0, exc)
+            raise
+        t1 = mono()
+        rc = self._result_check
+        if rc is not None and rc(result):
+            self.on_result(t1 - t0, result)
+        else:
+            self._closed_success(t1 - t0, t1)
+        return result
+
+    def _call_general(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        """The permitted call outside the closed fast path (permission already taken)."""
         mono = self._mono
         t0 = mono()
         try:
@@ -1052,6 +1255,48 @@ class CircuitBreaker:
             CircuitOpenError: the call was not permitted (``fn`` did not run).
             Exception: whatever ``fn`` raised, unchanged.
         """
+        if not self._sync_io:
+            return await self._acall_io(fn, args, kwargs)
+        if self._state != CLOSED or self.hooks.active:
+            err = self._permit()
+            if err is not None:
+                raise err
+        elif self._fast:
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self.on_error(0.0, exc)
+                raise
+            rc = self._result_check
+            if rc is not None and rc(result):
+                self.on_result(0.0, result)
+            else:
+                self._consec = 0
+                self._inc_success()
+            return result
+        elif not self._timed:
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self.on_error(0.0, exc)
+                raise
+            rc = self._result_check
+            if rc is not None and rc(result):
+                self.on_result(0.0, result)
+            else:
+                self._closed_success(0.0, self._mono() if self._time_window else 0.0)
+            return result
+        mono = self._mono
+        t0 = mono()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            self.on_error(mono() - t0, exc)
+            raise
+        self.on_result(mono() - t0, result)
+        return result
+
+    async def _acall_io(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         await self.aacquire()
         mono = self._mono
         t0 = mono()
@@ -1073,19 +1318,41 @@ class CircuitBreaker:
         if inspect.isasyncgenfunction(fn):
             wrapper: Any = self._wrap_asyncgen(fn)
         elif inspect.iscoroutinefunction(fn):
+            acall = self.acall
+
             @functools.wraps(fn)
             async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.acall(fn, *args, **kwargs)
+                return await acall(fn, *args, **kwargs)
         elif inspect.isgeneratorfunction(fn):
             wrapper = self._wrap_gen(fn)
         else:
-            call = self.call
-
-            @functools.wraps(fn)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return call(fn, *args, **kwargs)
+            wrapper = self._wrap_function(fn)
         wrapper.breaker = self
         return wrapper  # type: ignore[no-any-return]
+
+    def _wrap_function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        breaker = self
+        call = self.call
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # The closed fast path of call(), inlined to save one argument repacking.
+            if breaker._state != CLOSED or not breaker._fast or breaker.hooks.active:
+                return call(fn, *args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                breaker.on_error(0.0, exc)
+                raise
+            rc = breaker._result_check
+            if rc is not None and rc(result):
+                breaker.on_result(0.0, result)
+            else:
+                breaker._consec = 0
+                breaker._inc_success()
+            return result
+
+        return wrapper
 
     def _wrap_gen(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         breaker = self

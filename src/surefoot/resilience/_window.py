@@ -17,6 +17,7 @@ None of these classes locks: the breaker calls them under its own lock.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 __all__ = ["FAILURE", "SLOW", "CountWindow", "TimeWindow", "LatencyBaseline", "quantile_from_buckets"]
@@ -82,16 +83,38 @@ class TimeWindow:
         calls, failures, slow: totals over the buckets in the window.
     """
 
-    __slots__ = ("size", "_epoch", "_calls", "_failures", "_slow", "_head", "calls", "failures", "slow")
+    __slots__ = (
+        "size", "_epoch", "_calls", "_failures", "_slow", "_head", "calls", "failures", "slow",
+        "_pending", "note_success", "_pending_reads", "_folded",
+    )
 
     def __init__(self, size: int) -> None:
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"a time window needs a size >= 1 seconds, got {size!r}")
         self.size = size
+        # note_success(): a success in the newest second counted without any lock (one C
+        # call, atomic under the GIL); folded into the newest bucket by the next locked
+        # operation. A fold racing with the move to a new second may put a success one
+        # second late, which a window of many seconds does not notice.
+        self._pending = itertools.count()
+        self.note_success = self._pending.__next__
+        self._pending_reads = 0
+        self._folded = 0
         self.reset()
 
+    def _fold(self) -> None:
+        v = next(self._pending) - self._pending_reads
+        self._pending_reads += 1
+        delta = v - self._folded
+        if delta:
+            self._folded = v
+            if self._head >= 0:
+                self._calls[self._head % self.size] += delta
+                self.calls += delta
+
     def reset(self) -> None:
-        """Forget every outcome."""
+        """Forget every outcome (including successes noted but not yet folded)."""
+        self._fold()
         n = self.size
         self._epoch = [-1] * n
         self._calls = [0] * n
@@ -122,12 +145,14 @@ class TimeWindow:
 
     def advance(self, now: float) -> None:
         """Move the window to ``now``, dropping buckets older than ``size`` seconds."""
+        self._fold()
         second = int(now)
         if second > self._head:
             self._expire(second)
 
     def record(self, outcome: int, now: float) -> None:
         """Add one outcome at monotonic time ``now``."""
+        self._fold()
         second = int(now)
         if second > self._head:
             self._expire(second)
@@ -169,8 +194,14 @@ def bucket_upper(index: int) -> float:
     return math.ldexp(0.5 + (sub + 1) / (2 * _SUB), e + _MIN_EXP)
 
 
+def bucket_mid(index: int) -> float:
+    """Midpoint (seconds) of histogram bucket ``index`` (within ~12 % of any value in it)."""
+    e, sub = divmod(index, _SUB)
+    return math.ldexp(0.5 + (sub + 0.5) / (2 * _SUB), e + _MIN_EXP)
+
+
 def quantile_from_buckets(counts: list[int], q: float) -> float | None:
-    """The ``q`` quantile (upper bucket bound) of a histogram, or ``None`` when empty."""
+    """The ``q`` quantile (bucket midpoint) of a histogram, or ``None`` when empty."""
     total = sum(counts)
     if total == 0:
         return None
@@ -179,36 +210,37 @@ def quantile_from_buckets(counts: list[int], q: float) -> float | None:
     for i, c in enumerate(counts):
         seen += c
         if c and seen >= rank:
-            return bucket_upper(i)
-    return bucket_upper(len(counts) - 1)  # pragma: no cover - rank <= total always hits
+            return bucket_mid(i)
+    return bucket_mid(len(counts) - 1)  # pragma: no cover - rank <= total always hits
 
 
 class LatencyBaseline:
-    """Detects "P95 latency > ``factor`` x baseline over ``window`` seconds".
+    """Detects "P95 latency > ``factor`` x baseline for ``window`` seconds" (seed 004).
 
     How it works (all in the breaker's injected monotonic time):
 
-    * Durations go into a log-scale histogram (4 buckets per doubling, ~19 % resolution) of
-      the current *slice*; the window is ``slices`` slices long (5 minutes = 10 x 30 s).
-    * When a slice ends it is *judged*: its P95 is compared with the baseline. A slice with
-      at least ``min_calls`` samples whose P95 is within ``factor`` x baseline (or any such
-      slice before a baseline exists) is *healthy* and feeds the baseline, an EWMA of
-      healthy slice P95s (``alpha``). Slow slices never feed the baseline, so a slow
-      dependency cannot teach the breaker that slow is normal.
-    * The baseline is usable after ``warmup_slices`` healthy slices.
-    * At the end of each slice the P95 over the whole window (the last ``slices`` slices)
-      is checked: the breaker trips when it exceeds ``factor`` x baseline, the window has
-      at least ``min_calls`` samples and has been observed for its full length (so "for 5
-      minutes" holds: a burst shorter than the window cannot trip it on its own unless it
-      dominates the window's P95).
+    * Durations go into a log-scale histogram (4 buckets per doubling, so a quantile is
+      known within ~12 %) of the current *slice* of ``window / slices`` seconds (30 s for
+      the default 5 minutes in 10 slices). Recording costs one ``frexp`` and one increment.
+    * When a slice ends (seen by the first call after its end) it is *judged* if it holds
+      at least ``min_calls`` samples: its P95 is compared with ``factor`` x baseline.
+    * A slice within the bound (or any judged slice before a baseline exists) is *healthy*
+      and feeds the baseline, an EWMA of healthy slice P95s (weight ``alpha``). Slow slices
+      never feed it, so a slow dependency cannot teach the breaker that slow is normal.
+      The baseline is usable after ``warmup_slices`` healthy slices.
+    * A slow slice starts (or extends) a *slow streak*; a healthy slice ends it; a slice
+      with too few samples neither extends nor ends it. The breaker trips when the streak
+      has lasted ``window`` seconds: the P95 has been above the bound for the whole window,
+      like a Prometheus alert with ``for: 5m``. A short burst cannot trip it.
 
-    Checks happen once per slice, never per call: recording costs one ``frexp``.
+    The baseline survives state changes (``restart``): after a recovery the breaker still
+    knows what normal looks like.
     """
 
     __slots__ = (
         "factor", "window", "slices", "slice_seconds", "min_calls", "alpha", "warmup_slices",
-        "quantile", "baseline", "healthy_slices", "_hist", "_slice_start", "_observed_since",
-        "_current", "_ring_pos", "last_window_p95",
+        "quantile", "baseline", "healthy_slices", "_hist", "_slice_start", "_streak_since",
+        "last_slice_p95",
     )
 
     def __init__(
@@ -217,7 +249,7 @@ class LatencyBaseline:
         factor: float = 3.0,
         window: float = 300.0,
         slices: int = 10,
-        min_calls: int = 20,
+        min_calls: int = 10,
         alpha: float = 0.2,
         warmup_slices: int = 3,
         quantile: float = 0.95,
@@ -230,6 +262,8 @@ class LatencyBaseline:
             raise ValueError(f"baseline alpha must be in (0, 1], got {alpha!r}")
         if not 0.0 < quantile < 1.0:
             raise ValueError(f"latency quantile must be in (0, 1), got {quantile!r}")
+        if min_calls < 1:
+            raise ValueError(f"latency min_calls must be >= 1, got {min_calls!r}")
         self.factor = float(factor)
         self.window = float(window)
         self.slices = int(slices)
@@ -240,67 +274,51 @@ class LatencyBaseline:
         self.quantile = float(quantile)
         self.baseline: float | None = None
         self.healthy_slices = 0
-        self.last_window_p95: float | None = None
-        self._hist = [[0] * N_LATENCY_BUCKETS for _ in range(self.slices)]
-        self._ring_pos = 0
-        self._current = self._hist[0]
+        self.last_slice_p95: float | None = None
+        self._hist = [0] * N_LATENCY_BUCKETS
         self._slice_start: float | None = None
-        self._observed_since: float | None = None
+        self._streak_since: float | None = None
 
     def restart(self, now: float) -> None:
-        """Forget the window (keep the learned baseline): after a state change."""
-        for h in self._hist:
-            for i in range(len(h)):
-                h[i] = 0
-        self._ring_pos = 0
-        self._current = self._hist[0]
+        """Start a new slice and forget any slow streak (the baseline is kept)."""
+        h = self._hist
+        for i in range(len(h)):
+            h[i] = 0
         self._slice_start = now
-        self._observed_since = now
+        self._streak_since = None
 
     def record(self, duration: float, now: float) -> bool:
-        """Add one duration at ``now``; return True when the window says "trip"."""
+        """Add one duration at ``now``; return True when the breaker should trip."""
         start = self._slice_start
+        trip = False
         if start is None:
-            self._slice_start = self._observed_since = now
+            self._slice_start = now
         elif now - start >= self.slice_seconds:
-            if self._roll(now):
-                self._current[latency_bucket(duration)] += 1
-                return True
-        self._current[latency_bucket(duration)] += 1
-        return False
+            trip = self._roll(now, start)
+        self._hist[latency_bucket(duration)] += 1
+        return trip
 
-    def _roll(self, now: float) -> bool:
-        """End the current slice (and skip empty ones); judge it; check the window."""
-        current = self._current
-        n = sum(current)
-        if n >= self.min_calls:
-            p = quantile_from_buckets(current, self.quantile)
-            if p is not None and (self.baseline is None or p <= self.factor * self.baseline):
+    def _roll(self, now: float, start: float) -> bool:
+        """End the current slice: judge it, reset the histogram, check the streak."""
+        h = self._hist
+        slice_end = start + self.slice_seconds
+        if sum(h) >= self.min_calls:
+            p = quantile_from_buckets(h, self.quantile)
+            self.last_slice_p95 = p
+            ready = self.baseline is not None and self.healthy_slices >= self.warmup_slices
+            if p is not None and ready and p > self.factor * self.baseline:  # type: ignore[operator]
+                if self._streak_since is None:
+                    self._streak_since = start
+            elif p is not None:
                 self.baseline = p if self.baseline is None else (
                     self.alpha * p + (1.0 - self.alpha) * self.baseline
                 )
                 self.healthy_slices += 1
-        trip = self._window_trips(now)
-        # Advance one slice per elapsed slice period (bounded by the ring size).
-        start = self._slice_start if self._slice_start is not None else now
-        elapsed = int((now - start) // self.slice_seconds)
-        for _ in range(min(elapsed, self.slices)):
-            self._ring_pos = (self._ring_pos + 1) % self.slices
-            h = self._hist[self._ring_pos]
-            for i in range(len(h)):
-                h[i] = 0
-        self._current = self._hist[self._ring_pos]
-        self._slice_start = start + elapsed * self.slice_seconds
-        return trip
-
-    def _window_trips(self, now: float) -> bool:
-        if self.baseline is None or self.healthy_slices < self.warmup_slices:
-            return False
-        if self._observed_since is None or now - self._observed_since < self.window:
-            return False
-        merged = [sum(col) for col in zip(*self._hist)]
-        if sum(merged) < self.min_calls:
-            return False
-        p = quantile_from_buckets(merged, self.quantile)
-        self.last_window_p95 = p
-        return p is not None and p > self.factor * self.baseline
+                self._streak_since = None
+        for i in range(len(h)):
+            h[i] = 0
+        # The new slice starts at the slice boundary that contains ``now``.
+        skipped = int((now - start) // self.slice_seconds)
+        self._slice_start = start + skipped * self.slice_seconds
+        streak = self._streak_since
+        return streak is not None and slice_end - streak >= self.window
