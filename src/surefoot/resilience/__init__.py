@@ -43,7 +43,6 @@ __all__ = [
     "ResilienceEvent",
     # circuit breaker
     "CircuitBreaker",
-    "RedisCircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
     "RedisCircuitBreaker",
