@@ -1,10 +1,13 @@
 """Bulkhead: at most N concurrent calls, with an optional bounded wait for a free slot.
 
-One bulkhead serves threads and asyncio tasks alike (one counter behind a short lock that is
-never held across the protected call). A caller that finds no free slot waits at most
-``max_wait`` seconds (``0`` = reject at once) and then gets :class:`BulkheadFullError`.
-Waiting asyncio tasks are woken in arrival order; a slot freed by a thread is handed to a
-waiting task through its event loop.
+One bulkhead serves threads and asyncio tasks alike. The free slots are tokens in a
+``collections.deque``: taking one is a single ``pop()`` and giving it back a single
+``append()``, both atomic in CPython, so the fast path takes no lock and nothing is ever held
+across the protected call. A caller that finds no free slot registers as a waiter (under a
+short lock), looks again, and waits at most ``max_wait`` seconds (``0`` = reject at once) for
+a wake-up, then gets :class:`BulkheadFullError`. A freed slot wakes one waiting thread and the
+longest-waiting task (through its event loop when freed from another thread); a woken waiter
+takes the slot if it is still there, else waits again.
 
 The gauge ``bulkhead_available_concurrent_calls{name}`` is read at scrape time (no cost per
 call).
@@ -55,10 +58,8 @@ class BulkheadFullError(ServiceUnavailableError):
         return (type(self), (self.name, self.max_concurrent, self.max_wait))
 
 
-def _hand_over(bulkhead: Bulkhead, future: asyncio.Future[None]) -> None:
-    if future.done():  # the waiter gave up meanwhile: pass the slot on
-        bulkhead.release()
-    else:
+def _wake_future(future: asyncio.Future[None]) -> None:
+    if not future.done():
         future.set_result(None)
 
 
@@ -94,20 +95,20 @@ class Bulkhead:
         self.name = name
         self.hooks = Hooks() if hooks is None else hooks
         self._registry = registry
-        self._available = max_concurrent
+        self._pool: deque[None] = deque([None] * max_concurrent)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._sync_waiting = 0
+        self._waiting = 0  # threads and tasks registered as waiters
         self._async_waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
         self._metrics_bound = False
 
     def __repr__(self) -> str:
-        return f"Bulkhead({self.name!r}, {self._available}/{self.max_concurrent} free)"
+        return f"Bulkhead({self.name!r}, {len(self._pool)}/{self.max_concurrent} free)"
 
     @property
     def available(self) -> int:
         """Free slots now."""
-        return self._available
+        return len(self._pool)
 
     def _bind_metrics(self) -> None:
         """Expose the free slots as a gauge read at scrape time; bound on first use so that
@@ -118,7 +119,7 @@ class Bulkhead:
 
         def read() -> float:
             bulkhead = ref()
-            return float(bulkhead._available) if bulkhead is not None else 0.0
+            return float(len(bulkhead._pool)) if bulkhead is not None else 0.0
 
         BULKHEAD_AVAILABLE.get(self._registry).labels(self.name).set_function(read)
         self._metrics_bound = True
@@ -132,11 +133,13 @@ class Bulkhead:
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free now; never waits, never raises."""
-        with self._lock:
-            if self._available > 0:
-                self._available -= 1
-                return True
-        return False
+        if not self._metrics_bound:
+            self._bind_metrics()
+        try:
+            self._pool.pop()
+        except IndexError:
+            return False
+        return True
 
     def acquire(self) -> None:
         """Take a slot, waiting up to ``max_wait`` (blocking this thread).
@@ -146,23 +149,30 @@ class Bulkhead:
         """
         if not self._metrics_bound:
             self._bind_metrics()
+        try:
+            self._pool.pop()
+            return
+        except IndexError:
+            pass
+        if self.max_wait <= 0:
+            raise self._full()
+        deadline = _time.monotonic() + self.max_wait
+        pool = self._pool
         with self._lock:
-            if self._available > 0:
-                self._available -= 1
-                return
-            if self.max_wait <= 0:
-                raise self._full()
-            deadline = _time.monotonic() + self.max_wait
-            self._sync_waiting += 1
+            self._waiting += 1
             try:
-                while self._available <= 0:
+                while True:
+                    try:  # after registering: a release from now on will wake us
+                        pool.pop()
+                        return
+                    except IndexError:
+                        pass
                     remaining = deadline - _time.monotonic()
                     if remaining <= 0:
                         raise self._full()
                     self._cond.wait(remaining)
-                self._available -= 1
             finally:
-                self._sync_waiting -= 1
+                self._waiting -= 1
 
     async def aacquire(self) -> None:
         """Take a slot, awaiting up to ``max_wait`` (the event loop keeps running).
@@ -172,27 +182,56 @@ class Bulkhead:
         """
         if not self._metrics_bound:
             self._bind_metrics()
-        with self._lock:
-            if self._available > 0:
-                self._available -= 1
-                return
-            if self.max_wait <= 0:
-                raise self._full()
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            self._async_waiters.append((loop, future))
+        pool = self._pool
         try:
-            await asyncio.wait_for(future, self.max_wait)
-        except TimeoutError:
-            raise self._full() from None
-        except BaseException:
-            if future.done() and not future.cancelled():
-                self.release()  # the slot reached us just as we were cancelled: give it back
-            raise
+            pool.pop()
+            return
+        except IndexError:
+            pass
+        if self.max_wait <= 0:
+            raise self._full()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while True:
+            future: asyncio.Future[None] = loop.create_future()
+            with self._lock:
+                self._waiting += 1
+                self._async_waiters.append((loop, future))
+            try:
+                try:  # after registering: a release from now on will wake us
+                    pool.pop()
+                    return
+                except IndexError:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise self._full()
+                try:
+                    await asyncio.wait_for(future, remaining)
+                except TimeoutError:
+                    raise self._full() from None
+            except BaseException:
+                if future.done() and not future.cancelled():
+                    # Woken, but leaving (timed out or cancelled): pass the wake-up on so the
+                    # freed slot is not missed by the next waiter.
+                    self._wake()
+                raise
+            finally:
+                with self._lock:
+                    self._waiting -= 1
+                if not future.done():
+                    future.cancel()  # a later release skips it
+            # woken: register again and look for the slot
 
     def release(self) -> None:
-        """Free a slot (hand it to the longest-waiting task, or wake a waiting thread)."""
+        """Give a slot back and wake a waiter, if any."""
+        self._pool.append(None)
+        if self._waiting:
+            self._wake()
+
+    def _wake(self) -> None:
         with self._lock:
+            self._cond.notify()
             waiters = self._async_waiters
             while waiters:
                 loop, future = waiters.popleft()
@@ -201,11 +240,8 @@ class Bulkhead:
                 if asyncio._get_running_loop() is loop:
                     future.set_result(None)
                 else:
-                    loop.call_soon_threadsafe(_hand_over, self, future)
+                    loop.call_soon_threadsafe(_wake_future, future)
                 return
-            self._available += 1
-            if self._sync_waiting:
-                self._cond.notify()
 
     arelease = release
 

@@ -126,6 +126,7 @@ class RateLimiter:
         self.name = name
         self.max_keys = max_keys
         self.clock = SYSTEM_CLOCK if clock is None else clock
+        self._mono = self.clock.monotonic
         self.hooks = Hooks() if hooks is None else hooks
         self._registry = registry
         self._buckets: dict[Hashable, list[float]] = {}  # key -> [tokens, updated_at]
@@ -160,7 +161,7 @@ class RateLimiter:
 
     def _take(self, key: Hashable, cost: float, max_wait: float) -> tuple[bool, float, float]:
         """Take ``cost`` permits; returns (granted, wait, tokens_after). Never sleeps."""
-        now = self.clock.monotonic()
+        now = self._mono()
         rate = self.rate
         burst = self.burst
         with self._lock:
@@ -226,6 +227,18 @@ class RateLimiter:
         """
         if not self._metrics_bound:
             self._bind_metrics()
+        now = self._mono()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is not None:
+                # the common case, inlined: a known key with enough permits
+                tokens = bucket[0] + (now - bucket[1]) * self.rate
+                if tokens > self.burst:
+                    tokens = self.burst
+                if tokens >= cost:
+                    bucket[0] = tokens - cost
+                    bucket[1] = now
+                    return 0.0
         granted, wait, _ = self._take(key, cost, self.max_wait)
         if not granted:
             raise self._refused(key, wait)
@@ -244,16 +257,9 @@ class RateLimiter:
         Raises:
             RateLimitExceededError: not enough permits within ``max_wait``.
         """
-        if not self._metrics_bound:
-            self._bind_metrics()
-        granted, wait, _ = self._take(key, cost, self.max_wait)
-        if not granted:
-            raise self._refused(key, wait)
-        if wait > 0:
-            if self.hooks.active:
-                self.hooks.emit("rate_limiter", self.name, "waited", key=key, delay=wait)
-            if not _waits.is_testing():
-                self.clock.sleep(wait)
+        wait = self.reserve(key, cost)
+        if wait > 0 and not _waits.is_testing():
+            self.clock.sleep(wait)
 
     async def aacquire(self, key: Hashable = DEFAULT_KEY, cost: float = 1.0) -> None:
         """Take ``cost`` permits, awaiting up to ``max_wait`` for them.
@@ -261,16 +267,9 @@ class RateLimiter:
         Raises:
             RateLimitExceededError: not enough permits within ``max_wait``.
         """
-        if not self._metrics_bound:
-            self._bind_metrics()
-        granted, wait, _ = self._take(key, cost, self.max_wait)
-        if not granted:
-            raise self._refused(key, wait)
-        if wait > 0:
-            if self.hooks.active:
-                self.hooks.emit("rate_limiter", self.name, "waited", key=key, delay=wait)
-            if not _waits.is_testing():
-                await self.clock.asleep(wait)
+        wait = self.reserve(key, cost)
+        if wait > 0 and not _waits.is_testing():
+            await self.clock.asleep(wait)
 
     def reset(self, key: Hashable | None = None) -> None:
         """Refill ``key``'s bucket (every bucket when ``None``)."""

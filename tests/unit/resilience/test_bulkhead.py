@@ -190,3 +190,56 @@ def test_slot_released_when_the_call_fails():
     with pytest.raises(ZeroDivisionError):
         bulkhead.call(lambda: 1 / 0)
     assert bulkhead.available == 1
+
+
+async def test_mixed_threads_and_tasks_under_contention():
+    bulkhead = Bulkhead(3, max_wait=10)
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def enter():
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+
+    def leave():
+        nonlocal active
+        with lock:
+            active -= 1
+
+    def thread_work():
+        for _ in range(50):
+            bulkhead.acquire()
+            try:
+                enter()
+                leave()
+            finally:
+                bulkhead.release()
+
+    async def task_work():
+        for _ in range(50):
+            await bulkhead.aacquire()
+            try:
+                enter()
+                await asyncio.sleep(0)
+                leave()
+            finally:
+                bulkhead.release()
+
+    threads = [threading.Thread(target=thread_work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    await asyncio.gather(*(task_work() for _ in range(6)))
+    for t in threads:
+        await asyncio.to_thread(t.join, 10)
+    assert peak <= 3
+    assert bulkhead.available == 3
+
+
+def test_try_acquire():
+    bulkhead = Bulkhead(1)
+    assert bulkhead.try_acquire() and not bulkhead.try_acquire()
+    bulkhead.release()
+    assert "1/1 free" in repr(bulkhead)

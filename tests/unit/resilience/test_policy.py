@@ -341,3 +341,71 @@ def test_seed_004_twilio_5xx_reproduced_with_chaos(fake_clock):
     (statuses, sleeps), (statuses2, sleeps2) = run(), run()
     assert statuses.count(201) >= 195  # 0.3**4: about 1 call in 120 sees four 503s in a row
     assert sleeps and sleeps == sleeps2 and statuses == statuses2
+
+
+class AsyncOnlyLimiter:
+    """A limiter with its own async I/O (like RedisRateLimiter): driven through aacquire."""
+
+    def __init__(self, allow):
+        self.allow = allow
+        self.calls = 0
+
+    def acquire(self):
+        self.calls += 1
+        if self.calls > self.allow:
+            raise RateLimitExceededError("x", "default", 1.0)
+
+    async def aacquire(self):
+        self.acquire()
+
+
+async def test_async_limiters_are_awaited(fake_clock):
+    limiter = AsyncOnlyLimiter(1)
+    policy = Policy(name="p", rate_limit=limiter)
+    assert "await rl_acquire()" in policy.attempt_source(True)
+
+    async def f():
+        return 1
+
+    assert await policy.acall(f) == 1
+    with pytest.raises(RateLimitExceededError):
+        await policy.acall(f)
+
+
+def test_generated_attempt_is_inspectable(fake_clock):
+    policy = Policy(name="p", timeout=1, breaker=FakeBreaker(fake_clock), bulkhead=1, rate_limit=10.0)
+    source = policy.attempt_source(True)
+    assert source.index("rl_reserve") < source.index("bh_try") < source.index("br_acquire") < source.index("tm_enter")
+    assert "await br_acquire()" in source  # a protocol-only breaker is awaited
+    assert Policy().attempt_source() == ""
+    real = Policy(name="q", breaker=CircuitBreaker("q-src", metrics=False))
+    assert "    br_acquire()" in real.attempt_source(True)  # no I/O: driven synchronously
+
+
+async def test_cancellation_releases_the_bulkhead_and_is_not_a_breaker_failure():
+    breaker = CircuitBreaker("cancel-test", failure_threshold=1, metrics=False)
+    bulkhead = Bulkhead(1)
+    policy = Policy(name="c", breaker=breaker, bulkhead=bulkhead)
+    started = asyncio.Event()
+
+    async def hang():
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.ensure_future(policy.acall(hang))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert bulkhead.available == 1
+    assert breaker.state.value == "closed"
+
+
+def test_decorated_policy_without_components_still_wraps():
+    policy = Policy()
+
+    @policy
+    def f(x):
+        return x
+
+    assert f(3) == 3 and f.policy is policy and f.__name__ == "f"

@@ -180,3 +180,70 @@ def test_sync_decorator(fake_clock):
 
     with pytest.raises(CallTimeoutError):
         slow()
+
+
+async def test_many_concurrent_calls_share_one_timer_and_only_the_slow_ones_expire():
+    timeout = Timeout(0.05, name="shared")
+    release = asyncio.Event()
+
+    async def quick(i):
+        await asyncio.sleep(0)
+        return i
+
+    async def hang():
+        await release.wait()  # never set before the timeout
+
+    results = await asyncio.gather(
+        *(timeout.acall(quick, i) if i % 3 else timeout.acall(hang) for i in range(30)), return_exceptions=True
+    )
+    timed_out = [r for r in results if isinstance(r, CallTimeoutError)]
+    assert len(timed_out) == 10
+    assert [r for r in results if not isinstance(r, BaseException)] == [i for i in range(30) if i % 3]
+    loop = asyncio.get_running_loop()
+    assert not timeout._queues[loop].entries  # nothing left behind
+
+
+async def test_a_call_that_swallows_the_cancellation_leaves_the_task_clean():
+    timeout = Timeout(0.01)
+
+    async def stubborn():
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return "swallowed"
+
+    assert await timeout.acall(stubborn) == "swallowed"
+    assert asyncio.current_task().cancelling() == 0
+    await asyncio.sleep(0)  # the task is not cancelled later either
+
+
+async def test_shrunk_timeouts_use_their_own_timer():
+    timeout = Timeout(60)
+
+    async def hang():
+        await asyncio.Event().wait()
+
+    with pytest.raises(CallTimeoutError) as info:
+        await timeout._arun(0.01, hang, (), {})
+    assert info.value.timeout == 0.01
+
+
+def test_one_timeout_on_successive_event_loops():
+    timeout = Timeout(5)
+
+    async def ok():
+        return 1
+
+    assert asyncio.run(timeout.acall(ok)) == 1
+    assert asyncio.run(timeout.acall(ok)) == 1
+
+
+def test_acall_outside_a_loop_is_a_clear_error():
+    timeout = Timeout(1)
+
+    async def ok():
+        return 1
+
+    coro = timeout.acall(ok)
+    with pytest.raises(RuntimeError, match="event loop"):
+        coro.send(None)
