@@ -638,6 +638,9 @@ class Retry:
     # ----------------------------------------------------------------- decisions
 
     def _retryable(self, exc: BaseException) -> bool:
+        # Cancellation and interpreter exits are never retried, whatever ``on`` says.
+        if not isinstance(exc, Exception):
+            return False
         if self.retry_if is None:
             return True
         return bool(self.retry_if(exc))

@@ -1,6 +1,6 @@
 """The process-wide testing switch that turns resilience waits off.
 
-With testing on (``surefoot.testing.set_testing(True)``) retries, rate-limiter waits, bulkhead
+With testing on (``surefoot.testing.set_testing(True)``, or ``with surefoot.testing.no_waits():``) retries, rate-limiter waits, bulkhead
 waits and chaos latency return immediately instead of sleeping, and retries may be capped to a
 number of attempts, so a test suite that exercises failure paths stays fast. The switch is read
 only on slow paths (when a wait is about to happen), never on the success path.

@@ -640,3 +640,16 @@ def test_testing_switch_turns_waits_off_and_caps_attempts():
     set_testing(False)
     with pytest.raises(ConfigurationError):
         set_testing(True, attempts=0)
+
+
+def test_cancellation_is_never_retried_even_with_on_baseexception(fake_clock):
+    import asyncio
+
+    fn = Flaky(3, asyncio.CancelledError())
+    with pytest.raises(asyncio.CancelledError):
+        make(fake_clock, on=BaseException).call(fn)
+    assert fn.calls == 1
+    fn = Flaky(3, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        make(fake_clock, on=BaseException).call(fn)
+    assert fn.calls == 1
