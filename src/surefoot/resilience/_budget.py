@@ -34,6 +34,10 @@ __all__ = ["RetryBudget", "get_retry_budget", "reset_retry_budgets"]
 class RetryBudget:
     """A token bucket fed by successes that decides whether a retry may happen.
 
+    With the defaults the bucket holds 10 tokens; a failed attempt costs 1, a success earns
+    0.1, and retries are allowed while more than 5 tokens remain: a failing dependency gets a
+    burst of about 5 retries, then about one retry per 10 successes (≈10 % extra load).
+
     Args:
         name: the dependency it protects (shown in logs and events).
         max_tokens: capacity and initial balance (> 0).

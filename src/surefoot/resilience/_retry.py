@@ -335,7 +335,8 @@ class Retry:
                 do_it()
 
     Args:
-        name: the dependency; names the shared budget, metrics, events and log lines.
+        name: the dependency; names the shared budget, metrics, events and log lines
+            (unnamed: ``"retry"`` in metrics, and a budget of its own).
         max_attempts: attempts **including the first** (``1`` = no retry). Default 3.
         on: exception type(s) that are retried (default ``Exception``).
         retry_if: optional predicate on a caught ``on`` exception; ``False`` means re-raise now.
@@ -350,9 +351,9 @@ class Retry:
         respect_retry_after: wait at least what the server asked (``Retry-After``).
         max_retry_after: give up instead when the server asks for more than this (default:
             ``max_delay``).
-        budget: ``True`` (default) draws from the budget shared by ``name`` (see
-            :mod:`surefoot.resilience._budget`), a :class:`RetryBudget` to use that one,
-            ``False``/``None`` for none.
+        budget: ``True`` (default) draws from the budget shared by every retry with the same
+            ``name`` (see :class:`RetryBudget` for the numbers), a :class:`RetryBudget` to use
+            that one, ``False``/``None`` for none.
         return_last_result: when results keep asking for a retry, return the last one instead
             of raising :class:`RetryError`.
         clock: time source (``monotonic``, ``sleep``, ``asleep``); tests pass a FakeClock.
@@ -368,7 +369,7 @@ class Retry:
     def __init__(
         self,
         *,
-        name: str = "retry",
+        name: str | None = None,
         max_attempts: int = 3,
         on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
         retry_if: Callable[[BaseException], bool] | None = None,
@@ -403,7 +404,7 @@ class Retry:
             backoff = factory(base_delay, multiplier, max_delay)
         elif not isinstance(backoff, Backoff):
             raise ConfigurationError(f"backoff must be a name or a Backoff instance; got {backoff!r}")
-        self.name = name
+        self.name = name if name is not None else "retry"
         self.max_attempts = max_attempts
         self.on = on_tuple
         self.retry_if = retry_if
@@ -413,7 +414,8 @@ class Retry:
         self.respect_retry_after = respect_retry_after
         self.max_retry_after = max_delay if max_retry_after is None else max_retry_after
         if budget is True:
-            self.budget: RetryBudget | None = get_retry_budget(name)
+            # Named retries share their dependency's budget; an unnamed one gets its own.
+            self.budget: RetryBudget | None = get_retry_budget(name) if name is not None else RetryBudget()
         elif isinstance(budget, RetryBudget):
             self.budget = budget
         elif budget in (False, None):

@@ -653,3 +653,7 @@ def test_cancellation_is_never_retried_even_with_on_baseexception(fake_clock):
     with pytest.raises(KeyboardInterrupt):
         make(fake_clock, on=BaseException).call(fn)
     assert fn.calls == 1
+
+
+def test_unnamed_retries_do_not_share_a_budget(fake_clock):
+    assert Retry(clock=fake_clock).budget is not Retry(clock=fake_clock).budget
