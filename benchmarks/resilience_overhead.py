@@ -152,9 +152,13 @@ def build_cases() -> tuple[dict[str, tuple[str, Any, str]], list[str]]:
     add("purgatory closed (async)", "async", async_loop(factory(circuit="bench")(awork)), "bare await (async)")
 
     # ---- breakers, open fast-fail
-    sf_open = CircuitBreaker("bench-open", registry=reg)
-    sf_open.force_open()
-    add("surefoot breaker open fast-fail", "sync", sync_fail_loop(sf_open(work), CircuitOpenError),
+    sf_open = CircuitBreaker("bench-open", failure_threshold=1, open_duration=3600, registry=reg)
+    sf_fail = sf_open(fail)
+    try:
+        sf_fail()  # trips it open (a real open state, not forced_open)
+    except Boom:
+        pass
+    add("surefoot breaker open fast-fail", "sync", sync_fail_loop(sf_fail, CircuitOpenError),
         "bare raise+catch (sync)")
 
     pb_open = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=3600)

@@ -377,10 +377,8 @@ def _breaker(name: str, value: Any) -> Any:
         raise ConfigurationError(
             f"breaker must follow the circuit-breaker permission protocol; {value!r} lacks {missing}"
         )
-    if (getattr(value, "call", None) is None or getattr(value, "acall", None) is None) and getattr(
-        value, "clock", None
-    ) is None:
-        raise ConfigurationError(f"breaker {value!r} needs a clock (for call durations)")
+    if not callable(getattr(getattr(value, "clock", None), "monotonic", None)):
+        raise ConfigurationError(f"breaker {value!r} needs a clock with monotonic() (for call durations)")
     return value
 
 
