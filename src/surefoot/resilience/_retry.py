@@ -23,7 +23,9 @@ final 503 response). A call never silently returns ``None``.
 **Nested retries do not multiply.** While a retry is running, a context variable marks the
 context; a retry entered inside it (a retried function calling another retried function)
 makes a single attempt and lets the outer retry decide. Three nested layers of 3 attempts
-therefore make 3 calls, not 27.
+therefore make 3 calls, not 27. Tasks started inside a retried call inherit the marker (asyncio
+copies context variables into new tasks), so a long-lived task should be started outside the
+retried call (or in a fresh ``contextvars.Context()``) if its own retries must retry.
 """
 
 from __future__ import annotations
@@ -277,8 +279,8 @@ def retry_after_of(outcome: Any, now: float | None = None) -> float | None:
 class RetryError(ExternalServiceError):
     """Every attempt returned a result that asked for a retry (502).
 
-    Raised only for result-based retries; for exceptions the last exception itself is
-    re-raised. ``__cause__`` is the last exception when there was one.
+    Raised only for result-based retries (for exceptions the last exception itself is
+    re-raised, with a note), and not at all with ``return_last_result=True``.
 
     Attributes:
         name: the retry's name.

@@ -1,9 +1,11 @@
 """The process-wide testing switch that turns resilience waits off.
 
-With testing on (``surefoot.testing.set_testing(True)``, or ``with surefoot.testing.no_waits():``) retries, rate-limiter waits, bulkhead
-waits and chaos latency return immediately instead of sleeping, and retries may be capped to a
-number of attempts, so a test suite that exercises failure paths stays fast. The switch is read
-only on slow paths (when a wait is about to happen), never on the success path.
+With testing on (``surefoot.testing.set_testing(True)``, or ``with surefoot.testing.no_waits():``)
+retry backoff sleeps, rate-limiter reservations and injected chaos latency return immediately
+instead of sleeping, and retries may be capped to a number of attempts (as stamina's
+``set_testing``), so a test suite that exercises failure paths stays fast. Bulkhead waits are
+not skipped: they wait for capacity, not for time to pass. The switch is read only on slow
+paths (when a wait is about to happen), never on the success path.
 """
 
 from __future__ import annotations
