@@ -251,3 +251,20 @@ def test_chaos_429_bursts_through_the_client(server, registry):
     assert chaos.injected["result"] > 0 and 1.0 in clock.sleeps
     # injected answers never reached the server nor the request metrics
     assert len(server.received) == 30
+
+
+def test_chaos_timeouts_are_retried_for_get_but_never_replayed_for_post(server, registry):
+    clock = FakeClock()
+    chaos = provider_failures("timeout", rate=0.5, seed=11, clock=clock)
+    with provider_client("twilio", base_url=server.url, policy=policy(clock, max_attempts=8, chaos=chaos),
+                         registry=registry) as client:
+        assert all(client.get("/x").status_code == 200 for _ in range(10))
+        sent_before = len(server.received)
+        outcomes = []
+        for _ in range(10):
+            try:
+                outcomes.append(client.post("/sms", json={}).status_code)
+            except httpx.ReadTimeout:
+                outcomes.append("timeout")
+    assert "timeout" in outcomes  # a POST that timed out is not sent again
+    assert len(server.received) - sent_before == outcomes.count(200)
