@@ -17,14 +17,16 @@ dependency instead of multiplying it by ``max_attempts``. The first attempt of a
 never refused by the budget — only retries are.
 
 Budgets are shared per name (:func:`get_retry_budget`), so every retry protecting the same
-dependency draws from one bucket. Deposits and withdrawals are lock-free float updates:
-under heavy thread contention an update may occasionally be lost, which only makes the
-budget approximate, never blocks a call.
+dependency draws from one bucket. Deposits cost one atomic C-level counter increment; the
+balance is settled (lock-free) when a failure needs it: under heavy thread contention an
+update may occasionally be lost, which only makes the budget approximate, never blocks a call.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
+from collections.abc import Callable
 
 from ..errors import ConfigurationError
 
@@ -48,7 +50,8 @@ class RetryBudget:
         ConfigurationError: a number is out of range.
     """
 
-    __slots__ = ("name", "max_tokens", "token_ratio", "threshold", "tokens", "_floor")
+    __slots__ = ("name", "max_tokens", "token_ratio", "threshold", "_tokens", "_floor", "_successes",
+                 "_settled", "on_success")
 
     def __init__(
         self,
@@ -70,26 +73,50 @@ class RetryBudget:
         self.max_tokens = float(max_tokens)
         self.token_ratio = float(token_ratio)
         self.threshold = float(threshold)
-        self.tokens = float(max_tokens)
+        self._tokens = float(max_tokens)
         self._floor = self.max_tokens * self.threshold
-
-    def on_success(self) -> None:
+        # Deposits are counted by a C-level counter (one atomic call, no Python frame, on every
+        # success) and turned into tokens only when a failure needs the balance.
+        self._successes = itertools.count()
+        self._settled = 0
+        self.on_success: Callable[[], object] = self._successes.__next__
         """Deposit ``token_ratio`` tokens (one successful attempt)."""
-        tokens = self.tokens + self.token_ratio
-        self.tokens = tokens if tokens < self.max_tokens else self.max_tokens
+
+    def _settle(self) -> float:
+        current = next(self._successes)  # also counts itself: skipped below
+        deposits = current - self._settled
+        self._settled = current + 1
+        tokens = self._tokens
+        if deposits:
+            tokens += deposits * self.token_ratio
+            if tokens > self.max_tokens:
+                tokens = self.max_tokens
+            self._tokens = tokens
+        return tokens
+
+    @property
+    def tokens(self) -> float:
+        """The current balance."""
+        return self._settle()
+
+    @tokens.setter
+    def tokens(self, value: float) -> None:
+        self._settle()
+        self._tokens = min(self.max_tokens, max(0.0, float(value)))
 
     def on_failure(self) -> None:
         """Withdraw one token (one failed attempt)."""
-        tokens = self.tokens - 1.0
-        self.tokens = tokens if tokens > 0.0 else 0.0
+        tokens = self._settle() - 1.0
+        self._tokens = tokens if tokens > 0.0 else 0.0
 
     def can_retry(self) -> bool:
         """True while the balance is above the threshold."""
-        return self.tokens > self._floor
+        return self._settle() > self._floor
 
     def reset(self) -> None:
         """Refill the bucket."""
-        self.tokens = self.max_tokens
+        self._settle()
+        self._tokens = self.max_tokens
 
     def __repr__(self) -> str:
         return f"RetryBudget({self.name!r}, tokens={self.tokens:.2f}/{self.max_tokens:g})"

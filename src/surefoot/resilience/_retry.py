@@ -34,6 +34,7 @@ import contextvars
 import email.utils
 import functools
 import inspect
+import itertools
 import math
 import random
 import sys
@@ -444,12 +445,13 @@ class Retry:
         on = self.on
         slow = self._slow_call
         check = self.retry_on_result
-        deposit = self.budget.on_success if self.budget is not None else None
+        # without a budget, deposits go to a throw-away C counter: no branch, no Python frame
+        deposit = self.budget.on_success if self.budget is not None else itertools.count().__next__
         deadline = self.deadline
         monotonic = self.clock.monotonic
         clock = self.clock
 
-        if deadline is None and check is None and deposit is not None:
+        if deadline is None and check is None:
 
             def call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
                 if in_retry_get():
@@ -484,8 +486,7 @@ class Retry:
                 if dtoken is not None:
                     _deadline.reset(dtoken)
                 in_retry_reset(token)
-            if deposit is not None:
-                deposit()
+            deposit()
             return result
 
         return call
@@ -495,12 +496,13 @@ class Retry:
         on = self.on
         slow = self._aslow_call
         check = self.retry_on_result
-        deposit = self.budget.on_success if self.budget is not None else None
+        # without a budget, deposits go to a throw-away C counter: no branch, no Python frame
+        deposit = self.budget.on_success if self.budget is not None else itertools.count().__next__
         deadline = self.deadline
         monotonic = self.clock.monotonic
         clock = self.clock
 
-        if deadline is None and check is None and deposit is not None:
+        if deadline is None and check is None:
 
             async def acall(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
                 if in_retry_get():
@@ -535,8 +537,7 @@ class Retry:
                 if dtoken is not None:
                     _deadline.reset(dtoken)
                 in_retry_reset(token)
-            if deposit is not None:
-                deposit()
+            deposit()
             return result
 
         return acall
@@ -550,11 +551,12 @@ class Retry:
         in_retry_get, in_retry_set, in_retry_reset = _in_retry.get, _in_retry.set, _in_retry.reset
         on = self.on
         check = self.retry_on_result
-        deposit = self.budget.on_success if self.budget is not None else None
+        # without a budget, deposits go to a throw-away C counter: no branch, no Python frame
+        deposit = self.budget.on_success if self.budget is not None else itertools.count().__next__
         deadline = self.deadline
         monotonic = self.clock.monotonic
         clock = self.clock
-        simple = deadline is None and check is None and deposit is not None
+        simple = deadline is None and check is None
 
         if is_async:
             aslow = self._aslow_call
@@ -592,8 +594,7 @@ class Retry:
                     if dtoken is not None:
                         _deadline.reset(dtoken)
                     in_retry_reset(token)
-                if deposit is not None:
-                    deposit()
+                deposit()
                 return result
 
             return arun_general
@@ -633,8 +634,7 @@ class Retry:
                 if dtoken is not None:
                     _deadline.reset(dtoken)
                 in_retry_reset(token)
-            if deposit is not None:
-                deposit()
+            deposit()
             return result
 
         return run_general
