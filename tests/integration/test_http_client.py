@@ -268,3 +268,27 @@ def test_chaos_timeouts_are_retried_for_get_but_never_replayed_for_post(server, 
                 outcomes.append("timeout")
     assert "timeout" in outcomes  # a POST that timed out is not sent again
     assert len(server.received) - sent_before == outcomes.count(200)
+
+
+def test_policy_timeout_bounds_a_hung_request_and_get_is_retried(server, registry):
+    from surefoot.resilience import Timeout
+
+    clock = FakeClock()
+    server.script.append(("hang",))
+    pol = policy(clock, timeout=Timeout(0.2, name="twilio", sync_mode="thread"))
+    with provider_client("twilio", base_url=server.url, policy=pol, registry=registry) as client:
+        assert client.get("/x").status_code == 200
+    pol.timeout.shutdown()
+
+
+async def test_async_policy_timeout_on_a_hung_request(server, registry):
+    clock = FakeClock()
+    server.script.append(("hang",))
+    pol = policy(clock, timeout=0.2)
+    async with aprovider_client("twilio", base_url=server.url, policy=pol, registry=registry) as client:
+        assert (await client.get("/x")).status_code == 200
+        server.script.append(("hang",))
+        from surefoot.resilience import CallTimeoutError
+
+        with pytest.raises(CallTimeoutError):
+            await client.post("/sms", json={})  # may have been processed: not replayed
