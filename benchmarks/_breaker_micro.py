@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 
 from surefoot.resilience import CircuitBreaker, CircuitOpenError  # noqa: E402
 
-N = 200_000
-ROUNDS = 7
+N = 50_000
+ROUNDS = 21
 
 
 def bench(fn, n: int = N) -> float:
@@ -125,6 +125,27 @@ def main() -> None:
 
         return run
 
+    others = []
+    try:
+        import pybreaker
+
+        pyb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
+        others.append(("pybreaker .call (closed)", via(pyb)))
+    except ImportError:  # pragma: no cover - bench extra not installed
+        pass
+    try:
+        import circuitbreaker
+
+        cb_deco = circuitbreaker.circuit(failure_threshold=5, recovery_timeout=30)(work)
+
+        def cb_run(n):
+            for _ in range(n):
+                cb_deco()
+
+        others.append(("circuitbreaker decorator (closed)", cb_run))
+    except ImportError:  # pragma: no cover
+        pass
+
     base = bench(bare)
     braise = bench(bare_raise)
     abase = abench(abare)
@@ -136,6 +157,7 @@ def main() -> None:
         ("count-window breaker .call (closed)", bench(via(rate)), base),
         ("count-window protocol acquire/on_success", bench(protocol(rate)), base),
         ("time-window+slow breaker .call (closed)", bench(via(timed)), base),
+        *[(name, bench(run), base) for name, run in others],
         ("bare raise-and-catch", braise, braise),
         ("open fast-fail (.call -> CircuitOpenError)", bench(open_fail), braise),
         ("async bare await", abase, abase),

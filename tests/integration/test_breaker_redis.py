@@ -211,6 +211,7 @@ async def test_async_client(make, redis_url):
 
     assert await b.acall(fine) == "ok"
     assert a.get_stats()["state"] == "closed"
+    assert (await b.aget_stats())["shared"] is True
     await a.aacquire()
     await a.arelease()
     await a.aacquire()
@@ -365,3 +366,54 @@ def test_redis_outage_and_recovery(redis_url, unique):
         flaky.client.delete(*b.keys)
         flaky.client.close()
         other.close()
+
+
+def test_async_client_from_a_closed_loop_never_breaks_the_call(make):
+    b = make(failure_threshold=1, retry_interval=5)
+
+    async def once():
+        return await b.acall(asyncio.sleep, 0, "done")
+
+    assert asyncio.run(once()) == "done"  # builds the async client in this loop
+    # That loop is gone: the call is decided locally, never fails because of the client...
+    with structlog.testing.capture_logs() as logs:
+        assert asyncio.run(once()) == "done"
+    assert [x["event"] for x in logs] == ["circuit_breaker_backend_unavailable"]
+    # ...and after retry_interval a fresh client is built in the running loop.
+    b.clock.advance(5)
+
+    async def shared():
+        await b.acall(asyncio.sleep, 0)
+        return (await b.aget_stats())["shared"]
+
+    with structlog.testing.capture_logs() as logs:
+        assert asyncio.run(shared()) is True
+    assert [x["event"] for x in logs] == ["circuit_breaker_backend_recovered"]
+
+
+def test_shared_traffic_percentage_half_open(make):
+    import random
+
+    clock = FakeClock()
+    opts = dict(failure_threshold=1, open_duration=60, half_open_traffic=0.2, half_open_window=30,
+                half_open_min_calls=20, half_open_failure_rate=0.05, clock=clock)
+    a = make(rng=random.Random(1), **opts)
+    b = make(rng=random.Random(2), **opts)
+    with pytest.raises(ConnectionError):
+        a.call(lambda: (_ for _ in ()).throw(ConnectionError()))
+    clock.advance(60)
+    admitted = 0
+    for second in range(31):
+        for breaker in (a, b):
+            for _ in range(10):
+                try:
+                    breaker.acquire()
+                except CircuitOpenError as exc:
+                    assert exc.state == "half_open"
+                    continue
+                admitted += 1
+                breaker.on_success(0.01)
+        clock.advance(1)
+    assert 80 < admitted < 170  # ~20 % of 620 attempts, from both processes
+    assert a.get_stats()["state"] == "closed" and b.get_stats()["state"] == "closed"
+    assert a.call(lambda: 1) == 1

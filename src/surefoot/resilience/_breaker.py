@@ -34,10 +34,11 @@ Trip rules (any may be combined):
   ``httpx.Response`` or an exception with ``retry_after``) opens the breaker for that long.
 
 Locking: one ``threading.Lock`` guards O(1) state updates only; it is never held across the
-protected call, a hook or a log line. In the default consecutive-failures configuration a
-closed-state success takes no lock at all: it stores ``0`` into the failure run (one atomic
-attribute store under the GIL; a racing failure may be lost or kept, either order being a
-valid interleaving) and bumps a C-level ``itertools.count`` (atomic under the GIL).
+protected call, a hook or a log line. A closed-state success usually takes no lock at all:
+it bumps a C-level ``itertools.count`` (atomic under the GIL), and a failure — under the
+lock — restarts the run of consecutive failures when that count moved since the previous
+failure, so no success is lost to a race. Window breakers skip the lock when the success
+cannot change anything a decision reads (see :meth:`CircuitBreaker._closed_success`).
 """
 
 from __future__ import annotations
@@ -384,6 +385,7 @@ class CircuitBreaker:
             stay wedged; ``None`` waits forever. Default 60.
         failure_exceptions: exception types that count as failures (default ``Exception``);
             other exceptions count as successes (the dependency answered).
+            ``expected_exception`` is the alias used by other breaker libraries.
         ignore_exceptions: exception types that count as neither success nor failure.
         failure_predicate: ``exc -> bool`` deciding failures instead of
             ``failure_exceptions`` (ignored exceptions are checked first).
@@ -414,7 +416,7 @@ class CircuitBreaker:
         "_result_failure", "_honor_ra", "_max_ra", "_log", "_c_success", "_c_failed",
         "_c_slow", "_c_ignored", "_c_rejected", "_inc_success", "_metrics",
         "_last_failure_wall", "_last_trip", "_cm_stack", "_time_window", "_result_check", "_registry",
-        "_stats_base", "_timed",
+        "_stats_base", "_timed", "_succ_seen", "_forced_ra",
         "__weakref__",
     )
 
@@ -444,6 +446,7 @@ class CircuitBreaker:
         half_open_min_calls: int | None = None,
         half_open_max_wait: float | None = 60.0,
         failure_exceptions: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        expected_exception: type[BaseException] | tuple[type[BaseException], ...] | None = None,
         ignore_exceptions: type[BaseException] | tuple[type[BaseException], ...] = (),
         failure_predicate: Callable[[BaseException], bool] | None = None,
         result_failure: Callable[[Any], bool] | None = None,
@@ -574,6 +577,12 @@ class CircuitBreaker:
         self._ho_max_wait = half_open_max_wait
 
         # --- classification
+        if expected_exception is not None:
+            if failure_exceptions is not Exception:
+                raise ConfigurationError(
+                    "give failure_exceptions or expected_exception (its alias), not both"
+                )
+            failure_exceptions = expected_exception
         self._failure_types = _types(failure_exceptions, "failure_exceptions")
         self._ignore_types = _types(ignore_exceptions, "ignore_exceptions")
         self._failure_predicate = failure_predicate
@@ -627,7 +636,9 @@ class CircuitBreaker:
         self._shadow = bool(metrics_only)
         self._state = CLOSED
         self._consec = 0
+        self._succ_seen = 0
         self._openings = 0
+        self._forced_ra = self._base_open_duration()
         self._open_until = 0.0
         self._last_failure_wall: float | None = None
         self._last_trip: dict[str, Any] = {}
@@ -688,7 +699,11 @@ class CircuitBreaker:
                     self.hooks.emit("circuit_breaker", self.name, "not_permitted", state="open", retry_after=ra)
                 return CircuitOpenError(self.name, ra, "open")
         elif st == FORCED_OPEN:
-            return self._reject(self._base_open_duration(), "forced_open")
+            self._c_rejected.inc()
+            ra = self._forced_ra
+            if self.hooks.active:
+                self.hooks.emit("circuit_breaker", self.name, "not_permitted", state="forced_open", retry_after=ra)
+            return CircuitOpenError(self.name, ra, "forced_open")
         elif st == CLOSED or st == DISABLED:
             return None
         return self._permit_locked()
@@ -713,7 +728,7 @@ class CircuitBreaker:
                 elif not self._shadow:
                     retry_after = self._open_until - now
             elif st == FORCED_OPEN:
-                retry_after = self._base_open_duration()
+                retry_after = self._forced_ra
                 shown = "forced_open"
             if st == HALF_OPEN:
                 retry_after = self._half_open_admit(now, pending)
@@ -745,6 +760,7 @@ class CircuitBreaker:
             if waited >= mw:
                 # Trials are hung: a dependency that does not answer is not healthy. Reopen
                 # (a late answer from the abandoned probe is then ignored).
+                self._trip_details("half_open_max_wait", waited=waited)
                 self._transition(OPEN, now, "half_open_max_wait", pending)
                 return self._open_until - now
             return mw - waited
@@ -763,7 +779,6 @@ class CircuitBreaker:
         """Record a successful call that took ``duration`` seconds."""
         if self._state == CLOSED and not self.hooks.active:
             if self._fast:
-                self._consec = 0
                 self._inc_success()
                 return
             self._closed_success(duration, self._mono() if self._needs_time else 0.0)
@@ -785,12 +800,10 @@ class CircuitBreaker:
             if self._time_window:
                 if int(now) == w._head:  # type: ignore[union-attr]
                     w.note_success()  # type: ignore[union-attr]
-                    self._consec = 0
                     return
             elif w.calls == w.size:
                 # A full count window of successes: one more success overwrites a success,
                 # so neither the totals nor the order of future evictions change.
-                self._consec = 0
                 return
         pending: list[tuple[Any, ...]] | None = None
         with self._lock:
@@ -920,6 +933,13 @@ class CircuitBreaker:
         reason = None
         if self._threshold is not None:
             if bits & FAILURE:
+                # "Consecutive" = failures since the last success. Successes are counted
+                # lock-free (an atomic C-level counter); a changed count means one landed
+                # since the previous failure, so the run restarts. No lost updates.
+                seen = self._c_success.value()
+                if seen != self._succ_seen:
+                    self._succ_seen = seen
+                    self._consec = 0
                 self._consec += 1
                 if self._consec >= self._threshold:
                     reason = "consecutive_failures"
@@ -1096,7 +1116,9 @@ class CircuitBreaker:
         self._manual(DISABLED, "disabled")
 
     def force_open(self) -> None:
-        """Reject every call (isolate the dependency) until :meth:`reset`."""
+        """Reject every call (isolate the dependency) until :meth:`reset`; rejections carry
+        the base open duration as ``retry_after``."""
+        self._forced_ra = self._base_open_duration()
         self._manual(FORCED_OPEN, "forced_open")
 
     def set_metrics_only(self, enabled: bool = True) -> None:
@@ -1137,7 +1159,9 @@ class CircuitBreaker:
                 "slow_count": slow,
                 "ignored_count": ignored,
                 "not_permitted_count": rejected,
-                "consecutive_failures": self._consec,
+                "consecutive_failures": (
+                    self._consec if self._c_success.value() == self._succ_seen else 0
+                ),
                 "failure_threshold": self._threshold,
                 "window_calls": w.calls if w is not None else None,
                 "failure_rate": (w.failures / w.calls) if w is not None and w.calls else None,
@@ -1206,7 +1230,6 @@ class CircuitBreaker:
             if rc is not None and rc(result):
                 self.on_result(0.0, result)
             else:
-                self._consec = 0
                 self._inc_success()
             return result
         if not self._timed:  # no slow-call or latency rule: no duration, at most one clock read
@@ -1271,7 +1294,6 @@ class CircuitBreaker:
             if rc is not None and rc(result):
                 self.on_result(0.0, result)
             else:
-                self._consec = 0
                 self._inc_success()
             return result
         elif not self._timed:
@@ -1318,17 +1340,36 @@ class CircuitBreaker:
         if inspect.isasyncgenfunction(fn):
             wrapper: Any = self._wrap_asyncgen(fn)
         elif inspect.iscoroutinefunction(fn):
-            acall = self.acall
-
-            @functools.wraps(fn)
-            async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await acall(fn, *args, **kwargs)
+            wrapper = self._wrap_coroutine(fn)
         elif inspect.isgeneratorfunction(fn):
             wrapper = self._wrap_gen(fn)
         else:
             wrapper = self._wrap_function(fn)
         wrapper.breaker = self
         return wrapper  # type: ignore[no-any-return]
+
+    def _wrap_coroutine(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        breaker = self
+        acall = self.acall
+
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # The closed fast path of acall(), inlined to save one coroutine per call.
+            if breaker._state != CLOSED or not breaker._fast or not breaker._sync_io or breaker.hooks.active:
+                return await acall(fn, *args, **kwargs)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                breaker.on_error(0.0, exc)
+                raise
+            rc = breaker._result_check
+            if rc is not None and rc(result):
+                breaker.on_result(0.0, result)
+            else:
+                breaker._inc_success()
+            return result
+
+        return wrapper
 
     def _wrap_function(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         breaker = self
@@ -1338,6 +1379,12 @@ class CircuitBreaker:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             # The closed fast path of call(), inlined to save one argument repacking.
             if breaker._state != CLOSED or not breaker._fast or breaker.hooks.active:
+                if breaker._sync_io and breaker._state != CLOSED:
+                    # Reject from here: one frame less for the exception to cross.
+                    err = breaker._permit()
+                    if err is not None:
+                        raise err
+                    return breaker._call_general(fn, args, kwargs)
                 return call(fn, *args, **kwargs)
             try:
                 result = fn(*args, **kwargs)
@@ -1348,7 +1395,6 @@ class CircuitBreaker:
             if rc is not None and rc(result):
                 breaker.on_result(0.0, result)
             else:
-                breaker._consec = 0
                 breaker._inc_success()
             return result
 

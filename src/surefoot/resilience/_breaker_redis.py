@@ -21,8 +21,8 @@ every process in virtual time; hosts must be NTP-synchronised (skew of milliseco
 irrelevant against open durations of seconds). Every process must use the same options
 for a name (they travel with each script call; the last caller's options apply).
 
-When Redis is unreachable (or answers with an error) the breaker never raises into the
-caller because of it: it logs ``circuit_breaker_backend_unavailable`` once per outage, counts
+When Redis is unreachable (or its client fails in any way) the breaker never raises into
+the caller because of it: it logs ``circuit_breaker_backend_unavailable`` once per outage, counts
 ``circuit_breaker_backend_errors_total{name}``, emits a ``backend_unavailable`` event and
 decides with its local state machine (the inherited :class:`CircuitBreaker` behaviour),
 trying Redis again after ``retry_interval`` seconds. Local decisions are not written back:
@@ -38,8 +38,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import structlog
-
 from .._extras import require
 from ..errors import ConfigurationError
 from ._breaker import (
@@ -51,12 +49,9 @@ from ._breaker import (
     OPEN,
     SLOW,
     CircuitBreaker,
-    CircuitOpenError,
 )
 
 __all__ = ["RedisCircuitBreaker"]
-
-_log = structlog.get_logger("surefoot.resilience")
 
 _LUA_COMMON = r"""
 local H, W = KEYS[1], KEYS[2]
@@ -308,8 +303,6 @@ _RELEASE = _Script(_LUA_RELEASE)
 _SET = _Script(_LUA_SET)
 _STATS = _Script(_LUA_STATS)
 
-_REASON_EVENT = {OPEN: "circuit_opened", HALF_OPEN: "circuit_half_opened", CLOSED: "circuit_closed"}
-
 
 class _BackendDown(Exception):
     """Internal: Redis did not answer; decide locally."""
@@ -381,6 +374,7 @@ class RedisCircuitBreaker(CircuitBreaker):
             )
         self._client = redis
         self._aclient = aredis
+        self._own_aclient = aredis is None
         tag = f"{key_prefix}:{name}"
         self._keys = [f"{{{tag}}}", f"{{{tag}}}:w"]
         self._retry_interval = float(retry_interval)
@@ -444,7 +438,7 @@ class RedisCircuitBreaker(CircuitBreaker):
             raise _BackendDown
         try:
             out = script.run(self._client, self._keys, [repr(self.clock.time()), self._cfg, *args])
-        except self._redis_module.exceptions.RedisError as exc:
+        except Exception as exc:  # any backend trouble: decide locally (logged, counted, evented)
             self._backend_failed(exc)
             raise _BackendDown from exc
         self._backend_ok()
@@ -460,7 +454,9 @@ class RedisCircuitBreaker(CircuitBreaker):
             )
         try:
             out = await script.arun(client, self._keys, [repr(self.clock.time()), self._cfg, *args])
-        except self._redis_module.exceptions.RedisError as exc:
+        except Exception as exc:  # e.g. a client bound to a closed event loop: decide locally
+            if self._own_aclient:
+                self._aclient = None  # rebuilt, in the running loop, at the next attempt
             self._backend_failed(exc)
             raise _BackendDown from exc
         self._backend_ok()
@@ -706,30 +702,55 @@ class RedisCircuitBreaker(CircuitBreaker):
         if not self._available():
             return stats
         try:
-            h, w = self._client.evalsha(_STATS.sha, 2, *self._keys)
-        except self._redis_module.exceptions.NoScriptError:
-            h, w = self._client.eval(_STATS.source, 2, *self._keys)
-        except self._redis_module.exceptions.RedisError as exc:
+            h, w = _STATS.run(self._client, self._keys, [])
+        except Exception as exc:  # decide locally, as everywhere else
             self._backend_failed(exc)
             return stats
+        self._backend_ok()
+        return self._merge_stats(stats, h, w)
+
+    async def aget_stats(self) -> dict[str, Any]:
+        """Async twin of :meth:`get_stats` (redis.asyncio)."""
+        stats = CircuitBreaker.get_stats(self)
+        stats["shared"] = False
+        if not self._available():
+            return stats
+        client = self._aclient
+        if client is None:
+            client = self._aclient = self._redis_module.asyncio.Redis.from_url(
+                self._url, socket_timeout=self._socket_timeout, socket_connect_timeout=self._socket_timeout
+            )
+        try:
+            h, w = await _STATS.arun(client, self._keys, [])
+        except Exception as exc:
+            self._backend_failed(exc)
+            return stats
+        self._backend_ok()
+        return self._merge_stats(stats, h, w)
+
+    def _merge_stats(self, stats: dict[str, Any], h: list[Any], w: list[Any]) -> dict[str, Any]:
         fields = {_s(h[i]): _s(h[i + 1]) for i in range(0, len(h), 2)}
         state = int(fields.get("st", 0))
         now = self.clock.time()
         calls, fails, slows = (int(_s(x)) if x is not None else 0 for x in w)
+        windowed = self._window is not None
         stats.update(
             shared=True,
             state=("closed", "open", "half_open", "disabled", "forced_open")[state],
             consecutive_failures=int(fields.get("cf", 0)),
             openings=int(fields.get("op", 0)),
-            window_calls=calls if self._window is not None else None,
-            failure_rate=(fails / calls) if calls and self._window is not None else None,
-            slow_call_rate=(slows / calls) if calls and self._window is not None else None,
+            window_calls=calls if windowed else None,
+            failure_rate=(fails / calls) if calls and windowed else None,
+            slow_call_rate=(slows / calls) if calls and windowed else None,
             retry_after=max(0.0, float(fields.get("ou", 0)) - now) if state == OPEN else None,
             last_failure_time=float(fields["lf"]) if "lf" in fields else stats["last_failure_time"],
             last_state_change=float(fields["ch"]) if "ch" in fields else stats["last_state_change"],
             half_open_trials=int(fields.get("hd", 0)) if state == HALF_OPEN else None,
         )
-        self._state = state
+        if self._state != state:
+            self._state = state
+            if self._metrics is not None:
+                self._metrics.show_state(state)
         return stats
 
     def close(self) -> None:

@@ -472,6 +472,15 @@ class TestClassification:
         assert b.state == CircuitState.CLOSED
         assert b.get_stats()["success_count"] == 1
 
+    def test_expected_exception_alias(self, make):
+        b = make(failure_threshold=1, expected_exception=ConnectionError)
+        fail(b, 1, ValueError)
+        assert b.state == CircuitState.CLOSED
+        fail(b, 1)
+        assert b.state == CircuitState.OPEN
+        with pytest.raises(ConfigurationError):
+            make(expected_exception=KeyError, failure_exceptions=ValueError)
+
     def test_failure_predicate(self, make):
         b = make(failure_threshold=1, failure_predicate=lambda e: "fatal" in str(e))
         with pytest.raises(RuntimeError):
