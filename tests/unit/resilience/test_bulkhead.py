@@ -6,6 +6,8 @@ import asyncio
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from surefoot.errors import ConfigurationError, ServiceUnavailableError
 from surefoot.resilience import Bulkhead, BulkheadFullError
@@ -243,3 +245,20 @@ def test_try_acquire():
     assert bulkhead.try_acquire() and not bulkhead.try_acquire()
     bulkhead.release()
     assert "1/1 free" in repr(bulkhead)
+
+
+@given(st.lists(st.booleans(), max_size=200), st.integers(1, 5))
+@settings(max_examples=100, deadline=None)
+def test_available_slots_stay_within_bounds(ops, size):
+    bulkhead = Bulkhead(size)
+    held = 0
+    for take in ops:
+        if take:
+            if bulkhead.try_acquire():
+                held += 1
+            else:
+                assert held == size
+        elif held:
+            bulkhead.release()
+            held -= 1
+        assert bulkhead.available == size - held

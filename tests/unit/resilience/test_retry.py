@@ -657,3 +657,32 @@ def test_cancellation_is_never_retried_even_with_on_baseexception(fake_clock):
 
 def test_unnamed_retries_do_not_share_a_budget(fake_clock):
     assert Retry(clock=fake_clock).budget is not Retry(clock=fake_clock).budget
+
+
+@given(
+    failures=st.integers(0, 12),
+    max_attempts=st.integers(1, 8),
+    deadline=st.one_of(st.none(), st.floats(0.5, 20)),
+    backoff=st.sampled_from(["full_jitter", "decorrelated_jitter", "exponential", "constant"]),
+    seed=st.integers(0, 1000),
+)
+@settings(max_examples=200, deadline=None)
+def test_attempt_and_deadline_invariants(failures, max_attempts, deadline, backoff, seed):
+    clock = FakeClock()
+    fn = Flaky(failures)
+    retry = Retry(clock=clock, max_attempts=max_attempts, deadline=deadline, backoff=backoff,
+                  rng=random.Random(seed), budget=False, base_delay=0.5, max_delay=4.0)
+    try:
+        assert retry.call(fn) == "ok"
+        succeeded = True
+    except ConnectionError:
+        succeeded = False
+    assert 1 <= fn.calls <= max_attempts  # never more attempts than configured
+    assert len(clock.sleeps) == fn.calls - 1  # one wait between consecutive attempts
+    assert all(0 <= s <= 4.0 for s in clock.sleeps)  # never above max_delay
+    if deadline is not None:
+        assert sum(clock.sleeps) < deadline  # never a wait past the deadline
+    if succeeded:
+        assert fn.calls == failures + 1
+    elif deadline is None:
+        assert fn.calls == max_attempts  # without a deadline only the attempts stop it
