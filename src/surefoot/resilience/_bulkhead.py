@@ -239,8 +239,10 @@ class Bulkhead:
                     continue
                 if asyncio._get_running_loop() is loop:
                     future.set_result(None)
-                else:
-                    loop.call_soon_threadsafe(_wake_future, future)
+                    return
+                if loop.is_closed():
+                    continue  # its task can never run again: wake the next waiter instead
+                loop.call_soon_threadsafe(_wake_future, future)
                 return
 
     arelease = release
