@@ -408,6 +408,15 @@ class Timeout:
         if executor is not None:
             executor.shutdown(wait=wait, cancel_futures=True)
 
+    def scope(self) -> _Scope:
+        """A context manager bounding a block: ``async with t.scope():`` / ``with t.scope():``.
+
+        ``async with`` cancels the block at the deadline and raises :class:`CallTimeoutError`.
+        ``with`` cannot interrupt a sync block: it raises :class:`CallTimeoutError` when the
+        block ends late (``sync_mode="check"`` semantics, on this timeout's clock).
+        """
+        return _Scope(self)
+
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Decorate a function or coroutine function."""
         if inspect.iscoroutinefunction(fn):
@@ -424,3 +433,34 @@ class Timeout:
             return self.call(fn, *args, **kwargs)
 
         return wrapper
+
+
+class _Scope:
+    """One use of a :class:`Timeout` as a context manager (see :meth:`Timeout.scope`)."""
+
+    __slots__ = ("_timeout", "_entry", "_start")
+
+    def __init__(self, timeout: Timeout) -> None:
+        self._timeout = timeout
+        self._entry: list[Any] | None = None
+        self._start = 0.0
+
+    async def __aenter__(self) -> _Scope:
+        self._entry = self._timeout._enter(self._timeout.seconds)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        entry = self._entry
+        try:
+            if exc is not None and isinstance(exc, asyncio.CancelledError):
+                self._timeout._cancelled(entry, exc)  # type: ignore[arg-type]
+        finally:
+            self._timeout._exit(entry)  # type: ignore[arg-type]
+
+    def __enter__(self) -> _Scope:
+        self._start = self._timeout.clock.monotonic()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None and self._timeout.clock.monotonic() - self._start > self._timeout.seconds:
+            raise self._timeout._expired(self._timeout.seconds, False)

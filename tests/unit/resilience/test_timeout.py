@@ -247,3 +247,25 @@ def test_acall_outside_a_loop_is_a_clear_error():
     coro = timeout.acall(ok)
     with pytest.raises(RuntimeError, match="event loop"):
         coro.send(None)
+
+
+async def test_async_scope_cancels_the_block():
+    timeout = Timeout(0.01)
+    with pytest.raises(CallTimeoutError):
+        async with timeout.scope():
+            await asyncio.Event().wait()
+    async with timeout.scope():
+        await asyncio.sleep(0)
+
+
+def test_sync_scope_flags_a_late_block(fake_clock):
+    timeout = Timeout(1.0, clock=fake_clock)
+    with timeout.scope():
+        fake_clock.advance(0.5)
+    with pytest.raises(CallTimeoutError):
+        with timeout.scope():
+            fake_clock.advance(2)
+    with pytest.raises(KeyError):  # the block's own error wins
+        with timeout.scope():
+            fake_clock.advance(2)
+            raise KeyError("k")
