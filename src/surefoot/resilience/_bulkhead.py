@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError, ServiceUnavailableError
+from ._decisions import DecisionCounter
 from ._events import Hooks
 
 __all__ = ["Bulkhead", "BulkheadFullError"]
@@ -71,7 +72,8 @@ class Bulkhead:
         max_wait: seconds a caller may wait for a slot (0 = reject immediately).
         name: the dependency (metrics, events, errors).
         hooks: listeners for ``bulkhead`` events (``rejected``).
-        registry: Prometheus registry for ``bulkhead_available_concurrent_calls``.
+        registry: Prometheus registry for ``bulkhead_available_concurrent_calls`` and
+            ``resilience_events_total{component="bulkhead",event="rejected"}``.
 
     Raises:
         ConfigurationError: a number is out of range.
@@ -95,6 +97,7 @@ class Bulkhead:
         self.name = name
         self.hooks = Hooks() if hooks is None else hooks
         self._registry = registry
+        self._counter = DecisionCounter("bulkhead", name, registry)
         self._pool: deque[None] = deque([None] * max_concurrent)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -125,6 +128,7 @@ class Bulkhead:
         self._metrics_bound = True
 
     def _full(self) -> BulkheadFullError:
+        self._counter.inc("rejected")
         if self.hooks.active:
             self.hooks.emit("bulkhead", self.name, "rejected", max_concurrent=self.max_concurrent)
         return BulkheadFullError(self.name, self.max_concurrent, self.max_wait)

@@ -37,6 +37,7 @@ from .._clock import SYSTEM_CLOCK
 from .._config import load_settings
 from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
+from ._decisions import DecisionCounter
 from ._events import Hooks
 
 __all__ = ["Chaos", "ChaosError", "ChaosSettings"]
@@ -93,6 +94,8 @@ class Chaos:
         rng: random source (seeded for reproducible runs).
         clock: time source for the latency (``sleep``/``asleep``).
         hooks: listeners for ``chaos`` events (``injected`` with ``what``).
+        registry: Prometheus registry for ``resilience_events_total{component="chaos"}``
+            (``event`` = ``latency``, ``fault`` or ``result``).
 
     Raises:
         ConfigurationError: a rate is outside [0, 1], or ``result_rate`` without ``result``.
@@ -113,6 +116,7 @@ class Chaos:
         rng: random.Random | None = None,
         clock: Any = None,
         hooks: Hooks | None = None,
+        registry: Any = None,
     ) -> None:
         self.name = name
         self.enabled = load_settings(ChaosSettings).enabled if enabled is None else bool(enabled)
@@ -135,6 +139,7 @@ class Chaos:
         self.rng = random.Random() if rng is None else rng
         self.clock = SYSTEM_CLOCK if clock is None else clock
         self.hooks = Hooks() if hooks is None else hooks
+        self._counter = DecisionCounter("chaos", name, registry)
         self._left = {"latency": 0, "fault": 0, "result": 0}
         self.injected = {"latency": 0, "fault": 0, "result": 0}
 
@@ -178,6 +183,7 @@ class Chaos:
         else:
             return False
         self.injected[what] += 1
+        self._counter.inc(what)
         if self.hooks.active:
             self.hooks.emit("chaos", self.name, "injected", what=what)
         return True

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, RateLimitError
 from . import _waits
+from ._decisions import DecisionCounter
 from ._events import Hooks
 
 __all__ = ["RateLimiter", "RateLimitExceededError", "RateLimitDecision"]
@@ -90,7 +91,8 @@ class RateLimiter:
         clock: time source (``monotonic``, ``sleep``, ``asleep``).
         hooks: listeners for ``rate_limiter`` events (``rejected``, ``waited``).
         registry: Prometheus registry for ``rate_limiter_available_permits{name}`` (the default
-            key's bucket, read at scrape time).
+            key's bucket, read at scrape time) and ``resilience_events_total`` (``rejected``,
+            ``waited``).
 
     Raises:
         ConfigurationError: a number is out of range.
@@ -129,6 +131,7 @@ class RateLimiter:
         self._mono = self.clock.monotonic
         self.hooks = Hooks() if hooks is None else hooks
         self._registry = registry
+        self._counter = DecisionCounter("rate_limiter", name, registry)
         self._buckets: dict[Hashable, list[float]] = {}  # key -> [tokens, updated_at]
         self._lock = threading.Lock()
         self._metrics_bound = False
@@ -208,13 +211,16 @@ class RateLimiter:
         if not self._metrics_bound:
             self._bind_metrics()
         granted, wait, tokens = self._take(key, cost, 0.0)
-        if not granted and self.hooks.active:
-            self.hooks.emit("rate_limiter", self.name, "rejected", key=key, retry_after=wait)
+        if not granted:
+            self._counter.inc("rejected")
+            if self.hooks.active:
+                self.hooks.emit("rate_limiter", self.name, "rejected", key=key, retry_after=wait)
         return RateLimitDecision(
             granted, max(0, int(tokens)), 0.0 if granted else wait, max(0.0, (self.burst - tokens) / self.rate)
         )
 
     def _refused(self, key: Hashable, wait: float) -> RateLimitExceededError:
+        self._counter.inc("rejected")
         if self.hooks.active:
             self.hooks.emit("rate_limiter", self.name, "rejected", key=key, retry_after=wait)
         return RateLimitExceededError(self.name, key, wait, limit=self._describe)
@@ -242,8 +248,10 @@ class RateLimiter:
         granted, wait, _ = self._take(key, cost, self.max_wait)
         if not granted:
             raise self._refused(key, wait)
-        if wait > 0 and self.hooks.active:
-            self.hooks.emit("rate_limiter", self.name, "waited", key=key, delay=wait)
+        if wait > 0:
+            self._counter.inc("waited")
+            if self.hooks.active:
+                self.hooks.emit("rate_limiter", self.name, "waited", key=key, delay=wait)
         return wait
 
     async def await_reserved(self, wait: float) -> None:

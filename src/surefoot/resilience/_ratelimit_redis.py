@@ -29,6 +29,7 @@ from .._clock import SYSTEM_CLOCK
 from .._extras import require
 from ..errors import ConfigurationError
 from . import _waits
+from ._decisions import DecisionCounter
 from ._events import Hooks
 from ._ratelimit import RateLimitDecision, RateLimiter, RateLimitExceededError
 
@@ -80,6 +81,8 @@ class RedisRateLimiter:
             unreachable; a :class:`RateLimiter` to use that one; ``None`` to raise instead.
         clock: time source for waits and for log throttling.
         hooks: listeners for ``rate_limiter`` events (``rejected``, ``waited``, ``fallback``).
+        registry: Prometheus registry for ``resilience_events_total`` (``rejected``,
+            ``redis_unavailable``).
 
     Raises:
         ConfigurationError: bad numbers, or neither ``url`` nor a client given.
@@ -101,6 +104,7 @@ class RedisRateLimiter:
         fallback: bool | RateLimiter | None = True,
         clock: Any = None,
         hooks: Hooks | None = None,
+        registry: Any = None,
     ) -> None:
         if not rate > 0 or not per > 0:
             raise ConfigurationError(f"RedisRateLimiter rate and per must be > 0; got rate={rate!r} per={per!r}")
@@ -120,12 +124,15 @@ class RedisRateLimiter:
         self.prefix = f"{prefix}{name}:"
         self.clock = SYSTEM_CLOCK if clock is None else clock
         self.hooks = Hooks() if hooks is None else hooks
+        self._counter = DecisionCounter("rate_limiter", name, registry)
         self._client = client
         self._aclient = aclient
         self._script: Any = None
         self._ascript: Any = None
         if fallback is True:
-            fallback = RateLimiter(rate, per=per, burst=burst, max_wait=max_wait, name=name, clock=self.clock)
+            fallback = RateLimiter(
+                rate, per=per, burst=burst, max_wait=max_wait, name=name, clock=self.clock, registry=registry
+            )
         self.fallback: RateLimiter | None = fallback or None
         self._last_warning = float("-inf")
         self._describe = f"{rate:g}/{per:g}s burst {burst:g}"
@@ -162,6 +169,7 @@ class RedisRateLimiter:
         return bool(int(allowed)), float(wait), int(remaining), float(reset)
 
     def _redis_failed(self, exc: BaseException) -> None:
+        self._counter.inc("redis_unavailable")
         if self.fallback is None:
             raise exc
         now = self.clock.monotonic()
@@ -190,8 +198,10 @@ class RedisRateLimiter:
             self._redis_failed(exc)
             return self.fallback.try_acquire(key, cost)  # type: ignore[union-attr]
         decision = self._to_decision(*self._decision(raw))
-        if not decision.allowed and self.hooks.active:
-            self.hooks.emit("rate_limiter", self.name, "rejected", key=key, retry_after=decision.retry_after)
+        if not decision.allowed:
+            self._counter.inc("rejected")
+            if self.hooks.active:
+                self.hooks.emit("rate_limiter", self.name, "rejected", key=key, retry_after=decision.retry_after)
         return decision
 
     async def atry_acquire(self, key: Hashable = "default", cost: float = 1.0) -> RateLimitDecision:
@@ -202,11 +212,14 @@ class RedisRateLimiter:
             self._redis_failed(exc)
             return self.fallback.try_acquire(key, cost)  # type: ignore[union-attr]
         decision = self._to_decision(*self._decision(raw))
-        if not decision.allowed and self.hooks.active:
-            self.hooks.emit("rate_limiter", self.name, "rejected", key=key, retry_after=decision.retry_after)
+        if not decision.allowed:
+            self._counter.inc("rejected")
+            if self.hooks.active:
+                self.hooks.emit("rate_limiter", self.name, "rejected", key=key, retry_after=decision.retry_after)
         return decision
 
     def _refused(self, key: Hashable, wait: float) -> RateLimitExceededError:
+        self._counter.inc("rejected")
         if self.hooks.active:
             self.hooks.emit("rate_limiter", self.name, "rejected", key=key, retry_after=wait)
         return RateLimitExceededError(self.name, key, wait, limit=self._describe)

@@ -38,6 +38,7 @@ import structlog
 
 from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, ServiceUnavailableError
+from ._decisions import DecisionCounter
 from ._events import Hooks
 
 __all__ = [
@@ -224,6 +225,7 @@ class Timeout:
         max_workers: size of the worker pool of ``sync_mode="thread"`` (created on first use).
         clock: the clock used by ``sync_mode="check"``.
         hooks: listeners for ``timeout`` events.
+        registry: Prometheus registry for ``resilience_events_total{component="timeout"}``.
 
     Raises:
         ConfigurationError: ``seconds`` is not positive or ``sync_mode`` is unknown.
@@ -238,6 +240,7 @@ class Timeout:
         max_workers: int = 8,
         clock: Any = None,
         hooks: Hooks | None = None,
+        registry: Any = None,
     ) -> None:
         if isinstance(seconds, str):
             seconds = get_timeout(seconds)
@@ -251,6 +254,7 @@ class Timeout:
         self.max_workers = max_workers
         self.clock = SYSTEM_CLOCK if clock is None else clock
         self.hooks = Hooks() if hooks is None else hooks
+        self._counter = DecisionCounter("timeout", name, registry)
         self._queues: weakref.WeakKeyDictionary[Any, _TimerQueue] = weakref.WeakKeyDictionary()
         self._last: tuple[Any, ...] = (None, None, None, None)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -261,6 +265,7 @@ class Timeout:
         return f"Timeout({self.seconds:g}, name={self.name!r}, sync_mode={self.sync_mode!r})"
 
     def _expired(self, seconds: float, abandoned: bool) -> CallTimeoutError:
+        self._counter.inc("abandoned" if abandoned else "timeout")
         if self.hooks.active:
             self.hooks.emit("timeout", self.name, "timeout", timeout=seconds, abandoned=abandoned)
         return CallTimeoutError(self.name, seconds, abandoned=abandoned)

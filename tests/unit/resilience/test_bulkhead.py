@@ -35,6 +35,9 @@ def test_rejection_is_clear_and_counted(registry):
     assert isinstance(info.value, ServiceUnavailableError)
     assert "all 1 concurrent call slots are busy" in str(info.value) and info.value.code == "BULKHEAD_FULL"
     assert events.kinds() == ["rejected"]
+    assert registry.get_sample_value(
+        "resilience_events_total", {"component": "bulkhead", "name": "twilio", "event": "rejected"}
+    ) == 1
     bulkhead.release()
     assert registry.get_sample_value("bulkhead_available_concurrent_calls", {"name": "twilio"}) == 1
 

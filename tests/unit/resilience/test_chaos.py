@@ -75,11 +75,14 @@ def _raised(chaos):
     return None
 
 
-def test_rate_is_respected_statistically():
-    chaos = Chaos(enabled=True, fault_rate=0.2, rng=random.Random(5))
+def test_rate_is_respected_statistically(registry):
+    chaos = Chaos(name="twilio", enabled=True, fault_rate=0.2, rng=random.Random(5), registry=registry)
     faults = sum(_raised(chaos) is not None for _ in range(5000))
     assert 850 < faults < 1150
     assert chaos.injected["fault"] == faults
+    assert registry.get_sample_value(
+        "resilience_events_total", {"component": "chaos", "name": "twilio", "event": "fault"}
+    ) == faults
 
 
 def test_latency_uses_the_injected_clock(fake_clock):

@@ -92,6 +92,23 @@ def test_gauge_reads_the_default_bucket(fake_clock, registry):
     assert registry.get_sample_value("rate_limiter_available_permits", {"name": "api"}) == 4
 
 
+def test_refusals_and_waits_are_counted(fake_clock, registry):
+    limiter = RateLimiter(1, burst=1, max_wait=1.0, clock=fake_clock, name="api", registry=registry)
+    with no_waits():  # time stands still: the reservations pile up
+        limiter.acquire()
+        limiter.acquire()  # reserves, would wait 1 s
+        with pytest.raises(RateLimitExceededError):
+            limiter.acquire()  # would wait 2 s
+    assert not limiter.try_acquire().allowed
+
+    def count(event):
+        return registry.get_sample_value(
+            "resilience_events_total", {"component": "rate_limiter", "name": "api", "event": event}
+        )
+
+    assert count("waited") == 1 and count("rejected") == 2
+
+
 def test_decorators_and_reset(fake_clock):
     limiter = RateLimiter(1, burst=1, clock=fake_clock)
 

@@ -80,9 +80,9 @@ def test_error_is_a_surefoot_and_builtin_timeout_error():
     assert again.timeout == 1.5 and again.abandoned
 
 
-async def test_async_timeout_cancels_the_call():
+async def test_async_timeout_cancels_the_call(registry):
     events = EventRecorder()
-    timeout = Timeout(0.01, name="slow", hooks=events.hooks)
+    timeout = Timeout(0.01, name="slow", hooks=events.hooks, registry=registry)
     cleaned = asyncio.Event()
 
     async def hang():
@@ -96,6 +96,9 @@ async def test_async_timeout_cancels_the_call():
     assert isinstance(info.value.__cause__, asyncio.CancelledError)
     assert cleaned.is_set()
     assert events.kinds() == ["timeout"]
+    assert registry.get_sample_value(
+        "resilience_events_total", {"component": "timeout", "name": "slow", "event": "timeout"}
+    ) == 1
 
 
 async def test_async_timeout_passes_results_and_errors_through():
