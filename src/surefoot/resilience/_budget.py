@@ -28,6 +28,9 @@ import itertools
 import threading
 from collections.abc import Callable
 
+from typing import Any
+
+from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError
 
 __all__ = ["RetryBudget", "get_retry_budget", "reset_retry_budgets"]
@@ -45,13 +48,17 @@ class RetryBudget:
         max_tokens: capacity and initial balance (> 0).
         token_ratio: tokens deposited per success (> 0, <= max_tokens).
         threshold: retries are allowed while ``tokens > max_tokens * threshold`` (0 <= t < 1).
+        min_retries_per_second: a floor (Finagle's ``minRetriesPerSec``): even with the bucket
+            drained, this many retries per second are allowed, so a low-traffic dependency
+            (too few successes to refill the bucket) can still retry. Default 0 (no floor).
+        clock: time source of the floor.
 
     Raises:
         ConfigurationError: a number is out of range.
     """
 
     __slots__ = ("name", "max_tokens", "token_ratio", "threshold", "_tokens", "_floor", "_successes",
-                 "_settled", "on_success")
+                 "_settled", "on_success", "min_retries_per_second", "_mono", "_reserve", "_reserve_at")
 
     def __init__(
         self,
@@ -60,6 +67,8 @@ class RetryBudget:
         max_tokens: float = 10.0,
         token_ratio: float = 0.1,
         threshold: float = 0.5,
+        min_retries_per_second: float = 0.0,
+        clock: Any = None,
     ) -> None:
         if not max_tokens > 0:
             raise ConfigurationError(f"RetryBudget max_tokens must be > 0; got {max_tokens!r}")
@@ -69,6 +78,14 @@ class RetryBudget:
             )
         if not 0 <= threshold < 1:
             raise ConfigurationError(f"RetryBudget threshold must be in [0, 1); got {threshold!r}")
+        if not min_retries_per_second >= 0:
+            raise ConfigurationError(
+                f"RetryBudget min_retries_per_second must be >= 0; got {min_retries_per_second!r}"
+            )
+        self.min_retries_per_second = float(min_retries_per_second)
+        self._mono = (SYSTEM_CLOCK if clock is None else clock).monotonic
+        self._reserve = max(1.0, self.min_retries_per_second)
+        self._reserve_at = self._mono()
         self.name = name
         self.max_tokens = float(max_tokens)
         self.token_ratio = float(token_ratio)
@@ -110,8 +127,21 @@ class RetryBudget:
         self._tokens = tokens if tokens > 0.0 else 0.0
 
     def can_retry(self) -> bool:
-        """True while the balance is above the threshold."""
-        return self._settle() > self._floor
+        """True while the balance is above the threshold (or the per-second floor allows one)."""
+        if self._settle() > self._floor:
+            return True
+        rate = self.min_retries_per_second
+        if rate <= 0:
+            return False
+        # Finagle's floor: a low-traffic dependency still gets a few retries per second.
+        now = self._mono()
+        reserve = min(max(1.0, rate), self._reserve + (now - self._reserve_at) * rate)
+        self._reserve_at = now
+        if reserve >= 1.0:
+            self._reserve = reserve - 1.0
+            return True
+        self._reserve = reserve
+        return False
 
     def reset(self) -> None:
         """Refill the bucket."""
@@ -126,12 +156,13 @@ _lock = threading.Lock()
 _budgets: dict[str, RetryBudget] = {}
 
 
-def get_retry_budget(name: str, **options: float) -> RetryBudget:
+def get_retry_budget(name: str, **options: Any) -> RetryBudget:
     """Return the budget shared by every retry named ``name``, creating it on first use.
 
     Args:
         name: the dependency name (e.g. ``"twilio"``).
-        **options: ``max_tokens``, ``token_ratio``, ``threshold`` — used only when the budget
+        **options: ``max_tokens``, ``token_ratio``, ``threshold``, ``min_retries_per_second``,
+            ``clock`` — used only when the budget
             is created; later calls with different options get the existing budget.
     """
     budget = _budgets.get(name)

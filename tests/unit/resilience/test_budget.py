@@ -57,3 +57,15 @@ def test_shared_per_name_and_reset():
     reset_retry_budgets()
     assert get_retry_budget("x") is not a
     assert "RetryBudget('x'" in repr(get_retry_budget("x"))
+
+
+def test_floor_allows_a_few_retries_per_second_when_drained(fake_clock):
+    budget = RetryBudget(max_tokens=10, min_retries_per_second=2, clock=fake_clock)
+    for _ in range(10):
+        budget.on_failure()
+    assert budget.tokens == 0
+    assert [budget.can_retry() for _ in range(3)] == [True, True, False]  # 2 in the reserve
+    fake_clock.advance(0.5)
+    assert budget.can_retry() and not budget.can_retry()  # +1 per half second
+    with pytest.raises(ConfigurationError):
+        RetryBudget(min_retries_per_second=-1)
