@@ -1,47 +1,30 @@
-"""Micro-benchmark of the circuit breaker hot paths (ns per call: min and median of rounds).
+"""Micro-benchmark of the circuit breaker hot paths, per configuration.
 
-    python benchmarks/_breaker_micro.py
+    python benchmarks/_breaker_micro.py [--rounds 21] [--n 50000]
 
-Overheads are reported against the matching bare baseline (bare call, bare raise-and-catch).
+ns per call (min and median over rounds; the rounds of all cases are interleaved so that
+machine noise hits every case alike), and the overhead over the matching bare baseline:
+a bare call, a bare ``await``, or a bare raise-and-catch for the fast-fail case.
+``benchmarks/resilience_overhead.py`` is the cross-library table; this one splits the
+breaker's own configurations (consecutive failures, count window, time window, slow calls).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from surefoot.resilience import CircuitBreaker, CircuitOpenError  # noqa: E402
-
-N = 50_000
-ROUNDS = 21
-
-
-def bench(fn, n: int = N) -> float:
-    samples = []
-    for _ in range(ROUNDS):
-        t0 = time.perf_counter_ns()
-        fn(n)
-        samples.append((time.perf_counter_ns() - t0) / n)
-    return min(samples), statistics.median(samples)
-
-
-def abench(make, n: int = N) -> float:
-    async def main() -> float:
-        samples = []
-        for _ in range(ROUNDS):
-            t0 = time.perf_counter_ns()
-            await make(n)
-            samples.append((time.perf_counter_ns() - t0) / n)
-        return min(samples), statistics.median(samples)
-
-    return asyncio.run(main())
 
 
 def work() -> int:
@@ -52,121 +35,136 @@ async def awork() -> int:
     return 1
 
 
-def main() -> None:
+class Boom(Exception):
+    pass
+
+
+def fail() -> int:
+    raise Boom()
+
+
+def loop_of(fn: Callable[[], Any]) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        for _ in range(n):
+            fn()
+
+    return run
+
+
+def fail_loop_of(fn: Callable[[], Any], exc: Any) -> Callable[[int], None]:
+    def run(n: int) -> None:
+        for _ in range(n):
+            try:
+                fn()
+            except exc:
+                pass
+
+    return run
+
+
+def aloop_of(fn: Callable[[], Any]) -> Callable[[int], Any]:
+    async def run(n: int) -> None:
+        for _ in range(n):
+            await fn()
+
+    return run
+
+
+def protocol_loop(b: CircuitBreaker) -> Callable[[int], None]:
+    acquire, on_success, mono = b.acquire, b.on_success, b.clock.monotonic
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            acquire()
+            t0 = mono()
+            work()
+            on_success(mono() - t0)
+
+    return run
+
+
+def cases() -> list[tuple[str, str, Any, str]]:
     reg = CollectorRegistry()
     seed = CircuitBreaker("seed", registry=reg)
-    rate = CircuitBreaker("rate", failure_rate_threshold=0.5, window_size=100, registry=reg)
-    timed = CircuitBreaker(
-        "time", failure_rate_threshold=0.5, window="time", window_size=60,
-        slow_call_duration=1.0, registry=reg,
+    count = CircuitBreaker("count", failure_rate_threshold=0.5, window_size=100, registry=reg)
+    timew = CircuitBreaker("time", failure_rate_threshold=0.5, window="time", window_size=60, registry=reg)
+    slow = CircuitBreaker(
+        "slow", failure_rate_threshold=0.5, window="time", window_size=60, slow_call_duration=1.0, registry=reg
     )
-    opened = CircuitBreaker("open", registry=reg, open_duration=1e9)
-    opened.force_open()
+    forced = CircuitBreaker("forced", registry=reg, metrics=False)
+    forced.force_open()
+    opened = CircuitBreaker("opened", failure_threshold=1, open_duration=1e9, registry=reg)
+    try:
+        opened.call(fail)
+    except Boom:
+        pass
 
-    def bare(n):
-        for _ in range(n):
-            work()
-
-    def via(b):
-        call = b.call
-
-        def run(n):
-            for _ in range(n):
-                call(work)
-
-        return run
-
-    def deco(b):
-        f = b(work)
-
-        def run(n):
-            for _ in range(n):
-                f()
-
-        return run
-
-    def protocol(b):
-        acquire, on_success, mono = b.acquire, b.on_success, b.clock.monotonic
-
-        def run(n):
-            for _ in range(n):
-                acquire()
-                t0 = mono()
-                work()
-                on_success(mono() - t0)
-
-        return run
-
-    def bare_raise(n):
-        err = RuntimeError("x")
-        for _ in range(n):
-            try:
-                raise err
-            except RuntimeError:
-                pass
-
-    def open_fail(n):
-        call = opened.call
-        for _ in range(n):
-            try:
-                call(work)
-            except CircuitOpenError:
-                pass
-
-    async def abare(n):
-        for _ in range(n):
-            await awork()
-
-    def avia(b):
-        async def run(n):
-            acall = b.acall
-            for _ in range(n):
-                await acall(awork)
-
-        return run
-
-    others = []
+    out: list[tuple[str, str, Any, str]] = [
+        ("bare call", "sync", loop_of(work), ""),
+        ("bare raise-and-catch", "sync", fail_loop_of(fail, Boom), ""),
+        ("bare await", "async", aloop_of(awork), ""),
+        ("consecutive (default) decorator", "sync", loop_of(seed(work)), "bare call"),
+        ("consecutive .call", "sync", loop_of(lambda: seed.call(work)), "bare call"),
+        ("consecutive protocol", "sync", protocol_loop(seed), "bare call"),
+        ("count window decorator", "sync", loop_of(count(work)), "bare call"),
+        ("time window decorator", "sync", loop_of(timew(work)), "bare call"),
+        ("time window + slow calls decorator", "sync", loop_of(slow(work)), "bare call"),
+        ("open fast-fail decorator", "sync", fail_loop_of(opened(work), CircuitOpenError), "bare raise-and-catch"),
+        ("forced-open fast-fail decorator", "sync", fail_loop_of(forced(work), CircuitOpenError),
+         "bare raise-and-catch"),
+        ("consecutive (default) async decorator", "async", aloop_of(seed(awork)), "bare await"),
+        ("count window async decorator", "async", aloop_of(count(awork)), "bare await"),
+        ("time window async decorator", "async", aloop_of(timew(awork)), "bare await"),
+    ]
     try:
         import pybreaker
 
-        pyb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=30)
-        others.append(("pybreaker .call (closed)", via(pyb)))
+        out.append(("pybreaker decorator", "sync", loop_of(pybreaker.CircuitBreaker(fail_max=5)(work)), "bare call"))
     except ImportError:  # pragma: no cover - bench extra not installed
         pass
     try:
         import circuitbreaker
 
-        cb_deco = circuitbreaker.circuit(failure_threshold=5, recovery_timeout=30)(work)
-
-        def cb_run(n):
-            for _ in range(n):
-                cb_deco()
-
-        others.append(("circuitbreaker decorator (closed)", cb_run))
+        cb = circuitbreaker.CircuitBreaker(failure_threshold=5, recovery_timeout=30)
+        out.append(("circuitbreaker decorator", "sync", loop_of(cb(work)), "bare call"))
+        cba = circuitbreaker.CircuitBreaker(failure_threshold=5, recovery_timeout=30)
+        out.append(("circuitbreaker async decorator", "async", aloop_of(cba(awork)), "bare await"))
     except ImportError:  # pragma: no cover
         pass
+    return out
 
-    base = bench(bare)
-    braise = bench(bare_raise)
-    abase = abench(abare)
-    rows = [
-        ("bare call", base, base),
-        ("seed breaker .call (consecutive, closed)", bench(via(seed)), base),
-        ("seed breaker decorator (closed)", bench(deco(seed)), base),
-        ("seed breaker protocol acquire/on_success", bench(protocol(seed)), base),
-        ("count-window breaker .call (closed)", bench(via(rate)), base),
-        ("count-window protocol acquire/on_success", bench(protocol(rate)), base),
-        ("time-window+slow breaker .call (closed)", bench(via(timed)), base),
-        *[(name, bench(run), base) for name, run in others],
-        ("bare raise-and-catch", braise, braise),
-        ("open fast-fail (.call -> CircuitOpenError)", bench(open_fail), braise),
-        ("async bare await", abase, abase),
-        ("async seed breaker .acall (closed)", abench(avia(seed)), abase),
-        ("async count-window .acall (closed)", abench(avia(rate)), abase),
-    ]
-    print(f"{'case':48} {'min ns':>8} {'overhead':>9} {'median':>8} {'overhead':>9}")
-    for name, (lo, med), (rlo, rmed) in rows:
-        print(f"{name:48} {lo:8.0f} {lo - rlo:+9.0f} {med:8.0f} {med - rmed:+9.0f}")
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--n", type=int, default=50_000)
+    opts = parser.parse_args()
+    table = cases()
+    samples: dict[str, list[float]] = {name: [] for name, *_ in table}
+
+    async def arun(loop: Any, n: int) -> float:
+        t0 = time.perf_counter_ns()
+        await loop(n)
+        return (time.perf_counter_ns() - t0) / n
+
+    async def all_rounds() -> None:
+        for _ in range(opts.rounds):
+            for name, kind, loop, _ in table:
+                if kind == "sync":
+                    t0 = time.perf_counter_ns()
+                    loop(opts.n)
+                    samples[name].append((time.perf_counter_ns() - t0) / opts.n)
+                else:
+                    samples[name].append(await arun(loop, opts.n))
+
+    asyncio.run(all_rounds())
+    lo = {k: min(v) for k, v in samples.items()}
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    print(f"{'case':42} {'min ns':>7} {'overhead':>9} {'median':>7} {'overhead':>9}")
+    for name, _, _, base in table:
+        o_lo = f"{lo[name] - lo[base]:+9.0f}" if base else ""
+        o_med = f"{med[name] - med[base]:+9.0f}" if base else ""
+        print(f"{name:42} {lo[name]:7.0f} {o_lo:>9} {med[name]:7.0f} {o_med:>9}")
 
 
 if __name__ == "__main__":

@@ -278,6 +278,8 @@ def test_stats_and_metrics(make):
     assert stats["window_calls"] == 2 and stats["failure_rate"] == 0.5
     assert stats["success_count"] == 1 and stats["failure_count"] == 1
     assert reg.get_sample_value("circuit_breaker_calls_total", {"name": a.name, "kind": "failed"}) == 1
+    a.clock.advance(31)
+    assert a.get_stats()["window_calls"] == 0  # the buckets aged out, though nothing was recorded
 
 
 def test_rejects_options_it_cannot_share(make):

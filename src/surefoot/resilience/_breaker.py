@@ -416,7 +416,7 @@ class CircuitBreaker:
         "_result_failure", "_honor_ra", "_max_ra", "_log", "_c_success", "_c_failed",
         "_c_slow", "_c_ignored", "_c_rejected", "_inc_success", "_metrics",
         "_last_failure_wall", "_last_trip", "_cm_stack", "_time_window", "_result_check", "_registry",
-        "_stats_base", "_timed", "_succ_seen", "_forced_ra",
+        "_stats_base", "_timed", "_succ_seen", "_forced_ra", "_plain",
         "__weakref__",
     )
 
@@ -606,6 +606,8 @@ class CircuitBreaker:
         )
         self._time_window = isinstance(self._window, TimeWindow)
         self._timed = self._latency is not None or self._slow is not None  # durations matter
+        # Decorators run the call themselves (no duration needed, local state).
+        self._plain = not self._timed and self._sync_io
 
         # --- counters and metrics
         self._c_success = _AtomicCounter()
@@ -1354,8 +1356,8 @@ class CircuitBreaker:
 
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            # The closed fast path of acall(), inlined to save one coroutine per call.
-            if breaker._state != CLOSED or not breaker._fast or not breaker._sync_io or breaker.hooks.active:
+            # The closed fast paths of acall(), inlined to save one coroutine per call.
+            if breaker._state != CLOSED or not breaker._plain or breaker.hooks.active:
                 return await acall(fn, *args, **kwargs)
             try:
                 result = await fn(*args, **kwargs)
@@ -1365,8 +1367,10 @@ class CircuitBreaker:
             rc = breaker._result_check
             if rc is not None and rc(result):
                 breaker.on_result(0.0, result)
-            else:
+            elif breaker._fast:
                 breaker._inc_success()
+            else:
+                breaker._closed_success(0.0, breaker._mono() if breaker._time_window else 0.0)
             return result
 
         return wrapper
@@ -1377,8 +1381,8 @@ class CircuitBreaker:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            # The closed fast path of call(), inlined to save one argument repacking.
-            if breaker._state != CLOSED or not breaker._fast or breaker.hooks.active:
+            # The closed fast paths of call(), inlined to save one argument repacking.
+            if breaker._state != CLOSED or not breaker._plain or breaker.hooks.active:
                 if breaker._sync_io and breaker._state != CLOSED:
                     # Reject from here: one frame less for the exception to cross.
                     err = breaker._permit()
@@ -1394,8 +1398,10 @@ class CircuitBreaker:
             rc = breaker._result_check
             if rc is not None and rc(result):
                 breaker.on_result(0.0, result)
-            else:
+            elif breaker._fast:
                 breaker._inc_success()
+            else:
+                breaker._closed_success(0.0, breaker._mono() if breaker._time_window else 0.0)
             return result
 
         return wrapper

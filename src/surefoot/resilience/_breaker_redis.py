@@ -265,9 +265,22 @@ return flat({to})
 """
 
 _LUA_STATS = r"""
+-- read only: totals over the buckets still inside the window at ARGV[1] (size ARGV[2])
 local h = redis.call('HGETALL', KEYS[1])
-local w = redis.call('HMGET', KEYS[2], 'c', 'f', 's')
-return {h, w}
+local size = tonumber(ARGV[2])
+local c, f, s = 0, 0, 0
+if size > 0 then
+  local oldest = math.floor(tonumber(ARGV[1])) - size
+  for i = 0, size - 1 do
+    local b = redis.call('HMGET', KEYS[2], 'e' .. i, 'c' .. i, 'f' .. i, 's' .. i)
+    if b[1] and tonumber(b[1]) > oldest then
+      c = c + tonumber(b[2] or 0)
+      f = f + tonumber(b[3] or 0)
+      s = s + tonumber(b[4] or 0)
+    end
+  end
+end
+return {h, {c, f, s}}
 """
 
 
@@ -368,6 +381,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         self._fast = False  # every decision goes through Redis
         self._url = url
         self._socket_timeout = socket_timeout
+        self._own_client = redis is None or isinstance(redis, str)
         if redis is None or isinstance(redis, str):
             redis = self._redis_module.Redis.from_url(
                 redis or url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
@@ -702,7 +716,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         if not self._available():
             return stats
         try:
-            h, w = _STATS.run(self._client, self._keys, [])
+            h, w = _STATS.run(self._client, self._keys, self._stats_args())
         except Exception as exc:  # decide locally, as everywhere else
             self._backend_failed(exc)
             return stats
@@ -721,12 +735,16 @@ class RedisCircuitBreaker(CircuitBreaker):
                 self._url, socket_timeout=self._socket_timeout, socket_connect_timeout=self._socket_timeout
             )
         try:
-            h, w = await _STATS.arun(client, self._keys, [])
+            h, w = await _STATS.arun(client, self._keys, self._stats_args())
         except Exception as exc:
             self._backend_failed(exc)
             return stats
         self._backend_ok()
         return self._merge_stats(stats, h, w)
+
+    def _stats_args(self) -> list[str]:
+        w = self._window
+        return [repr(self.clock.time()), str(w.size if w is not None else 0)]
 
     def _merge_stats(self, stats: dict[str, Any], h: list[Any], w: list[Any]) -> dict[str, Any]:
         fields = {_s(h[i]): _s(h[i + 1]) for i in range(0, len(h), 2)}
@@ -755,9 +773,11 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def close(self) -> None:
         """Close the sync client built from a URL (a client passed in is left alone)."""
-        self._client.close()
+        if self._own_client:
+            self._client.close()
 
     async def aclose(self) -> None:
-        """Close the async client."""
-        if self._aclient is not None:
+        """Close the async client built from a URL (a client passed in is left alone)."""
+        if self._own_aclient and self._aclient is not None:
             await self._aclient.aclose()
+            self._aclient = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import threading
 
 import pytest
@@ -170,3 +171,44 @@ def test_threads_failure_rate_trips_once(registry):
         t.join()
     assert b.state == CircuitState.OPEN
     assert [e.attributes["to_state"] for e in opened_events] == ["open"]
+
+
+@pytest.mark.parametrize("window", ["count", "time"])
+def test_threads_lose_no_outcome_in_windows(window, registry):
+    """Lock-free successes and locked failures from many threads add up exactly."""
+    size = 100_000 if window == "count" else 3600
+    b = CircuitBreaker("lossless", failure_rate_threshold=1.0, window=window, window_size=size,
+                       minimum_calls=10**9, registry=registry)
+    n_threads, per_thread = 8, 3_000
+
+    def worker(i: int) -> None:
+        for k in range(per_thread):
+            try:
+                # successes only at first (the lock-free paths), then some failures that
+                # race with other threads' lock-free successes
+                b.call(_maybe_fail, k >= per_thread // 2 and k % 5 == 0)
+            except ConnectionError:
+                pass
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible to provoke races
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    stats = b.get_stats()
+    total = n_threads * per_thread
+    failures = n_threads * len([k for k in range(per_thread // 2, per_thread) if k % 5 == 0])
+    assert stats["window_calls"] == total
+    assert stats["failure_count"] == failures
+    assert stats["failure_rate"] == pytest.approx(failures / total)
+
+
+def _maybe_fail(fail: bool) -> str:
+    if fail:
+        raise ConnectionError
+    return "ok"

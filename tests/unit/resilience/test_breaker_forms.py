@@ -207,3 +207,41 @@ def test_decorator_when_not_closed(breaker):
     breaker.force_open()
     with pytest.raises(CircuitOpenError):
         f()
+
+
+@pytest.mark.parametrize("window", ["count", "time"])
+async def test_decorators_on_window_breakers(window, clock, registry):
+    b = CircuitBreaker("w", failure_rate_threshold=0.5, window=window, window_size=10, minimum_calls=4,
+                       clock=clock, registry=registry)
+
+    @b
+    def f(ok=True):
+        if not ok:
+            raise ConnectionError
+        return "f"
+
+    @b
+    async def g(ok=True):
+        if not ok:
+            raise ConnectionError
+        return "g"
+
+    for _ in range(12):
+        assert f() == "f" and await g() == "g"
+        clock.advance(0.3)
+    failures = 0
+    while b.state == CircuitState.CLOSED:
+        with pytest.raises(ConnectionError):
+            if failures % 2:
+                await g(False)
+            else:
+                f(False)
+        failures += 1
+    # count: 5 failures among the last 10 calls; time: 24 failures against 24 successes
+    assert failures == (5 if window == "count" else 24)
+    stats = b.get_stats()
+    assert stats["success_count"] == 24 and stats["failure_count"] == failures
+    with pytest.raises(CircuitOpenError):
+        f()
+    with pytest.raises(CircuitOpenError):
+        await g()
