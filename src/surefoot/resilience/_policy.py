@@ -297,11 +297,17 @@ def _generate_attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] 
                 breaker.aacquire, breaker.aon_error, breaker.aon_result,
             )
             acquire, on_error, on_result = "await br_acquire()", "await br_on_error", "await br_on_result"
+        if getattr(breaker, "_timed", True):
+            start, duration = [(ind, "t0 = mono()")], "mono() - t0"
+        else:
+            # The breaker declares that call durations play no part in its decisions (no slow
+            # calls, no latency rule): skip the two clock reads, as its own fast path does.
+            start, duration = [], "0.0"
         return [
-            (ind, acquire), (ind, "t0 = mono()"),
+            (ind, acquire), *start,
             (ind, "try:"), *with_timeout(ind + 1),
-            (ind, "except BaseException as exc:"), (ind + 1, f"{on_error}(mono() - t0, exc)"), (ind + 1, "raise"),
-            (ind, f"{on_result}(mono() - t0, result)"),
+            (ind, "except BaseException as exc:"), (ind + 1, f"{on_error}({duration}, exc)"), (ind + 1, "raise"),
+            (ind, f"{on_result}({duration}, result)"),
         ]
 
     def with_bulkhead(ind: int) -> list[tuple[int, str]]:

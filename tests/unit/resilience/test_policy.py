@@ -409,3 +409,19 @@ def test_decorated_policy_without_components_still_wraps():
         return x
 
     assert f(3) == 3 and f.policy is policy and f.__name__ == "f"
+
+
+async def test_slow_calls_reach_a_duration_aware_breaker(fake_clock):
+    breaker = CircuitBreaker("slow-dep", slow_call_duration=1.0, slow_call_rate_threshold=0.5, window_size=4,
+                             minimum_calls=4, clock=fake_clock, metrics=False)
+    policy = Policy(name="slow-dep", breaker=breaker)
+    assert "t0 = mono()" in policy.attempt_source(True)
+
+    async def slow():
+        fake_clock.advance(2.0)
+        return "late"
+
+    for _ in range(4):
+        assert await policy.acall(slow) == "late"
+    with pytest.raises(CircuitOpenError):
+        await policy.acall(slow)
