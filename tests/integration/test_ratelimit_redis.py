@@ -137,3 +137,20 @@ async def test_fastapi_dependency_with_redis(redis_url, unique):
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) in (59, 60)
     await limiter.areset(f"198.51.100.{len(unique)}")
     await limiter.aclose()
+
+
+async def test_policy_with_a_shared_limiter_refuses_past_the_quota(redis_url, unique):
+    from surefoot.resilience import Policy
+
+    limiter = RedisRateLimiter(1, per=3600, burst=3, url=redis_url, name=f"t-{unique}", fallback=None)
+    policy = Policy(name=f"t-{unique}", rate_limit=limiter)
+    assert "await rl_acquire()" in policy.attempt_source(True)
+
+    async def send():
+        return "sent"
+
+    assert [await policy.acall(send) for _ in range(3)] == ["sent"] * 3
+    with pytest.raises(RateLimitExceededError):
+        await policy.acall(send)
+    await limiter.areset("default")
+    await limiter.aclose()
