@@ -71,6 +71,8 @@ class Policy:
       dict of ``CircuitBreaker`` options;
     * ``bulkhead``: a :class:`Bulkhead` or an int (``max_concurrent``);
     * ``rate_limit``: a :class:`RateLimiter`/``RedisRateLimiter`` or a number (permits per second);
+      ``rate_limit_key`` (a callable with no arguments, e.g. reading the tenant from
+      :mod:`surefoot.context`) gives each key its own quota (default: one shared bucket);
     * ``chaos``: a :class:`Chaos` (left out of the chain entirely when not enabled).
 
     Shorthands are named after ``name``. Use :meth:`call`, :meth:`acall`, or the policy as a
@@ -92,6 +94,7 @@ class Policy:
         breaker: Any = None,
         bulkhead: Bulkhead | int | None = None,
         rate_limit: Any = None,
+        rate_limit_key: Callable[[], Any] | None = None,
         chaos: Chaos | None = None,
     ) -> None:
         self.name = name
@@ -100,6 +103,9 @@ class Policy:
         self.breaker = _breaker(name, breaker)
         self.bulkhead = _bulkhead(name, bulkhead)
         self.rate_limit = _rate_limit(name, rate_limit)
+        if rate_limit_key is not None and not callable(rate_limit_key):
+            raise ConfigurationError(f"rate_limit_key must be a callable returning a key; got {rate_limit_key!r}")
+        self.rate_limit_key = rate_limit_key
         if chaos is not None and not isinstance(chaos, Chaos):
             raise ConfigurationError(f"chaos must be a Chaos; got {chaos!r}")
         self.chaos = chaos
@@ -325,16 +331,20 @@ def _generate_attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] 
     def with_rate_limit(ind: int) -> list[tuple[int, str]]:
         if limiter is None:
             return with_bulkhead(ind)
+        key = ""
+        if policy.rate_limit_key is not None:
+            ns["rl_key"] = policy.rate_limit_key
+            key = "rl_key()"
         if not is_async:
             ns["rl_acquire"] = limiter.acquire
-            take = [(ind, "rl_acquire()")]
+            take = [(ind, f"rl_acquire({key})")]
         elif isinstance(limiter, RateLimiter):
             # local limiter: decide synchronously, await only an actual reservation
             ns["rl_reserve"], ns["rl_wait"] = limiter.reserve, limiter.await_reserved
-            take = [(ind, "wait = rl_reserve()"), (ind, "if wait > 0.0:"), (ind + 1, "await rl_wait(wait)")]
+            take = [(ind, f"wait = rl_reserve({key})"), (ind, "if wait > 0.0:"), (ind + 1, "await rl_wait(wait)")]
         else:
             ns["rl_acquire"] = limiter.aacquire
-            take = [(ind, "await rl_acquire()")]
+            take = [(ind, f"await rl_acquire({key})")]
         return [*take, *with_bulkhead(ind)]
 
     lines = with_rate_limit(1)

@@ -425,3 +425,33 @@ async def test_slow_calls_reach_a_duration_aware_breaker(fake_clock):
         assert await policy.acall(slow) == "late"
     with pytest.raises(CircuitOpenError):
         await policy.acall(slow)
+
+
+async def test_rate_limit_key_gives_each_tenant_its_own_quota(fake_clock):
+    from surefoot import context
+
+    limiter = RateLimiter(1, per=3600, burst=1, clock=fake_clock)
+    policy = Policy(name="sms", rate_limit=limiter,
+                    rate_limit_key=lambda: context.get_tenant_id() or "default")
+
+    async def send():
+        return "sent"
+
+    with context.bound(tenant_id="t1"):
+        assert await policy.acall(send) == "sent"
+        with pytest.raises(RateLimitExceededError):
+            await policy.acall(send)
+    with context.bound(tenant_id="t2"):
+        assert await policy.acall(send) == "sent"
+    with pytest.raises(ConfigurationError):
+        Policy(rate_limit=limiter, rate_limit_key="tenant")
+
+
+def test_rate_limit_key_sync(fake_clock):
+    limiter = RateLimiter(1, per=3600, burst=1, clock=fake_clock)
+    keys = iter(["a", "a", "b"])
+    policy = Policy(name="k", rate_limit=limiter, rate_limit_key=lambda: next(keys))
+    assert policy.call(lambda: 1) == 1
+    with pytest.raises(RateLimitExceededError):
+        policy.call(lambda: 1)
+    assert policy.call(lambda: 1) == 1
