@@ -209,6 +209,10 @@ def test_endpoint_labels_are_bounded(server, registry):
 
     from surefoot.resilience._http import _Endpoints
 
+    versioned = _Endpoints(None, max_endpoints=10)
+    assert versioned(httpx.Request("POST", "http://h/2010-04-01/Accounts/AC0123456789abcdef/Messages.json")) == (
+        "POST /2010-04-01/Accounts/{id}/Messages.json"
+    )
     endpoints = _Endpoints(None, max_endpoints=2)
     labels = {endpoints(httpx.Request("GET", f"http://h/a{i}")) for i in range(5)}
     assert labels == {"GET /a0", "GET /a1", "other"}

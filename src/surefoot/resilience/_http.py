@@ -151,6 +151,10 @@ _ID_SEGMENT = re.compile(
 )
 
 
+# API versions look like ids but are part of the route: /2010-04-01/..., /v2/...
+_VERSION_SEGMENT = re.compile(r"^(\d{4}-\d{2}-\d{2}|v\d+(\.\d+)*)$")
+
+
 def _template_regex(template: str) -> re.Pattern[str]:
     parts = re.split(r"(\{[^/{}]+\})", template)
     pattern = "".join("[^/]+" if p.startswith("{") and p.endswith("}") else re.escape(p) for p in parts)
@@ -177,7 +181,9 @@ class _Endpoints:
         for want_method, regex, template in self._templates:
             if (want_method is None or want_method == method) and regex.match(path):
                 return self._bounded(f"{method} {template}")
-        segments = ["{id}" if _ID_SEGMENT.match(s) else s for s in path.split("/")]
+        segments = [
+            "{id}" if _ID_SEGMENT.match(s) and not _VERSION_SEGMENT.match(s) else s for s in path.split("/")
+        ]
         return self._bounded(f"{method} {'/'.join(segments) or '/'}")
 
     def _bounded(self, label: str) -> str:
