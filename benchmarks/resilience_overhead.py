@@ -12,6 +12,11 @@ hits every case alike), then the overhead over the matching bare baseline:
 
 Each library is used in its documented decorator form with default instrumentation; surefoot
 components record Prometheus metrics into a private registry as they would in production.
+
+The targets were set on a reference machine where pybreaker costs +1,209 ns, circuitbreaker
++444 ns, tenacity +10,591 ns and stamina +9,053 ns. The script measures those four too and
+scales the targets by the geometric mean of the ratios (the "machine factor"), so a slower or
+busy machine is judged fairly; the raw numbers are printed as measured.
 """
 
 from __future__ import annotations
