@@ -455,3 +455,66 @@ def test_rate_limit_key_sync(fake_clock):
     with pytest.raises(RateLimitExceededError):
         policy.call(lambda: 1)
     assert policy.call(lambda: 1) == 1
+
+
+async def test_async_pipeline_under_mixed_load_leaks_nothing():
+    bulkhead = Bulkhead(4, max_wait=5)
+    timeout = Timeout(0.05, name="mixed")
+    breaker = CircuitBreaker("mixed", failure_rate_threshold=0.99, window_size=1000, minimum_calls=1000,
+                             metrics=False)
+    policy = Policy(name="mixed", retry=Retry(name="mixed", max_attempts=2, budget=False, base_delay=0.001),
+                    bulkhead=bulkhead, timeout=timeout, breaker=breaker)
+    rng = random.Random(3)
+    never = asyncio.Event()
+
+    async def call(kind):
+        await asyncio.sleep(0)
+        if kind == "hang":
+            await never.wait()
+        if kind == "fail":
+            raise ConnectionError("down")
+        return kind
+
+    kinds = [rng.choice(["ok", "ok", "ok", "fail", "hang"]) for _ in range(60)]
+    results = await asyncio.gather(*(policy.acall(call, k) for k in kinds), return_exceptions=True)
+    for kind, result in zip(kinds, results):
+        if kind == "ok":
+            assert result == "ok"
+        elif kind == "fail":
+            assert isinstance(result, ConnectionError)
+        else:
+            assert isinstance(result, CallTimeoutError)
+    assert bulkhead.available == 4
+    assert not timeout._queues[asyncio.get_running_loop()].entries
+
+
+def test_sync_pipeline_from_many_threads_leaks_nothing():
+    import threading
+
+    bulkhead = Bulkhead(3, max_wait=5)
+    policy = Policy(name="threads", retry=Retry(name="threads", max_attempts=3, budget=False, base_delay=0.0),
+                    bulkhead=bulkhead, breaker=CircuitBreaker("threads", failure_threshold=1000, metrics=False))
+    counter = iter(range(10**6))
+    errors = []
+
+    def work():
+        if next(counter) % 5 == 0:
+            raise ConnectionError("blip")
+        return 1
+
+    def run():
+        for _ in range(200):
+            try:
+                policy.call(work)
+            except ConnectionError:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert bulkhead.available == 3
