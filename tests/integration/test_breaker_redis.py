@@ -285,8 +285,6 @@ def test_stats_and_metrics(make):
 def test_rejects_options_it_cannot_share(make):
     from surefoot.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match="latency"):
-        make(latency_factor=3.0)
     with pytest.raises(ConfigurationError, match="time"):
         make(failure_rate_threshold=0.5, window="count")
 
@@ -419,3 +417,44 @@ def test_shared_traffic_percentage_half_open(make):
     assert 80 < admitted < 170  # ~20 % of 620 attempts, from both processes
     assert a.get_stats()["state"] == "closed" and b.get_stats()["state"] == "closed"
     assert a.call(lambda: 1) == 1
+
+
+async def test_latency_judged_in_one_process_opens_the_shared_breaker(make):
+    clock = FakeClock()
+    opts = dict(latency_factor=3.0, latency_window=60, clock=clock, open_duration=30)
+    judge, other = make(**opts), make(**opts)
+
+    async def drive(seconds: int, latency: float) -> None:
+        for _ in range(seconds):
+            for _ in range(2):
+                if judge.state != CircuitState.CLOSED:
+                    return
+                await judge.aacquire()
+                await judge.aon_success(latency)
+            clock.advance(1)
+
+    await drive(60, 0.05)
+    assert judge.get_stats()["latency_baseline"] == pytest.approx(0.05, rel=0.13)
+    await drive(90, 0.5)
+    assert judge.state == CircuitState.OPEN
+    with pytest.raises(CircuitOpenError):
+        other.acquire()  # the other process never saw a slow call
+    await judge.aclose()
+
+
+def test_shared_max_wait_guard(make):
+    clock = FakeClock()
+    a, b = (make(failure_threshold=1, open_duration=5, half_open_permits=1, half_open_max_wait=20, clock=clock)
+            for _ in range(2))
+    with pytest.raises(ConnectionError):
+        a.call(lambda: (_ for _ in ()).throw(ConnectionError()))
+    clock.advance(5)
+    a.acquire()  # a's probe hangs
+    clock.advance(10)
+    with pytest.raises(CircuitOpenError) as info:
+        b.acquire()
+    assert info.value.state == "half_open" and info.value.retry_after == pytest.approx(10)
+    clock.advance(10)
+    with pytest.raises(CircuitOpenError) as info:
+        b.acquire()
+    assert info.value.state == "open" and info.value.retry_after == pytest.approx(5)

@@ -109,6 +109,9 @@ class CircuitOpenError(ServiceUnavailableError):
 
     What to do: fail fast (serve a fallback or a cached answer), or retry after
     ``retry_after`` seconds.
+
+    Constructed positionally (it is built on every rejection, so construction is the
+    C-level exception init): ``CircuitOpenError(name, retry_after, state="open")``.
     """
 
     code = "CIRCUIT_OPEN"
@@ -309,6 +312,13 @@ def _flusher_for(registry: Any) -> _Flusher:
 _KINDS = ("successful", "failed", "slow", "ignored", "not_permitted")
 
 
+def _multiprocess_metrics() -> bool:
+    """True when prometheus_client runs in multiprocess mode (PROMETHEUS_MULTIPROC_DIR)."""
+    from prometheus_client import values
+
+    return values.ValueClass is not values.MutexValue
+
+
 class _Metrics:
     __slots__ = ("children", "state_children", "counters", "flushed", "lock")
 
@@ -380,9 +390,9 @@ class CircuitBreaker:
             traffic mode).
         half_open_min_calls: trial calls needed before a traffic-mode decision (default
             ``ceil(1 / half_open_failure_rate)``, at least 10).
-        half_open_max_wait: seconds after which a half-open breaker whose permits are all
-            taken but whose trials have not all finished (a hung probe) reopens, so it cannot
-            stay wedged; ``None`` waits forever. Default 60.
+        half_open_max_wait: seconds, counted from the moment the last permit was handed
+            out, after which a half-open breaker whose trials have not all finished (a hung
+            probe) reopens, so it cannot stay wedged; ``None`` waits forever. Default 60.
         failure_exceptions: exception types that count as failures (default ``Exception``);
             other exceptions count as successes (the dependency answered).
             ``expected_exception`` is the alias used by other breaker libraries.
@@ -411,7 +421,7 @@ class CircuitBreaker:
         "_needs_time", "_check_results", "_consec", "_threshold", "_fr", "_sr", "_slow",
         "_window", "_min_calls", "_latency", "_open_duration", "_max_open", "_open_until",
         "_openings", "_state_since", "_changed_at", "_permits", "_traffic", "_ho_window",
-        "_ho_fr", "_ho_min", "_ho_max_wait", "_ho_since", "_ho_issued", "_ho_done",
+        "_ho_fr", "_ho_min", "_ho_max_wait", "_ho_since", "_ho_issued", "_ho_done", "_ho_full_since",
         "_ho_failures", "_ho_slow", "_failure_types", "_ignore_types", "_failure_predicate",
         "_result_failure", "_honor_ra", "_max_ra", "_log", "_c_success", "_c_failed",
         "_c_slow", "_c_ignored", "_c_rejected", "_inc_success", "_metrics",
@@ -627,6 +637,18 @@ class CircuitBreaker:
                 (self._c_success, self._c_failed, self._c_slow, self._c_ignored, self._c_rejected),
             )
             flusher.breakers.add(self)
+            if _multiprocess_metrics():
+                # Scrapes read other processes' files, so a scrape-time flush never runs
+                # here: push on every success instead (exact, at the cost of one counter
+                # increment per call; other kinds follow at the next success or state change).
+                inc, flush = self._c_success.inc, self._metrics.flush
+
+                def inc_and_flush() -> int:
+                    n = inc()
+                    flush()
+                    return n
+
+                self._inc_success = inc_and_flush
         else:
             self._metrics = None
             self._registry = None
@@ -755,10 +777,14 @@ class CircuitBreaker:
             return 1.0
         if self._ho_issued < self._permits:
             self._ho_issued += 1
+            if self._ho_issued == self._permits:
+                self._ho_full_since = now
             return None
         mw = self._ho_max_wait
         if mw is not None:
-            waited = now - self._ho_since
+            # Counted from the moment the last permit was handed out: slow traffic filling
+            # the permits is not a hung probe.
+            waited = now - self._ho_full_since
             if waited >= mw:
                 # Trials are hung: a dependency that does not answer is not healthy. Reopen
                 # (a late answer from the abandoned probe is then ignored).
@@ -1017,6 +1043,7 @@ class CircuitBreaker:
 
     def _reset_half_open(self, now: float) -> None:
         self._ho_since = now
+        self._ho_full_since = now
         self._ho_issued = 0
         self._ho_done = 0
         self._ho_failures = 0
@@ -1141,6 +1168,7 @@ class CircuitBreaker:
             ``last_failure_time`` and ``last_state_change`` (wall seconds), ``retry_after``
             (seconds, when open) and ``half_open_trials``.
         """
+        self.current_state()  # an elapsed open duration reads as half-open, as in .state
         if self._metrics is not None:
             self._metrics.flush()
         now = self._mono()
@@ -1382,9 +1410,22 @@ class CircuitBreaker:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             # The closed fast paths of call(), inlined to save one argument repacking.
-            if breaker._state != CLOSED or not breaker._plain or breaker.hooks.active:
-                if breaker._sync_io and breaker._state != CLOSED:
-                    # Reject from here: one frame less for the exception to cross.
+            st = breaker._state
+            if st != CLOSED or not breaker._plain or breaker.hooks.active:
+                if breaker._sync_io and st != CLOSED:
+                    if st == FORCED_OPEN or (st == OPEN and not breaker._shadow):
+                        # The fast-fail, inlined: no extra frame, no lock.
+                        if st == FORCED_OPEN:
+                            ra, shown = breaker._forced_ra, "forced_open"
+                        else:
+                            ra, shown = breaker._open_until - breaker._mono(), "open"
+                        if ra > 0:
+                            breaker._c_rejected.inc()
+                            if breaker.hooks.active:
+                                breaker.hooks.emit(
+                                    "circuit_breaker", breaker.name, "not_permitted", state=shown, retry_after=ra
+                                )
+                            raise CircuitOpenError(breaker.name, ra, shown)
                     err = breaker._permit()
                     if err is not None:
                         raise err

@@ -29,8 +29,9 @@ trying Redis again after ``retry_interval`` seconds. Local decisions are not wri
 once Redis answers, the shared state is authoritative again (``backend_recovered`` is
 logged).
 
-Not shared: the latency-baseline rule (a per-process judgement; configure it on a local
-breaker) and count windows (use ``window="time"``).
+The latency rule is judged by each process on the durations it sees (its baseline is its
+own); when one process's judgement trips, it opens the shared breaker for everyone (reason
+``latency``). Count windows are not shared (use ``window="time"``).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ local function to_closed(from, reason)
 end
 
 local function to_half_open(from)
-  redis.call('HSET', H, 'st', 2, 'hs', tostring(now), 'hi', 0, 'hd', 0, 'hf', 0, 'hw', 0, 'ch', tostring(now))
+  redis.call('HSET', H, 'st', 2, 'hs', tostring(now), 'hu', tostring(now), 'hi', 0, 'hd', 0, 'hf', 0, 'hw', 0,
+             'ch', tostring(now))
   table.insert(trans, {from, 2, 'open_duration_elapsed', '0', 0})
   touch()
 end
@@ -131,11 +133,12 @@ if cfg.traffic > 0 then
   return flat({0, '1', 2})
 end
 if hi < cfg.permits then
-  redis.call('HINCRBY', H, 'hi', 1)
+  hi = redis.call('HINCRBY', H, 'hi', 1)
+  if hi >= cfg.permits then redis.call('HSET', H, 'hu', tostring(now)) end
   return flat({1, '0', 2})
 end
 if cfg.mw >= 0 then
-  local waited = now - hs
+  local waited = now - num(redis.call('HGET', H, 'hu'), hs)
   if waited >= cfg.mw then
     to_open(2, 'half_open_max_wait', nil)
     return flat({0, tostring(num(redis.call('HGET', H, 'ou'), now) - now), 1})
@@ -264,6 +267,13 @@ end
 return flat({to})
 """
 
+_LUA_TRIP = _LUA_COMMON + r"""
+-- ARGV[3]: the reason; opens the shared breaker if it is still closed
+local st = num(redis.call('HGET', H, 'st'), 0)
+if st == 0 then to_open(0, ARGV[3], nil) end
+return flat({num(redis.call('HGET', H, 'st'), 0)})
+"""
+
 _LUA_STATS = r"""
 -- read only: totals over the buckets still inside the window at ARGV[1] (size ARGV[2])
 local h = redis.call('HGETALL', KEYS[1])
@@ -315,6 +325,7 @@ _RECORD = _Script(_LUA_RECORD)
 _RELEASE = _Script(_LUA_RELEASE)
 _SET = _Script(_LUA_SET)
 _STATS = _Script(_LUA_STATS)
+_TRIP = _Script(_LUA_TRIP)
 
 
 class _BackendDown(Exception):
@@ -341,8 +352,8 @@ class RedisCircuitBreaker(CircuitBreaker):
         socket_timeout: seconds for clients built from a URL (a breaker must not hang on
             its own backend).
         key_ttl: seconds the keys live after their last write.
-        **options: every :class:`CircuitBreaker` option, except ``latency_factor`` and
-            ``window="count"`` (not shared; see the module docstring).
+        **options: every :class:`CircuitBreaker` option except ``window="count"`` (not
+            shared; see the module docstring).
 
     Raises:
         ConfigurationError: an unsupported or invalid option.
@@ -365,11 +376,6 @@ class RedisCircuitBreaker(CircuitBreaker):
         **options: Any,
     ) -> None:
         self._redis_module = require("redis", "redis")
-        if options.get("latency_factor") is not None:
-            raise ConfigurationError(
-                "latency_factor is judged per process and is not shared through Redis; "
-                "use a local CircuitBreaker for the latency rule"
-            )
         rate = options.get("failure_rate_threshold") is not None or options.get("slow_call_duration") is not None
         if rate and options.get("window", "time") != "time":
             raise ConfigurationError("a Redis-shared breaker needs window='time' (count windows are not shared)")
@@ -480,6 +486,9 @@ class RedisCircuitBreaker(CircuitBreaker):
         """Mirror the shared state locally and announce transitions this call made."""
         previous = self._state
         self._state = state
+        if self._latency is not None and state == CLOSED and previous != CLOSED:
+            with self._lock:
+                self._latency.restart(self._mono())
         pending: list[tuple[Any, ...]] = []
         i = 0
         while i + 5 <= len(transitions):
@@ -645,6 +654,13 @@ class RedisCircuitBreaker(CircuitBreaker):
             self._local_record(bits, duration, retry_after)
             return
         self._after_record(out, bits, duration, cause)
+        if self._latency_trips(duration):
+            try:
+                trip = self._run(_TRIP, "latency")
+            except _BackendDown:
+                return
+            head, transitions = self._split(trip, 1)
+            self._apply(int(head[0]), transitions, self._last_trip)
 
     async def _aoutcome(self, bits: int, duration: float, retry_after: float | None, cause: object) -> None:
         if not self._available():
@@ -657,6 +673,24 @@ class RedisCircuitBreaker(CircuitBreaker):
             self._local_record(bits, duration, retry_after)
             return
         self._after_record(out, bits, duration, cause)
+        if self._latency_trips(duration):
+            try:
+                trip = await self._arun(_TRIP, "latency")
+            except _BackendDown:
+                return
+            head, transitions = self._split(trip, 1)
+            self._apply(int(head[0]), transitions, self._last_trip)
+
+    def _latency_trips(self, duration: float) -> bool:
+        """This process's judgement of the latency rule (a trip opens the shared breaker)."""
+        lat = self._latency
+        if lat is None or self._state != CLOSED:
+            return False
+        with self._lock:
+            if not lat.record(duration, self._mono()):
+                return False
+            self._trip_details("latency")
+        return True
 
     def _local_record(self, bits: int, duration: float, retry_after: float | None) -> None:
         # The counters were already bumped; feed only the local state machine.

@@ -298,6 +298,21 @@ class TestHalfOpenPermits:
         b.on_success(0.1)
         assert b.state == CircuitState.CLOSED
 
+    def test_max_wait_counts_from_the_last_permit(self, make, clock):
+        b = make(failure_threshold=1, open_duration=5, half_open_permits=2, half_open_max_wait=60)
+        fail(b)
+        clock.advance(5)
+        b.acquire()  # first trial at t=5
+        clock.advance(95)
+        b.acquire()  # slow traffic: the second permit goes at t=100
+        clock.advance(1)
+        with pytest.raises(CircuitOpenError) as info:
+            b.acquire()
+        assert info.value.state == "half_open" and info.value.retry_after == pytest.approx(59)
+        b.on_success(0.1)
+        b.on_success(0.1)
+        assert b.state == CircuitState.CLOSED
+
     def test_late_outcome_of_abandoned_probe_is_ignored_when_open(self, make, clock):
         b = make(failure_threshold=1, open_duration=5, half_open_max_wait=20)
         fail(b)
@@ -726,3 +741,25 @@ def test_seed_004_twilio_policy(registry):
         clock.advance(1)
     assert twilio.state == CircuitState.CLOSED
     assert 200 < admitted < 400  # ~10 % of 3,000 sends
+
+
+def test_multiprocess_metrics_are_pushed_per_success(tmp_path, subprocess_env):
+    """With PROMETHEUS_MULTIPROC_DIR no scrape runs in the worker: counts must reach the files."""
+    import subprocess
+    import sys
+
+    env = dict(subprocess_env, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    code = """
+from prometheus_client import CollectorRegistry
+from surefoot.resilience import CircuitBreaker
+b = CircuitBreaker("mp", registry=CollectorRegistry())
+for _ in range(3):
+    b.call(lambda: 1)
+"""
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    reg = CollectorRegistry()
+    MultiProcessCollector(reg, path=str(tmp_path))
+    assert reg.get_sample_value("circuit_breaker_calls_total", {"name": "mp", "kind": "successful"}) == 3

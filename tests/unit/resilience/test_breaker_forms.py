@@ -245,3 +245,31 @@ async def test_decorators_on_window_breakers(window, clock, registry):
         f()
     with pytest.raises(CircuitOpenError):
         await g()
+
+
+def test_decorator_rejections_are_counted_and_announced(clock, registry):
+    events = []
+    b = CircuitBreaker("rej", failure_threshold=1, open_duration=10, clock=clock, registry=registry,
+                       hooks=Hooks(events.append))
+
+    @b
+    def f(ok=True):
+        if not ok:
+            raise ConnectionError
+        return 1
+
+    with pytest.raises(ConnectionError):
+        f(False)
+    with pytest.raises(CircuitOpenError) as info:
+        f()
+    assert info.value.state == "open" and info.value.retry_after == 10
+    b.force_open()
+    with pytest.raises(CircuitOpenError) as info:
+        f()
+    assert info.value.state == "forced_open"
+    rejected = [e.attributes["state"] for e in events if e.kind == "not_permitted"]
+    assert rejected == ["open", "forced_open"]
+    assert b.get_stats()["not_permitted_count"] == 2
+    clock.advance(10)
+    b.reset()
+    assert f() == 1

@@ -74,8 +74,8 @@ class TestCircuitBreaker:
         fake_clock.advance(29.9)
         assert breaker.state == CircuitState.OPEN
         fake_clock.advance(0.1)
-        assert breaker.state == CircuitState.HALF_OPEN
         assert breaker.get_stats()["state"] == "half_open"
+        assert breaker.state == CircuitState.HALF_OPEN
 
     def test_closes_after_successful_half_open(self, registry, fake_clock):
         breaker = CircuitBreaker(failure_threshold=2, recovery_timeout=30, clock=fake_clock, registry=registry)
