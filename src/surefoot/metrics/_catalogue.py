@@ -191,6 +191,11 @@ BULKHEAD_AVAILABLE = _spec(
 RATE_LIMITER_AVAILABLE = _spec(
     "rate_limiter_available_permits", "gauge", "Permits available in each rate limiter.", ("name",)
 )
+RESILIENCE_EVENTS = _spec(
+    "resilience_events_total", "counter",
+    "Resilience decisions not counted elsewhere: timeouts, bulkhead and rate-limit refusals, "
+    "rate-limit waits, injected chaos.", ("component", "name", "event"),
+)
 
 # SLOs
 SLO_EVENTS = _spec("slo_events_total", "counter", "SLO events by outcome.", ("slo", "outcome"))

@@ -9,18 +9,39 @@ from ._breaker import (
     retry_after_of,
 )
 from ._breaker_redis import RedisCircuitBreaker
+from ._budget import RetryBudget, get_retry_budget, reset_retry_budgets
+from ._bulkhead import Bulkhead, BulkheadFullError
+from ._chaos import Chaos, ChaosError, ChaosSettings
 from ._compat import circuit_breaker
 from ._events import Hooks, ResilienceEvent
+from ._policy import Policy
+from ._ratelimit import RateLimitDecision, RateLimiter, RateLimitExceededError
 from ._registry import (
     all_circuit_breakers,
     get_circuit_breaker,
     remove_circuit_breaker,
     reset_all_circuit_breakers,
 )
+from ._retry import (
+    Backoff,
+    Constant,
+    DecorrelatedJitter,
+    Exponential,
+    FullJitter,
+    Retry,
+    RetryError,
+    retry_api_call,
+    retry_network_operation,
+    retry_on_failure,
+    retry_with_backoff,
+    retrying,
+)
+from ._timeout import CallTimeoutError, Timeout, get_timeout, set_timeout, validate_timeout
 
 __all__ = [
     "Hooks",
     "ResilienceEvent",
+    # circuit breaker
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
@@ -33,4 +54,68 @@ __all__ = [
     "all_circuit_breakers",
     "remove_circuit_breaker",
     "retry_after_of",
+    # retry
+    "Retry",
+    "RetryError",
+    "RetryBudget",
+    "get_retry_budget",
+    "reset_retry_budgets",
+    "Backoff",
+    "FullJitter",
+    "DecorrelatedJitter",
+    "Exponential",
+    "Constant",
+    "retrying",
+    "retry_with_backoff",
+    "retry_on_failure",
+    "retry_network_operation",
+    "retry_api_call",
+    # timeout
+    "Timeout",
+    "CallTimeoutError",
+    "get_timeout",
+    "set_timeout",
+    "validate_timeout",
+    # bulkhead, rate limiting, chaos
+    "Bulkhead",
+    "BulkheadFullError",
+    "RateLimiter",
+    "RateLimitDecision",
+    "RateLimitExceededError",
+    "RedisRateLimiter",
+    "rate_limit_dependency",
+    "RateLimitMiddleware",
+    "Chaos",
+    "ChaosError",
+    "ChaosSettings",
+    # pipeline and HTTP client
+    "Policy",
+    "ResilientTransport",
+    "AsyncResilientTransport",
+    "provider_client",
+    "aprovider_client",
+    "http_policy",
 ]
+
+_LAZY = {
+    # optional extras: imported on first access so `import surefoot.resilience` needs none of them
+    "RedisRateLimiter": ("._ratelimit_redis", "RedisRateLimiter"),
+    "rate_limit_dependency": ("._asgi", "rate_limit_dependency"),
+    "RateLimitMiddleware": ("._asgi", "RateLimitMiddleware"),
+    "ResilientTransport": ("._http", "ResilientTransport"),
+    "AsyncResilientTransport": ("._http", "AsyncResilientTransport"),
+    "provider_client": ("._http", "provider_client"),
+    "aprovider_client": ("._http", "aprovider_client"),
+    "http_policy": ("._http", "http_policy"),
+}
+
+
+def __getattr__(name: str) -> object:
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'surefoot.resilience' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(target[0], __name__), target[1])
+    globals()[name] = value
+    return value

@@ -5,6 +5,7 @@ from ._logs import CapturedLogs, capture_logs
 from ._metrics import fresh_registry, metric_value
 from ._outbox import DrainResult, InMemoryOutbox, adrain, drain
 from ._overrides import override_dependencies
+from ._resilience import EventRecorder, is_testing, no_waits, provider_failures, set_testing
 from ._webhooks import (
     form_body,
     golden_github_push,
@@ -27,6 +28,12 @@ __all__ = [
     "CapturedLogs",
     "metric_value",
     "fresh_registry",
+    # resilience: waits off, recorded decisions, provider failures
+    "set_testing",
+    "is_testing",
+    "no_waits",
+    "EventRecorder",
+    "provider_failures",
     # FastAPI dependencies
     "override_dependencies",
     # outbox
