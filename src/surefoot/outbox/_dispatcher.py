@@ -603,6 +603,10 @@ class Dispatcher:
                         "outbox_claim_failed", error_type=type(exc).__name__, error_message=str(exc)[:500]
                     )
                     await conn.reset()
+                    if self._stopping:
+                        # cannot settle on the way out: the leases run out and another
+                        # dispatcher delivers these events again (at least once)
+                        break
                     await self._sleep(min(5.0, poll * 2))
                     continue
                 if plan is not None:
