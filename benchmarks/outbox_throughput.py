@@ -251,27 +251,34 @@ def bench_raw_claim(engine: sa.Engine, n: int) -> float:
 
 
 def bench_latency(url: str, engine: sa.Engine, *, rate: float, seconds: float, poll: float) -> list[float]:
+    """Commit → handler start at a steady offered load. The writer is an async task on the
+    dispatcher's event loop (as procrastinate's deferrer is below), writing one event per
+    transaction with ``await outbox.add(conn, ...)``."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from surefoot.outbox._urls import async_url
+
     reset(engine)
     committed: dict[str, float] = {}
     started: dict[str, float] = {}
     total = int(rate * seconds)
 
-    def writer() -> None:
-        eng = sa.create_engine(url)
+    async def handler(event: outbox.Event) -> None:
+        started[event.event_id] = time.perf_counter()
+
+    async def writer() -> None:
+        aengine = create_async_engine(async_url(url))
         interval = 1.0 / rate
         next_at = time.perf_counter()
         for _ in range(total):
             next_at += interval
-            with eng.begin() as conn:
-                ev = outbox.add(conn, "CallDetected", PAYLOAD)
+            async with aengine.begin() as conn:
+                ev = await outbox.add(conn, "CallDetected", PAYLOAD)
             committed[ev.event_id] = time.perf_counter()
             delay = next_at - time.perf_counter()
             if delay > 0:
-                time.sleep(delay)
-        eng.dispose()
-
-    async def handler(event: outbox.Event) -> None:
-        started[event.event_id] = time.perf_counter()
+                await asyncio.sleep(delay)
+        await aengine.dispose()
 
     async def main() -> None:
         import prometheus_client
@@ -279,12 +286,11 @@ def bench_latency(url: str, engine: sa.Engine, *, rate: float, seconds: float, p
         d = Dispatcher(url, handlers={"CallDetected": handler}, poll_interval=poll,
                        registry=prometheus_client.CollectorRegistry(), settings=NO_RETENTION)
         async with d.running():
-            await asyncio.sleep(0.3)
-            th = threading.Thread(target=writer)
-            th.start()
-            while th.is_alive() or len(started) < total:
-                await asyncio.sleep(0.05)
-            th.join()
+            await asyncio.sleep(0.5)
+            await writer()
+            deadline = time.perf_counter() + 30
+            while len(started) < total and time.perf_counter() < deadline:
+                await asyncio.sleep(0.01)
 
     asyncio.run(main())
     return [(started[k] - committed[k]) * 1000 for k in committed if k in started]
@@ -300,7 +306,8 @@ def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float, l
     import procrastinate
 
     out: dict[str, Any] = {}
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo))
+    # a pool as large as the worker's concurrency (+ the deferrer), so nothing queues for a connection
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo, min_size=12, max_size=12))
     state = {"count": 0, "target": n}
     done = asyncio.Event()
     starts: dict[int, float] = {}

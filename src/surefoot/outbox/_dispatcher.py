@@ -73,6 +73,10 @@ class _Connection:
         if self.db.is_async:
             if self.conn is None:
                 self.conn = await self.db.engine.connect()
+                if self.db.autocommit:
+                    await self.conn.execution_options(isolation_level="AUTOCOMMIT")
+            if self.db.autocommit:
+                return await self.conn.run_sync(fn, *args)
             async with self.conn.begin():
                 return await self.conn.run_sync(fn, *args)
         # a cancelled await cannot stop the thread: remember it so close() waits for it
@@ -82,6 +86,10 @@ class _Connection:
     def _run_sync(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         if self.conn is None:
             self.conn = self.db.engine.connect()
+            if self.db.autocommit:
+                self.conn = self.conn.execution_options(isolation_level="AUTOCOMMIT")
+        if self.db.autocommit:
+            return fn(self.conn, *args)
         with self.conn.begin():
             return fn(self.conn, *args)
 
@@ -149,6 +157,10 @@ class _Database:
             )
         self.dialect = self.engine.dialect.name
         self._write_lock: asyncio.Lock | None = None
+        # PostgreSQL: every statement of a worker cycle (claim, ack, fail, dead-letter) is
+        # atomic on its own, so workers run them in autocommit: one round trip each instead
+        # of BEGIN + statement + COMMIT. SQLite's dead-lettering takes two statements.
+        self.autocommit = self.dialect == "postgresql"
 
     @property
     def write_lock(self) -> asyncio.Lock | None:
@@ -287,6 +299,7 @@ class Dispatcher:
         self._depth = cat.WORKER_QUEUE_DEPTH.get(registry)
         self._children: dict[Any, Any] = {}
         self._wakers: list[asyncio.Event] = []
+        self._idle: list[int] = []
         self._stop_event: asyncio.Event | None = None
         self._stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
@@ -570,7 +583,18 @@ class Dispatcher:
                 _log.error("outbox_sink_close_failed", sink=getattr(destination, "name", "?"), error_message=str(exc))
 
     def wake(self) -> None:
-        """Make idle workers claim now instead of at their next poll (NOTIFY does this)."""
+        """Make a worker claim now instead of at its next poll (NOTIFY does this).
+
+        One idle worker is woken (it wakes another if it finds a full batch), so a single
+        new event costs one claim, not one per worker. With no worker idle, every busy
+        worker is flagged and claims again as soon as its batch is done.
+        """
+        if self._idle:
+            self._wakers[self._idle.pop()].set()
+        else:
+            self._wake_all()
+
+    def _wake_all(self) -> None:
         for waker in self._wakers:
             waker.set()
 
@@ -615,12 +639,18 @@ class Dispatcher:
                 if not claimed:
                     if self._stopping:
                         break
+                    self._idle.append(slot)
                     try:
                         async with asyncio.timeout(poll):
                             await waker.wait()
                     except TimeoutError:
                         pass  # the poll interval elapsed: the safety net, claim again
+                    finally:
+                        if slot in self._idle:
+                            self._idle.remove(slot)
                     continue
+                if len(claimed) >= self.settings.batch_size and self._idle:
+                    self.wake()  # more may be waiting: bring in an idle worker
                 self._in_flight[token] = [c.event.outbox_id for c in claimed]
                 try:
                     outcomes = await self._deliver(claimed)
@@ -654,7 +684,7 @@ class Dispatcher:
                 async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     delay = 0.5
-                    self.wake()  # events may have arrived while we were not listening
+                    self._wake_all()  # events may have arrived while we were not listening
                     async for _ in conn.notifies():
                         self.wake()
             except asyncio.CancelledError:
@@ -730,6 +760,7 @@ class Dispatcher:
         self._stopping = False
         self._stop_event = asyncio.Event()
         self._wakers = [asyncio.Event() for _ in range(self.settings.concurrency)]
+        self._idle = []
         await self._open()
         await self.refresh_paused()
         loop = asyncio.get_running_loop()
@@ -759,7 +790,7 @@ class Dispatcher:
         self._stopping = True
         if self._stop_event is not None:
             self._stop_event.set()
-        self.wake()
+        self._wake_all()
         tasks, self._tasks = self._tasks, []
         aux, self._aux = self._aux, []
         # the listener, stats and retention hold no events: stop them at once
@@ -794,7 +825,7 @@ class Dispatcher:
         self._stopping = True
         if self._stop_event is not None:
             self._stop_event.set()
-        self.wake()
+        self._wake_all()
 
     async def run(self) -> None:
         """Run until :meth:`request_stop` or cancellation, then stop gracefully."""

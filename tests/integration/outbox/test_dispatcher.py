@@ -293,3 +293,24 @@ async def test_sync_callable_returning_a_coroutine_is_awaited(engine, clock, reg
     _add(engine, ("A", {}, {}))
     d = _dispatcher(engine, clock, registry, handlers={"A": lambda e: real(e)})
     assert await d.drain() == 1 and got == ["A"]
+
+
+async def test_graceful_stop_finishes_the_batch_in_flight(engine, registry):
+    import asyncio
+
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(event):
+        started.set()
+        await release.wait()
+
+    _add(engine, ("A", {}, {}))
+    d = _dispatcher(engine, FakeClock(start=time.time() + 5), registry, handlers={"A": slow}, poll_interval=0.01)
+    await d.start()
+    await asyncio.wait_for(started.wait(), 10)
+    stopping = asyncio.ensure_future(d.stop(timeout=10))
+    await asyncio.sleep(0)  # stop() has begun: no new claims from here on
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert d.delivered == 1
+    assert _count(engine, events_table, events_table.c.dispatched_at.is_(None)) == 0
