@@ -671,7 +671,7 @@ class Dispatcher:
             async with asyncio.timeout(seconds):
                 await self._stop_event.wait()
         except TimeoutError:
-            pass
+            pass  # slept the full time without a stop request
 
     async def _listen(self) -> None:
         psycopg = require("psycopg", "postgres")
