@@ -694,6 +694,28 @@ class Dispatcher:
                 await self._sleep(delay)
                 delay = min(delay * 2, 30.0)
 
+    async def _watch_sqlite(self) -> None:
+        """SQLite has no NOTIFY: watch ``PRAGMA data_version``, which changes whenever another
+        connection (this process or another) commits to the file, and wake a worker."""
+        import sqlite3
+
+        database = self._db.url.database
+        if not database or database == ":memory:" or database.startswith("file::memory"):
+            return
+        interval = self.settings.sqlite_watch_interval_seconds
+        watcher = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+        try:
+            last = watcher.execute("PRAGMA data_version").fetchone()[0]
+            while not self._stopping:
+                await self._sleep(interval)
+                # microseconds: it reads a counter in the WAL index, no lock waits
+                version = watcher.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    self.wake()
+        finally:
+            watcher.close()
+
     async def _stats_loop(self) -> None:
         from ._store import stats
 
@@ -768,6 +790,8 @@ class Dispatcher:
             self._tasks.append(loop.create_task(self._worker(slot), name=f"surefoot-outbox-{slot}"))
         if self.settings.listen and self._db.dialect == "postgresql":
             self._aux.append(loop.create_task(self._listen(), name="surefoot-outbox-listen"))
+        if self.settings.listen and self._db.dialect == "sqlite" and self.settings.sqlite_watch_interval_seconds > 0:
+            self._aux.append(loop.create_task(self._watch_sqlite(), name="surefoot-outbox-watch"))
         self._aux.append(loop.create_task(self._stats_loop(), name="surefoot-outbox-stats"))
         if self.settings.retention_interval_seconds > 0:
             self._aux.append(loop.create_task(self._retention_loop(), name="surefoot-outbox-retention"))

@@ -22,7 +22,9 @@ class OutboxSettings(BaseSettings):
         max_attempts: attempts before an event moves to the dead-letter table.
         backoff_base_seconds / backoff_cap_seconds: exponential backoff with full jitter.
         poll_interval_seconds: safety-net polling when no notification arrives.
-        listen: use PostgreSQL ``LISTEN/NOTIFY`` to wake up at once.
+        listen: wake up at once on new events: PostgreSQL ``LISTEN/NOTIFY``; SQLite by
+            watching the file's ``PRAGMA data_version``.
+        sqlite_watch_interval_seconds: how often that SQLite watch looks (0 turns it off).
         ordering: deliver events that share a ``key`` one at a time, in order.
         paused_events: event names (``*`` wildcards) not dispatched: the kill switch, e.g.
             ``["SendSms"]`` (JSON list or comma-separated).
@@ -45,6 +47,7 @@ class OutboxSettings(BaseSettings):
     backoff_cap_seconds: float = Field(600.0, ge=0)
     poll_interval_seconds: float = Field(1.0, gt=0)
     listen: bool = True
+    sqlite_watch_interval_seconds: float = Field(0.01, ge=0)
     ordering: bool = True
     paused_events: Annotated[list[str], NoDecode] = Field(default_factory=list)
     retention_days: float = Field(30.0, gt=0)
