@@ -395,11 +395,12 @@ class Dispatcher:
         return len(claimed)
 
     def _cycle(self, conn: Any, store: Any, plan: _Plan | None, token: str | None) -> tuple[list[Any], Any]:
-        """One transaction: settle the previous batch (if any), then claim the next (if asked).
+        """Settle the previous batch (if any), then claim the next (if asked).
 
-        Settling and claiming together halve the round trips of a busy dispatcher; if the
-        transaction fails, neither happened and both are retried (the settled events stay
-        leased to us meanwhile).
+        One database visit per batch for a busy worker. On SQLite it is one transaction; on
+        PostgreSQL each statement commits on its own (each is atomic by itself). If it
+        fails, the plan is retried: settling is idempotent under the claim token, and
+        events stay leased to this worker meanwhile.
         """
         settled = None
         now = self._now()
