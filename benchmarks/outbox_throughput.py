@@ -14,7 +14,8 @@ Measures, on PostgreSQL and on SQLite:
   concurrency 2), beside a raw ``LIMIT 100 ... FOR UPDATE SKIP LOCKED`` claim loop (the floor)
   and, on PostgreSQL, procrastinate's worker (concurrency 10) draining the same number of jobs;
 * commit → handler latency P50/P95/P99 at a steady offered load of 200 events/s (PostgreSQL:
-  LISTEN/NOTIFY; SQLite: polling every 50 ms), beside procrastinate's defer → task start.
+  LISTEN/NOTIFY; SQLite: the ``PRAGMA data_version`` watch), beside procrastinate's
+  defer → task start. Polling is set to 1 s, so it plays no part.
 
 A scratch PostgreSQL database is created and dropped; the SQLite file lives in a temp dir.
 """
@@ -74,10 +75,13 @@ def reset(engine: sa.Engine) -> None:
     outbox.create_tables(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql(PLAIN_DDL[engine.dialect.name])
-        for t in ("outbox_events", "outbox_dead_letters", "plain_events"):
-            conn.exec_driver_sql(f"DELETE FROM {t}")
+        # the floor gets the index any claim loop needs: pending rows only
+        conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_plain_pending ON plain_events (id) WHERE NOT done")
         if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql("VACUUM" if False else "SELECT 1")
+            conn.exec_driver_sql("TRUNCATE outbox_events, outbox_dead_letters, plain_events RESTART IDENTITY")
+        else:
+            for t in ("outbox_events", "outbox_dead_letters", "plain_events"):
+                conn.exec_driver_sql(f"DELETE FROM {t}")
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE outbox_events")
@@ -103,54 +107,71 @@ def plain_row(i: int) -> dict[str, Any]:
             "occurred_at": dt.datetime.now(dt.timezone.utc)}
 
 
-def bench_writes(engine: sa.Engine, n: int) -> dict[str, float]:
+def bench_writes(engine: sa.Engine, n: int, *, blocks: int = 10) -> dict[str, float]:
+    """add() vs a plain INSERT of the same row, in alternating blocks so that load changes on
+    a shared machine hit both alike; returns events/s for each way of writing."""
     import orjson
 
-    out: dict[str, float] = {}
-    reset(engine)
-    # one event per transaction
-    t = time.perf_counter()
-    for i in range(n):
-        with engine.begin() as conn:
-            outbox.add(conn, "CallDetected", PAYLOAD, key=f"k{i % 50}")
-    out["add_1_per_tx"] = n / (time.perf_counter() - t)
-    t = time.perf_counter()
-    for i in range(n):
-        with engine.begin() as conn:
-            conn.execute(PLAIN_INSERT, plain_row(i))
-    out["plain_1_per_tx"] = n / (time.perf_counter() - t)
-    # many per transaction (100), and the cost of one add() inside an open transaction
     reset(engine)
     per_tx = 100
-    t = time.perf_counter()
-    for start in range(0, n, per_tx):
-        with engine.begin() as conn:
-            for i in range(start, min(n, start + per_tx)):
-                outbox.add(conn, "CallDetected", PAYLOAD, key=f"k{i % 50}")
-    out["add_100_per_tx"] = n / (time.perf_counter() - t)
-    t = time.perf_counter()
-    for start in range(0, n, per_tx):
-        with engine.begin() as conn:
-            for i in range(start, min(n, start + per_tx)):
-                conn.execute(PLAIN_INSERT, plain_row(i))
-    out["plain_100_per_tx"] = n / (time.perf_counter() - t)
-    # bare driver INSERT loop in one transaction (the floor)
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        ph = "%s" if engine.dialect.name == "postgresql" else "?"
-        sql = f"INSERT INTO plain_events ({', '.join(PLAIN_COLS)}) VALUES ({', '.join([ph] * len(PLAIN_COLS))})"
+    block = max(per_tx, n // blocks)
+    spent = {k: 0.0 for k in ("add_1_per_tx", "plain_1_per_tx", "add_100_per_tx", "plain_100_per_tx", "raw_100_per_tx")}
+    counter = [0]
+
+    def one_per_tx(use_add: bool) -> float:
         t = time.perf_counter()
-        for start in range(0, n, per_tx):
-            for i in range(start, min(n, start + per_tx)):
+        for _ in range(block // 10):  # commits are slow: a tenth as many
+            i = counter[0] = counter[0] + 1
+            with engine.begin() as conn:
+                if use_add:
+                    outbox.add(conn, "CallDetected", PAYLOAD, key=f"k{i % 50}")
+                else:
+                    conn.execute(PLAIN_INSERT, plain_row(i))
+        return time.perf_counter() - t
+
+    def many_per_tx(use_add: bool) -> float:
+        t = time.perf_counter()
+        for _ in range(block // per_tx):
+            with engine.begin() as conn:
+                for _ in range(per_tx):
+                    i = counter[0] = counter[0] + 1
+                    if use_add:
+                        outbox.add(conn, "CallDetected", PAYLOAD, key=f"k{i % 50}")
+                    else:
+                        conn.execute(PLAIN_INSERT, plain_row(i))
+        return time.perf_counter() - t
+
+    raw = engine.raw_connection()
+    ph = "%s" if engine.dialect.name == "postgresql" else "?"
+    raw_sql = f"INSERT INTO plain_events ({', '.join(PLAIN_COLS)}) VALUES ({', '.join([ph] * len(PLAIN_COLS))})"
+
+    def driver() -> float:
+        cur = raw.cursor()
+        t = time.perf_counter()
+        for _ in range(block // per_tx):
+            for _ in range(per_tx):
+                i = counter[0] = counter[0] + 1
                 row = plain_row(i)
                 if engine.dialect.name == "sqlite":
                     row["occurred_at"] = row["occurred_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
-                cur.execute(sql, tuple(row[c] for c in PLAIN_COLS))
+                cur.execute(raw_sql, tuple(row[c] for c in PLAIN_COLS))
             raw.commit()
-        out["raw_100_per_tx"] = n / (time.perf_counter() - t)
+        return time.perf_counter() - t
+
+    try:
+        for b in range(blocks):
+            first, second = (True, False) if b % 2 == 0 else (False, True)
+            for use_add in (first, second):
+                spent["add_1_per_tx" if use_add else "plain_1_per_tx"] += one_per_tx(use_add)
+                spent["add_100_per_tx" if use_add else "plain_100_per_tx"] += many_per_tx(use_add)
+            spent["raw_100_per_tx"] += driver()
     finally:
         raw.close()
+    del orjson
+    out = {}
+    for key, seconds in spent.items():
+        count = blocks * ((block // 10) if "1_per" in key else (block // per_tx) * per_tx)
+        out[key] = count / seconds
     return out
 
 
@@ -231,27 +252,34 @@ def bench_raw_claim(engine: sa.Engine, n: int) -> float:
 
 
 def bench_latency(url: str, engine: sa.Engine, *, rate: float, seconds: float, poll: float) -> list[float]:
+    """Commit → handler start at a steady offered load. The writer is an async task on the
+    dispatcher's event loop (as procrastinate's deferrer is below), writing one event per
+    transaction with ``await outbox.add(conn, ...)``."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from surefoot.outbox._urls import async_url
+
     reset(engine)
     committed: dict[str, float] = {}
     started: dict[str, float] = {}
     total = int(rate * seconds)
 
-    def writer() -> None:
-        eng = sa.create_engine(url)
+    async def handler(event: outbox.Event) -> None:
+        started[event.event_id] = time.perf_counter()
+
+    async def writer() -> None:
+        aengine = create_async_engine(async_url(url))
         interval = 1.0 / rate
         next_at = time.perf_counter()
         for _ in range(total):
             next_at += interval
-            with eng.begin() as conn:
-                ev = outbox.add(conn, "CallDetected", PAYLOAD)
+            async with aengine.begin() as conn:
+                ev = await outbox.add(conn, "CallDetected", PAYLOAD)
             committed[ev.event_id] = time.perf_counter()
             delay = next_at - time.perf_counter()
             if delay > 0:
-                time.sleep(delay)
-        eng.dispose()
-
-    async def handler(event: outbox.Event) -> None:
-        started[event.event_id] = time.perf_counter()
+                await asyncio.sleep(delay)
+        await aengine.dispose()
 
     async def main() -> None:
         import prometheus_client
@@ -259,12 +287,11 @@ def bench_latency(url: str, engine: sa.Engine, *, rate: float, seconds: float, p
         d = Dispatcher(url, handlers={"CallDetected": handler}, poll_interval=poll,
                        registry=prometheus_client.CollectorRegistry(), settings=NO_RETENTION)
         async with d.running():
-            await asyncio.sleep(0.3)
-            th = threading.Thread(target=writer)
-            th.start()
-            while th.is_alive() or len(started) < total:
-                await asyncio.sleep(0.05)
-            th.join()
+            await asyncio.sleep(0.5)
+            await writer()
+            deadline = time.perf_counter() + 30
+            while len(started) < total and time.perf_counter() < deadline:
+                await asyncio.sleep(0.01)
 
     asyncio.run(main())
     return [(started[k] - committed[k]) * 1000 for k in committed if k in started]
@@ -280,7 +307,8 @@ def bench_procrastinate(conninfo: str, n: int, *, rate: float, seconds: float, l
     import procrastinate
 
     out: dict[str, Any] = {}
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo))
+    # a pool as large as the worker's concurrency (+ the deferrer), so nothing queues for a connection
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo, min_size=12, max_size=12))
     state = {"count": 0, "target": n}
     done = asyncio.Event()
     starts: dict[int, float] = {}
@@ -417,7 +445,7 @@ def main() -> None:
                         prev["drain_per_s"] = max(prev["drain_per_s"], pr["drain_per_s"])
             print(f"[{name}] latency at {args.rate:g}/s ...", file=sys.stderr)
             r["latency"] = bench_latency(url, engine, rate=args.rate, seconds=args.seconds,
-                                         poll=1.0 if name == "postgresql" else 0.05)
+                                         poll=1.0)
             engine.dispose()
             results[name] = r
     finally:

@@ -183,7 +183,7 @@ def tail(
                 break
             time.sleep(interval)
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl-C is how `tail -f` ends
     finally:
         engine.dispose()
 

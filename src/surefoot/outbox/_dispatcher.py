@@ -73,6 +73,10 @@ class _Connection:
         if self.db.is_async:
             if self.conn is None:
                 self.conn = await self.db.engine.connect()
+                if self.db.autocommit:
+                    await self.conn.execution_options(isolation_level="AUTOCOMMIT")
+            if self.db.autocommit:
+                return await self.conn.run_sync(fn, *args)
             async with self.conn.begin():
                 return await self.conn.run_sync(fn, *args)
         # a cancelled await cannot stop the thread: remember it so close() waits for it
@@ -82,6 +86,10 @@ class _Connection:
     def _run_sync(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         if self.conn is None:
             self.conn = self.db.engine.connect()
+            if self.db.autocommit:
+                self.conn = self.conn.execution_options(isolation_level="AUTOCOMMIT")
+        if self.db.autocommit:
+            return fn(self.conn, *args)
         with self.conn.begin():
             return fn(self.conn, *args)
 
@@ -149,6 +157,10 @@ class _Database:
             )
         self.dialect = self.engine.dialect.name
         self._write_lock: asyncio.Lock | None = None
+        # PostgreSQL: every statement of a worker cycle (claim, ack, fail, dead-letter) is
+        # atomic on its own, so workers run them in autocommit: one round trip each instead
+        # of BEGIN + statement + COMMIT. SQLite's dead-lettering takes two statements.
+        self.autocommit = self.dialect == "postgresql"
 
     @property
     def write_lock(self) -> asyncio.Lock | None:
@@ -287,6 +299,7 @@ class Dispatcher:
         self._depth = cat.WORKER_QUEUE_DEPTH.get(registry)
         self._children: dict[Any, Any] = {}
         self._wakers: list[asyncio.Event] = []
+        self._idle: list[int] = []
         self._stop_event: asyncio.Event | None = None
         self._stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
@@ -382,11 +395,12 @@ class Dispatcher:
         return len(claimed)
 
     def _cycle(self, conn: Any, store: Any, plan: _Plan | None, token: str | None) -> tuple[list[Any], Any]:
-        """One transaction: settle the previous batch (if any), then claim the next (if asked).
+        """Settle the previous batch (if any), then claim the next (if asked).
 
-        Settling and claiming together halve the round trips of a busy dispatcher; if the
-        transaction fails, neither happened and both are retried (the settled events stay
-        leased to us meanwhile).
+        One database visit per batch for a busy worker. On SQLite it is one transaction; on
+        PostgreSQL each statement commits on its own (each is atomic by itself). If it
+        fails, the plan is retried: settling is idempotent under the claim token, and
+        events stay leased to this worker meanwhile.
         """
         settled = None
         now = self._now()
@@ -570,7 +584,18 @@ class Dispatcher:
                 _log.error("outbox_sink_close_failed", sink=getattr(destination, "name", "?"), error_message=str(exc))
 
     def wake(self) -> None:
-        """Make idle workers claim now instead of at their next poll (NOTIFY does this)."""
+        """Make a worker claim now instead of at its next poll (NOTIFY does this).
+
+        One idle worker is woken (it wakes another if it finds a full batch), so a single
+        new event costs one claim, not one per worker. With no worker idle, every busy
+        worker is flagged and claims again as soon as its batch is done.
+        """
+        if self._idle:
+            self._wakers[self._idle.pop()].set()
+        else:
+            self._wake_all()
+
+    def _wake_all(self) -> None:
         for waker in self._wakers:
             waker.set()
 
@@ -603,6 +628,10 @@ class Dispatcher:
                         "outbox_claim_failed", error_type=type(exc).__name__, error_message=str(exc)[:500]
                     )
                     await conn.reset()
+                    if self._stopping:
+                        # cannot settle on the way out: the leases run out and another
+                        # dispatcher delivers these events again (at least once)
+                        break
                     await self._sleep(min(5.0, poll * 2))
                     continue
                 if plan is not None:
@@ -611,12 +640,18 @@ class Dispatcher:
                 if not claimed:
                     if self._stopping:
                         break
+                    self._idle.append(slot)
                     try:
                         async with asyncio.timeout(poll):
                             await waker.wait()
                     except TimeoutError:
                         pass  # the poll interval elapsed: the safety net, claim again
+                    finally:
+                        if slot in self._idle:
+                            self._idle.remove(slot)
                     continue
+                if len(claimed) >= self.settings.batch_size and self._idle:
+                    self.wake()  # more may be waiting: bring in an idle worker
                 self._in_flight[token] = [c.event.outbox_id for c in claimed]
                 try:
                     outcomes = await self._deliver(claimed)
@@ -637,7 +672,7 @@ class Dispatcher:
             async with asyncio.timeout(seconds):
                 await self._stop_event.wait()
         except TimeoutError:
-            pass
+            pass  # slept the full time without a stop request
 
     async def _listen(self) -> None:
         psycopg = require("psycopg", "postgres")
@@ -650,7 +685,7 @@ class Dispatcher:
                 async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     delay = 0.5
-                    self.wake()  # events may have arrived while we were not listening
+                    self._wake_all()  # events may have arrived while we were not listening
                     async for _ in conn.notifies():
                         self.wake()
             except asyncio.CancelledError:
@@ -659,6 +694,28 @@ class Dispatcher:
                 _log.warning("outbox_listen_failed", error_message=str(exc)[:300], retry_in_seconds=delay)
                 await self._sleep(delay)
                 delay = min(delay * 2, 30.0)
+
+    async def _watch_sqlite(self) -> None:
+        """SQLite has no NOTIFY: watch ``PRAGMA data_version``, which changes whenever another
+        connection (this process or another) commits to the file, and wake a worker."""
+        import sqlite3
+
+        database = self._db.url.database
+        if not database or database == ":memory:" or database.startswith("file::memory"):
+            return
+        interval = self.settings.sqlite_watch_interval_seconds
+        watcher = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+        try:
+            last = watcher.execute("PRAGMA data_version").fetchone()[0]
+            while not self._stopping:
+                await self._sleep(interval)
+                # microseconds: it reads a counter in the WAL index, no lock waits
+                version = watcher.execute("PRAGMA data_version").fetchone()[0]
+                if version != last:
+                    last = version
+                    self.wake()
+        finally:
+            watcher.close()
 
     async def _stats_loop(self) -> None:
         from ._store import stats
@@ -726,6 +783,7 @@ class Dispatcher:
         self._stopping = False
         self._stop_event = asyncio.Event()
         self._wakers = [asyncio.Event() for _ in range(self.settings.concurrency)]
+        self._idle = []
         await self._open()
         await self.refresh_paused()
         loop = asyncio.get_running_loop()
@@ -733,6 +791,8 @@ class Dispatcher:
             self._tasks.append(loop.create_task(self._worker(slot), name=f"surefoot-outbox-{slot}"))
         if self.settings.listen and self._db.dialect == "postgresql":
             self._aux.append(loop.create_task(self._listen(), name="surefoot-outbox-listen"))
+        if self.settings.listen and self._db.dialect == "sqlite" and self.settings.sqlite_watch_interval_seconds > 0:
+            self._aux.append(loop.create_task(self._watch_sqlite(), name="surefoot-outbox-watch"))
         self._aux.append(loop.create_task(self._stats_loop(), name="surefoot-outbox-stats"))
         if self.settings.retention_interval_seconds > 0:
             self._aux.append(loop.create_task(self._retention_loop(), name="surefoot-outbox-retention"))
@@ -755,7 +815,7 @@ class Dispatcher:
         self._stopping = True
         if self._stop_event is not None:
             self._stop_event.set()
-        self.wake()
+        self._wake_all()
         tasks, self._tasks = self._tasks, []
         aux, self._aux = self._aux, []
         # the listener, stats and retention hold no events: stop them at once
@@ -790,7 +850,7 @@ class Dispatcher:
         self._stopping = True
         if self._stop_event is not None:
             self._stop_event.set()
-        self.wake()
+        self._wake_all()
 
     async def run(self) -> None:
         """Run until :meth:`request_stop` or cancellation, then stop gracefully."""

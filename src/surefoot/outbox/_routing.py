@@ -12,6 +12,7 @@ import asyncio
 import fnmatch
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -112,7 +113,38 @@ class HandlerSink:
         finally:
             self._unbind(tokens, log_tokens)
 
+    async def _traced(self, event: Event, tracer: Any) -> BaseException | None:
+        """Run one delivery inside an ``outbox.dispatch`` span continuing the event's trace."""
+        from opentelemetry import propagate, trace
+
+        parent = propagate.extract(dict(event.headers))
+        attributes = {
+            "messaging.operation": "process",
+            "messaging.destination.name": event.event_name,
+            "messaging.message.id": event.event_id,
+            "surefoot.outbox_id": event.outbox_id or 0,
+            "surefoot.attempts": event.attempts + 1,
+        }
+        if event.correlation_id:
+            attributes["correlation_id"] = event.correlation_id
+        with tracer.start_as_current_span(
+            "outbox.dispatch", context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
+        ) as span:
+            if self.is_async:
+                outcome = self._start(event)
+                if isinstance(outcome, asyncio.Task):
+                    outcome = await outcome
+            else:
+                outcome = await self._threaded(event)
+            if outcome is not None:
+                span.record_exception(outcome)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, type(outcome).__name__))
+            return outcome
+
     async def send_many(self, events: Sequence[Event]) -> list[BaseException | None]:
+        tracer = _tracer()
+        if tracer is not None:
+            return list(await asyncio.gather(*(self._traced(e, tracer) for e in events)))
         if not self.is_async:
             if len(events) == 1:
                 return [await self._threaded(events[0])]
@@ -132,6 +164,18 @@ class HandlerSink:
 
     def __repr__(self) -> str:
         return f"HandlerSink({self.name})"
+
+
+def _tracer() -> Any:
+    # OpenTelemetry is never imported here: spans only make sense when the application
+    # already uses it, and then its modules are loaded
+    if "opentelemetry.trace" not in sys.modules:
+        return None
+    from opentelemetry import trace
+
+    if type(trace.get_tracer_provider()).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
+        return None  # the API without an SDK: spans would record nothing
+    return trace.get_tracer("surefoot.outbox")
 
 
 class _Resume:

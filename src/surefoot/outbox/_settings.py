@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated, Any
+
+import orjson
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["OutboxSettings"]
 
@@ -19,7 +22,9 @@ class OutboxSettings(BaseSettings):
         max_attempts: attempts before an event moves to the dead-letter table.
         backoff_base_seconds / backoff_cap_seconds: exponential backoff with full jitter.
         poll_interval_seconds: safety-net polling when no notification arrives.
-        listen: use PostgreSQL ``LISTEN/NOTIFY`` to wake up at once.
+        listen: wake up at once on new events: PostgreSQL ``LISTEN/NOTIFY``; SQLite by
+            watching the file's ``PRAGMA data_version``.
+        sqlite_watch_interval_seconds: how often that SQLite watch looks (0 turns it off).
         ordering: deliver events that share a ``key`` one at a time, in order.
         paused_events: event names (``*`` wildcards) not dispatched: the kill switch, e.g.
             ``["SendSms"]`` (JSON list or comma-separated).
@@ -42,10 +47,22 @@ class OutboxSettings(BaseSettings):
     backoff_cap_seconds: float = Field(600.0, ge=0)
     poll_interval_seconds: float = Field(1.0, gt=0)
     listen: bool = True
+    sqlite_watch_interval_seconds: float = Field(0.01, ge=0)
     ordering: bool = True
-    paused_events: list[str] = Field(default_factory=list)
+    paused_events: Annotated[list[str], NoDecode] = Field(default_factory=list)
     retention_days: float = Field(30.0, gt=0)
     retention_batch_size: int = Field(1000, ge=1)
     retention_interval_seconds: float = Field(3600.0, ge=0)
     stats_interval_seconds: float = Field(5.0, gt=0)
     shutdown_timeout_seconds: float = Field(10.0, ge=0)
+
+    @field_validator("paused_events", mode="before")
+    @classmethod
+    def _split_patterns(cls, value: Any) -> Any:
+        # accept the JSON list form and the comma-separated form ops type by hand
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return orjson.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value

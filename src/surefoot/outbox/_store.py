@@ -24,10 +24,11 @@ from .._extras import require
 
 require("sqlalchemy", "sql")
 
+import orjson  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
 from ._event import Event  # noqa: E402
-from ._schema import _JSON, _TS  # noqa: E402
+from ._schema import _TS  # noqa: E402
 
 __all__ = ["Store", "Claimed", "Stats"]
 
@@ -39,7 +40,6 @@ _DL_COPY_COLS = (
     "event_id, event_name, schema_version, key, tenant_id, correlation_id, causation_id, "
     "payload, headers, occurred_at, created_at"
 )
-_TYPES = {"payload": _JSON, "headers": _JSON, "occurred_at": _TS, "created_at": _TS}
 
 
 def _like(pattern: str) -> str:
@@ -48,6 +48,13 @@ def _like(pattern: str) -> str:
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _ts(value: Any) -> dt.datetime:
+    """A timestamp as the driver returns it (datetime, or SQLite's UTC text) → aware UTC."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
 
 
@@ -186,10 +193,10 @@ class Store:
             )
         else:
             sql = f"UPDATE outbox_events SET {sets} WHERE id IN ({pick}) RETURNING {_EVENT_COLS}"
-        return (
-            sa.text(sql)
-            .bindparams(*binds, sa.bindparam("now", type_=_TS), sa.bindparam("until", type_=_TS))
-            .columns(**{name: _TYPES.get(name, sa.String()) for name in _names()})
+        # result columns are left untyped and decoded in claim(): orjson and fromisoformat
+        # are several times faster than the generic result processors, per row
+        return sa.text(sql).bindparams(
+            *binds, sa.bindparam("now", type_=_TS), sa.bindparam("until", type_=_TS)
         )
 
     def claim(
@@ -203,21 +210,22 @@ class Store:
         rows.sort(key=lambda r: r[0])
         out = []
         for r in rows:
+            payload, headers = r[8], r[9]
             event = Event(
                 event_name=r[2],
-                payload=r[8] if r[8] is not None else {},
+                payload=(orjson.loads(payload) if isinstance(payload, (str, bytes)) else payload) or {},
                 event_id=r[1],
                 schema_version=r[3],
-                occurred_at=_utc(r[10]),
+                occurred_at=_ts(r[10]),
                 tenant_id=r[5],
                 correlation_id=r[6],
                 causation_id=r[7],
                 key=r[4],
-                headers=r[9] or {},
+                headers=(orjson.loads(headers) if isinstance(headers, (str, bytes)) else headers) or {},
                 outbox_id=r[0],
                 attempts=r[12] - 1,
             )
-            out.append(Claimed(event, _utc(r[11])))
+            out.append(Claimed(event, _ts(r[11])))
         return out
 
     # -- settling -----------------------------------------------------------------------
@@ -254,10 +262,6 @@ class Store:
         for stmt in self._dead[1:]:
             conn.execute(stmt, params)
         return moved
-
-
-def _names() -> list[str]:
-    return [c.strip() for c in _EVENT_COLS.split(",")]
 
 
 # -- operations (CLI, retention, drain) ---------------------------------------------------

@@ -293,3 +293,56 @@ async def test_sync_callable_returning_a_coroutine_is_awaited(engine, clock, reg
     _add(engine, ("A", {}, {}))
     d = _dispatcher(engine, clock, registry, handlers={"A": lambda e: real(e)})
     assert await d.drain() == 1 and got == ["A"]
+
+
+async def test_graceful_stop_finishes_the_batch_in_flight(engine, registry):
+    import asyncio
+
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(event):
+        started.set()
+        await release.wait()
+
+    _add(engine, ("A", {}, {}))
+    d = _dispatcher(engine, FakeClock(start=time.time() + 5), registry, handlers={"A": slow}, poll_interval=0.01)
+    await d.start()
+    await asyncio.wait_for(started.wait(), 10)
+    stopping = asyncio.ensure_future(d.stop(timeout=10))
+    await asyncio.sleep(0)  # stop() has begun: no new claims from here on
+    release.set()
+    await asyncio.wait_for(stopping, 10)
+    assert d.delivered == 1
+    assert _count(engine, events_table, events_table.c.dispatched_at.is_(None)) == 0
+
+
+async def test_handler_runs_in_an_outbox_dispatch_span_continuing_the_trace(engine, clock, registry):
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry import trace
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    seen = []
+
+    async def handle(event):
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+        if event.payload.get("fail"):
+            raise ValueError("nope")
+
+    with provider.get_tracer("t").start_as_current_span("webhook") as producer:
+        _add(engine, ("A", {}, {}), ("A", {"fail": True}, {}))
+    trace_id = producer.get_span_context().trace_id
+    import unittest.mock
+
+    with unittest.mock.patch.object(trace, "get_tracer", provider.get_tracer), \
+            unittest.mock.patch.object(trace, "get_tracer_provider", lambda: provider):
+        d = _dispatcher(engine, clock, registry, handlers={"A": handle})
+        assert await d.drain() == 2
+    spans = [s for s in exporter.get_finished_spans() if s.name == "outbox.dispatch"]
+    assert len(spans) == 2 and seen == [trace_id, trace_id]
+    assert all(s.context.trace_id == trace_id and s.parent.span_id == producer.get_span_context().span_id for s in spans)
+    assert sorted(s.status.status_code.name for s in spans) == ["ERROR", "UNSET"]

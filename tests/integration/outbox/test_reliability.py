@@ -232,3 +232,19 @@ async def test_listen_notify_wakes_the_dispatcher_long_before_the_poll(pg_url, r
         loop_start = time.monotonic()
         await asyncio.wait_for(got.wait(), 10)
         assert time.monotonic() - loop_start < 5
+
+
+@pytest.mark.timeout(30)
+async def test_sqlite_commit_wakes_the_dispatcher_long_before_the_poll(sqlite_url, registry):
+    outbox.create_tables(sqlite_url)
+    got = asyncio.Event()
+    d = Dispatcher(sqlite_url, handlers={"Ping": lambda e: got.set()}, poll_interval=30, registry=registry)
+    async with d.running():
+        await asyncio.sleep(0.1)
+        engine = sa.create_engine(sqlite_url)
+        with engine.begin() as conn:
+            outbox.add(conn, "Ping", {})
+        engine.dispose()
+        start = time.monotonic()
+        await asyncio.wait_for(got.wait(), 10)
+        assert time.monotonic() - start < 5
