@@ -25,7 +25,7 @@ from .._extras import require
 from ..errors import ConfigurationError
 from ..metrics import _catalogue as cat
 from ._backoff import Backoff, FullJitter
-from ._event import Event, RetryLater, Sink, SinkDisabled
+from ._event import Event, RetryLater, Sink, SinkDisabled, SinkError
 from ._routing import Router, default_router
 from ._settings import OutboxSettings
 from ._urls import async_url, sync_url
@@ -570,7 +570,16 @@ class Dispatcher:
         if self._opened:
             return
         for destination in self.router.destinations:
-            await destination.open()
+            try:
+                await destination.open()
+            except SinkError as exc:
+                # A broker that is down at start must not stop the dispatcher: its events stay
+                # pending, fail per event with backoff, and the sink connects on a later batch.
+                _log.error(
+                    "outbox_sink_open_failed",
+                    sink=getattr(destination, "name", "?"),
+                    error_message=str(exc),
+                )
         self._opened = True
 
     async def _close(self) -> None:

@@ -32,6 +32,13 @@ def outbox_url(db_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_outbox_url(pg_url: str) -> Iterator[str]:
+    """Like ``outbox_url``, on PostgreSQL only (LISTEN/NOTIFY, SKIP LOCKED specifics)."""
+    _reset(pg_url)
+    yield pg_url
+
+
+@pytest.fixture
 def engine(outbox_url: str):
     import sqlalchemy as sa
 

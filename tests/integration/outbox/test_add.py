@@ -181,9 +181,8 @@ def test_trace_context_is_added_when_a_span_is_active(engine):
     del trace
 
 
-def test_postgres_add_notifies_once_per_committed_transaction(outbox_url):
-    if not outbox_url.startswith("postgresql"):
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL only")
+def test_postgres_add_notifies_once_per_committed_transaction(pg_outbox_url):
+    outbox_url = pg_outbox_url
     import psycopg
 
     listener = psycopg.connect(outbox_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)

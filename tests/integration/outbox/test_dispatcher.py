@@ -346,3 +346,34 @@ async def test_handler_runs_in_an_outbox_dispatch_span_continuing_the_trace(engi
     assert len(spans) == 2 and seen == [trace_id, trace_id]
     assert all(s.context.trace_id == trace_id and s.parent.span_id == producer.get_span_context().span_id for s in spans)
     assert sorted(s.status.status_code.name for s in spans) == ["ERROR", "UNSET"]
+
+
+class _DownAtStartSink(_RecordingSink):
+    """A broker that refuses the first connection, then answers (sinks reconnect lazily)."""
+
+    async def open(self):
+        self.opened += 1
+        if self.opened == 1:
+            raise outbox.SinkError("connection refused")
+
+    async def send_many(self, events):
+        if self.opened == 1:
+            return [outbox.SinkError("not connected") for _ in events]
+        return await super().send_many(events)
+
+
+async def test_a_sink_down_at_start_does_not_stop_the_dispatcher(engine, clock, registry):
+    _add(engine, ("sms.sent", {"n": 1}, {}))
+    sink = _DownAtStartSink({})
+    d = _dispatcher(engine, clock, registry, sinks={"sms.*": sink})
+    from surefoot.testing import capture_logs
+
+    with capture_logs() as logs:
+        assert await d.drain() == 1  # attempted, failed, kept for retry: nothing lost
+    assert any(line["event"] == "outbox_sink_open_failed" for line in logs)
+    assert _count(engine, events_table, events_table.c.dispatched_at.is_(None)) == 1
+    await sink.open()  # the broker is back; the sink's next batch goes through
+    clock.advance(60)
+    assert await d.drain() == 1
+    assert sink.batches == [[1]]
+    assert _count(engine, events_table, events_table.c.dispatched_at.is_(None)) == 0
