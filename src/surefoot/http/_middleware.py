@@ -20,6 +20,7 @@ no-op function).
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from bisect import bisect_left as _bisect_left
@@ -27,10 +28,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
+from prometheus_client.values import MutexValue as _MutexValue
 
 from .. import context
 from .._config import Settings, get_settings
 from ..errors import ConfigurationError
+from ..logging._setup import AccessLogger
 from ..metrics import _catalogue as cat
 from ._problem import problem_from_exception, send_problem
 from ._routes import RouteTemplates
@@ -90,27 +93,82 @@ def log_unhandled(scope: Scope, exc: BaseException) -> None:
     )
 
 
+def _count_of(counter: Any) -> int:
+    # itertools.count exposes its next value only through repr: "count(5)".
+    return int(repr(counter)[6:-1])
+
+
+class _CountValue:
+    """A bucket value incremented by ``next()`` on an ``itertools.count``.
+
+    ``next()`` on a count is one C call under the GIL: atomic across threads without the lock
+    (and the Python frame) of prometheus_client's ``MutexValue.inc``. prometheus_client reads
+    it through ``get()`` at scrape time.
+    """
+
+    __slots__ = ("_counter", "_base", "_exemplar")
+
+    def __init__(self, start: float) -> None:
+        self._counter = itertools.count()
+        self._base = start
+        self._exemplar: Any = None
+
+    def inc(self, amount: float) -> None:
+        # Histogram.observe increments buckets by 1 only.
+        for _ in range(int(amount)):
+            next(self._counter)
+
+    def set(self, value: float, timestamp: Any = None) -> None:
+        self._base = value - _count_of(self._counter)
+
+    def get(self) -> float:
+        return float(self._base + _count_of(self._counter))
+
+    def set_exemplar(self, exemplar: Any) -> None:
+        self._exemplar = exemplar
+
+    def get_exemplar(self) -> Any:
+        return self._exemplar
+
+
+def _single_process(*values: Any) -> bool:
+    # Values prometheus_client keeps in process memory (not the multi-process files).
+    return all(type(v) is _MutexValue for v in values)
+
+
 def _observer(child: Any) -> Callable[[float], None]:
     """Return a fast ``observe`` for a histogram child: one bisect, two value increments.
 
     The same work as ``Histogram.observe`` without its per-call checks and bucket loop,
-    through the child's value objects (which are the multi-process ones in that mode). Falls
-    back to the public method if a prometheus_client release lays its children out otherwise.
+    through the child's value objects (which are the multi-process ones in that mode). In
+    a single process the buckets become :class:`_CountValue` s, so only the sum takes a lock.
+    Falls back to the public method if a prometheus_client release lays its children out
+    otherwise.
     """
     try:
         sum_inc = child._sum.inc
-        bucket_incs = tuple(bucket.inc for bucket in child._buckets)
+        buckets = child._buckets
         bounds = tuple(child._upper_bounds)
     except AttributeError:
         return child.observe  # type: ignore[no-any-return]
-    if len(bucket_incs) != len(bounds):
+    if len(buckets) != len(bounds):
         return child.observe  # type: ignore[no-any-return]
+    if _single_process(child._sum, *buckets):
+        buckets[:] = [_CountValue(bucket.get()) for bucket in buckets]
+        nexts = tuple(bucket._counter.__next__ for bucket in buckets)
 
-    def observe(amount: float) -> None:
+        def observe(amount: float) -> None:
+            nexts[_bisect_left(bounds, amount)]()
+            sum_inc(amount)
+
+        return observe
+    bucket_incs = tuple(bucket.inc for bucket in buckets)
+
+    def observe_shared(amount: float) -> None:
         bucket_incs[_bisect_left(bounds, amount)](1)
         sum_inc(amount)
 
-    return observe
+    return observe_shared
 
 
 def _adder(child: Any) -> Callable[[float], None]:
@@ -120,6 +178,23 @@ def _adder(child: Any) -> Callable[[float], None]:
     if inc is None:
         return child.inc  # type: ignore[no-any-return]
     return inc  # type: ignore[no-any-return]
+
+
+def _active_pair(child: Any) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """Return ``(started, finished)`` callables keeping a gauge child at "in progress".
+
+    In a single process the gauge reads two ``itertools.count`` at scrape time (started
+    minus finished), so a request pays two C calls and no lock; in multi-process mode the
+    gauge's shared value is incremented and decremented.
+    """
+    value = getattr(child, "_value", None)
+    if _single_process(value) and hasattr(child, "set_function"):
+        started, finished = itertools.count(), itertools.count()
+        base = value.get()  # type: ignore[union-attr]
+        child.set_function(lambda: base + _count_of(started) - _count_of(finished))
+        return started.__next__, finished.__next__
+    add = _adder(child)
+    return (lambda: add(1)), (lambda: add(-1))
 
 
 class _NoMeter:
@@ -161,16 +236,15 @@ class _Meter:
         self._max = max_label_values
 
     def start(self, method: str, scheme: str) -> Any:
-        key = (method, scheme)
-        add = self._active.get(key)
-        if add is None:
-            add = self._active[key] = _adder(self._active_family.labels(method, scheme))
-        add(1)
-        return add
+        pair = self._active.get((method, scheme))
+        if pair is None:
+            pair = self._active[(method, scheme)] = _active_pair(self._active_family.labels(method, scheme))
+        pair[0]()
+        return pair[1]
 
     def finish(self, active: Any, method: str, scheme: str, status: int,
                error_type: str, seconds: float, route: str) -> None:
-        active(-1)
+        active()
         key = (method, route, status, scheme, error_type)
         observe = self._children.get(key)
         if observe is None:
@@ -285,12 +359,13 @@ class SurefootMiddleware:
             wanted[self._tenant_header] = -2
         self._wanted = wanted
         self._skip = frozenset(settings.access_log_skip_paths)
-        self._access = structlog.get_logger("surefoot.access") if access_log else None
+        self._access = AccessLogger("surefoot.access").write if access_log else None
         self._errors = structlog.get_logger("surefoot.http")
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _ids(self, scope: Scope) -> tuple[str, str | None, str | None]:
+    def _ids(self, scope: Scope) -> tuple[str | None, str | None, str | None]:
+        # (correlation id from the headers or None, causation id, tenant id)
         wanted = self._wanted
         best = 1 << 30
         cid: str | None = None
@@ -310,7 +385,7 @@ class SurefootMiddleware:
                 tenant = _valid(value)
         if tenant is None and self._tenant_resolver is not None:
             tenant = self._resolve_tenant(scope)
-        return (cid if cid is not None else _fast_uuid4()), causation, tenant
+        return cid, causation, tenant
 
     def _resolve_tenant(self, scope: Scope) -> str | None:
         try:
@@ -329,16 +404,19 @@ class SurefootMiddleware:
     # -- ASGI ----------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        # HTTP inline (no second coroutine per request).
         cid, causation, tenant = self._ids(scope)
+        # An id generated here has the UUID4 form, which redaction never changes: the access
+        # line can skip masking it.
+        generated = None
+        if cid is None:
+            cid = generated = _fast_uuid4()
         t_cid = _cid_var.set(cid)
         # Usually both are absent and already unset: skip two set/reset pairs then.
         t_cause = _cause_var.set(causation) if causation is not None or _cause_var.get() is not None else None
@@ -371,7 +449,7 @@ class SurefootMiddleware:
                     await send(message)
                     if not done:
                         done = True
-                        self._finish(scope, method, scheme, active, status, "", _perf() - start, nbytes)
+                        self._finish(scope, generated, method, scheme, active, status, "", _perf() - start, nbytes)
                     return
             elif kind == "http.response.start":
                 # A response begun after the client hung up reaches nobody: 499, as nginx says.
@@ -383,7 +461,7 @@ class SurefootMiddleware:
                 await send(message)
                 if not done:
                     done = True
-                    self._finish(scope, method, scheme, active, status, "", _perf() - start, nbytes)
+                    self._finish(scope, generated, method, scheme, active, status, "", _perf() - start, nbytes)
                 return
             await send(message)
 
@@ -401,20 +479,20 @@ class SurefootMiddleware:
             if not isinstance(exc, Exception):
                 # Cancelled (client gone, server shutting down): nothing can be sent.
                 done = True
-                self._finish(scope, method, scheme, active, 499, type(exc).__name__, seconds, nbytes)
+                self._finish(scope, generated, method, scheme, active, 499, type(exc).__name__, seconds, nbytes)
                 raise
             if disconnected or type(exc).__name__ == "ClientDisconnect":
                 # The client left and the app noticed by failing: there is nobody to answer
                 # and nothing went wrong on our side.
                 done = True
-                self._finish(scope, method, scheme, active, 499, "", seconds, nbytes)
+                self._finish(scope, generated, method, scheme, active, 499, "", seconds, nbytes)
                 return
             if status:
                 # Headers are out: sending anything now would corrupt the response. The
                 # server must abort the connection, so the exception goes on.
                 self._log_unhandled(scope, exc)
                 done = True
-                self._finish(scope, method, scheme, active, status, type(exc).__name__, seconds, nbytes)
+                self._finish(scope, generated, method, scheme, active, status, type(exc).__name__, seconds, nbytes)
                 raise
             problem = problem_from_exception(exc, instance=scope.get("path"), correlation_id=cid)
             if problem.status >= 500:
@@ -426,14 +504,14 @@ class SurefootMiddleware:
             finally:
                 if not done:
                     done = True
-                    self._finish(scope, method, scheme, active, problem.status, "", _perf() - start, nbytes)
+                    self._finish(scope, generated, method, scheme, active, problem.status, "", _perf() - start, nbytes)
         else:
             if not done:
                 # The app returned without finishing a response: the client went away
                 # (499) or the app is broken (500 on the server side).
                 done = True
                 self._finish(
-                    scope, method, scheme, active, 499 if disconnected else (status or 500),
+                    scope, generated, method, scheme, active, 499 if disconnected else (status or 500),
                     "" if disconnected else "IncompleteResponse", _perf() - start, nbytes,
                 )
         finally:
@@ -443,7 +521,7 @@ class SurefootMiddleware:
                 _cause_var.reset(t_cause)
             _cid_var.reset(t_cid)
 
-    def _finish(self, scope: Scope, method: str, scheme: str, active: Any, status: int,
+    def _finish(self, scope: Scope, generated: str | None, method: str, scheme: str, active: Any, status: int,
                 error_type: str, seconds: float, nbytes: int) -> None:
         route = self.routes.template(scope)
         if status >= 500 and not error_type:
@@ -452,18 +530,12 @@ class SurefootMiddleware:
         self.meter.finish(active, method, scheme, status, error_type, seconds, route)
         access = self._access
         if access is not None and scope["path"] not in self._skip:
-            log = access.error if status >= 500 else access.info
-            log(
-                "http_request",
-                method=scope["method"],
-                route=route,
-                status=status,
-                latency_ms=round(seconds * 1000.0, 3),
-                bytes=nbytes,
-            )
+            access(scope["method"], route, status, round(seconds * 1000.0, 3), nbytes, generated)
 
     async def _websocket(self, scope: Scope, receive: Any, send: Any) -> None:
         cid, causation, tenant = self._ids(scope)
+        if cid is None:
+            cid = _fast_uuid4()
         t_cid = context.correlation_id.set(cid)
         t_cause = context.causation_id.set(causation)
         t_tenant = context.tenant_id.set(tenant)

@@ -1,0 +1,80 @@
+"""The lock-free metric values of the request path stay exact under threads."""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+
+from surefoot.http import _middleware as mw
+
+from .conftest import samples
+
+
+def _hammer(fn, threads: int = 4, times: int = 5000) -> None:
+    def work() -> None:
+        for _ in range(times):
+            fn()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def test_active_gauge_reads_started_minus_finished():
+    registry = CollectorRegistry()
+    gauge = Gauge("g", "g", ["m"], registry=registry)
+    started, finished = mw._active_pair(gauge.labels("GET"))
+    started()
+    started()
+    assert samples(registry, "g") == {(("m", "GET"),): 2.0}
+    finished()
+    assert samples(registry, "g") == {(("m", "GET"),): 1.0}
+
+    def one_request() -> None:
+        started()
+        finished()
+
+    _hammer(one_request)
+    assert samples(registry, "g") == {(("m", "GET"),): 1.0}
+
+
+def test_histogram_buckets_count_every_observation_under_threads():
+    registry = CollectorRegistry()
+    histogram = Histogram("h", "h", ["x"], registry=registry, buckets=(0.1, 1.0))
+    observe = mw._observer(histogram.labels("1"))
+    assert isinstance(histogram.labels("1")._buckets[0], mw._CountValue)
+    _hammer(lambda: observe(0.05))
+    _hammer(lambda: observe(0.5), threads=2)
+    buckets = samples(registry, "h_bucket")
+    assert buckets[(("le", "0.1"), ("x", "1"))] == 20000
+    assert buckets[(("le", "1.0"), ("x", "1"))] == 30000
+    assert buckets[(("le", "+Inf"), ("x", "1"))] == 30000
+    assert samples(registry, "h_count")[(("x", "1"),)] == 30000
+    # the public method still works on the same child
+    histogram.labels("1").observe(5.0)
+    assert samples(registry, "h_count")[(("x", "1"),)] == 30001
+
+
+def test_shared_values_keep_prometheus_client_increments():
+    class Shared:  # stands for the multi-process file-backed value
+        def __init__(self) -> None:
+            self.value = 0.0
+
+        def inc(self, amount: float) -> None:
+            self.value += amount
+
+    class Child:
+        _value = Shared()
+
+        def inc(self, amount: float = 1) -> None:
+            self._value.inc(amount)
+
+    child = Child()
+    started, finished = mw._active_pair(child)
+    started()
+    started()
+    finished()
+    assert child._value.value == 1.0
