@@ -17,6 +17,7 @@ calling it again replaces the previous configuration (no duplicated handlers).
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import logging
 import os
@@ -645,11 +646,26 @@ def _json_str(value: str) -> str:
 
 def _trace_ids() -> tuple[str, str] | None:
     # current_trace_ids(), without its span lookups when the OpenTelemetry context is empty
-    # (no span can be active then).
-    otel_context = _modules.get("opentelemetry.context")
-    if otel_context is not None and not otel_context.get_current():
+    # (no span can be active then), which is what every line outside a span sees.
+    get = _otel_context_get or _resolve_otel_context_get()
+    if not get():
         return None
     return current_trace_ids()
+
+
+_otel_context_get: Callable[[], Any] | None = None
+
+
+def _resolve_otel_context_get() -> Callable[[], Any]:
+    global _otel_context_get
+    otel_context = _modules.get("opentelemetry.context")
+    if otel_context is None:  # pragma: no cover - opentelemetry.trace imports it
+        return lambda: True
+    # The default runtime context keeps the current Context in a ContextVar: read it with
+    # one C call. Any other runtime context goes through the public function.
+    var = getattr(getattr(otel_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
+    _otel_context_get = var.get if isinstance(var, contextvars.ContextVar) else otel_context.get_current
+    return _otel_context_get
 
 
 def _bound_structlog_vars() -> bool:

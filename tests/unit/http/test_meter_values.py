@@ -46,16 +46,39 @@ def test_histogram_buckets_count_every_observation_under_threads():
     histogram = Histogram("h", "h", ["x"], registry=registry, buckets=(0.1, 1.0))
     observe = mw._observer(histogram.labels("1"))
     assert isinstance(histogram.labels("1")._buckets[0], mw._CountValue)
-    _hammer(lambda: observe(0.05))
+    _hammer(lambda: observe(0.0625))
     _hammer(lambda: observe(0.5), threads=2)
     buckets = samples(registry, "h_bucket")
     assert buckets[(("le", "0.1"), ("x", "1"))] == 20000
     assert buckets[(("le", "1.0"), ("x", "1"))] == 30000
     assert buckets[(("le", "+Inf"), ("x", "1"))] == 30000
     assert samples(registry, "h_count")[(("x", "1"),)] == 30000
+    assert samples(registry, "h_sum")[(("x", "1"),)] == 20000 * 0.0625 + 10000 * 0.5  # exact in binary
+    assert len(histogram.labels("1")._sum.pending) == 0  # folded by the scrape
     # the public method still works on the same child
     histogram.labels("1").observe(5.0)
     assert samples(registry, "h_count")[(("x", "1"),)] == 30001
+    assert samples(registry, "h_sum")[(("x", "1"),)] == 6255.0
+
+
+def test_scrapes_racing_observations_lose_nothing():
+    registry = CollectorRegistry()
+    histogram = Histogram("h", "h", registry=registry, buckets=(1.0,))
+    observe = mw._observer(histogram)
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.is_set():
+            samples(registry, "h_sum")
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    try:
+        _hammer(lambda: observe(0.25), threads=3, times=6000)
+    finally:
+        stop.set()
+        scraper.join()
+    assert samples(registry, "h_sum")[()] == 18000 * 0.25
 
 
 def test_shared_values_keep_prometheus_client_increments():
