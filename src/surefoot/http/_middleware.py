@@ -260,6 +260,9 @@ class _NoMeter:
     """What the request path calls when metrics are disabled: nothing."""
 
     __slots__ = ()
+    # What the request path reads to skip all metric work (see _Meter).
+    _active = None
+    _children = None
 
     def start(self, method: str, scheme: str) -> None:
         return None
@@ -295,11 +298,13 @@ class _Meter:
         self._max = max_label_values
 
     def start(self, method: str, scheme: str) -> Any:
-        pair = self._active.get((method, scheme))
-        if pair is None:
-            pair = self._active[(method, scheme)] = _active_pair(self._active_family.labels(method, scheme))
+        pair = self._active.get((method, scheme)) or self.new_active(method, scheme)
         pair[0]()
         return pair[1]
+
+    def new_active(self, method: str, scheme: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        pair = self._active[(method, scheme)] = _active_pair(self._active_family.labels(method, scheme))
+        return pair
 
     def finish(self, active: Any, method: str, scheme: str, status: int,
                error_type: str, seconds: float, route: str) -> None:
@@ -469,8 +474,26 @@ class SurefootMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        # HTTP inline (no second coroutine per request).
-        cid, causation, tenant = self._ids(scope)
+        # HTTP inline (no second coroutine per request); the ids as in _ids(), inline.
+        wanted = self._wanted
+        best = 1 << 30
+        cid: str | None = None
+        causation = tenant = None
+        for name, value in scope["headers"]:
+            slot = wanted.get(name)
+            if slot is None:
+                continue
+            if slot >= 0:
+                if slot < best:
+                    valid = _valid(value)
+                    if valid is not None:
+                        best, cid = slot, valid
+            elif slot == -1:
+                causation = _valid(value)
+            else:
+                tenant = _valid(value)
+        if tenant is None and self._tenant_resolver is not None:
+            tenant = self._resolve_tenant(scope)
         # An id generated here has the UUID4 form, which redaction never changes: the access
         # line can skip masking it.
         generated = None
@@ -482,8 +505,15 @@ class SurefootMiddleware:
         t_tenant = _tenant_var.set(tenant) if tenant is not None or _tenant_var.get() is not None else None
         method = _METHODS.get(scope["method"], OVERFLOW)
         scheme = _SCHEMES.get(scope.get("scheme", "http"), OVERFLOW)
+        # meter.start(), inline: the middleware runs it on every request.
         meter = self.meter
-        active = meter.start(method, scheme)
+        pairs = meter._active
+        if pairs is not None:
+            pair = pairs.get((method, scheme)) or meter.new_active(method, scheme)
+            pair[0]()
+            active = pair[1]
+        else:
+            active = None
         echo = (self._echo_header, cid.encode("ascii"))
         start = _perf()
         # Per-request state lives in these locals (closures), never on self.
@@ -586,7 +616,13 @@ class SurefootMiddleware:
         if status >= 500 and not error_type:
             exc = scope.get(ERROR_SCOPE_KEY)
             error_type = type(exc).__name__ if exc is not None else str(status)
-        self.meter.finish(active, method, scheme, status, error_type, seconds, route)
+        # meter.finish(), inline.
+        meter = self.meter
+        children = meter._children
+        if children is not None:
+            active()
+            key = (method, route, status, scheme, error_type)
+            (children.get(key) or meter._new_child(key))(seconds)
         access = self._access
         if access is not None and scope["path"] not in self._skip:
             # Milliseconds to the microsecond: the same value as round(ms, 3) but for halves, without

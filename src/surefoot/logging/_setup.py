@@ -535,7 +535,7 @@ class AccessLogger:
         name: the logger name (the ``module`` field).
     """
 
-    __slots__ = ("name", "_logger", "_stamp", "_head", "_fragments")
+    __slots__ = ("name", "_logger", "_stamp", "_fragments", "_info_format", "_error_format")
 
     def __init__(self, name: str = "surefoot.access") -> None:
         self.name = name
@@ -545,7 +545,13 @@ class AccessLogger:
         # "event" and "module" never change: their JSON is made once. Masking at INFO and
         # above does not depend on the redactor's settings, so neither do these fragments
         # (nor the method and route fragments below).
-        self._head = '"event":"http_request","module":' + _json_str(mask_pii(name)) + ","
+        head = '"event":"http_request","module":' + _json_str(mask_pii(name)).replace("%", "%%") + ","
+        fmt = (
+            '{"timestamp":"%s.%06dZ","level":"LEVEL",' + head + '"correlation_id":%s,"causation_id":%s,'
+            '"tenant_id":%s,%s"method":%s,"route":%s,"status":%d,"latency_ms":%r,"bytes":%d}\n'
+        )
+        self._info_format = fmt.replace("LEVEL", "info", 1)
+        self._error_format = fmt.replace("LEVEL", "error", 1)
 
     def write(self, method: str, route: str, status: int, latency_ms: float, nbytes: int,
               trusted_correlation_id: str | None = None) -> None:
@@ -560,8 +566,7 @@ class AccessLogger:
             trusted_correlation_id: a correlation id the caller generated itself in the
                 UUID4 form, which masking leaves unchanged; it skips the redactor.
         """
-        fast = _access_fast
-        cached = fast.cached
+        cached = _access_fast.cached
         if (
             cached is None
             or _PROCESSORS[-1] is not render_json
@@ -574,12 +579,11 @@ class AccessLogger:
         if status >= 500:
             if _min_level > logging.ERROR:
                 return
-            level = "error"
+            fmt = self._error_format
         else:
             if _min_level > logging.INFO:
                 return
-            level = "info"
-        mask = fast.redactor._mask_str  # type: ignore[union-attr]
+            fmt = self._info_format
         now = _time()
         second = int(now)
         stamp = self._stamp
@@ -590,50 +594,48 @@ class AccessLogger:
         if correlation is None:
             correlation = "null"
         elif correlation is trusted_correlation_id:
-            correlation = f'"{correlation}"'
+            correlation = '"' + correlation + '"'
         else:
-            masked = cached(correlation)
-            correlation = _json_str(masked if masked is not None else mask(correlation))
+            correlation = self._text(correlation, cached)
         causation = _get_causation()
-        if causation is None:
-            causation = "null"
-        else:
-            masked = cached(causation)
-            causation = _json_str(masked if masked is not None else mask(causation))
+        causation = "null" if causation is None else self._text(causation, cached)
         tenant = _get_tenant()
-        if tenant is None:
-            tenant = "null"
-        else:
-            masked = cached(tenant)
-            tenant = _json_str(masked if masked is not None else mask(tenant))
+        tenant = "null" if tenant is None else self._text(tenant, cached)
         fragments = self._fragments
-        method_json = fragments.get(method)
-        if method_json is None:
-            method_json = self._fragment(method, mask)
-        route_json = fragments.get(route)
-        if route_json is None:
-            route_json = self._fragment(route, mask)
+        # Fragments are never empty (at least '""'), so ``or`` only calls on a miss.
+        method_json = fragments.get(method) or self._fragment(method)
+        route_json = fragments.get(route) or self._fragment(route)
         trace = ""
         if _modules.get("opentelemetry.trace") is not None:
             ids = _trace_ids()
             if ids is not None:
                 trace = f'"trace_id":"{ids[0]}","span_id":"{ids[1]}",'
-        # The same bytes orjson writes for the event dict the chain builds (same keys, same
-        # order, no spaces); strings that could need escaping go through orjson itself.
-        _SINK.write(
-            f'{{"timestamp":"{stamp[1]}.{int((now - second) * 1_000_000):06d}Z","level":"{level}",'
-            f'{self._head}"correlation_id":{correlation},"causation_id":{causation},"tenant_id":{tenant},'
-            f'{trace}"method":{method_json},"route":{route_json},"status":{status},'
-            f'"latency_ms":{latency_ms!r},"bytes":{nbytes}}}'
-        )
+        # The same text orjson writes for the event dict the chain builds (same keys, same
+        # order, no spaces; %06d truncates like the chain's int()); strings that could need
+        # escaping went through orjson itself.
+        line = fmt % (stamp[1], (now - second) * 1_000_000, correlation, causation, tenant, trace,
+                      method_json, route_json, status, latency_ms, nbytes)
+        # _Sink.write, inline.
+        sink = _SINK
+        stream = sink.stream if sink.stream is not None else sys.stdout
+        with sink.lock:
+            stream.write(line)
+            stream.flush()
 
-    def _fragment(self, value: str, mask: Callable[[str], str]) -> str:
+    @staticmethod
+    def _text(value: str, cached: Callable[[str], str | None]) -> str:
+        masked = cached(value)
+        if masked is None:
+            masked = _access_fast.redactor._mask_str(value)  # type: ignore[union-attr]
+        return _json_str(masked)
+
+    def _fragment(self, value: str) -> str:
         # The JSON of a masked method or route; both repeat, so their fragments are kept
         # (methods come from clients: the cache is bounded).
         fragments = self._fragments
         if len(fragments) >= 1024:
             fragments.clear()
-        fragment = fragments[value] = _json_str(mask(value))
+        fragment = fragments[value] = _json_str(mask_pii(value))
         return fragment
 
 

@@ -213,3 +213,23 @@ def test_active_span_ids_on_both_paths(stream):
     assert list(line)[7:9] == ["trace_id", "span_id"]
     fast, slow = both(stream, "GET", "/x", 200, 0.1, 2)
     assert fast == slow and "trace_id" not in fast
+
+
+def test_int_enum_status_and_odd_logger_names(stream):
+    from http import HTTPStatus
+
+    fast, slow = both(stream, "GET", "/x", HTTPStatus.OK, 0.1, 2)
+    assert fast == slow and json.loads(fast)["status"] == 200
+    access = AccessLogger('100% "odd" 4155552671')
+    start = stream.tell()
+    access.write("GET", "/x", 200, 0.1, 2)
+    fast_line = json.loads(stream.getvalue()[start:])
+    redactor = _setup._access_fast.redactor
+    _setup._access_fast.enable(None)
+    try:
+        start = stream.tell()
+        access.write("GET", "/x", 200, 0.1, 2)
+        slow_line = json.loads(stream.getvalue()[start:])
+    finally:
+        _setup._access_fast.enable(redactor)
+    assert fast_line["module"] == slow_line["module"] == '100% "odd" ***2671'
