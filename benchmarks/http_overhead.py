@@ -5,10 +5,13 @@ interleaved rounds timed in process CPU time (so other processes on a shared mac
 not count), and the median µs per request is reported for
 
 * bare Starlette and bare FastAPI (the baselines);
-* surefoot's full path (``install_http``: ids, JSON access log with redaction written to
-  /dev/null but fully rendered, RED metrics, error envelope);
+* surefoot's full path as ``surefoot.install`` wires it: ``install_http`` (ids, RED metrics
+  in the app's own registry, error envelope) with logging configured by
+  ``surefoot.logging.configure_logging`` (JSON, INFO, PII redaction), every line fully
+  rendered and written to /dev/null; also without the access log, to show its share;
 * the typical stack: prometheus-fastapi-instrumentator + asgi-correlation-id + a structlog
-  access-log middleware (``@app.middleware("http")``) with the same log pipeline;
+  access-log middleware (pure ASGI, and as ``@app.middleware("http")``) whose lines go
+  through the same logging configuration;
 
 each with 1 route and with 200 routes (the request hits the last one). Overheads are
 computed per round against the bare app of the same round; the ratio column is surefoot's

@@ -535,7 +535,7 @@ class AccessLogger:
         name: the logger name (the ``module`` field).
     """
 
-    __slots__ = ("name", "_logger", "_stamp", "_fragments", "_info_format", "_error_format")
+    __slots__ = ("name", "_logger", "_stamp", "_fragments", "_info_head", "_error_head")
 
     def __init__(self, name: str = "surefoot.access") -> None:
         self.name = name
@@ -545,13 +545,9 @@ class AccessLogger:
         # "event" and "module" never change: their JSON is made once. Masking at INFO and
         # above does not depend on the redactor's settings, so neither do these fragments
         # (nor the method and route fragments below).
-        head = '"event":"http_request","module":' + _json_str(mask_pii(name)).replace("%", "%%") + ","
-        fmt = (
-            '{"timestamp":"%s.%06dZ","level":"LEVEL",' + head + '"correlation_id":%s,"causation_id":%s,'
-            '"tenant_id":%s,%s"method":%s,"route":%s,"status":%d,"latency_ms":%r,"bytes":%d}\n'
-        )
-        self._info_format = fmt.replace("LEVEL", "info", 1)
-        self._error_format = fmt.replace("LEVEL", "error", 1)
+        head = '","event":"http_request","module":' + _json_str(mask_pii(name)) + ',"correlation_id":'
+        self._info_head = '","level":"info' + head
+        self._error_head = '","level":"error' + head
 
     def write(self, method: str, route: str, status: int, latency_ms: float, nbytes: int,
               trusted_correlation_id: str | None = None) -> None:
@@ -579,11 +575,11 @@ class AccessLogger:
         if status >= 500:
             if _min_level > logging.ERROR:
                 return
-            fmt = self._error_format
+            head = self._error_head
         else:
             if _min_level > logging.INFO:
                 return
-            fmt = self._info_format
+            head = self._info_head
         now = _time()
         second = int(now)
         stamp = self._stamp
@@ -611,10 +607,15 @@ class AccessLogger:
             if ids is not None:
                 trace = f'"trace_id":"{ids[0]}","span_id":"{ids[1]}",'
         # The same text orjson writes for the event dict the chain builds (same keys, same
-        # order, no spaces; %06d truncates like the chain's int()); strings that could need
-        # escaping went through orjson itself.
-        line = fmt % (stamp[1], (now - second) * 1_000_000, correlation, causation, tenant, trace,
-                      method_json, route_json, status, latency_ms, nbytes)
+        # order, no spaces; %06d truncates like the chain's int(), %d and repr() are how
+        # orjson writes ints, int enums and floats); strings that could need escaping went
+        # through orjson itself.
+        line = (
+            f'{{"timestamp":"{stamp[1]}.{"%06d" % ((now - second) * 1_000_000)}Z{head}{correlation},'
+            f'"causation_id":{causation},"tenant_id":{tenant},{trace}"method":{method_json},'
+            f'"route":{route_json},"status":{"%d" % status},"latency_ms":{latency_ms!r},'
+            f'"bytes":{"%d" % nbytes}}}\n'
+        )
         # _Sink.write, inline.
         sink = _SINK
         stream = sink.stream if sink.stream is not None else sys.stdout
