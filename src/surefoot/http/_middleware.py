@@ -246,12 +246,17 @@ def _active_pair(child: Any) -> tuple[Callable[[], Any], Callable[[], Any]]:
     minus finished), so a request pays two C calls and no lock; in multi-process mode the
     gauge's shared value is incremented and decremented.
     """
+    existing = getattr(child, "_surefoot_active", None)
+    if existing is not None:  # another middleware on the same registry set it up
+        return existing  # type: ignore[no-any-return]
     value = getattr(child, "_value", None)
     if _single_process(value) and hasattr(child, "set_function"):
         started, finished = itertools.count(), itertools.count()
         base = value.get()  # type: ignore[union-attr]
         child.set_function(lambda: base + _count_of(started) - _count_of(finished))
-        return started.__next__, finished.__next__
+        pair = (started.__next__, finished.__next__)
+        child._surefoot_active = pair
+        return pair
     add = _adder(child)
     return (lambda: add(1)), (lambda: add(-1))
 
@@ -282,7 +287,7 @@ class _Meter:
     """RED metrics with cached label children and a hard cap on distinct label values."""
 
     __slots__ = ("_duration", "_active_family", "_overflow", "_children", "_active", "_values",
-                 "_max", "_ws_active", "_ws_total", "_ws_closed", "_ws_children")
+                 "_max", "_ws_active", "_ws_total", "_ws_closed", "_ws_children", "_lock")
 
     def __init__(self, registry: Any, max_label_values: int, buckets: tuple[float, ...]) -> None:
         self._duration = cat.HTTP_SERVER_REQUEST_DURATION.get(registry, buckets=buckets)
@@ -296,6 +301,9 @@ class _Meter:
         self._ws_children: dict[str, tuple[Any, Any, Any]] = {}
         self._values: dict[str, set[str]] = {"http_route": set(), "error_type": set()}
         self._max = max_label_values
+        # Creating a child rewires its values (see _observer, _active_pair): once per key,
+        # even when two threads meet a new key at the same time.
+        self._lock = threading.RLock()
 
     def start(self, method: str, scheme: str) -> Any:
         pair = self._active.get((method, scheme)) or self.new_active(method, scheme)
@@ -303,7 +311,10 @@ class _Meter:
         return pair[1]
 
     def new_active(self, method: str, scheme: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
-        pair = self._active[(method, scheme)] = _active_pair(self._active_family.labels(method, scheme))
+        with self._lock:
+            pair = self._active.get((method, scheme))
+            if pair is None:
+                pair = self._active[(method, scheme)] = _active_pair(self._active_family.labels(method, scheme))
         return pair
 
     def finish(self, active: Any, method: str, scheme: str, status: int,
@@ -326,6 +337,11 @@ class _Meter:
         return value
 
     def _new_child(self, key: tuple[str, str, int, str, str]) -> Any:
+        with self._lock:
+            observe = self._children.get(key)
+            return observe if observe is not None else self._new_child_locked(key)
+
+    def _new_child_locked(self, key: tuple[str, str, int, str, str]) -> Any:
         method, route, status, scheme, error_type = key
         name = cat.HTTP_SERVER_REQUEST_DURATION.name
         capped_route = self._capped("http_route", route, name)

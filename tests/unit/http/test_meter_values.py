@@ -101,3 +101,18 @@ def test_shared_values_keep_prometheus_client_increments():
     started()
     finished()
     assert child._value.value == 1.0
+
+
+def test_two_meters_on_one_registry_share_the_active_gauge():
+    registry = CollectorRegistry()
+    one = mw._Meter(registry, 10, (0.1, 1.0))
+    two = mw._Meter(registry, 10, (0.1, 1.0))
+    a = one.start("GET", "http")
+    b = two.start("GET", "http")
+    assert samples(registry, "http_server_active_requests")[(("http_request_method", "GET"), ("url_scheme", "http"))] == 2
+    one.finish(a, "GET", "http", 200, "", 0.05, "/x")
+    two.finish(b, "GET", "http", 200, "", 0.5, "/x")
+    assert samples(registry, "http_server_active_requests")[(("http_request_method", "GET"), ("url_scheme", "http"))] == 0
+    counts = samples(registry, "http_server_request_duration_seconds_count")
+    assert sum(counts.values()) == 2
+    assert sum(samples(registry, "http_server_request_duration_seconds_sum").values()) == 0.55
