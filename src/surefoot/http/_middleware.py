@@ -69,8 +69,8 @@ def _fast_uuid4() -> str:
     # bits come from the process PRNG, which Python reseeds in every forked worker, instead
     # of a getrandom() system call per request. Correlation ids label requests; they are not
     # secrets and nothing must rely on them being unguessable.
-    bits = (_getrandbits(128) & _UUID_CLEAR) | _UUID_SET
-    h = "%032x" % bits
+    # (bytes.hex() is cheaper than "%032x" and pads the same way.)
+    h = ((_getrandbits(128) & _UUID_CLEAR) | _UUID_SET).to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 

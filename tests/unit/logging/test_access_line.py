@@ -233,3 +233,17 @@ def test_int_enum_status_and_odd_logger_names(stream):
     finally:
         _setup._access_fast.enable(redactor)
     assert fast_line["module"] == slow_line["module"] == '100% "odd" ***2671'
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(min_value=0, max_value=(1 << 128) - 1),
+       st.sampled_from(["0123456789", "0123456789abcdef"]))
+def test_masking_never_changes_a_uuid4(bits, digits):
+    # Why the middleware may skip masking the correlation ids it generates.
+    import uuid
+
+    from surefoot.logging import mask_pii
+
+    raw = "".join(digits[(bits >> (4 * i)) % len(digits)] for i in range(32))
+    text = str(uuid.UUID(hex=raw, version=4))
+    assert mask_pii(text) == text
