@@ -20,6 +20,9 @@ no-op function).
 
 from __future__ import annotations
 
+import collections
+import itertools
+import threading
 import random
 import time
 from bisect import bisect_left as _bisect_left
@@ -27,10 +30,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
+from prometheus_client.values import MutexValue as _MutexValue
 
 from .. import context
 from .._config import Settings, get_settings
 from ..errors import ConfigurationError
+from ..logging._setup import AccessLogger
 from ..metrics import _catalogue as cat
 from ._problem import problem_from_exception, send_problem
 from ._routes import RouteTemplates
@@ -64,8 +69,8 @@ def _fast_uuid4() -> str:
     # bits come from the process PRNG, which Python reseeds in every forked worker, instead
     # of a getrandom() system call per request. Correlation ids label requests; they are not
     # secrets and nothing must rely on them being unguessable.
-    bits = (_getrandbits(128) & _UUID_CLEAR) | _UUID_SET
-    h = "%032x" % bits
+    # (bytes.hex() is cheaper than "%032x" and pads the same way.)
+    h = ((_getrandbits(128) & _UUID_CLEAR) | _UUID_SET).to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -90,27 +95,139 @@ def log_unhandled(scope: Scope, exc: BaseException) -> None:
     )
 
 
+def _count_of(counter: Any) -> int:
+    # itertools.count exposes its next value only through repr: "count(5)".
+    return int(repr(counter)[6:-1])
+
+
+class _CountValue:
+    """A bucket value incremented by ``next()`` on an ``itertools.count``.
+
+    ``next()`` on a count is one C call under the GIL: atomic across threads without the lock
+    (and the Python frame) of prometheus_client's ``MutexValue.inc``. prometheus_client reads
+    it through ``get()`` at scrape time.
+    """
+
+    __slots__ = ("_counter", "_base", "_exemplar")
+
+    def __init__(self, start: float) -> None:
+        self._counter = itertools.count()
+        self._base = start
+        self._exemplar: Any = None
+
+    def inc(self, amount: float) -> None:
+        # Histogram.observe increments buckets by 1 only.
+        for _ in range(int(amount)):
+            next(self._counter)
+
+    def set(self, value: float, timestamp: Any = None) -> None:
+        self._base = value - _count_of(self._counter)
+
+    def get(self) -> float:
+        return float(self._base + _count_of(self._counter))
+
+    def set_exemplar(self, exemplar: Any) -> None:
+        self._exemplar = exemplar
+
+    def get_exemplar(self) -> Any:
+        return self._exemplar
+
+
+class _SumValue:
+    """A histogram sum added to by ``deque.append`` (atomic, lock-free), folded when read.
+
+    Observations queue in a deque; ``get()`` (a scrape) and every 4096th observation fold
+    them into the total under a lock, so memory stays bounded without scrapes and nothing is
+    lost to a race: ``popleft`` hands each queued value to exactly one folder.
+    """
+
+    __slots__ = ("pending", "_total", "_lock", "_exemplar")
+
+    FOLD_AT = 4096
+
+    def __init__(self, start: float) -> None:
+        self.pending: collections.deque[float] = collections.deque()
+        self._total = start
+        self._lock = threading.Lock()
+        self._exemplar: Any = None
+
+    def fold(self) -> float:
+        pending = self.pending
+        with self._lock:
+            total = self._total
+            while pending:
+                try:
+                    total += pending.popleft()
+                except IndexError:  # emptied by another thread between the two calls
+                    break
+            self._total = total
+        return total
+
+    def inc(self, amount: float) -> None:
+        self.pending.append(amount)
+        if len(self.pending) > self.FOLD_AT:
+            self.fold()
+
+    def set(self, value: float, timestamp: Any = None) -> None:
+        with self._lock:
+            self.pending.clear()
+            self._total = value
+
+    def get(self) -> float:
+        return self.fold()
+
+    def set_exemplar(self, exemplar: Any) -> None:
+        self._exemplar = exemplar
+
+    def get_exemplar(self) -> Any:
+        return self._exemplar
+
+
+def _single_process(*values: Any) -> bool:
+    # Values prometheus_client keeps in process memory (not the multi-process files).
+    return all(type(v) is _MutexValue for v in values)
+
+
 def _observer(child: Any) -> Callable[[float], None]:
     """Return a fast ``observe`` for a histogram child: one bisect, two value increments.
 
     The same work as ``Histogram.observe`` without its per-call checks and bucket loop,
-    through the child's value objects (which are the multi-process ones in that mode). Falls
-    back to the public method if a prometheus_client release lays its children out otherwise.
+    through the child's value objects (which are the multi-process ones in that mode). In
+    a single process the buckets become :class:`_CountValue` s and the sum a :class:`_SumValue`:
+    no lock per observation.
+    Falls back to the public method if a prometheus_client release lays its children out
+    otherwise.
     """
     try:
         sum_inc = child._sum.inc
-        bucket_incs = tuple(bucket.inc for bucket in child._buckets)
+        buckets = child._buckets
         bounds = tuple(child._upper_bounds)
     except AttributeError:
         return child.observe  # type: ignore[no-any-return]
-    if len(bucket_incs) != len(bounds):
+    if len(buckets) != len(bounds):
         return child.observe  # type: ignore[no-any-return]
+    if _single_process(child._sum, *buckets):
+        buckets[:] = [_CountValue(bucket.get()) for bucket in buckets]
+        nexts = tuple(bucket._counter.__next__ for bucket in buckets)
+        total = child._sum = _SumValue(child._sum.get())
+        append = total.pending.append
+        pending = total.pending
+        fold_at = _SumValue.FOLD_AT
 
-    def observe(amount: float) -> None:
+        def observe(amount: float) -> None:
+            nexts[_bisect_left(bounds, amount)]()
+            append(amount)
+            if len(pending) > fold_at:
+                total.fold()
+
+        return observe
+    bucket_incs = tuple(bucket.inc for bucket in buckets)
+
+    def observe_shared(amount: float) -> None:
         bucket_incs[_bisect_left(bounds, amount)](1)
         sum_inc(amount)
 
-    return observe
+    return observe_shared
 
 
 def _adder(child: Any) -> Callable[[float], None]:
@@ -122,10 +239,35 @@ def _adder(child: Any) -> Callable[[float], None]:
     return inc  # type: ignore[no-any-return]
 
 
+def _active_pair(child: Any) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """Return ``(started, finished)`` callables keeping a gauge child at "in progress".
+
+    In a single process the gauge reads two ``itertools.count`` at scrape time (started
+    minus finished), so a request pays two C calls and no lock; in multi-process mode the
+    gauge's shared value is incremented and decremented.
+    """
+    existing = getattr(child, "_surefoot_active", None)
+    if existing is not None:  # another middleware on the same registry set it up
+        return existing  # type: ignore[no-any-return]
+    value = getattr(child, "_value", None)
+    if _single_process(value) and hasattr(child, "set_function"):
+        started, finished = itertools.count(), itertools.count()
+        base = value.get()  # type: ignore[union-attr]
+        child.set_function(lambda: base + _count_of(started) - _count_of(finished))
+        pair = (started.__next__, finished.__next__)
+        child._surefoot_active = pair
+        return pair
+    add = _adder(child)
+    return (lambda: add(1)), (lambda: add(-1))
+
+
 class _NoMeter:
     """What the request path calls when metrics are disabled: nothing."""
 
     __slots__ = ()
+    # What the request path reads to skip all metric work (see _Meter).
+    _active = None
+    _children = None
 
     def start(self, method: str, scheme: str) -> None:
         return None
@@ -145,7 +287,7 @@ class _Meter:
     """RED metrics with cached label children and a hard cap on distinct label values."""
 
     __slots__ = ("_duration", "_active_family", "_overflow", "_children", "_active", "_values",
-                 "_max", "_ws_active", "_ws_total", "_ws_closed", "_ws_children")
+                 "_max", "_ws_active", "_ws_total", "_ws_closed", "_ws_children", "_lock")
 
     def __init__(self, registry: Any, max_label_values: int, buckets: tuple[float, ...]) -> None:
         self._duration = cat.HTTP_SERVER_REQUEST_DURATION.get(registry, buckets=buckets)
@@ -159,18 +301,25 @@ class _Meter:
         self._ws_children: dict[str, tuple[Any, Any, Any]] = {}
         self._values: dict[str, set[str]] = {"http_route": set(), "error_type": set()}
         self._max = max_label_values
+        # Creating a child rewires its values (see _observer, _active_pair): once per key,
+        # even when two threads meet a new key at the same time.
+        self._lock = threading.RLock()
 
     def start(self, method: str, scheme: str) -> Any:
-        key = (method, scheme)
-        add = self._active.get(key)
-        if add is None:
-            add = self._active[key] = _adder(self._active_family.labels(method, scheme))
-        add(1)
-        return add
+        pair = self._active.get((method, scheme)) or self.new_active(method, scheme)
+        pair[0]()
+        return pair[1]
+
+    def new_active(self, method: str, scheme: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        with self._lock:
+            pair = self._active.get((method, scheme))
+            if pair is None:
+                pair = self._active[(method, scheme)] = _active_pair(self._active_family.labels(method, scheme))
+        return pair
 
     def finish(self, active: Any, method: str, scheme: str, status: int,
                error_type: str, seconds: float, route: str) -> None:
-        active(-1)
+        active()
         key = (method, route, status, scheme, error_type)
         observe = self._children.get(key)
         if observe is None:
@@ -188,6 +337,11 @@ class _Meter:
         return value
 
     def _new_child(self, key: tuple[str, str, int, str, str]) -> Any:
+        with self._lock:
+            observe = self._children.get(key)
+            return observe if observe is not None else self._new_child_locked(key)
+
+    def _new_child_locked(self, key: tuple[str, str, int, str, str]) -> Any:
         method, route, status, scheme, error_type = key
         name = cat.HTTP_SERVER_REQUEST_DURATION.name
         capped_route = self._capped("http_route", route, name)
@@ -285,12 +439,13 @@ class SurefootMiddleware:
             wanted[self._tenant_header] = -2
         self._wanted = wanted
         self._skip = frozenset(settings.access_log_skip_paths)
-        self._access = structlog.get_logger("surefoot.access") if access_log else None
+        self._access = AccessLogger("surefoot.access").write if access_log else None
         self._errors = structlog.get_logger("surefoot.http")
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _ids(self, scope: Scope) -> tuple[str, str | None, str | None]:
+    def _ids(self, scope: Scope) -> tuple[str | None, str | None, str | None]:
+        # (correlation id from the headers or None, causation id, tenant id)
         wanted = self._wanted
         best = 1 << 30
         cid: str | None = None
@@ -310,7 +465,7 @@ class SurefootMiddleware:
                 tenant = _valid(value)
         if tenant is None and self._tenant_resolver is not None:
             tenant = self._resolve_tenant(scope)
-        return (cid if cid is not None else _fast_uuid4()), causation, tenant
+        return cid, causation, tenant
 
     def _resolve_tenant(self, scope: Scope) -> str | None:
         try:
@@ -329,24 +484,52 @@ class SurefootMiddleware:
     # -- ASGI ----------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
-        cid, causation, tenant = self._ids(scope)
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        # HTTP inline (no second coroutine per request); the ids as in _ids(), inline.
+        wanted = self._wanted
+        best = 1 << 30
+        cid: str | None = None
+        causation = tenant = None
+        for name, value in scope["headers"]:
+            slot = wanted.get(name)
+            if slot is None:
+                continue
+            if slot >= 0:
+                if slot < best:
+                    valid = _valid(value)
+                    if valid is not None:
+                        best, cid = slot, valid
+            elif slot == -1:
+                causation = _valid(value)
+            else:
+                tenant = _valid(value)
+        if tenant is None and self._tenant_resolver is not None:
+            tenant = self._resolve_tenant(scope)
+        # An id generated here has the UUID4 form, which redaction never changes: the access
+        # line can skip masking it.
+        generated = None
+        if cid is None:
+            cid = generated = _fast_uuid4()
         t_cid = _cid_var.set(cid)
         # Usually both are absent and already unset: skip two set/reset pairs then.
         t_cause = _cause_var.set(causation) if causation is not None or _cause_var.get() is not None else None
         t_tenant = _tenant_var.set(tenant) if tenant is not None or _tenant_var.get() is not None else None
         method = _METHODS.get(scope["method"], OVERFLOW)
         scheme = _SCHEMES.get(scope.get("scheme", "http"), OVERFLOW)
+        # meter.start(), inline: the middleware runs it on every request.
         meter = self.meter
-        active = meter.start(method, scheme)
+        pairs = meter._active
+        if pairs is not None:
+            pair = pairs.get((method, scheme)) or meter.new_active(method, scheme)
+            pair[0]()
+            active = pair[1]
+        else:
+            active = None
         echo = (self._echo_header, cid.encode("ascii"))
         start = _perf()
         # Per-request state lives in these locals (closures), never on self.
@@ -371,7 +554,7 @@ class SurefootMiddleware:
                     await send(message)
                     if not done:
                         done = True
-                        self._finish(scope, method, scheme, active, status, "", _perf() - start, nbytes)
+                        self._finish(scope, generated, method, scheme, active, status, "", _perf() - start, nbytes)
                     return
             elif kind == "http.response.start":
                 # A response begun after the client hung up reaches nobody: 499, as nginx says.
@@ -383,7 +566,7 @@ class SurefootMiddleware:
                 await send(message)
                 if not done:
                     done = True
-                    self._finish(scope, method, scheme, active, status, "", _perf() - start, nbytes)
+                    self._finish(scope, generated, method, scheme, active, status, "", _perf() - start, nbytes)
                 return
             await send(message)
 
@@ -401,20 +584,20 @@ class SurefootMiddleware:
             if not isinstance(exc, Exception):
                 # Cancelled (client gone, server shutting down): nothing can be sent.
                 done = True
-                self._finish(scope, method, scheme, active, 499, type(exc).__name__, seconds, nbytes)
+                self._finish(scope, generated, method, scheme, active, 499, type(exc).__name__, seconds, nbytes)
                 raise
             if disconnected or type(exc).__name__ == "ClientDisconnect":
                 # The client left and the app noticed by failing: there is nobody to answer
                 # and nothing went wrong on our side.
                 done = True
-                self._finish(scope, method, scheme, active, 499, "", seconds, nbytes)
+                self._finish(scope, generated, method, scheme, active, 499, "", seconds, nbytes)
                 return
             if status:
                 # Headers are out: sending anything now would corrupt the response. The
                 # server must abort the connection, so the exception goes on.
                 self._log_unhandled(scope, exc)
                 done = True
-                self._finish(scope, method, scheme, active, status, type(exc).__name__, seconds, nbytes)
+                self._finish(scope, generated, method, scheme, active, status, type(exc).__name__, seconds, nbytes)
                 raise
             problem = problem_from_exception(exc, instance=scope.get("path"), correlation_id=cid)
             if problem.status >= 500:
@@ -426,14 +609,14 @@ class SurefootMiddleware:
             finally:
                 if not done:
                     done = True
-                    self._finish(scope, method, scheme, active, problem.status, "", _perf() - start, nbytes)
+                    self._finish(scope, generated, method, scheme, active, problem.status, "", _perf() - start, nbytes)
         else:
             if not done:
                 # The app returned without finishing a response: the client went away
                 # (499) or the app is broken (500 on the server side).
                 done = True
                 self._finish(
-                    scope, method, scheme, active, 499 if disconnected else (status or 500),
+                    scope, generated, method, scheme, active, 499 if disconnected else (status or 500),
                     "" if disconnected else "IncompleteResponse", _perf() - start, nbytes,
                 )
         finally:
@@ -443,27 +626,29 @@ class SurefootMiddleware:
                 _cause_var.reset(t_cause)
             _cid_var.reset(t_cid)
 
-    def _finish(self, scope: Scope, method: str, scheme: str, active: Any, status: int,
+    def _finish(self, scope: Scope, generated: str | None, method: str, scheme: str, active: Any, status: int,
                 error_type: str, seconds: float, nbytes: int) -> None:
         route = self.routes.template(scope)
         if status >= 500 and not error_type:
             exc = scope.get(ERROR_SCOPE_KEY)
             error_type = type(exc).__name__ if exc is not None else str(status)
-        self.meter.finish(active, method, scheme, status, error_type, seconds, route)
+        # meter.finish(), inline.
+        meter = self.meter
+        children = meter._children
+        if children is not None:
+            active()
+            key = (method, route, status, scheme, error_type)
+            (children.get(key) or meter._new_child(key))(seconds)
         access = self._access
         if access is not None and scope["path"] not in self._skip:
-            log = access.error if status >= 500 else access.info
-            log(
-                "http_request",
-                method=scope["method"],
-                route=route,
-                status=status,
-                latency_ms=round(seconds * 1000.0, 3),
-                bytes=nbytes,
-            )
+            # Milliseconds to the microsecond: the same value as round(ms, 3) but for halves, without
+            # round()'s decimal conversion.
+            access(scope["method"], route, status, (seconds * 1_000_000.0 + 0.5) // 1 / 1000, nbytes, generated)
 
     async def _websocket(self, scope: Scope, receive: Any, send: Any) -> None:
         cid, causation, tenant = self._ids(scope)
+        if cid is None:
+            cid = _fast_uuid4()
         t_cid = context.correlation_id.set(cid)
         t_cause = context.causation_id.set(causation)
         t_tenant = context.tenant_id.set(tenant)

@@ -82,7 +82,9 @@ class RouteTemplates:
                 route = self._by_endpoint(scope, endpoint)
                 if route is None:
                     return ""
-            own = self._own_template(route, route)
+            # _own_template's cache hit, inline (once per request).
+            hit = self._own.get(id(route))
+            own = hit[1] if hit is not None and hit[0] is route else self._own_template(route, route)
         if not own:
             return ""
         if "app_root_path" not in scope:

@@ -222,6 +222,10 @@ class Redactor:
                 event_dict[key] = self._special(action, value, mask)
         return event_dict
 
+    def action_of(self, key: str) -> int | None:
+        """The special rule for a top-level field (secret, body, PII key, safe), or ``None``."""
+        return self._top_actions.get(key)
+
     def _mask_str(self, value: str) -> str:
         masked = value if _TRIGGER(value) is None else _mask(value)
         if len(value) <= _CACHEABLE_LEN:
