@@ -16,7 +16,6 @@ Importing this package does not import SQLAlchemy; the names are loaded on first
 
 from __future__ import annotations
 
-from typing import Any
 
 __all__ = [
     "IdempotencyMiddleware",
@@ -41,12 +40,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'surefoot.idempotency' has no attribute {name!r}")
-    import importlib
+from .._extras import lazy_exports  # noqa: E402
 
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -23,7 +23,6 @@ first use.
 
 from __future__ import annotations
 
-from typing import Any
 
 from ._add import add, build_event, emit, events_enabled
 from ._catalogue import EventCatalogue, EventSchemaError, default_catalogue, register_event
@@ -80,12 +79,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'surefoot.outbox' has no attribute {name!r}")
-    import importlib
+from .._extras import lazy_exports  # noqa: E402
 
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

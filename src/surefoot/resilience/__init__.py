@@ -110,12 +110,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    target = _LAZY.get(name)
-    if target is None:
-        raise AttributeError(f"module 'surefoot.resilience' has no attribute {name!r}")
-    import importlib
+from .._extras import lazy_exports  # noqa: E402
 
-    value = getattr(importlib.import_module(target[0], __name__), target[1])
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

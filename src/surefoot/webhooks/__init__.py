@@ -20,7 +20,6 @@ The SQL parts are loaded on first use, so verifying signatures needs no SQLAlche
 
 from __future__ import annotations
 
-from typing import Any
 
 from ._verify import (
     GitHubVerifier,
@@ -66,12 +65,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'surefoot.webhooks' has no attribute {name!r}")
-    import importlib
+from .._extras import lazy_exports  # noqa: E402
 
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
