@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -37,8 +36,9 @@ import structlog
 from .._clock import SYSTEM_CLOCK, Clock
 from .._extras import require
 from .._sql import dialect_name
-from ..context import get_correlation_id, get_tenant_id
+from ..context import get_tenant_id
 from ..errors import ConfigurationError, ConflictError, HTTPError, UnprocessableError, ValidationError
+from ..http._problem import problem_from_exception
 from . import _store
 
 __all__ = ["IdempotencyMiddleware", "default_client_key", "REPLAYED_HEADER"]
@@ -87,10 +87,9 @@ def default_client_key(scope: Scope) -> str:
 
 
 def _problem(exc: HTTPError, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    body = json.dumps(exc.problem(instance=scope.get("path"), correlation_id=get_correlation_id())).encode()
-    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
-    return exc.status, headers, body
+    problem = problem_from_exception(exc, instance=scope.get("path"))
+    body = problem.content()
+    return problem.status, problem.raw_headers(len(body)), body
 
 
 class IdempotencyMiddleware:

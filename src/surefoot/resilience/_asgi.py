@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-import orjson
 
 from .. import context as _context
 from .._extras import require
+from ..http._problem import problem_from_exception, send_problem
 from ._ratelimit import RateLimitDecision, RateLimitExceededError
 
 __all__ = [
@@ -197,10 +197,4 @@ class RateLimitMiddleware:
             return
         error = RateLimitExceededError(self.limiter.name, client, decision.retry_after)
         error.headers.update(headers)
-        body = orjson.dumps(
-            error.problem(instance=scope.get("path"), correlation_id=_context.get_correlation_id())
-        )
-        raw_headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]
-        raw_headers.extend((k.lower().encode(), v.encode()) for k, v in error.headers.items())
-        await send({"type": "http.response.start", "status": 429, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_problem(send, problem_from_exception(error, instance=scope.get("path")))

@@ -40,7 +40,6 @@ import structlog
 from .._clock import SYSTEM_CLOCK, Clock
 from .._extras import require
 from .._sql import dialect_name
-from ..context import get_correlation_id
 from ..errors import ConfigurationError, HTTPError
 from ..metrics._catalogue import WEBHOOK_DEDUPE_HITS, WEBHOOK_HANDLER_DURATION, WEBHOOK_SIGNATURE_FAILURES
 from . import _store
@@ -415,10 +414,9 @@ class WebhookInbox:
 
     @staticmethod
     def _problem(exc: HTTPError, request: Any) -> Any:
-        from starlette.responses import JSONResponse
+        from ..http import problem_response
 
-        body = exc.problem(instance=request.url.path, correlation_id=get_correlation_id())
-        return JSONResponse(body, status_code=exc.status, headers=exc.headers, media_type="application/problem+json")
+        return problem_response(exc, instance=request.url.path)
 
     @staticmethod
     def _response(result: Any) -> Any:
