@@ -10,6 +10,8 @@ import pytest
 
 from tests._services import need
 
+pytest_plugins = ["tests._no_extras"]
+
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 
