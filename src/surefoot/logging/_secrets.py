@@ -65,11 +65,17 @@ _SHAPES = (
     r"|(?P<url>(?<=://)[^\s/:@]*:)(?P<urlpw>[^\s/@]+)(?=@)"
 )
 _SECRETS = re.compile(rf"(?P<kv>{_KEY_VALUE})|{_SHAPES}", re.IGNORECASE)
-# Cheap pre-check: a string without any of these cannot match a pattern above.
+# Cheap pre-check on the lower-cased text: a string without any of these literals cannot match
+# a pattern above (a plain literal alternation is several times faster than the full pattern).
 _TRIGGER = re.compile(
-    r"pass|pwd|secret|token|key|auth|cookie|credential|signature|bearer|basic|eyJ|sk_|rk_|pk_"
-    r"|sk-|whsec_|gh[pousr]_|github_pat_|xox|AKIA|AIza|SG\.|glpat-|://|\[parameters: ",
-    re.IGNORECASE,
+    "|".join(
+        re.escape(word)
+        for word in (
+            "pass", "pwd", "secret", "token", "key", "auth", "cookie", "credential", "signature", "bearer",
+            "basic", "eyj", "_live_", "_test_", "whsec_", "sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+            "github_pat_", "xox", "akia", "aiza", "sg.", "glpat-", "://", "[parameters: ",
+        )
+    )
 ).search
 # SQLAlchemy's StatementError message: "[SQL: ...]\n[parameters: (...)]" on its own line.
 _SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*\]")
@@ -114,7 +120,7 @@ def redact_secrets(text: str) -> str:
     Returns:
         The redacted string (the same object when nothing needed redacting).
     """
-    if _TRIGGER(text) is None:
+    if _TRIGGER(text.lower()) is None:
         return text
     if "[parameters: " in text:
         text = _SQL_PARAMETERS.sub(_SQL_PARAMETERS_REDACTED, text)
