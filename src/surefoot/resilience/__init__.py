@@ -11,6 +11,7 @@ from ._breaker import (
 from ._breaker_redis import RedisCircuitBreaker
 from ._budget import RetryBudget, get_retry_budget, reset_retry_budgets
 from ._bulkhead import Bulkhead, BulkheadFullError
+from ._callables import UnsupportedCallableError
 from ._chaos import Chaos, ChaosError, ChaosSettings
 from ._compat import circuit_breaker
 from ._events import Hooks, ResilienceEvent
@@ -90,6 +91,7 @@ __all__ = [
     "ChaosSettings",
     # pipeline and HTTP client
     "Policy",
+    "UnsupportedCallableError",
     "ResilientTransport",
     "AsyncResilientTransport",
     "provider_client",

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 import itertools
 import math
 import random
@@ -60,6 +59,15 @@ import structlog
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError, ServiceUnavailableError
+from ._callables import (
+    ASYNC_GENERATOR,
+    COROUTINE,
+    DEFERRED_TYPES,
+    GENERATOR,
+    UnsupportedCallableError,
+    callable_kind,
+    refuse_deferred,
+)
 from ._events import Hooks
 from ._window import FAILURE, SLOW, CountWindow, LatencyBaseline, TimeWindow
 
@@ -870,12 +878,13 @@ class CircuitBreaker:
     def on_error(self, duration: float, exc: BaseException) -> None:
         """Record a call that raised ``exc`` after ``duration`` seconds.
 
-        Cancellation and interpreter exits (anything not an ``Exception``) and ignored
-        exceptions give the permission back and count as neither success nor failure; an
+        Cancellation and interpreter exits (anything not an ``Exception``), a misused call
+        form (:class:`UnsupportedCallableError`) and ignored exceptions give the permission back and count as neither success nor failure; an
         exception that is not a failure (per ``failure_exceptions`` /
         ``failure_predicate``) counts as a success.
         """
-        if not isinstance(exc, Exception):
+        if not isinstance(exc, Exception) or type(exc) is UnsupportedCallableError:
+            # (a misused call form is a bug in the caller, not an outcome of the dependency)
             self._neither(duration, exc, "released")
             return
         if self._ignore_types and isinstance(exc, self._ignore_types):
@@ -1256,6 +1265,8 @@ class CircuitBreaker:
             except BaseException as exc:
                 self.on_error(0.0, exc)
                 raise
+            if type(result) in _DEFERRED:
+                refuse_deferred(result, "CircuitBreaker", "breaker")
             rc = self._result_check
             if rc is not None and rc(result):
                 self.on_result(0.0, result)
@@ -1268,6 +1279,8 @@ class CircuitBreaker:
             except BaseException as exc:
                 self.on_error(0.0, exc)
                 raise
+            if type(result) in _DEFERRED:
+                refuse_deferred(result, "CircuitBreaker", "breaker")
             rc = self._result_check
             if rc is not None and rc(result):
                 self.on_result(0.0, result)
@@ -1281,6 +1294,8 @@ class CircuitBreaker:
         except BaseException as exc:
             self.on_error(mono() - t0, exc)
             raise
+        if type(result) in _DEFERRED:
+            refuse_deferred(result, "CircuitBreaker", "breaker")
         t1 = mono()
         rc = self._result_check
         if rc is not None and rc(result):
@@ -1298,6 +1313,9 @@ class CircuitBreaker:
         except BaseException as exc:
             self.on_error(mono() - t0, exc)
             raise
+        if type(result) in _DEFERRED:
+            self.release()  # the permission taken was not used
+            refuse_deferred(result, "CircuitBreaker", "breaker")
         self.on_result(mono() - t0, result)
         return result
 
@@ -1367,11 +1385,12 @@ class CircuitBreaker:
         iteration starts and the outcome recorded when it ends (closing a generator early
         gives the permission back). The wrapper exposes the breaker as ``.breaker``.
         """
-        if inspect.isasyncgenfunction(fn):
+        kind = callable_kind(fn)
+        if kind is ASYNC_GENERATOR:
             wrapper: Any = self._wrap_asyncgen(fn)
-        elif inspect.iscoroutinefunction(fn):
+        elif kind is COROUTINE:
             wrapper = self._wrap_coroutine(fn)
-        elif inspect.isgeneratorfunction(fn):
+        elif kind is GENERATOR:
             wrapper = self._wrap_gen(fn)
         else:
             wrapper = self._wrap_function(fn)
@@ -1436,6 +1455,8 @@ class CircuitBreaker:
             except BaseException as exc:
                 breaker.on_error(0.0, exc)
                 raise
+            if type(result) in _DEFERRED:  # e.g. a sync wrapper around an async function
+                refuse_deferred(result, "CircuitBreaker", "breaker")
             rc = breaker._result_check
             if rc is not None and rc(result):
                 breaker.on_result(0.0, result)
@@ -1541,6 +1562,9 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {_STATE_NAMES[self._state]}>"
+
+
+_DEFERRED = DEFERRED_TYPES
 
 
 def _types(value: Any, what: str) -> tuple[type[BaseException], ...]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import threading
 import time as _time
 import weakref
@@ -26,6 +25,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError, ServiceUnavailableError
+from ._callables import (
+    ASYNC_GENERATOR,
+    COROUTINE,
+    DEFERRED_TYPES,
+    GENERATOR,
+    around_async_generator,
+    around_generator,
+    callable_kind,
+    refuse_deferred,
+)
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -257,9 +266,12 @@ class Bulkhead:
         """Call ``fn`` holding a slot."""
         self.acquire()
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         finally:
             self.release()
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "Bulkhead", "bulkhead")
+        return result
 
     async def acall(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Await ``fn`` holding a slot."""
@@ -284,8 +296,17 @@ class Bulkhead:
         self.release()
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
+        """Decorate a function, coroutine function, generator or async generator function.
+
+        For generators the slot is held for the whole iteration: taken when iteration starts,
+        given back when it ends (exhausted, failed, closed early or garbage-collected).
+        """
+        kind = callable_kind(fn)
+        if kind is GENERATOR:
+            return around_generator(fn, self.acquire, self.release)
+        if kind is ASYNC_GENERATOR:
+            return around_async_generator(fn, self.aacquire, self.release)
+        if kind is COROUTINE:
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

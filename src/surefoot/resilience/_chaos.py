@@ -25,7 +25,6 @@ The presets reproduce the provider failures of the resilience test plan:
 from __future__ import annotations
 
 import functools
-import inspect
 import random
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -37,6 +36,7 @@ from .._clock import SYSTEM_CLOCK
 from .._config import load_settings
 from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
+from ._callables import ASYNC_GENERATOR, COROUTINE, DEFERRED_TYPES, GENERATOR, callable_kind, refuse_deferred, refuse_kind
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -203,16 +203,20 @@ class Chaos:
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Call ``fn`` unless an injection replaces it (a no-op pass-through when disabled)."""
         if not self.enabled:
-            return fn(*args, **kwargs)
-        if self._roll("latency", self.latency_rate):
-            delay = self._delay()
-            if delay > 0 and not _waits.is_testing():
-                self.clock.sleep(delay)
-        if self._roll("fault", self.fault_rate):
-            raise self._make_fault()
-        if self._roll("result", self.result_rate):
-            return self.result()  # type: ignore[misc]
-        return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+        else:
+            if self._roll("latency", self.latency_rate):
+                delay = self._delay()
+                if delay > 0 and not _waits.is_testing():
+                    self.clock.sleep(delay)
+            if self._roll("fault", self.fault_rate):
+                raise self._make_fault()
+            if self._roll("result", self.result_rate):
+                return self.result()  # type: ignore[misc]
+            result = fn(*args, **kwargs)
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "Chaos", "chaos", generators=False)
+        return result
 
     async def acall(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Async twin of :meth:`call` (latency is awaited)."""
@@ -229,8 +233,16 @@ class Chaos:
         return await fn(*args, **kwargs)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
+        """Decorate a function or coroutine function.
+
+        Raises:
+            UnsupportedCallableError: ``fn`` is a generator or async generator function (inject
+                faults into the call that produces the items instead).
+        """
+        kind = callable_kind(fn)
+        if kind is GENERATOR or kind is ASYNC_GENERATOR:
+            refuse_kind(fn, "Chaos", "chaos", kind, "inject faults into the call that produces the items instead")
+        if kind is COROUTINE:
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:

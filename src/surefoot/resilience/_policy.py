@@ -33,12 +33,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
 from ._bulkhead import Bulkhead
+from ._callables import (
+    ASYNC_GENERATOR,
+    COROUTINE,
+    DEFERRED_TYPES,
+    GENERATOR,
+    callable_kind,
+    is_sync_function,
+    refuse_call,
+    refuse_deferred,
+    refuse_kind,
+)
 from ._chaos import Chaos
 from ._ratelimit import RateLimiter
 from ._retry import Retry, _deadline
@@ -141,8 +151,18 @@ class Policy:
     # ----------------------------------------------------------------- entry points
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Call ``fn(*args, **kwargs)`` through the pipeline."""
-        return self._sync(fn, args, kwargs)
+        """Call ``fn(*args, **kwargs)`` through the pipeline.
+
+        Raises:
+            UnsupportedCallableError: ``fn`` is async or a generator function (nothing ran;
+                use ``await policy.acall(fn)`` for async code), or it returned a coroutine.
+        """
+        if not is_sync_function(fn):
+            refuse_call(fn, "Policy", "policy", generators=False)
+        result = self._sync(fn, args, kwargs)
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "Policy", "policy", generators=False)
+        return result
 
     async def acall(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Await ``fn(*args, **kwargs)`` through the pipeline."""
@@ -152,15 +172,18 @@ class Policy:
         """Decorate a function or a coroutine function.
 
         Raises:
-            ConfigurationError: ``fn`` is a generator or async generator function (wrap the
-                call that produces the data instead; a stream cannot be retried or timed as one call).
+            UnsupportedCallableError: ``fn`` is a generator or async generator function (wrap the
+                call that produces the data instead; a stream cannot be retried or timed as one
+                call). It is a ``ConfigurationError`` and a ``TypeError``.
         """
-        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            raise ConfigurationError(
-                f"Policy cannot wrap the generator function {fn.__qualname__}: protect the call that "
-                f"fetches the data (or use Retry/CircuitBreaker, which support generators)"
+        kind = callable_kind(fn)
+        if kind is GENERATOR or kind is ASYNC_GENERATOR:
+            refuse_kind(
+                fn, "Policy", "policy", kind,
+                "protect the call that fetches the data (or use Retry, CircuitBreaker, Bulkhead or "
+                "RateLimiter, which support generators)",
             )
-        is_async = inspect.iscoroutinefunction(fn)
+        is_async = kind is COROUTINE
         # The chain is rebuilt with ``fn`` bound: a decorated call costs one frame less.
         wrapper = self._build(is_async, bound=fn)
         if wrapper is fn:

@@ -20,7 +20,6 @@ For several processes use :class:`surefoot.resilience.RedisRateLimiter` (GCRA in
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 import weakref
 from collections.abc import Callable, Hashable
@@ -30,6 +29,16 @@ from typing import Any, TypeVar
 from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, RateLimitError
 from . import _waits
+from ._callables import (
+    ASYNC_GENERATOR,
+    COROUTINE,
+    DEFERRED_TYPES,
+    GENERATOR,
+    around_async_generator,
+    around_generator,
+    callable_kind,
+    refuse_deferred,
+)
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -290,7 +299,10 @@ class RateLimiter:
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Take one permit (default key) and call ``fn``."""
         self.acquire()
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "RateLimiter", "limiter")
+        return result
 
     async def acall(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Take one permit (default key) and await ``fn``."""
@@ -298,8 +310,16 @@ class RateLimiter:
         return await fn(*args, **kwargs)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate a function or coroutine function (one permit of the default key per call)."""
-        if inspect.iscoroutinefunction(fn):
+        """Decorate a function, coroutine function or (async) generator function.
+
+        One permit of the default key per call; for generators, one permit when iteration starts.
+        """
+        kind = callable_kind(fn)
+        if kind is GENERATOR:
+            return around_generator(fn, self.acquire, _nothing)
+        if kind is ASYNC_GENERATOR:
+            return around_async_generator(fn, self.aacquire, _nothing)
+        if kind is COROUTINE:
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -312,3 +332,7 @@ class RateLimiter:
             return self.call(fn, *args, **kwargs)
 
         return wrapper
+
+
+def _nothing() -> None:
+    return None

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextvars
 import email.utils
 import functools
-import inspect
 import itertools
 import math
 import random
@@ -48,6 +47,16 @@ from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
 from ._budget import RetryBudget, get_retry_budget
+from ._callables import (
+    ASYNC_GENERATOR,
+    COROUTINE,
+    DEFERRED_TYPES,
+    GENERATOR,
+    UnsupportedCallableError,
+    callable_kind,
+    guard_sync,
+    refuse_deferred,
+)
 from ._events import Hooks
 
 __all__ = [
@@ -455,7 +464,7 @@ class Retry:
 
             def call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
                 if in_retry_get():
-                    return fn(*args, **kwargs)
+                    return _checked(fn(*args, **kwargs))
                 token = in_retry_set(True)
                 try:
                     result = fn(*args, **kwargs)
@@ -463,6 +472,8 @@ class Retry:
                     return slow(fn, args, kwargs, exc, None, None)
                 finally:
                     in_retry_reset(token)
+                if type(result) in _DEFERRED:
+                    refuse_deferred(result, "Retry", "retry")
                 deposit()
                 return result
 
@@ -471,7 +482,7 @@ class Retry:
         def call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:  # type: ignore[no-redef]
             """Call ``fn(*args, **kwargs)`` with retries."""
             if in_retry_get():
-                return fn(*args, **kwargs)
+                return _checked(fn(*args, **kwargs))
             start = monotonic() if deadline is not None else None
             token = in_retry_set(True)
             dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
@@ -486,6 +497,8 @@ class Retry:
                 if dtoken is not None:
                     _deadline.reset(dtoken)
                 in_retry_reset(token)
+            if type(result) in _DEFERRED:
+                refuse_deferred(result, "Retry", "retry")
             deposit()
             return result
 
@@ -604,7 +617,7 @@ class Retry:
 
             def run(*args: Any, **kwargs: Any) -> Any:
                 if in_retry_get():
-                    return target(*args, **kwargs)
+                    return _checked(target(*args, **kwargs))
                 token = in_retry_set(True)
                 try:
                     result = target(*args, **kwargs)
@@ -612,6 +625,8 @@ class Retry:
                     return slow(target, args, kwargs, exc, None, None)
                 finally:
                     in_retry_reset(token)
+                if type(result) in _DEFERRED:
+                    refuse_deferred(result, "Retry", "retry")
                 deposit()
                 return result
 
@@ -619,7 +634,7 @@ class Retry:
 
         def run_general(*args: Any, **kwargs: Any) -> Any:
             if in_retry_get():
-                return target(*args, **kwargs)
+                return _checked(target(*args, **kwargs))
             start = monotonic() if deadline is not None else None
             token = in_retry_set(True)
             dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
@@ -634,6 +649,8 @@ class Retry:
                 if dtoken is not None:
                     _deadline.reset(dtoken)
                 in_retry_reset(token)
+            if type(result) in _DEFERRED:
+                refuse_deferred(result, "Retry", "retry")
             deposit()
             return result
 
@@ -642,8 +659,9 @@ class Retry:
     # ----------------------------------------------------------------- decisions
 
     def _retryable(self, exc: BaseException) -> bool:
-        # Cancellation and interpreter exits are never retried, whatever ``on`` says.
-        if not isinstance(exc, Exception):
+        # Cancellation, interpreter exits and a misused call form (a bug in the caller, the
+        # same on every attempt) are never retried, whatever ``on`` says.
+        if not isinstance(exc, Exception) or type(exc) is UnsupportedCallableError:
             return False
         if self.retry_if is None:
             return True
@@ -849,17 +867,20 @@ class Retry:
         Generators are retried only while they fail before yielding their first item: once a
         value has reached the caller, a failure propagates (it cannot be replayed).
         """
-        if inspect.isasyncgenfunction(fn):
+        kind = callable_kind(fn)
+        if kind is ASYNC_GENERATOR:
             return _wrap_asyncgen(self, fn)
-        if inspect.isgeneratorfunction(fn):
+        if kind is GENERATOR:
             return _wrap_gen(self, fn)
-        wrapper = self._runner(fn, inspect.iscoroutinefunction(fn))
+        wrapper = self._runner(fn, kind is COROUTINE)
         functools.update_wrapper(wrapper, fn)
         wrapper.retry = self  # type: ignore[attr-defined]
         return wrapper
 
 
 _EMPTY = object()
+_DEFERRED = DEFERRED_TYPES
+_checked = guard_sync("Retry", "retry")
 
 
 def _wrap_gen(retry: Retry, fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
@@ -1118,7 +1139,7 @@ def retry_on_failure(
             base_delay=base_delay,
             max_delay=max_delay,
         )
-    if inspect.iscoroutinefunction(fn):
+    if callable_kind(fn) is COROUTINE:
         return retry.acall(fn, *args, **kwargs)
     return retry.call(fn, *args, **kwargs)
 
@@ -1157,7 +1178,7 @@ def retry_network_operation(fn: Callable[..., Any], *args: Any, name: str = "net
         retry = _network_retries[name] = Retry(
             name=name, max_attempts=3, on=_network_errors(), base_delay=0.5, max_delay=10.0
         )
-    if inspect.iscoroutinefunction(fn):
+    if callable_kind(fn) is COROUTINE:
         return retry.acall(fn, *args, **kwargs)
     return retry.call(fn, *args, **kwargs)
 
@@ -1188,6 +1209,6 @@ def retry_api_call(fn: Callable[..., Any], *args: Any, name: str = "api", **kwar
             retry_on_result=_api_retryable_result, base_delay=1.0, max_delay=30.0,
             return_last_result=True,
         )
-    if inspect.iscoroutinefunction(fn):
+    if callable_kind(fn) is COROUTINE:
         return retry.acall(fn, *args, **kwargs)
     return retry.call(fn, *args, **kwargs)

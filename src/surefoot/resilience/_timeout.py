@@ -26,7 +26,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import inspect
 import threading
 import time
 import weakref
@@ -38,6 +37,17 @@ import structlog
 
 from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, ServiceUnavailableError
+from ._callables import (
+    ASYNC_GENERATOR,
+    COROUTINE,
+    DEFERRED_TYPES,
+    GENERATOR,
+    callable_kind,
+    is_sync_function,
+    refuse_call,
+    refuse_deferred,
+    refuse_kind,
+)
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -377,15 +387,20 @@ class Timeout:
         return self._run_thread(self.seconds, fn, args, kwargs)
 
     def _run_thread(self, seconds: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        if not is_sync_function(fn):
+            refuse_call(fn, "Timeout", "timeout", generators=False)
         ctx = contextvars.copy_context()
         future = self._pool().submit(ctx.run, functools.partial(fn, *args, **kwargs))
         try:
-            return future.result(timeout=seconds)
+            result = future.result(timeout=seconds)
         except concurrent.futures.TimeoutError as exc:
             abandoned = not future.cancel()
             if abandoned:
                 future.add_done_callback(self._log_abandoned)
             raise self._expired(seconds, abandoned) from exc
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "Timeout", "timeout", generators=False)
+        return result
 
     def _log_abandoned(self, future: concurrent.futures.Future[Any]) -> None:
         error = None if future.cancelled() else future.exception()
@@ -402,6 +417,8 @@ class Timeout:
         monotonic = self.clock.monotonic
         start = monotonic()
         result = fn(*args, **kwargs)
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "Timeout", "timeout", generators=False)
         if monotonic() - start > seconds:
             raise self._expired(seconds, False)
         return result
@@ -423,8 +440,21 @@ class Timeout:
         return _Scope(self)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
+        """Decorate a function or coroutine function.
+
+        Raises:
+            UnsupportedCallableError: ``fn`` is a generator or async generator function (a
+                stream has no single call to bound: use ``async with timeout.scope():`` around
+                the loop that consumes it, or bound the call that fetches each item).
+        """
+        kind = callable_kind(fn)
+        if kind is GENERATOR or kind is ASYNC_GENERATOR:
+            refuse_kind(
+                fn, "Timeout", "timeout", kind,
+                "a stream has no single call to bound; use `async with timeout.scope():` around the "
+                "loop that consumes it, or bound the call that fetches each item",
+            )
+        if kind is COROUTINE:
             acall = self.acall
 
             @functools.wraps(fn)
