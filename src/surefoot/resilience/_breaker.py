@@ -51,13 +51,13 @@ import random
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
 
 from .._clock import SYSTEM_CLOCK, Clock
+from .._retry_after import parse_retry_after
 from ..errors import ConfigurationError, ServiceUnavailableError
 from ._callables import (
     ASYNC_GENERATOR,
@@ -201,24 +201,9 @@ def http_failure(result: object) -> bool:
 
 
 def _parse_retry_after(value: Any, now_wall: float) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    text = str(value).strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - now_wall
-    if math.isnan(seconds) or seconds <= 0:
-        return None
-    return seconds
+    # The one parser (surefoot._retry_after); only a positive delay forces the breaker open.
+    seconds = parse_retry_after(value, now=now_wall, max_delay=math.inf)
+    return seconds if seconds is not None and seconds > 0 else None
 
 
 def retry_after_of(obj: object, now_wall: float) -> float | None:

@@ -31,7 +31,6 @@ retried call (or in a fresh ``contextvars.Context()``) if its own retries must r
 from __future__ import annotations
 
 import contextvars
-import email.utils
 import functools
 import itertools
 import math
@@ -44,6 +43,7 @@ from typing import Any, TypeVar
 import structlog
 
 from .._clock import SYSTEM_CLOCK
+from .._retry_after import parse_retry_after
 from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
 from ._budget import RetryBudget, get_retry_budget
@@ -239,20 +239,8 @@ _BACKOFFS = {
 
 
 def _parse_retry_after(value: Any, now: float) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return max(0.0, float(value))
-    text = str(value).strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None  # an unparseable header is ignored, as RFC 9110 allows
-    return max(0.0, when.timestamp() - now)
+    # The one parser (surefoot._retry_after); ``max_retry_after`` is the retry's own cap.
+    return parse_retry_after(value, now=now, max_delay=math.inf)
 
 
 def retry_after_of(outcome: Any, now: float | None = None) -> float | None:
