@@ -1208,6 +1208,22 @@ class CircuitBreaker:
     # whose state lives elsewhere (Redis) overrides them and sets ``_sync_io = False``.
     _sync_io = True
 
+    @property
+    def local_decisions(self) -> bool:
+        """True when permission and outcome decisions do no I/O.
+
+        Async callers (such as :class:`Policy`) may then drive the sync protocol
+        (``acquire``/``on_error``/``on_result``) and save a coroutine per decision; a breaker
+        whose state lives elsewhere (:class:`RedisCircuitBreaker`) is ``False``.
+        """
+        return self._sync_io
+
+    @property
+    def times_calls(self) -> bool:
+        """False when call durations play no part in decisions (no slow-call or latency rule):
+        callers may then report a duration of ``0.0`` and skip the clock reads."""
+        return self._timed
+
     async def aacquire(self) -> None:
         """Async twin of :meth:`acquire`."""
         if self._state != CLOSED:

@@ -314,9 +314,9 @@ def _generate_attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] 
         if breaker is None:
             return with_timeout(ind)
         ns["mono"] = breaker.clock.monotonic
-        # A breaker whose decisions do no I/O (``_sync_io``) is driven through its sync
+        # A breaker whose decisions do no I/O (``local_decisions``) is driven through its sync
         # protocol even in async code: no coroutine per decision.
-        if not is_async or getattr(breaker, "_sync_io", False):
+        if not is_async or getattr(breaker, "local_decisions", False):
             ns["br_acquire"], ns["br_on_error"], ns["br_on_result"] = (
                 breaker.acquire, breaker.on_error, breaker.on_result,
             )
@@ -326,7 +326,7 @@ def _generate_attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] 
                 breaker.aacquire, breaker.aon_error, breaker.aon_result,
             )
             acquire, on_error, on_result = "await br_acquire()", "await br_on_error", "await br_on_result"
-        if getattr(breaker, "_timed", True):
+        if getattr(breaker, "times_calls", True):
             start, duration = [(ind, "t0 = mono()")], "mono() - t0"
         else:
             # The breaker declares that call durations play no part in its decisions (no slow

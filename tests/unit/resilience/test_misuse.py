@@ -310,3 +310,12 @@ def test_components_that_cannot_bound_a_stream_refuse_generators(make, registry)
     for fn in (rows, stream):
         with pytest.raises(UnsupportedCallableError, match="cannot decorate the .*generator function"):
             component(fn)
+
+
+def test_breaker_exposes_what_policy_needs_through_public_properties(registry) -> None:
+    plain = CircuitBreaker("plain", clock=FakeClock(), registry=registry)
+    timed = CircuitBreaker("timed", slow_call_duration=1.0, clock=FakeClock(), registry=registry)
+    assert plain.local_decisions is True and plain.times_calls is False
+    assert timed.times_calls is True
+    assert "t0 = mono()" not in Policy(name="a", breaker=plain).attempt_source(True)
+    assert "t0 = mono()" in Policy(name="b", breaker=timed).attempt_source(True)
