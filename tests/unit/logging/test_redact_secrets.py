@@ -266,3 +266,20 @@ def test_no_secret_survives_in_an_exception_traceback(sample, level) -> None:
     except ValueError:
         getattr(get_logger("x"), level)("failed", exc_info=True)
     assert token not in buf.getvalue()
+
+
+_FRAGMENTS = st.sampled_from([
+    "password", "Passwd", "api-key", "X-Api-Key", "token", "auth", "Authorization", "cookie", "signature",
+    "=", ": ", '"', "'", "\\", " ", "\t", "Bearer ", "basic ", "BASIC\t", "eyJ", "abc.def", "sk_live_", "sk-",
+    "ghp_", "github_pat_", "xoxb-", "AKIA", "AIza", "SG.", "glpat-", "://", "user:", "@", "db", "_", "-",
+    "dXNlcjpwYXNz", "0123456789abcdef", "ABCDEFGHIJKLMNOP", "[parameters: ", "]", "\n",
+])
+
+
+@given(st.lists(_FRAGMENTS, max_size=12).map("".join))
+@settings(max_examples=500)
+def test_the_pre_check_never_skips_a_string_the_patterns_would_change(text) -> None:
+    from surefoot.logging import _secrets
+
+    full = _secrets._SQL_PARAMETERS.sub(_secrets._SQL_PARAMETERS_REDACTED, text)
+    assert redact_secrets(text) == _secrets._SECRETS.sub(_secrets._replace, full)
