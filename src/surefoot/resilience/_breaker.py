@@ -1405,7 +1405,21 @@ class CircuitBreaker:
         @functools.wraps(fn)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             # The closed fast paths of acall(), inlined to save one coroutine per call.
-            if breaker._state != CLOSED or not breaker._plain or breaker.hooks.active:
+            st = breaker._state
+            if st != CLOSED or not breaker._plain or breaker.hooks.active:
+                if breaker._sync_io and (st == FORCED_OPEN or (st == OPEN and not breaker._shadow)):
+                    # The fast-fail, inlined: no extra coroutine, no lock.
+                    if st == FORCED_OPEN:
+                        ra, shown = breaker._forced_ra, "forced_open"
+                    else:
+                        ra, shown = breaker._open_until - breaker._mono(), "open"
+                    if ra > 0:
+                        breaker._c_rejected.inc()
+                        if breaker.hooks.active:
+                            breaker.hooks.emit(
+                                "circuit_breaker", breaker.name, "not_permitted", state=shown, retry_after=ra
+                            )
+                        raise CircuitOpenError(breaker.name, ra, shown)
                 return await acall(fn, *args, **kwargs)
             try:
                 result = await fn(*args, **kwargs)
