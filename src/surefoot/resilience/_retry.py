@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from .._backoff import Backoff, Constant, DecorrelatedJitter, Exponential, FullJitter
 from .._clock import SYSTEM_CLOCK
 from .._retry_after import parse_retry_after
 from ..errors import ConfigurationError, ExternalServiceError
@@ -98,133 +99,6 @@ added by the helpers when httpx is in use)."""
 
 
 # --------------------------------------------------------------------------- backoff
-
-
-class Backoff:
-    """A sequence of waits; :meth:`delays` yields the wait before retry 1, 2, 3 ..."""
-
-    def delays(self, rng: random.Random) -> Iterator[float]:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class FullJitter(Backoff):
-    """Exponential backoff with full jitter (AWS, gRPC): ``uniform(0, min(cap, base * m**n))``.
-
-    Args:
-        base: the cap of the first wait in seconds.
-        multiplier: growth per retry.
-        max_delay: the largest wait.
-    """
-
-    __slots__ = ("base", "multiplier", "max_delay")
-
-    def __init__(self, base: float = 0.5, *, multiplier: float = 2.0, max_delay: float = 30.0) -> None:
-        _check_backoff(base, multiplier, max_delay)
-        self.base, self.multiplier, self.max_delay = base, multiplier, max_delay
-
-    def delays(self, rng: random.Random) -> Iterator[float]:
-        ceiling = self.base
-        while True:
-            yield rng.uniform(0.0, min(self.max_delay, ceiling))
-            if ceiling < self.max_delay:
-                ceiling *= self.multiplier
-
-    def __repr__(self) -> str:
-        return f"FullJitter(base={self.base}, multiplier={self.multiplier}, max_delay={self.max_delay})"
-
-
-class Exponential(Backoff):
-    """Exponential backoff without jitter: ``min(cap, base * m**n)`` (predictable, herds)."""
-
-    __slots__ = ("base", "multiplier", "max_delay")
-
-    def __init__(self, base: float = 0.5, *, multiplier: float = 2.0, max_delay: float = 30.0) -> None:
-        _check_backoff(base, multiplier, max_delay)
-        self.base, self.multiplier, self.max_delay = base, multiplier, max_delay
-
-    def delays(self, rng: random.Random) -> Iterator[float]:
-        delay = self.base
-        while True:
-            yield min(self.max_delay, delay)
-            if delay < self.max_delay:
-                delay *= self.multiplier
-
-    def __repr__(self) -> str:
-        return f"Exponential(base={self.base}, multiplier={self.multiplier}, max_delay={self.max_delay})"
-
-
-class Constant(Backoff):
-    """The same wait before every retry."""
-
-    __slots__ = ("delay",)
-
-    def __init__(self, delay: float = 0.5) -> None:
-        if not delay >= 0:
-            raise ConfigurationError(f"Constant backoff delay must be >= 0 seconds; got {delay!r}")
-        self.delay = delay
-
-    def delays(self, rng: random.Random) -> Iterator[float]:
-        while True:
-            yield self.delay
-
-    def __repr__(self) -> str:
-        return f"Constant({self.delay})"
-
-
-class DecorrelatedJitter(Backoff):
-    """Polly's "decorrelated jitter v2" (by George Polevoy, scaled by Polly).
-
-    For retry ``n`` (0-based) with ``t = n + U(0, 1)``::
-
-        f(t)  = 2**t * tanh(sqrt(4 * t))
-        delay = (f(t) - f(t_previous)) / 1.4 * median_first_delay
-
-    Medians fall near ``median_first_delay * 1, 2, 4 ...`` while consecutive waits stay
-    decorrelated and smooth, without the clamping artefacts of naive decorrelated jitter.
-
-    Args:
-        median_first_delay: the median of the first wait in seconds.
-        max_delay: the largest wait.
-    """
-
-    __slots__ = ("median_first_delay", "max_delay")
-
-    _P_FACTOR = 4.0
-    _RP_SCALING = 1 / 1.4
-
-    def __init__(self, median_first_delay: float = 0.5, *, max_delay: float = 30.0) -> None:
-        _check_backoff(median_first_delay, 2.0, max_delay)
-        self.median_first_delay, self.max_delay = median_first_delay, max_delay
-
-    def delays(self, rng: random.Random) -> Iterator[float]:
-        previous = 0.0
-        n = 0
-        scale = self._RP_SCALING * self.median_first_delay
-        while True:
-            t = n + rng.random()
-            try:
-                current = math.pow(2.0, t) * math.tanh(math.sqrt(self._P_FACTOR * t))
-            except OverflowError:
-                current = math.inf
-            if math.isinf(current):
-                # Past ~1000 retries the formula overflows; the cap applies from then on.
-                while True:
-                    yield self.max_delay
-            yield min(self.max_delay, (current - previous) * scale)
-            previous = current
-            n += 1
-
-    def __repr__(self) -> str:
-        return f"DecorrelatedJitter(median_first_delay={self.median_first_delay}, max_delay={self.max_delay})"
-
-
-def _check_backoff(base: float, multiplier: float, max_delay: float) -> None:
-    if not base >= 0:
-        raise ConfigurationError(f"backoff base delay must be >= 0 seconds; got {base!r}")
-    if not multiplier >= 1:
-        raise ConfigurationError(f"backoff multiplier must be >= 1; got {multiplier!r}")
-    if not max_delay >= 0:
-        raise ConfigurationError(f"backoff max_delay must be >= 0 seconds; got {max_delay!r}")
 
 
 _BACKOFFS = {
