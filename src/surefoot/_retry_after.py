@@ -61,7 +61,7 @@ def parse_retry_after(
     if when is None:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     try:
         delay = when.timestamp() - now
     except (OverflowError, ValueError, OSError):

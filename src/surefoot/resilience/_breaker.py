@@ -59,15 +59,7 @@ import structlog
 from .._clock import SYSTEM_CLOCK, Clock
 from .._retry_after import parse_retry_after
 from ..errors import ConfigurationError, ServiceUnavailableError
-from ._callables import (
-    ASYNC_GENERATOR,
-    COROUTINE,
-    DEFERRED_TYPES,
-    GENERATOR,
-    UnsupportedCallableError,
-    callable_kind,
-    refuse_deferred,
-)
+from ._callables import DEFERRED_TYPES, UnsupportedCallableError, refuse_deferred, wrap_callable
 from ._events import Hooks
 from ._window import FAILURE, SLOW, CountWindow, LatencyBaseline, TimeWindow
 
@@ -1171,7 +1163,7 @@ class CircuitBreaker:
             if isinstance(w, TimeWindow):
                 w.advance(now)
             successes, failures, slow, ignored, rejected = (
-                now_v - base for now_v, base in zip(self._totals(), self._stats_base)
+                now_v - base for now_v, base in zip(self._totals(), self._stats_base, strict=True)
             )
             stats: dict[str, Any] = {
                 "name": self.name,
@@ -1386,17 +1378,11 @@ class CircuitBreaker:
         iteration starts and the outcome recorded when it ends (closing a generator early
         gives the permission back). The wrapper exposes the breaker as ``.breaker``.
         """
-        kind = callable_kind(fn)
-        if kind is ASYNC_GENERATOR:
-            wrapper: Any = self._wrap_asyncgen(fn)
-        elif kind is COROUTINE:
-            wrapper = self._wrap_coroutine(fn)
-        elif kind is GENERATOR:
-            wrapper = self._wrap_gen(fn)
-        else:
-            wrapper = self._wrap_function(fn)
-        wrapper.breaker = self
-        return wrapper  # type: ignore[no-any-return]
+        return wrap_callable(  # type: ignore[return-value]
+            fn, owner="CircuitBreaker", var="breaker", attribute="breaker", component=self,
+            function=self._wrap_function, coroutine=self._wrap_coroutine,
+            generator=self._wrap_gen, async_generator=self._wrap_asyncgen,
+        )
 
     def _wrap_coroutine(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         breaker = self

@@ -16,7 +16,6 @@ call).
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 import time as _time
 import weakref
@@ -26,14 +25,13 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigurationError, ServiceUnavailableError
 from ._callables import (
-    ASYNC_GENERATOR,
-    COROUTINE,
     DEFERRED_TYPES,
-    GENERATOR,
     around_async_generator,
     around_generator,
-    callable_kind,
+    athrough,
     refuse_deferred,
+    through,
+    wrap_callable,
 )
 from ._decisions import DecisionCounter
 from ._events import Hooks
@@ -301,21 +299,9 @@ class Bulkhead:
         For generators the slot is held for the whole iteration: taken when iteration starts,
         given back when it ends (exhausted, failed, closed early or garbage-collected).
         """
-        kind = callable_kind(fn)
-        if kind is GENERATOR:
-            return around_generator(fn, self.acquire, self.release)
-        if kind is ASYNC_GENERATOR:
-            return around_async_generator(fn, self.aacquire, self.release)
-        if kind is COROUTINE:
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+        return wrap_callable(
+            fn, owner="Bulkhead", var="bulkhead", attribute="bulkhead", component=self,
+            function=through(self.call), coroutine=athrough(self.acall),
+            generator=lambda f: around_generator(f, self.acquire, self.release),
+            async_generator=lambda f: around_async_generator(f, self.aacquire, self.release),
+        )

@@ -37,6 +37,9 @@ __all__ = [
     "around_async_generator",
     "is_sync_function",
     "refuse_call",
+    "wrap_callable",
+    "through",
+    "athrough",
 ]
 
 FUNCTION: Final = "function"
@@ -227,3 +230,62 @@ def refuse_call(fn: Any, owner: str, var: str, *, generators: bool = True) -> No
         f"{owner}.call() got the {kind} {describe(fn)}: its work runs while it is iterated, after "
         f"the call returned, so {owner} cannot guard it; {hint}."
     )
+
+
+Factory = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def wrap_callable(
+    fn: Callable[..., Any],
+    *,
+    owner: str,
+    var: str,
+    function: Factory,
+    coroutine: Factory,
+    generator: Factory | None = None,
+    async_generator: Factory | None = None,
+    refusal: str = "wrap the call that produces the items instead",
+    attribute: str | None = None,
+    component: Any = None,
+) -> Callable[..., Any]:
+    """The one way every resilience decorator wraps a callable.
+
+    ``fn``'s kind (:func:`callable_kind`) picks the factory building the wrapper; a kind without
+    a factory is refused with :class:`UnsupportedCallableError` (``refusal`` says what to do
+    instead). The wrapper gets ``fn``'s name and docstring (``functools.update_wrapper``) and,
+    with ``attribute``, ``component`` as that attribute (``wrapper.breaker``, ...).
+    """
+    kind = callable_kind(fn)
+    factory = {FUNCTION: function, COROUTINE: coroutine, GENERATOR: generator, ASYNC_GENERATOR: async_generator}[kind]
+    if factory is None:
+        refuse_kind(fn, owner, var, kind, refusal)
+    wrapper = factory(fn)
+    if getattr(wrapper, "__wrapped__", None) is not fn:
+        functools.update_wrapper(wrapper, fn)
+    if attribute is not None:
+        setattr(wrapper, attribute, component)
+    return wrapper
+
+
+def through(call: Callable[..., Any]) -> Factory:
+    """A factory of sync wrappers running ``call(fn, *args, **kwargs)``."""
+
+    def factory(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return call(fn, *args, **kwargs)
+
+        return wrapper
+
+    return factory
+
+
+def athrough(acall: Callable[..., Any]) -> Factory:
+    """A factory of async wrappers awaiting ``acall(fn, *args, **kwargs)``."""
+
+    def factory(fn: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await acall(fn, *args, **kwargs)
+
+        return wrapper
+
+    return factory

@@ -24,7 +24,6 @@ The presets reproduce the provider failures of the resilience test plan:
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -36,7 +35,7 @@ from .._clock import SYSTEM_CLOCK
 from .._config import load_settings
 from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
-from ._callables import ASYNC_GENERATOR, COROUTINE, DEFERRED_TYPES, GENERATOR, callable_kind, refuse_deferred, refuse_kind
+from ._callables import DEFERRED_TYPES, athrough, refuse_deferred, through, wrap_callable
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -176,10 +175,8 @@ class Chaos:
         left = self._left[what]
         if left > 0:
             self._left[what] = left - 1
-            hit = True
         elif rate > 0 and self.rng.random() < rate:
             self._left[what] = self.burst - 1
-            hit = True
         else:
             return False
         self.injected[what] += 1
@@ -239,22 +236,11 @@ class Chaos:
             UnsupportedCallableError: ``fn`` is a generator or async generator function (inject
                 faults into the call that produces the items instead).
         """
-        kind = callable_kind(fn)
-        if kind is GENERATOR or kind is ASYNC_GENERATOR:
-            refuse_kind(fn, "Chaos", "chaos", kind, "inject faults into the call that produces the items instead")
-        if kind is COROUTINE:
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+        return wrap_callable(
+            fn, owner="Chaos", var="chaos", attribute="chaos", component=self,
+            function=through(self.call), coroutine=athrough(self.acall),
+            refusal="inject faults into the call that produces the items instead",
+        )
 
     # ----------------------------------------------------------------- presets
 

@@ -32,23 +32,12 @@ stage. ``policy.attempt_source(is_async)`` shows the generated code.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
 from ._bulkhead import Bulkhead
-from ._callables import (
-    ASYNC_GENERATOR,
-    COROUTINE,
-    DEFERRED_TYPES,
-    GENERATOR,
-    callable_kind,
-    is_sync_function,
-    refuse_call,
-    refuse_deferred,
-    refuse_kind,
-)
+from ._callables import DEFERRED_TYPES, is_sync_function, refuse_call, refuse_deferred, wrap_callable
 from ._chaos import Chaos
 from ._ratelimit import RateLimiter
 from ._retry import Retry, _deadline
@@ -176,31 +165,29 @@ class Policy:
                 call that produces the data instead; a stream cannot be retried or timed as one
                 call). It is a ``ConfigurationError`` and a ``TypeError``.
         """
-        kind = callable_kind(fn)
-        if kind is GENERATOR or kind is ASYNC_GENERATOR:
-            refuse_kind(
-                fn, "Policy", "policy", kind,
-                "protect the call that fetches the data (or use Retry, CircuitBreaker, Bulkhead or "
-                "RateLimiter, which support generators)",
-            )
-        is_async = kind is COROUTINE
+        return wrap_callable(
+            fn, owner="Policy", var="policy", attribute="policy", component=self,
+            function=lambda f: self._decorate(f, False), coroutine=lambda f: self._decorate(f, True),
+            refusal="protect the call that fetches the data (or use Retry, CircuitBreaker, Bulkhead or "
+            "RateLimiter, which support generators)",
+        )
+
+    def _decorate(self, fn: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
         # The chain is rebuilt with ``fn`` bound: a decorated call costs one frame less.
         wrapper = self._build(is_async, bound=fn)
-        if wrapper is fn:
-            # No component at all: still return a distinct wrapper carrying .policy.
-            if is_async:
-                async def passthrough_async(*args: Any, **kwargs: Any) -> Any:
-                    return await fn(*args, **kwargs)
+        if wrapper is not fn:
+            return wrapper  # type: ignore[no-any-return]
+        # No component at all: still return a distinct wrapper carrying .policy.
+        if is_async:
+            async def passthrough_async(*args: Any, **kwargs: Any) -> Any:
+                return await fn(*args, **kwargs)
 
-                wrapper = passthrough_async
-            else:
-                def passthrough(*args: Any, **kwargs: Any) -> Any:
-                    return fn(*args, **kwargs)
+            return passthrough_async
 
-                wrapper = passthrough
-        functools.update_wrapper(wrapper, fn)
-        wrapper.policy = self  # type: ignore[attr-defined]
-        return wrapper
+        def passthrough(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+        return passthrough
 
     # ----------------------------------------------------------------- chain building
 

@@ -19,7 +19,6 @@ For several processes use :class:`surefoot.resilience.RedisRateLimiter` (GCRA in
 
 from __future__ import annotations
 
-import functools
 import threading
 import weakref
 from collections.abc import Callable, Hashable
@@ -30,14 +29,13 @@ from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, RateLimitError
 from . import _waits
 from ._callables import (
-    ASYNC_GENERATOR,
-    COROUTINE,
     DEFERRED_TYPES,
-    GENERATOR,
     around_async_generator,
     around_generator,
-    callable_kind,
+    athrough,
     refuse_deferred,
+    through,
+    wrap_callable,
 )
 from ._decisions import DecisionCounter
 from ._events import Hooks
@@ -314,24 +312,12 @@ class RateLimiter:
 
         One permit of the default key per call; for generators, one permit when iteration starts.
         """
-        kind = callable_kind(fn)
-        if kind is GENERATOR:
-            return around_generator(fn, self.acquire, _nothing)
-        if kind is ASYNC_GENERATOR:
-            return around_async_generator(fn, self.aacquire, _nothing)
-        if kind is COROUTINE:
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+        return wrap_callable(
+            fn, owner="RateLimiter", var="limiter", attribute="rate_limiter", component=self,
+            function=through(self.call), coroutine=athrough(self.acall),
+            generator=lambda f: around_generator(f, self.acquire, _nothing),
+            async_generator=lambda f: around_async_generator(f, self.aacquire, _nothing),
+        )
 
 
 def _nothing() -> None:

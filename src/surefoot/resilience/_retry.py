@@ -49,14 +49,13 @@ from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
 from ._budget import RetryBudget, get_retry_budget
 from ._callables import (
-    ASYNC_GENERATOR,
     COROUTINE,
     DEFERRED_TYPES,
-    GENERATOR,
     UnsupportedCallableError,
     callable_kind,
     guard_sync,
     refuse_deferred,
+    wrap_callable,
 )
 from ._events import Hooks
 
@@ -729,15 +728,11 @@ class Retry:
         Generators are retried only while they fail before yielding their first item: once a
         value has reached the caller, a failure propagates (it cannot be replayed).
         """
-        kind = callable_kind(fn)
-        if kind is ASYNC_GENERATOR:
-            return _wrap_asyncgen(self, fn)
-        if kind is GENERATOR:
-            return _wrap_gen(self, fn)
-        wrapper = self._runner(fn, kind is COROUTINE)
-        functools.update_wrapper(wrapper, fn)
-        wrapper.retry = self  # type: ignore[attr-defined]
-        return wrapper
+        return wrap_callable(
+            fn, owner="Retry", var="retry", attribute="retry", component=self,
+            function=lambda f: self._runner(f, False), coroutine=lambda f: self._runner(f, True),
+            generator=lambda f: _wrap_gen(self, f), async_generator=lambda f: _wrap_asyncgen(self, f),
+        )
 
 
 _EMPTY = object()

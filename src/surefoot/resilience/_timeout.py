@@ -38,15 +38,13 @@ import structlog
 from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, ServiceUnavailableError
 from ._callables import (
-    ASYNC_GENERATOR,
-    COROUTINE,
     DEFERRED_TYPES,
-    GENERATOR,
-    callable_kind,
+    athrough,
     is_sync_function,
     refuse_call,
     refuse_deferred,
-    refuse_kind,
+    through,
+    wrap_callable,
 )
 from ._decisions import DecisionCounter
 from ._events import Hooks
@@ -447,27 +445,13 @@ class Timeout:
                 stream has no single call to bound: use ``async with timeout.scope():`` around
                 the loop that consumes it, or bound the call that fetches each item).
         """
-        kind = callable_kind(fn)
-        if kind is GENERATOR or kind is ASYNC_GENERATOR:
-            refuse_kind(
-                fn, "Timeout", "timeout", kind,
-                "a stream has no single call to bound; use `async with timeout.scope():` around the "
-                "loop that consumes it, or bound the call that fetches each item",
-            )
-        if kind is COROUTINE:
-            acall = self.acall
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+        return wrap_callable(
+            fn, owner="Timeout", var="timeout", attribute="timeout", component=self,
+            function=through(self.call),  # the thread or the check form
+            coroutine=athrough(self.acall),
+            refusal="a stream has no single call to bound; use `async with timeout.scope():` around the "
+            "loop that consumes it, or bound the call that fetches each item",
+        )
 
 
 class _Scope:
