@@ -89,6 +89,20 @@ _deadline: contextvars.ContextVar[tuple[float, Any] | None] = contextvars.Contex
     "surefoot_retry_deadline", default=None
 )
 
+
+def time_left(limit: float) -> float:
+    """``limit``, shrunk to what is left of the deadline of the retry running this call.
+
+    Outside a retry with a ``deadline`` it is ``limit`` itself. An attempt only starts before
+    the deadline, so the result is never below a millisecond.
+    """
+    current = _deadline.get()
+    if current is None:
+        return limit
+    deadline, clock = current
+    left = deadline - clock.monotonic()
+    return limit if limit < left else max(left, 0.001)
+
 RETRYABLE_STATUS: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
 """HTTP statuses worth retrying: timeouts, too-early, rate limited and transient server errors."""
 

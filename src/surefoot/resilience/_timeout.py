@@ -288,6 +288,31 @@ class Timeout:
         """
         return await self._arun(self.seconds, fn, args, kwargs)
 
+    async def acall_within(self, seconds: float, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`acall` with another limit (e.g. what is left of a retry's deadline).
+
+        Raises:
+            CallTimeoutError: ``seconds`` passed.
+        """
+        entry = self._enter(seconds)
+        try:
+            return await fn(*args, **kwargs)
+        except asyncio.CancelledError as exc:
+            self._cancelled(entry, exc)
+            raise
+        finally:
+            self._exit(entry)
+
+    def call_within(self, seconds: float, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`call` (thread or check form) with another limit.
+
+        Raises:
+            CallTimeoutError: ``seconds`` passed.
+        """
+        if self.sync_mode == "thread":
+            return self._run_thread(seconds, fn, args, kwargs)
+        return self._run_check(seconds, fn, args, kwargs)
+
     async def _arun(self, seconds: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         entry = self._enter(seconds)
         try:
@@ -308,8 +333,17 @@ class Timeout:
             self._last = (_get_ident(), loop, queue, clock)
         return queue
 
-    def _enter(self, seconds: float) -> list[Any]:
-        """Start timing the current task (the Policy inlines this around the call)."""
+    # ---- the timer protocol: begin() before the awaited work, cancelled() on a
+    # CancelledError, end() in a ``finally`` (what :meth:`acall`, :meth:`scope` and Policy use)
+
+    def begin(self, seconds: float) -> list[Any]:
+        """Start timing the current asyncio task: cancel it ``seconds`` from now.
+
+        Returns an opaque handle for :meth:`cancelled` and :meth:`end`. Must run inside a task.
+
+        Raises:
+            RuntimeError: not inside a running event loop's task.
+        """
         # asyncio.get_running_loop() costs ~0.2 us on Python 3.11; the loop last seen running
         # in this thread is still the running one while its _thread_id is this thread.
         ident = _get_ident()
@@ -339,15 +373,16 @@ class Timeout:
         entry[5] = loop.call_at(deadline, _fire_one, entry)
         return entry
 
-    def _cancelled(self, entry: list[Any], exc: BaseException) -> None:
-        """On a cancellation: raise :class:`CallTimeoutError` if it was this timeout's."""
+    def cancelled(self, entry: list[Any], exc: BaseException) -> None:
+        """On a ``CancelledError``: raise :class:`CallTimeoutError` if the cancellation was ours."""
         if entry[2] == _FIRED:
             entry[2] = _HANDLED
             # Ours only if no one else asked for a cancellation meanwhile (as asyncio.timeout).
             if entry[1].uncancel() <= entry[3]:
                 raise self._expired(entry[6], False) from exc
 
-    def _exit(self, entry: list[Any]) -> None:
+    def end(self, entry: list[Any]) -> None:
+        """Stop timing (always, in a ``finally``); a swallowed cancellation of ours is balanced."""
         state = entry[2]
         if state == _PENDING:
             entry[2] = _DONE
@@ -361,6 +396,10 @@ class Timeout:
         entries = queue.entries
         while entries and entries[0][2]:
             entries.popleft()
+
+    _enter = begin
+    _cancelled = cancelled
+    _exit = end
 
     # ----------------------------------------------------------------- sync
 
