@@ -239,6 +239,7 @@ def _attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -
     if limiter is None and bulkhead is None and breaker is None and timeout is None and chaos is None:
         return None
     is_bound = bound is not None
+    target: Callable[..., Any] = bound if bound is not None else _direct
     key = policy.rate_limit_key
     aware = policy._deadline_aware()
     has_rl, has_bh, has_br, has_tm, has_ch = (
@@ -268,7 +269,7 @@ def _attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -
 
         async def attempt(*call_args: Any, **call_kwargs: Any) -> Any:
             if is_bound:
-                fn, args, kwargs = bound, call_args, call_kwargs
+                fn, args, kwargs = target, call_args, call_kwargs
             else:
                 fn, args, kwargs = call_args
             if has_rl:
@@ -335,7 +336,7 @@ def _attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -
 
     def attempt_sync(*call_args: Any, **call_kwargs: Any) -> Any:
         if is_bound:
-            fn, args, kwargs = bound, call_args, call_kwargs
+            fn, args, kwargs = target, call_args, call_kwargs
         else:
             fn, args, kwargs = call_args
         if has_rl:
