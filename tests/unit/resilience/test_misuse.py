@@ -319,3 +319,38 @@ def test_breaker_exposes_what_policy_needs_through_public_properties(registry) -
     assert timed.times_calls is True
     assert "t0 = mono()" not in Policy(name="a", breaker=plain).attempt_source(True)
     assert "t0 = mono()" in Policy(name="b", breaker=timed).attempt_source(True)
+
+
+def test_decorated_functions_carry_their_component(registry) -> None:
+    components = {
+        "breaker": CircuitBreaker("attr", clock=FakeClock(), registry=registry),
+        "retry": Retry(name="attr", clock=FakeClock(), registry=registry),
+        "timeout": Timeout(1.0, sync_mode="check", registry=registry),
+        "bulkhead": Bulkhead(1, registry=registry),
+        "rate_limiter": RateLimiter(10, registry=registry),
+        "chaos": Chaos(enabled=False),
+        "policy": Policy(name="attr", retry=2),
+    }
+    for attribute, component in components.items():
+
+        def add(a: int, b: int) -> int:
+            """Adds."""
+            return a + b
+
+        wrapped = component(add)
+        assert getattr(wrapped, attribute) is component
+        assert wrapped.__name__ == "add" and wrapped.__doc__ == "Adds."
+        assert wrapped(1, 2) == 3
+
+
+def test_retry_never_retries_a_refused_call(registry) -> None:
+    retry = Retry(name="nr", max_attempts=5, clock=FakeClock(), registry=registry)
+    made = []
+
+    def sync_wrapper():
+        made.append(1)
+        return failing()
+
+    with pytest.raises(UnsupportedCallableError):
+        retry.call(sync_wrapper)
+    assert made == [1]
