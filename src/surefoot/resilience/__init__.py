@@ -31,11 +31,13 @@ from ._retry import (
     FullJitter,
     Retry,
     RetryError,
+)
+from ._retry_iter import retrying
+from ._retry_seed import (
     retry_api_call,
     retry_network_operation,
     retry_on_failure,
     retry_with_backoff,
-    retrying,
 )
 from ._timeout import CallTimeoutError, Timeout, get_timeout, set_timeout, validate_timeout
 

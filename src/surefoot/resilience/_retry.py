@@ -26,6 +26,11 @@ makes a single attempt and lets the outer retry decide. Three nested layers of 3
 therefore make 3 calls, not 27. Tasks started inside a retried call inherit the marker (asyncio
 copies context variables into new tasks), so a long-lived task should be started outside the
 retried call (or in a fresh ``contextvars.Context()``) if its own retries must retry.
+
+The iterator form lives in :mod:`._retry_iter`, the seed-style helpers in :mod:`._retry_seed`.
+This module is over 600 lines on purpose: :class:`Retry` builds its sync and async entry
+points once per instance (simple and general variants, so the success path has no optional
+branches), and those fast paths read best next to the slow paths they hand over to.
 """
 
 from __future__ import annotations
@@ -35,10 +40,9 @@ import functools
 import itertools
 import math
 import random
-import sys
 import time as _time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
@@ -49,15 +53,16 @@ from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
 from ._budget import RetryBudget, get_retry_budget
 from ._callables import (
-    COROUTINE,
     DEFERRED_TYPES,
     UnsupportedCallableError,
-    callable_kind,
     guard_sync,
     refuse_deferred,
     wrap_callable,
 )
 from ._events import Hooks
+
+if TYPE_CHECKING:
+    from . import _retry_iter
 
 __all__ = [
     "Retry",
@@ -67,12 +72,8 @@ __all__ = [
     "DecorrelatedJitter",
     "Exponential",
     "Constant",
-    "retrying",
-    "retry_with_backoff",
-    "retry_on_failure",
-    "retry_network_operation",
-    "retry_api_call",
     "retry_after_of",
+    "time_left",
     "NETWORK_ERRORS",
     "RETRYABLE_STATUS",
 ]
@@ -727,13 +728,15 @@ class Retry:
             next(delays)
         return next(delays)
 
-    def attempts(self) -> Retrying:
+    def attempts(self) -> _retry_iter.Retrying:
         """The iterator form: ``for attempt in retry.attempts(): with attempt: ...``.
 
         Also ``async for attempt in retry.attempts(): with attempt: ...`` (waits are awaited).
         Only exceptions are retried in this form; after the last attempt the exception
         propagates out of the ``with`` block (with a note saying why retrying stopped).
         """
+        from ._retry_iter import Retrying
+
         return Retrying(self)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -793,293 +796,3 @@ def _wrap_asyncgen(retry: Retry, fn: Callable[..., AsyncIterator[Any]]) -> Calla
 
     wrapper.retry = retry  # type: ignore[attr-defined]
     return wrapper
-
-
-# --------------------------------------------------------------------------- iterator form
-
-
-class Attempt:
-    """One attempt in the iterator form; use it as ``with attempt:``.
-
-    Attributes:
-        number: 1 for the first attempt.
-    """
-
-    __slots__ = ("number", "_owner", "_token", "succeeded", "delay")
-
-    def __init__(self, owner: Retrying, number: int) -> None:
-        self.number = number
-        self._owner = owner
-        self._token: contextvars.Token[bool] | None = None
-        self.succeeded = False
-        self.delay: float | None = None
-
-    def __enter__(self) -> Attempt:
-        self._token = _in_retry.set(True)
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if self._token is not None:
-            _in_retry.reset(self._token)
-            self._token = None
-        if exc is None:
-            self.succeeded = True
-            return False
-        return self._owner._failed(self, exc)
-
-    def __repr__(self) -> str:
-        return f"<Attempt {self.number}>"
-
-
-class Retrying:
-    """Iterator form of a :class:`Retry` (see :meth:`Retry.attempts` and :func:`retrying`)."""
-
-    def __init__(self, retry: Retry) -> None:
-        self.retry = retry
-        self._state: _CallState | None = None
-        self._nested = False
-
-    def get_delay(self, retry_number: int) -> float:
-        """Sample the wait before retry ``retry_number``."""
-        return self.retry.get_delay(retry_number)
-
-    def _failed(self, attempt: Attempt, exc: BaseException) -> bool:
-        retry = self.retry
-        if self._nested or not isinstance(exc, retry.on):
-            return False
-        if not retry._retryable(exc):
-            retry._on_not_retryable(self._state, exc)
-            return False
-        if self._state is None:
-            self._state = _CallState(retry, self._start)
-        state = self._state
-        state.attempt = attempt.number
-        delay = retry._next_delay(state, exc)
-        if delay is None:
-            try:
-                retry._give_up(state, exc, True)
-            except BaseException:  # _give_up re-raises exc with its note; let `with` propagate it
-                return False
-        retry._on_retry(state, exc, delay, True)  # type: ignore[arg-type]
-        attempt.delay = delay
-        return True
-
-    def _begin(self) -> None:
-        self._nested = _in_retry.get()
-        self._state = None
-        self._start = self.retry.clock.monotonic()
-
-    def __iter__(self) -> Iterator[Attempt]:
-        self._begin()
-        number = 0
-        while True:
-            number += 1
-            attempt = Attempt(self, number)
-            yield attempt
-            if attempt.delay is None:
-                # success (or the body never raised): the call is over
-                if attempt.succeeded:
-                    self._succeeded(number)
-                return
-            if attempt.delay > 0 and not _waits.is_testing():
-                self.retry.clock.sleep(attempt.delay)
-
-    async def __aiter__(self) -> AsyncIterator[Attempt]:
-        self._begin()
-        number = 0
-        while True:
-            number += 1
-            attempt = Attempt(self, number)
-            yield attempt
-            if attempt.delay is None:
-                if attempt.succeeded:
-                    self._succeeded(number)
-                return
-            if attempt.delay > 0 and not _waits.is_testing():
-                await self.retry.clock.asleep(attempt.delay)
-
-    def _succeeded(self, number: int) -> None:
-        if self._nested:
-            return
-        if number == 1:
-            if self.retry.budget is not None:
-                self.retry.budget.on_success()
-        else:
-            self.retry._on_success_after_retry(self._state)  # type: ignore[arg-type]
-
-
-def retrying(**options: Any) -> Retrying:
-    """The iterator/context-manager form, configured like :class:`Retry`::
-
-        for attempt in retrying(on=ConnectionError, max_attempts=5):
-            with attempt:
-                connect()
-
-        async for attempt in retrying(on=httpx.TransportError):
-            with attempt:
-                await client.get(url)
-    """
-    return Retrying(Retry(**options))
-
-
-# --------------------------------------------------------------------------- seed forms
-
-
-def _attempts_from(max_attempts: int | None, max_retries: int | None, default: int = 3) -> int:
-    if max_attempts is not None and max_retries is not None:
-        raise ConfigurationError(
-            "give max_attempts (counts the first call) or max_retries (does not), not both"
-        )
-    if max_retries is not None:
-        if max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0; got {max_retries}")
-        return max_retries + 1
-    return default if max_attempts is None else max_attempts
-
-
-def retry_with_backoff(
-    max_attempts: int | None = None,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
-    exponential_base: float = 2.0,
-    exceptions: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
-    jitter: bool = True,
-    *,
-    max_retries: int | None = None,
-    name: str | None = None,
-    **options: Any,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: retry with exponential backoff (full jitter unless ``jitter=False``).
-
-    Args:
-        max_attempts: attempts including the first (default 3). Alternatively ``max_retries``
-            counts only the retries (``max_retries=2`` == ``max_attempts=3``).
-        base_delay: first wait cap in seconds.
-        max_delay: the largest wait.
-        exponential_base: growth per retry.
-        exceptions: what is retried.
-        jitter: full jitter (default) or plain exponential waits.
-        name: budget/metric name (default: the function's qualified name).
-        **options: any other :class:`Retry` argument (``deadline``, ``clock``, ``hooks`` ...).
-    """
-    attempts = _attempts_from(max_attempts, max_retries)
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        retry = Retry(
-            name=name or getattr(fn, "__qualname__", "retry"),
-            max_attempts=attempts,
-            on=exceptions,
-            backoff="full_jitter" if jitter else "exponential",
-            base_delay=base_delay,
-            max_delay=max_delay,
-            multiplier=exponential_base,
-            **options,
-        )
-        return retry(fn)
-
-    return decorate
-
-
-def retry_on_failure(
-    fn: Callable[..., Any],
-    *args: Any,
-    max_attempts: int | None = None,
-    max_retries: int | None = None,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
-    exceptions: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
-    retry: Retry | None = None,
-    **kwargs: Any,
-) -> Any:
-    """Call ``fn(*args, **kwargs)`` with retries (functional form).
-
-    A coroutine function returns an awaitable: ``await retry_on_failure(async_fn, ...)``.
-    The retry options are keyword-only and reserved; everything else goes to ``fn``.
-
-    Args:
-        fn: the function to call.
-        max_attempts / max_retries: see :func:`retry_with_backoff`.
-        base_delay, max_delay, exceptions: see :func:`retry_with_backoff`.
-        retry: a configured :class:`Retry` to use instead of the options.
-    """
-    if retry is None:
-        retry = Retry(
-            name=getattr(fn, "__qualname__", "retry"),
-            max_attempts=_attempts_from(max_attempts, max_retries),
-            on=exceptions,
-            base_delay=base_delay,
-            max_delay=max_delay,
-        )
-    if callable_kind(fn) is COROUTINE:
-        return retry.acall(fn, *args, **kwargs)
-    return retry.call(fn, *args, **kwargs)
-
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    errors: tuple[type[BaseException], ...] = NETWORK_ERRORS
-    httpx = sys.modules.get("httpx")
-    if httpx is not None:
-        errors = (*errors, httpx.TransportError)
-    return errors
-
-
-def _status_of(outcome: Any) -> int | None:
-    for obj in (outcome, getattr(outcome, "response", None)):
-        if obj is None:
-            continue
-        for attr in ("status_code", "status"):
-            value = getattr(obj, attr, None)
-            if isinstance(value, int):
-                return value
-    return None
-
-
-_network_retries: dict[str, Retry] = {}
-_api_retries: dict[str, Retry] = {}
-
-
-def retry_network_operation(fn: Callable[..., Any], *args: Any, name: str = "network", **kwargs: Any) -> Any:
-    """Call ``fn`` retrying network failures: 3 attempts, full jitter from 0.5 s, cap 10 s.
-
-    Retried: ``ConnectionError``, ``TimeoutError``, ``OSError`` and ``httpx.TransportError``
-    (when httpx is in use). Coroutine functions return an awaitable.
-    """
-    retry = _network_retries.get(name)
-    if retry is None:
-        retry = _network_retries[name] = Retry(
-            name=name, max_attempts=3, on=_network_errors(), base_delay=0.5, max_delay=10.0
-        )
-    if callable_kind(fn) is COROUTINE:
-        return retry.acall(fn, *args, **kwargs)
-    return retry.call(fn, *args, **kwargs)
-
-
-def _api_retryable_exception(exc: BaseException) -> bool:
-    if isinstance(exc, _network_errors()):
-        return True
-    status = _status_of(exc)
-    return status is not None and status in RETRYABLE_STATUS
-
-
-def _api_retryable_result(result: Any) -> bool:
-    status = _status_of(result)
-    return status is not None and status in RETRYABLE_STATUS
-
-
-def retry_api_call(fn: Callable[..., Any], *args: Any, name: str = "api", **kwargs: Any) -> Any:
-    """Call an HTTP API with retries: network failures and 408/425/429/5xx (exceptions or results).
-
-    3 attempts, full jitter from 1 s, cap 30 s, ``Retry-After`` honoured up to 30 s. A result
-    that is still a retryable response after the last attempt is returned (the caller checks
-    its status, as with any HTTP response); a retryable exception is re-raised.
-    """
-    retry = _api_retries.get(name)
-    if retry is None:
-        retry = _api_retries[name] = Retry(
-            name=name, max_attempts=3, on=Exception, retry_if=_api_retryable_exception,
-            retry_on_result=_api_retryable_result, base_delay=1.0, max_delay=30.0,
-            return_last_result=True,
-        )
-    if callable_kind(fn) is COROUTINE:
-        return retry.acall(fn, *args, **kwargs)
-    return retry.call(fn, *args, **kwargs)
