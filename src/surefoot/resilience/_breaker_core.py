@@ -681,8 +681,8 @@ class BreakerCore:
     def _reset_half_open(self, now: float) -> None:
         self._ho_since = now
         self._ho_full_since = now
-        self._ho_issued = 0
-        self._ho_done = 0
+        self._ho_issued: int = 0
+        self._ho_done: int = 0
         self._ho_failures = 0
         self._ho_slow = 0
 

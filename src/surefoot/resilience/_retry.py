@@ -361,7 +361,7 @@ class Retry:
                 return _checked(fn(*args, **kwargs))
             start = monotonic() if deadline is not None else None
             token = in_retry_set(True)
-            dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
+            dtoken = _deadline.set((start + deadline, clock)) if start is not None and deadline is not None else None
             try:
                 try:
                     result = fn(*args, **kwargs)
@@ -414,7 +414,7 @@ class Retry:
                 return await fn(*args, **kwargs)
             start = monotonic() if deadline is not None else None
             token = in_retry_set(True)
-            dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
+            dtoken = _deadline.set((start + deadline, clock)) if start is not None and deadline is not None else None
             try:
                 try:
                     result = await fn(*args, **kwargs)
@@ -471,7 +471,7 @@ class Retry:
                     return await target(*args, **kwargs)
                 start = monotonic() if deadline is not None else None
                 token = in_retry_set(True)
-                dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
+                dtoken = _deadline.set((start + deadline, clock)) if start is not None and deadline is not None else None
                 try:
                     try:
                         result = await target(*args, **kwargs)
@@ -513,7 +513,7 @@ class Retry:
                 return _checked(target(*args, **kwargs))
             start = monotonic() if deadline is not None else None
             token = in_retry_set(True)
-            dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
+            dtoken = _deadline.set((start + deadline, clock)) if start is not None and deadline is not None else None
             try:
                 try:
                     result = target(*args, **kwargs)
