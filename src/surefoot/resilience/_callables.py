@@ -129,11 +129,6 @@ def refuse_kind(fn: Any, owner: str, var: str, kind: str, advice: str) -> NoRetu
     )
 
 
-def is_deferred(value: Any) -> bool:
-    """True when ``value`` is a coroutine, future, generator or async generator."""
-    return type(value) in DEFERRED_TYPES
-
-
 def guard_sync(owner: str, var: str, *, generators: bool = True) -> Callable[[Any], Any]:
     """A function returning its argument, refusing deferred values (for the slow paths)."""
 
