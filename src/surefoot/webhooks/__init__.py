@@ -3,7 +3,8 @@
 Verifiers (no database needed)::
 
     TwilioVerifier, StripeVerifier, StandardWebhooksVerifier, GitHubVerifier,
-    Verifier (protocol for your own), VerifiedDelivery, SignatureError, PublicURL
+    Verifier (protocol for your own), VerifiedDelivery, SignatureError, PublicURL,
+    PayloadTooLargeError, twilio_dedupe_key, body_hash_key
 
 The inbox (SQLAlchemy, PostgreSQL or SQLite)::
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from ._verify import (
     GitHubVerifier,
+    PayloadTooLargeError,
     PublicURL,
     SignatureError,
     StandardWebhooksVerifier,
@@ -30,6 +32,8 @@ from ._verify import (
     TwilioVerifier,
     VerifiedDelivery,
     Verifier,
+    body_hash_key,
+    twilio_dedupe_key,
 )
 
 __all__ = [
@@ -41,6 +45,9 @@ __all__ = [
     "VerifiedDelivery",
     "SignatureError",
     "PublicURL",
+    "PayloadTooLargeError",
+    "twilio_dedupe_key",
+    "body_hash_key",
     "WebhookInbox",
     "Delivery",
     "Ignore",

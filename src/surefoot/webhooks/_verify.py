@@ -12,6 +12,14 @@ A verifier checks one delivery on its raw bytes, before anything parses them, an
 ``mismatch``        no signature matched any active secret (or a body hash differs)
 =================  ==============================================================
 
+Before anything is parsed or hashed, each verifier bounds the work an unauthenticated
+request can cause: a body over ``max_body_bytes`` (a provider-appropriate default) and, for
+Twilio forms, more than ``max_params`` parameters are refused with
+:class:`PayloadTooLargeError` (413).
+
+Dedupe keys come only from signed content (see each verifier), so a replay with an
+unsigned header changed is still a duplicate.
+
 Every verifier accepts several active secrets so a secret can be rotated without downtime:
 add the new one, switch the provider over, remove the old one. Comparisons use
 :func:`hmac.compare_digest`; the expected signature never appears in an error.
@@ -31,14 +39,15 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .._clock import SYSTEM_CLOCK, Clock
-from ..errors import AuthenticationError, ConfigurationError
+from ..errors import AuthenticationError, ConfigurationError, HTTPError
 from ._signing import (
     decode_standard_secret,
     github_signature,
     standard_signature,
     stripe_signature,
     twilio_body_hash,
-    twilio_signature,
+    twilio_param_string,
+    twilio_signature_of,
     twilio_url_variants,
 )
 
@@ -52,7 +61,9 @@ __all__ = [
     "StripeVerifier",
     "StandardWebhooksVerifier",
     "GitHubVerifier",
+    "PayloadTooLargeError",
     "body_hash_key",
+    "twilio_dedupe_key",
 ]
 
 Reason = Literal["missing_header", "malformed", "stale", "future", "mismatch"]
@@ -60,6 +71,40 @@ REASONS: tuple[str, ...] = ("missing_header", "malformed", "stale", "future", "m
 
 # Dedupe keys longer than this are replaced by their SHA-256 so they fit the column.
 MAX_KEY_LENGTH = 200
+
+MiB = 1024 * 1024
+# Provider-appropriate body limits, checked before anything is parsed or hashed. Twilio's
+# form callbacks are a few KiB; GitHub caps its payloads at 25 MB.
+TWILIO_MAX_BODY_BYTES = 1 * MiB
+TWILIO_MAX_PARAMS = 1000
+STRIPE_MAX_BODY_BYTES = 5 * MiB
+STANDARD_MAX_BODY_BYTES = 5 * MiB
+GITHUB_MAX_BODY_BYTES = 25 * MiB
+# Signed timestamps are Unix seconds: 10 digits today, 12 until the year 33658.
+MAX_TIMESTAMP_DIGITS = 12
+
+
+class PayloadTooLargeError(HTTPError):
+    """A webhook body (or its parameter count) exceeds a limit checked before verification (413)."""
+
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+    title = "Content Too Large"
+
+
+def _positive(value: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_body_size(body: bytes, limit: int, provider: str) -> None:
+    """Raise :class:`PayloadTooLargeError` when ``body`` is longer than ``limit`` bytes."""
+    if len(body) > limit:
+        raise PayloadTooLargeError(
+            f"the {provider} webhook body is larger than {limit} bytes; raise max_body_bytes if the provider really sends more",
+            limit=limit,
+        )
 
 
 class SignatureError(AuthenticationError):
@@ -92,14 +137,14 @@ class SignatureError(AuthenticationError):
 def _fit_key(key: str) -> str:
     if len(key) <= MAX_KEY_LENGTH:
         return key
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def body_hash_key(body: bytes, *extra: str) -> str:
     """A dedupe key made of the SHA-256 of ``extra`` parts and the body (the fallback key)."""
     digest = hashlib.sha256()
     for part in extra:
-        digest.update(part.encode())
+        digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
     digest.update(body)
     return "sha256:" + digest.hexdigest()
@@ -293,20 +338,47 @@ class PublicURL:
         return urlunsplit((scheme, host, parts.path, parts.query, ""))
 
 
+def twilio_dedupe_key(url: str, params: Iterable[tuple[str, str]] = ()) -> str:
+    """The default dedupe key of a Twilio delivery: a hash of everything Twilio signs.
+
+    ``"sha256:" + hex SHA-256`` of the public URL without its port (query included; for
+    JSON requests it carries ``bodySHA256``) and the form parameters in Twilio's canonical
+    order (:func:`~surefoot.webhooks._signing.sorted_params`), each part length-prefixed.
+    Nothing outside the signature (no header, no ``I-Twilio-Idempotency-Token``) goes in, so
+    a replay cannot be made to look new; and two different ``<Gather>`` results for one call
+    differ in their ``Digits``, so they never collide.
+    """
+    from ._signing import sorted_params
+
+    digest = hashlib.sha256()
+    for part in [twilio_url_variants(url)[0], *(p for pair in sorted_params(params) for p in pair)]:
+        data = part.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return "sha256:" + digest.hexdigest()
+
+
 class TwilioVerifier:
     """Verifies ``X-Twilio-Signature`` on form-encoded and JSON (``bodySHA256``) requests.
 
     The signature covers the public URL (see :class:`PublicURL`) and, for forms, every
-    parameter in sorted order; for JSON the URL carries ``bodySHA256``, the hex SHA-256 of
+    parameter in Twilio's canonical order: names sorted, the values of a repeated name
+    sorted, and a repeated identical ``name=value`` pair counted once (as Twilio's own
+    ``RequestValidator`` does). For JSON the URL carries ``bodySHA256``, the hex SHA-256 of
     the raw body, which is checked too. Like Twilio's own validators, a signature over the
     URL without its port or with the default port added is accepted. Twilio signs no
     timestamp: replays are stopped by the inbox's dedupe key.
 
-    Dedupe key: the ``I-Twilio-Idempotency-Token`` header when present; otherwise the path
-    with ``CallSid`` + ``CallStatus`` (+ ``SequenceNumber``) or ``MessageSid`` +
-    ``SmsStatus``/``MessageStatus``; otherwise a hash of the URL and sorted parameters. Pass
-    ``dedupe_key=`` to choose another (e.g. when one call posts several ``<Gather>`` results
-    to the same path without an idempotency token).
+    Dedupe key: :func:`twilio_dedupe_key`, a hash of the signed URL (port removed) and the
+    signed parameters. ``I-Twilio-Idempotency-Token`` is a header, outside the signature, so
+    it is stored with the delivery but never used as the key: a replay with a fresh token is
+    still a duplicate. Two requests are one delivery exactly when Twilio signed the same
+    URL and parameters; give two ``<Gather>`` actions of one call different URLs (e.g.
+    ``?step=2``) if they can post identical digits. Pass ``dedupe_key=`` to choose another
+    key, built from signed content only.
+
+    Before parsing, a body over ``max_body_bytes`` or with more than ``max_params`` form
+    parameters is refused with :class:`PayloadTooLargeError` (413).
 
     Args:
         auth_token: the account's auth token, or a list of active tokens during rotation.
@@ -315,6 +387,9 @@ class TwilioVerifier:
         trusted_proxies: shorthand for ``public_url=PublicURL(trusted_proxies=...)``.
         provider: the provider name used in metrics, logs and the inbox (default ``twilio``).
         dedupe_key: ``f(delivery) -> str`` replacing the default dedupe key.
+        max_body_bytes: largest body accepted (default 1 MiB; Twilio's form callbacks are
+            a few KiB).
+        max_params: most form parameters accepted (default 1000).
     """
 
     header = "x-twilio-signature"
@@ -328,6 +403,8 @@ class TwilioVerifier:
         trusted_proxies: Iterable[str] = (),
         provider: str = "twilio",
         dedupe_key: Callable[[VerifiedDelivery], str] | None = None,
+        max_body_bytes: int = TWILIO_MAX_BODY_BYTES,
+        max_params: int = TWILIO_MAX_PARAMS,
     ) -> None:
         self.tokens: list[str] = _secrets(auth_token, "TwilioVerifier auth_token")
         if public_url is not None and (base_url or trusted_proxies):
@@ -335,11 +412,18 @@ class TwilioVerifier:
         self.public_url = public_url or PublicURL(base_url, trusted_proxies=trusted_proxies)
         self.provider = provider
         self._dedupe_key = dedupe_key
+        self.max_body_bytes = _positive(max_body_bytes, "TwilioVerifier max_body_bytes")
+        self.max_params = _positive(max_params, "TwilioVerifier max_params")
 
     def verify(
         self, body: bytes, headers: Mapping[str, str], *, url: str, client: str | None = None
     ) -> VerifiedDelivery:
-        """Check a Twilio delivery; see the class docstring. Raises :class:`SignatureError`."""
+        """Check a Twilio delivery; see the class docstring.
+
+        Raises:
+            SignatureError: the delivery is not authentic (401).
+            PayloadTooLargeError: the body or its parameter count is over the limit (413).
+        """
         h = _lower(headers)
         given = h.get(self.header)
         if given is None:
@@ -353,10 +437,11 @@ class TwilioVerifier:
             raise SignatureError(
                 "the X-Twilio-Signature header is not a base64 HMAC-SHA1", reason="malformed", provider=self.provider
             )
+        check_body_size(body, self.max_body_bytes, self.provider)
         try:
             public = self.public_url.resolve(url, h, client)
             variants = twilio_url_variants(public)
-            query = parse_qsl(urlsplit(public).query, keep_blank_values=True)
+            query = parse_qsl(urlsplit(public).query, keep_blank_values=True, max_num_fields=self.max_params)
         except ValueError as exc:
             raise SignatureError(
                 "the request URL (or its forwarded parts) cannot be parsed", reason="malformed", provider=self.provider
@@ -374,6 +459,12 @@ class TwilioVerifier:
                     reason="mismatch", provider=self.provider,
                 )
         elif media_type in ("application/x-www-form-urlencoded", "") or not body:
+            # Counted on the raw bytes (one C pass) before any decoding, parsing or sorting.
+            if body and body.count(b"&") + 1 > self.max_params:
+                raise PayloadTooLargeError(
+                    f"the Twilio form has more than {self.max_params} parameters; raise max_params if Twilio really sends more",
+                    limit=self.max_params,
+                )
             params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         else:
             # Only form parameters are covered by the signature; any other body must be bound
@@ -382,10 +473,11 @@ class TwilioVerifier:
                 f"a {media_type} body needs the bodySHA256 query parameter to be verifiable",
                 reason="malformed", provider=self.provider,
             )
+        signed_params = twilio_param_string(params)
         matched = False
         for candidate in variants:
             for token in self.tokens:
-                expected = twilio_signature(token, candidate, params)
+                expected = twilio_signature_of(token, candidate, signed_params)
                 # Evaluate every combination: the time taken does not reveal which one matched.
                 matched |= hmac.compare_digest(expected.encode(), given.encode())
         if not matched:
@@ -398,34 +490,9 @@ class TwilioVerifier:
         delivery = VerifiedDelivery(self.provider, "", body, h, public, media_type)
         if not body_hashes:
             delivery._form = params
-        delivery.dedupe_key = _fit_key(self._dedupe_key(delivery) if self._dedupe_key else self._default_key(delivery, params))
+        key = self._dedupe_key(delivery) if self._dedupe_key else twilio_dedupe_key(public, params)
+        delivery.dedupe_key = _fit_key(key)
         return delivery
-
-    def _default_key(self, delivery: VerifiedDelivery, params: list[tuple[str, str]]) -> str:
-        token = delivery.headers.get("i-twilio-idempotency-token")
-        if token:
-            return "token:" + token.strip()
-        values: dict[str, str] = dict(params)
-        if not params and delivery.content_type == "application/json":
-            try:
-                data = delivery.json()
-            except ValueError:
-                data = None
-            if isinstance(data, dict):
-                values = {str(k): str(v) for k, v in data.items() if isinstance(v, (str, int))}
-        path = urlsplit(delivery.url).path
-        if values.get("CallSid") and values.get("CallStatus"):
-            key = f"call:{path}:{values['CallSid']}:{values['CallStatus']}"
-            if values.get("SequenceNumber"):
-                key += ":" + values["SequenceNumber"]
-            return key
-        status = values.get("SmsStatus") or values.get("MessageStatus")
-        if values.get("MessageSid") and status:
-            return f"message:{path}:{values['MessageSid']}:{status}"
-        canonical = urlunsplit(urlsplit(twilio_url_variants(delivery.url)[0]))
-        return body_hash_key(
-            "".join(k + v for k, v in sorted(params)).encode() if params else delivery.body, canonical
-        )
 
 
 class StripeVerifier:
@@ -440,7 +507,10 @@ class StripeVerifier:
     ahead (default: the same 300 s) as ``future``, so a clock gone wrong is visible and a
     signature cannot be made to last forever.
 
-    Dedupe key: the event ``id`` from the verified JSON body (``dedupe_key=`` to override).
+    A ``t`` that is not 1 to 12 ASCII digits (e.g. 5,000 digits) is ``malformed``.
+
+    Dedupe key: the event ``id`` from the verified (signed) JSON body; a body without one is
+    keyed by its SHA-256 (``dedupe_key=`` to override).
 
     Args:
         secret: the endpoint's signing secret, or a list of active secrets.
@@ -449,6 +519,7 @@ class StripeVerifier:
         clock: the time source (tests pass a ``FakeClock``).
         provider: the provider name (default ``stripe``).
         dedupe_key: ``f(delivery) -> str`` replacing the default dedupe key.
+        max_body_bytes: largest body accepted before verification (default 5 MiB).
     """
 
     header = "stripe-signature"
@@ -462,8 +533,10 @@ class StripeVerifier:
         clock: Clock = SYSTEM_CLOCK,
         provider: str = "stripe",
         dedupe_key: Callable[[VerifiedDelivery], str] | None = None,
+        max_body_bytes: int = STRIPE_MAX_BODY_BYTES,
     ) -> None:
         self.secrets: list[str] = _secrets(secret, "StripeVerifier secret")
+        self.max_body_bytes = _positive(max_body_bytes, "StripeVerifier max_body_bytes")
         if tolerance <= 0:
             raise ConfigurationError("StripeVerifier tolerance must be positive (seconds)")
         self.tolerance = float(tolerance)
@@ -490,15 +563,17 @@ class StripeVerifier:
                 timestamps.append(val.strip())
             elif name == "v1":
                 candidates.append(val.strip())
-        if len(timestamps) != 1 or not timestamps[0].isascii() or not timestamps[0].isdigit():
+        if len(timestamps) != 1 or not _is_timestamp(timestamps[0]):
             raise SignatureError(
-                "the Stripe-Signature header needs exactly one numeric t=<unix time>", reason="malformed", provider=self.provider
+                f"the Stripe-Signature header needs exactly one t=<unix time in seconds> (1 to {MAX_TIMESTAMP_DIGITS} digits)",
+                reason="malformed", provider=self.provider,
             )
         ts = int(timestamps[0])
         if not candidates:
             raise SignatureError(
                 "the Stripe-Signature header carries no v1 signature", reason="mismatch", provider=self.provider
             )
+        check_body_size(body, self.max_body_bytes, self.provider)
         matched = False
         for secret in self.secrets:
             expected = stripe_signature(secret, ts, body).encode()
@@ -514,6 +589,10 @@ class StripeVerifier:
         delivery = VerifiedDelivery(self.provider, "", body, h, url, _media_type(h))
         delivery.dedupe_key = _fit_key(self._dedupe_key(delivery) if self._dedupe_key else _json_id(delivery))
         return delivery
+
+
+def _is_timestamp(text: str) -> bool:
+    return 0 < len(text) <= MAX_TIMESTAMP_DIGITS and text.isascii() and text.isdigit()
 
 
 def _json_id(delivery: VerifiedDelivery) -> str:
@@ -534,7 +613,8 @@ class StandardWebhooksVerifier:
     tokens (other versions, e.g. the asymmetric ``v1a``, are ignored). Timestamps more than
     ``tolerance`` away in either direction, and non-numeric ones, are refused.
 
-    Dedupe key: the ``webhook-id`` (or ``svix-id``) header.
+    Dedupe key: the ``webhook-id`` (or ``svix-id``) header, which is part of the signed
+    message, so it cannot be changed on a replay.
 
     Args:
         secret: ``whsec_...`` secret, or a list of active secrets during rotation.
@@ -542,6 +622,7 @@ class StandardWebhooksVerifier:
         clock: the time source.
         provider: the provider name (default ``standard``).
         dedupe_key: ``f(delivery) -> str`` replacing the default dedupe key.
+        max_body_bytes: largest body accepted before verification (default 5 MiB).
 
     Raises:
         ConfigurationError: a secret is not ``whsec_`` + base64.
@@ -555,8 +636,10 @@ class StandardWebhooksVerifier:
         clock: Clock = SYSTEM_CLOCK,
         provider: str = "standard",
         dedupe_key: Callable[[VerifiedDelivery], str] | None = None,
+        max_body_bytes: int = STANDARD_MAX_BODY_BYTES,
     ) -> None:
         self.keys = [decode_standard_secret(s) for s in _secrets(secret, "StandardWebhooksVerifier secret")]
+        self.max_body_bytes = _positive(max_body_bytes, "StandardWebhooksVerifier max_body_bytes")
         if tolerance <= 0:
             raise ConfigurationError("StandardWebhooksVerifier tolerance must be positive (seconds)")
         self.tolerance = float(tolerance)
@@ -577,7 +660,7 @@ class StandardWebhooksVerifier:
                 f"missing header(s): {', '.join(missing)}", reason="missing_header", provider=self.provider
             )
         msg_id, ts_text, signatures = str(msg_id), str(ts_text).strip(), str(signatures)
-        if not ts_text.isascii() or not ts_text.isdigit() or len(ts_text) > 12:
+        if not _is_timestamp(ts_text):
             raise SignatureError(f"{prefix}timestamp must be a Unix time in seconds", reason="malformed", provider=self.provider)
         if not msg_id.strip():
             raise SignatureError(f"{prefix}id is empty", reason="malformed", provider=self.provider)
@@ -601,6 +684,7 @@ class StandardWebhooksVerifier:
             raise SignatureError(
                 f"{prefix}signature carries no 'v1' signature", reason="mismatch", provider=self.provider
             )
+        check_body_size(body, self.max_body_bytes, self.provider)
         matched = False
         for key in self.keys:
             expected = standard_signature(key, msg_id, ts, body).partition(",")[2].encode()
@@ -618,12 +702,19 @@ class StandardWebhooksVerifier:
 class GitHubVerifier:
     """Verifies ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>``.
 
-    GitHub signs no timestamp; redeliveries keep ``X-GitHub-Delivery``, the dedupe key.
+    GitHub signs no timestamp and only the body.
+
+    Dedupe key: ``"sha256:" +`` the SHA-256 of the body. ``X-GitHub-Delivery`` (kept with
+    the stored headers) is outside the signature, so a replay could carry a fresh one; it is
+    never the key. A redelivery sends the same body, so it is a duplicate; two deliveries
+    with byte-identical bodies are one delivery.
 
     Args:
         secret: the webhook secret, or a list of active secrets during rotation.
         provider: the provider name (default ``github``).
         dedupe_key: ``f(delivery) -> str`` replacing the default dedupe key.
+        max_body_bytes: largest body accepted before verification (default 25 MiB,
+            GitHub's own cap).
     """
 
     header = "x-hub-signature-256"
@@ -634,8 +725,10 @@ class GitHubVerifier:
         *,
         provider: str = "github",
         dedupe_key: Callable[[VerifiedDelivery], str] | None = None,
+        max_body_bytes: int = GITHUB_MAX_BODY_BYTES,
     ) -> None:
         self.secrets: list[str] = _secrets(secret, "GitHubVerifier secret")
+        self.max_body_bytes = _positive(max_body_bytes, "GitHubVerifier max_body_bytes")
         self.provider = provider
         self._dedupe_key = dedupe_key
 
@@ -653,6 +746,7 @@ class GitHubVerifier:
             raise SignatureError(
                 "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits", reason="malformed", provider=self.provider
             )
+        check_body_size(body, self.max_body_bytes, self.provider)
         given = ("sha256=" + hexdigest.lower()).encode()
         matched = False
         for secret in self.secrets:
@@ -662,9 +756,5 @@ class GitHubVerifier:
                 "X-Hub-Signature-256 does not match the body for any active secret", reason="mismatch", provider=self.provider
             )
         delivery = VerifiedDelivery(self.provider, "", body, h, url, _media_type(h))
-        if self._dedupe_key:
-            key = self._dedupe_key(delivery)
-        else:
-            key = h.get("x-github-delivery", "").strip() or body_hash_key(body)
-        delivery.dedupe_key = _fit_key(key)
+        delivery.dedupe_key = _fit_key(self._dedupe_key(delivery) if self._dedupe_key else body_hash_key(body))
         return delivery
