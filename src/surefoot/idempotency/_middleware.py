@@ -104,10 +104,10 @@ def default_client_key(scope: Scope, *, trusted_headers: Iterable[str] = ()) -> 
         if value:
             parts.append("cred:" + hashlib.sha256(value.encode("latin-1")).hexdigest()[:40])
             break
-    for name in trusted_headers:
-        value = _header(scope, name.lower().encode("latin-1"))
+    for trusted in trusted_headers:
+        value = _header(scope, trusted.lower().encode("latin-1"))
         if value:
-            parts.append(f"{name.lower()}={value}")
+            parts.append(f"{trusted.lower()}={value}")
     if not parts:
         client = scope.get("client")
         return "ip:" + (client[0] if client else "unknown")

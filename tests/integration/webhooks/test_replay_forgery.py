@@ -26,7 +26,15 @@ from surefoot.testing import (
     sign_twilio_json,
 )
 
-from .conftest import BASE, GITHUB_SECRET, STANDARD_SECRET, STRIPE_SECRET, TWILIO_TOKEN, Harness, rows
+from .conftest import (
+    BASE,
+    GITHUB_SECRET,
+    STANDARD_SECRET,
+    STRIPE_SECRET,
+    TWILIO_TOKEN,
+    Harness,
+    rows,
+)
 
 REPLAYS = 6
 

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surefoot.errors import ConfigurationError
-from surefoot.testing import FakeClock, golden_stripe_event, sign_github, sign_standard, sign_stripe, sign_twilio
+from surefoot.testing import (
+    FakeClock,
+    golden_stripe_event,
+    sign_github,
+    sign_standard,
+    sign_stripe,
+    sign_twilio,
+)
 from surefoot.webhooks import (
     GitHubVerifier,
     PayloadTooLargeError,
