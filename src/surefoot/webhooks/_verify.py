@@ -210,7 +210,9 @@ class Verifier(Protocol):
     """What the inbox needs of a verifier; implement it for a provider surefoot does not know.
 
     ``verify`` must check the raw ``body`` before parsing it and raise :class:`SignatureError`
-    (with a ``reason``) when the delivery is not authentic.
+    (with a ``reason``) when the delivery is not authentic. Its dedupe key must come from
+    signed content only. An optional integer ``max_body_bytes`` attribute sets the body limit
+    the inbox enforces before calling it; ``verify`` may be called in a worker thread.
     """
 
     provider: str
