@@ -341,23 +341,23 @@ class PublicURL:
 
 
 def twilio_dedupe_key(url: str, params: Iterable[tuple[str, str]] = ()) -> str:
-    """The default dedupe key of a Twilio delivery: a hash of everything Twilio signs.
+    """The default dedupe key of a Twilio delivery: a hash of exactly the string Twilio signs.
 
     ``"sha256:" + hex SHA-256`` of the public URL without its port (query included; for
-    JSON requests it carries ``bodySHA256``) and the form parameters in Twilio's canonical
-    order (:func:`~surefoot.webhooks._signing.sorted_params`), each part length-prefixed.
-    Nothing outside the signature (no header, no ``I-Twilio-Idempotency-Token``) goes in, so
-    a replay cannot be made to look new; and two different ``<Gather>`` results for one call
-    differ in their ``Digits``, so they never collide.
+    JSON requests it carries ``bodySHA256``) followed by the form parameters in Twilio's
+    canonical order (:func:`~surefoot.webhooks._signing.twilio_param_string`). Nothing
+    outside the signature (no header, no ``I-Twilio-Idempotency-Token``) goes in, so a replay
+    cannot be made to look new: any request the signature cannot tell apart from a stored
+    one — even one that moves characters between the URL and the form — has its key. Two
+    different ``<Gather>`` results for one call differ in their ``Digits``, so they never
+    collide.
     """
-    from ._signing import sorted_params
+    return _twilio_key(twilio_url_variants(url)[0], twilio_param_string(params))
 
-    digest = hashlib.sha256()
-    for part in [twilio_url_variants(url)[0], *(p for pair in sorted_params(params) for p in pair)]:
-        data = part.encode("utf-8", "surrogatepass")
-        digest.update(len(data).to_bytes(8, "big"))
-        digest.update(data)
-    return "sha256:" + digest.hexdigest()
+
+def _twilio_key(url_without_port: str, signed_params: str) -> str:
+    data = (url_without_port + signed_params).encode("utf-8", "surrogatepass")
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class TwilioVerifier:
@@ -371,8 +371,8 @@ class TwilioVerifier:
     URL without its port or with the default port added is accepted. Twilio signs no
     timestamp: replays are stopped by the inbox's dedupe key.
 
-    Dedupe key: :func:`twilio_dedupe_key`, a hash of the signed URL (port removed) and the
-    signed parameters. ``I-Twilio-Idempotency-Token`` is a header, outside the signature, so
+    Dedupe key: :func:`twilio_dedupe_key`, a hash of the exact string Twilio signs (the URL
+    with its port removed, then the parameters in canonical order). ``I-Twilio-Idempotency-Token`` is a header, outside the signature, so
     it is stored with the delivery but never used as the key: a replay with a fresh token is
     still a duplicate. Two requests are one delivery exactly when Twilio signed the same
     URL and parameters; give two ``<Gather>`` actions of one call different URLs (e.g.
@@ -492,7 +492,7 @@ class TwilioVerifier:
         delivery = VerifiedDelivery(self.provider, "", body, h, public, media_type)
         if not body_hashes:
             delivery._form = params
-        key = self._dedupe_key(delivery) if self._dedupe_key else twilio_dedupe_key(public, params)
+        key = self._dedupe_key(delivery) if self._dedupe_key else _twilio_key(variants[0], signed_params)
         delivery.dedupe_key = _fit_key(key)
         return delivery
 

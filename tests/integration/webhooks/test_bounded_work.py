@@ -23,8 +23,25 @@ MAX_GAP = 0.1
 HOSTILE_FORM = b"a=1&" * 5_250_000  # 21 MB, 5.25 million parameters
 
 
-async def longest_gap(work: Callable[[], Awaitable[Any]]) -> tuple[Any, float]:
-    """Run ``work`` while a ticker measures the longest time the loop did not answer."""
+async def longest_gap(work: Callable[[], Awaitable[Any]], attempts: int = 3) -> tuple[Any, float]:
+    """Run ``work`` while a ticker measures the longest time the loop did not answer.
+
+    On a loaded machine the operating system alone can pause the process for a while, so a
+    gap over the bound is measured again (up to ``attempts`` times) and the smallest
+    longest-gap is returned: a stall caused by the request itself shows up every time.
+    """
+    best: tuple[Any, float] | None = None
+    for _ in range(attempts):
+        result, gap = await _one_gap(work)
+        if best is None or gap < best[1]:
+            best = (result, gap)
+        if gap < MAX_GAP:
+            break
+    assert best is not None
+    return best
+
+
+async def _one_gap(work: Callable[[], Awaitable[Any]]) -> tuple[Any, float]:
     stop = asyncio.Event()
     gaps: list[float] = []
 
@@ -105,7 +122,12 @@ async def test_the_same_form_streamed_without_content_length_is_cut_off(app_clie
             pulled += len(chunk)
             yield chunk
 
-    response, gap = await longest_gap(lambda: client.post("/twilio", content=counting(), headers=FORGED))
+    async def send() -> httpx.Response:
+        nonlocal pulled
+        pulled = 0
+        return await client.post("/twilio", content=counting(), headers=FORGED)
+
+    response, gap = await longest_gap(send)
     assert gap < MAX_GAP, f"the event loop stalled for {gap * 1000:.0f} ms"
     assert_413(response)
     assert "content-length" not in response.request.headers

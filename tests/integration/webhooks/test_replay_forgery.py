@@ -104,3 +104,19 @@ async def test_two_gather_results_of_one_call_both_run(harness: Harness, client:
         assert r.status_code == 200, r.text
     assert len(set(harness.calls)) == 2
     assert rows(inbox_url, "SELECT count(*) FROM outbox_events")[0][0] == 2
+
+
+async def test_a_replay_moving_form_characters_into_the_query_is_a_duplicate(
+    harness: Harness, client: Any, inbox_url: str
+) -> None:
+    """URL + form is signed as one concatenated string: a replay can move the form's first
+    characters into the query and still verify. It must not run the handler again."""
+    path = "/webhooks/twilio?step=1"
+    params = golden_twilio_voice_status(CallSid=f"CA{uuid.uuid4().hex[:12]}")
+    headers = sign_twilio(BASE + path, params, TWILIO_TOKEN)
+    assert (await client.post(path, content=form_body(params), headers=headers)).status_code == 200
+    rest = "".join(name + value for name, value in sorted(params.items()))
+    forged = await client.post(path + rest[:3], content=form_body([(rest[3:], "")]), headers=headers)
+    assert forged.status_code == 200, forged.text
+    assert len(harness.calls) == 1
+    assert rows(inbox_url, "SELECT count(*) FROM outbox_events")[0][0] == 1

@@ -214,11 +214,9 @@ def test_twilio_dedupe_keys_come_from_signed_content_only() -> None:
     # I-Twilio-Idempotency-Token is not signed: a replay with a fresh one is the same delivery.
     assert with_token.dedupe_key == fresh_token.dedupe_key == no_token.dedupe_key
     assert with_token.dedupe_key.startswith("sha256:") and "tk-1" not in with_token.dedupe_key
-    # The key is a hash of exactly what Twilio signs: the URL and the canonical parameters.
-    digest = hashlib.sha256()
-    for part in [url, *(x for pair in sorted(params.items()) for x in pair)]:
-        digest.update(len(part.encode()).to_bytes(8, "big") + part.encode())
-    assert no_token.dedupe_key == "sha256:" + digest.hexdigest()
+    # The key is a hash of exactly the string Twilio signs: the URL, then the sorted parameters.
+    signed = url + "".join(name + value for name, value in sorted(params.items()))
+    assert no_token.dedupe_key == "sha256:" + hashlib.sha256(signed.encode()).hexdigest()
     # Parameter order, repeated identical pairs and the port variant sign the same: same key.
     shuffled = list(reversed(list(params.items()))) + [("CallSid", params["CallSid"])]
     d = v.verify(form_body(shuffled), sign_twilio(url, params, "tok"), url="https://api.example.com:443/voice")
@@ -229,6 +227,21 @@ def test_twilio_dedupe_keys_come_from_signed_content_only() -> None:
     custom = TwilioVerifier("tok", dedupe_key=lambda d: d.form()["Foo"])
     other = {"Foo": "1"}
     assert custom.verify(form_body(other), sign_twilio(url, other, "tok"), url=url).dedupe_key == "1"
+
+
+def test_a_replay_shifting_characters_between_url_and_form_has_the_same_key() -> None:
+    """Twilio signs URL + name1 + value1 + ... concatenated, so characters can be moved from
+    the form into the query without breaking the signature. The key follows the signed
+    string, so such a forgery is a duplicate of the original, not a new delivery."""
+    url = "https://api.example.com/voice?step=1"
+    v = TwilioVerifier("tok")
+    params = golden_twilio_voice_status()
+    original = v.verify(form_body(params), sign_twilio(url, params, "tok"), url=url)
+    rest = "".join(name + value for name, value in sorted(params.items()))
+    forged_params = [(rest[3:], "")]
+    forged = v.verify(form_body(forged_params), sign_twilio(url, params, "tok"), url=url + rest[:3])
+    assert forged.form() != original.form()  # a different request the signature cannot tell apart
+    assert forged.dedupe_key == original.dedupe_key
 
 
 def test_two_gather_results_of_one_call_are_two_deliveries() -> None:
