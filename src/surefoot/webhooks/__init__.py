@@ -21,19 +21,16 @@ The SQL parts are loaded on first use, so verifying signatures needs no SQLAlche
 
 from __future__ import annotations
 
-
+from ._twilio import PublicURL, TwilioVerifier, twilio_dedupe_key
 from ._verify import (
     GitHubVerifier,
     PayloadTooLargeError,
-    PublicURL,
     SignatureError,
     StandardWebhooksVerifier,
     StripeVerifier,
-    TwilioVerifier,
     VerifiedDelivery,
     Verifier,
     body_hash_key,
-    twilio_dedupe_key,
 )
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Signature primitives of the webhook providers surefoot verifies (and signs, in tests).
 
 Each function computes exactly what the provider's official library computes; the verifiers
-in :mod:`surefoot.webhooks._verify` and the helpers in :mod:`surefoot.testing` are built on
+in :mod:`surefoot.webhooks._verify` and :mod:`surefoot.webhooks._twilio` and the helpers in :mod:`surefoot.testing` are built on
 them, and the Standard Webhooks ones are also used by the outbound HTTP sink.
 """
 
