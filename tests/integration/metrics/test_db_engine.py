@@ -276,6 +276,7 @@ def test_metrics_off_attaches_nothing(sqlite_url: str) -> None:
     inst = instrument_engine(engine, registry=registry)
     assert inst.enabled is False
     assert not engine.dialect._has_events and not engine._has_events
+    assert inst.hook is None and "do_execute" not in vars(engine.dialect)
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT 1")).all()
     assert list(registry.collect()) == []
@@ -295,3 +296,44 @@ def test_remove_detaches_and_instrumenting_twice_returns_the_first(sqlite_url: s
     ) is None
     assert pool_readings(registry) == {}
     engine.dispose()
+
+
+def test_the_dialect_wrapper_is_installed_and_removed(sqlite_url: str) -> None:
+    registry = CollectorRegistry()
+    engine = sa.create_engine(sqlite_url)
+    inst = instrument_engine(engine, registry=registry, name="w")
+    assert inst.hook == "dialect"
+    assert {"do_execute", "do_executemany", "do_execute_no_params"} <= set(vars(engine.dialect))
+    assert not engine._has_events  # the connection-event slow path stays off
+    inst.remove()
+    assert not {"do_execute", "do_executemany", "do_execute_no_params"} & set(vars(engine.dialect))
+    engine.dispose()
+
+
+def test_dialect_events_are_the_fallback(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import surefoot.metrics._db as db
+
+    monkeypatch.setattr(db, "wrap_dialect", lambda dialect, wrappers: None)
+    registry = CollectorRegistry()
+    engine = sa.create_engine(db_url)
+    table = _table()
+    try:
+        inst = instrument_engine(engine, registry=registry, name="ev")
+        assert inst.hook == "events"
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY)"))
+            conn.execute(sa.text(f"INSERT INTO {table} (id) VALUES (:i)"), [{"i": 1}, {"i": 2}])
+            conn.execute(sa.text(f"SELECT id FROM {table}").execution_options(statement_name="ids")).all()
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(sa.text(f"INSERT INTO {table} (id) VALUES (1)"))
+        labels = {"pool": "ev", "operation": "SELECT", "statement": "ids"}
+        assert metric_value(registry, "db_query_duration_seconds_count", labels) == 1
+        assert metric_value(registry, "db_query_duration_seconds_count",
+                            {"pool": "ev", "operation": "INSERT", "statement": ""}) == 1
+        errors = [s for f in registry.collect() for s in f.samples if s.name == "db_query_errors_total"]
+        assert [s.value for s in errors] == [1.0]
+        assert list(engine.dialect.dispatch.do_execute)
+        inst.remove()
+        assert not list(engine.dialect.dispatch.do_execute)
+    finally:
+        engine.dispose()
