@@ -34,10 +34,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-import sqlalchemy as sa  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
-
-from _bench import fmt, table  # noqa: E402
+import sqlalchemy as sa
+from _bench import fmt, table
+from prometheus_client import CollectorRegistry
 
 STATEMENT = sa.text("SELECT 1")
 NAMED = sa.text("SELECT 1").execution_options(statement_name="ping")

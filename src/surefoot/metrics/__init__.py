@@ -11,7 +11,13 @@ database engines, caches, business KPIs and process saturation (see docs/metrics
 
 from ._cache import CACHE_RESULTS, CacheMetrics
 from ._catalogue import CATALOGUE, HTTP_DURATION_BUCKETS, MetricSpec
-from ._db import OPERATIONS, EngineInstrumentation, classify_statement, instrument_engine, pool_readings
+from ._db import (
+    OPERATIONS,
+    EngineInstrumentation,
+    classify_statement,
+    instrument_engine,
+    pool_readings,
+)
 from ._endpoint import MetricsApp, metrics_app
 from ._kpi import KPI, declared_kpis
 from ._labels import OVERFLOW, MetricsSettings

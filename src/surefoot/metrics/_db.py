@@ -289,9 +289,9 @@ class EngineInstrumentation:
         tracker = None
         if not _has_counters(engine.pool):
             tracker = _Tracker()
-            for name, fn in (("checkout", tracker.checkout), ("checkin", tracker.checkin)):
-                event.listen(engine, name, fn)
-                self._listeners.append((name, fn))
+            for event_name, hook in (("checkout", tracker.checkout), ("checkin", tracker.checkin)):
+                event.listen(engine, event_name, hook)
+                self._listeners.append((event_name, hook))
         self._entry = _PoolEntry(engine, self._pool_label, max_connections, tracker)
         self._collector = _collector(registry)
         self._collector.add(self._entry)
