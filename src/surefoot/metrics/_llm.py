@@ -8,6 +8,7 @@ Labels that come from the caller (``model``, ``provider``, ``statement``, ``pool
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any
 
 from .._config import default_registry, get_settings
@@ -20,18 +21,20 @@ UNKNOWN_PROVIDER = "unknown"
 _VERBS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 _lock = threading.Lock()
-_caps: dict[tuple[int, str, str], tuple[Any, LabelCap]] = {}
+_caps: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], LabelCap]] = weakref.WeakKeyDictionary()
 
 
 def _cap(registry: Any, metric: str, label: str) -> LabelCap:
-    key = (id(registry), metric, label)
-    found = _caps.get(key)
-    if found is None or found[0] is not registry:
+    per_registry = _caps.get(registry)
+    found = per_registry.get((metric, label)) if per_registry is not None else None
+    if found is None:
         with _lock:
-            cap = LabelCap(registry, metric, label, metrics_settings().max_label_values)
-            _caps[key] = (registry, cap)
-        return cap
-    return found[1]
+            per_registry = _caps.setdefault(registry, {})
+            found = per_registry.get((metric, label))
+            if found is None:
+                found = LabelCap(registry, metric, label, metrics_settings().max_label_values)
+                per_registry[(metric, label)] = found
+    return found
 
 
 def record_llm_call(

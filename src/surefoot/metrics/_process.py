@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -91,6 +89,14 @@ def _open_fds() -> float | None:
     return None
 
 
+def _fd_limit() -> int:
+    try:
+        import resource  # not on Windows
+    except ImportError:
+        return -1
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def _cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
@@ -153,7 +159,7 @@ class ProcessMonitor:
         if rss is not None and self._memory:
             values["memory_utilization_percent"] = 100.0 * rss / self._memory
         fds = _open_fds()
-        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE) if sys.platform != "win32" else (-1, -1)
+        soft = _fd_limit()
         if fds is not None:
             values["process_open_file_descriptors"] = fds
         if soft > 0:
