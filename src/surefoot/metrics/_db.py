@@ -35,7 +35,7 @@ from .._config import default_registry
 from ..errors import ConfigurationError
 from . import _catalogue as cat
 from ._labels import OVERFLOW, LabelCap, metrics_enabled, metrics_settings
-from ._prom_compat import FOLD_AT, Parts, observer_parts
+from ._prom_compat import Parts, observer_parts
 from ._sa_compat import max_overflow, wrap_dialect
 
 __all__ = ["instrument_engine", "EngineInstrumentation", "OPERATIONS", "classify_statement", "pool_readings"]
@@ -308,7 +308,6 @@ class EngineInstrumentation:
         slow = self._slow_query
         option = self._option
         namer = self._namer  # None exactly when option is set
-        fold_at = FOLD_AT
 
         if context_at == 2:
 
@@ -333,10 +332,9 @@ class EngineInstrumentation:
                     observe = last[1] if last is not None and last[0] is statement else None
                 if observe is None:
                     observe = new_observer(statement, name)
-                nexts, bounds, append, size, fold = observe
-                nexts[bisect_left(bounds, elapsed)]()
+                nexts, bounds, append, mask, fold = observe
                 append(elapsed)
-                if size() > fold_at:
+                if nexts[bisect_left(bounds, elapsed)]() & mask == mask:
                     fold()
                 if elapsed >= slow_at:
                     slow(statement, name, elapsed)
@@ -365,10 +363,9 @@ class EngineInstrumentation:
                 observe = last[1] if last is not None and last[0] is statement else None
             if observe is None:
                 observe = new_observer(statement, name)
-            nexts, bounds, append, size, fold = observe
-            nexts[bisect_left(bounds, elapsed)]()
+            nexts, bounds, append, mask, fold = observe
             append(elapsed)
-            if size() > fold_at:
+            if nexts[bisect_left(bounds, elapsed)]() & mask == mask:
                 fold()
             if elapsed >= slow_at:
                 slow(statement, name, elapsed)

@@ -4,8 +4,8 @@ A database query may cost 10 µs; ``Histogram.observe`` (a lock, a Python loop o
 buckets) would add several percent to it. :func:`fast_observer` rewires a single-process
 histogram child so that an observation is one C-level ``bisect``, one ``next()`` on the
 bucket's ``itertools.count`` and one lock-free ``deque.append`` for the sum (folded into the
-total when read, or every :data:`FOLD_AT` observations so memory stays bounded without
-scrapes). The child keeps prometheus_client's layout (``_buckets``, ``_sum``,
+total when read, or whenever a bucket's count reaches a multiple of ``FOLD_MASK + 1``, so
+memory stays bounded without scrapes). The child keeps prometheus_client's layout (``_buckets``, ``_sum``,
 ``_upper_bounds``) and answers scrapes as before. Where a release lays it out otherwise, or
 the values live in the multi-process files, the public ``observe`` is returned unchanged.
 """
@@ -22,9 +22,7 @@ from typing import Any
 
 from prometheus_client.values import MutexValue
 
-__all__ = ["fast_observer", "observer_parts", "FOLD_AT"]
-
-FOLD_AT = 4096
+__all__ = ["fast_observer", "observer_parts", "FOLD_MASK"]
 
 
 def _count_of(counter: itertools.count) -> int:  # type: ignore[type-arg]
@@ -97,66 +95,78 @@ class _SumValue:
         return None
 
 
-Parts = tuple[tuple[Callable[[], Any], ...], tuple[float, ...], Callable[[float], None],
-              Callable[[], int], Callable[[], Any]]
+Parts = tuple[tuple[Callable[[], int], ...], tuple[float, ...], Callable[[float], None], int,
+              Callable[[], Any]]
 
-
-def _never() -> int:
-    return 0
+#: A child's pending sums are folded whenever one of its buckets reaches a multiple of
+#: ``FOLD_MASK + 1``, so at most ``FOLD_MASK`` observations per bucket wait in the deque.
+FOLD_MASK = 255
+_NEVER = -1  # ``count & -1 == count``, never -1: no fold
 
 
 def _nothing() -> None:
     return None
 
 
-def observer_parts(child: Any) -> Parts:
-    """Return ``(nexts, bounds, add_to_sum, pending_size, fold)`` to observe into ``child``.
+def _zero() -> int:
+    return 0
 
-    An observation of ``amount`` is ``nexts[bisect_left(bounds, amount)](); add_to_sum(amount)``
-    and, when ``pending_size() > FOLD_AT``, ``fold()``. Hot paths inline these few calls
-    instead of calling a function per observation. For children this module cannot rewire
-    (multi-process values, another prometheus_client layout) the parts call the values'
-    public ``inc`` (or, failing that, ``observe``) and never need folding.
+
+def _counting(inc: Callable[[float], Any]) -> Callable[[], int]:
+    def count() -> int:
+        inc(1)
+        return 0
+
+    return count
+
+
+def observer_parts(child: Any) -> Parts:
+    """Return ``(nexts, bounds, add_to_sum, fold_mask, fold)`` to observe into ``child``.
+
+    An observation of ``amount`` is::
+
+        add_to_sum(amount)
+        if nexts[bisect_left(bounds, amount)]() & fold_mask == fold_mask:
+            fold()
+
+    (each ``nexts`` entry counts one observation in its bucket and returns the bucket's count
+    so far). Hot paths inline these few C calls instead of calling a function per
+    observation. For children this module cannot rewire (multi-process values, another
+    prometheus_client layout) the parts call the values' public ``inc`` (or, failing that,
+    the child's ``observe``) and never fold.
     """
     existing = getattr(child, "_surefoot_parts", None)
     if existing is not None:  # the same child was rewired before (several engines, one pool name)
         return existing  # type: ignore[no-any-return]
+    public: Parts = ((_zero,), (float("inf"),), child.observe, _NEVER, _nothing)
     try:
         buckets = child._buckets
         total = child._sum
         bounds = tuple(float(b) for b in child._upper_bounds)
     except AttributeError:
-        return ((child.observe,), (float("inf"),), _discard, _never, _nothing)  # type: ignore[return-value]
-    if len(buckets) != len(bounds):
-        return ((child.observe,), (float("inf"),), _discard, _never, _nothing)  # type: ignore[return-value]
+        return public
+    if len(buckets) != len(bounds) or not bounds or bounds[-1] != float("inf"):
+        return public
     if not all(type(v) is MutexValue for v in (total, *buckets)):
-        nexts = tuple(functools.partial(bucket.inc, 1) for bucket in buckets)
-        parts: Parts = (nexts, bounds, total.inc, _never, _nothing)
+        parts: Parts = (tuple(_counting(bucket.inc) for bucket in buckets), bounds, total.inc, _NEVER, _nothing)
     else:
         counts = [_CountValue(bucket.get()) for bucket in buckets]
         summed = _SumValue(total.get())
         buckets[:] = counts
         child._sum = summed
         parts = (tuple(c._counter.__next__ for c in counts), bounds, summed.pending.append,
-                 summed.pending.__len__, summed.fold)
+                 FOLD_MASK, summed.fold)
     child._surefoot_parts = parts
     return parts
 
 
-def _discard(amount: float) -> None:
-    return None
-
-
 def fast_observer(child: Any) -> Callable[[float], None]:
     """Return a cheap ``observe(amount)`` for histogram ``child`` (see the module docstring)."""
-    nexts, bounds, append, size, fold = observer_parts(child)
-    if len(nexts) == 1 and append is _discard:  # the public observe, unchanged
-        return nexts[0]  # type: ignore[return-value]
+    nexts, bounds, append, mask, fold = observer_parts(child)
 
     def observe(amount: float) -> None:
-        nexts[bisect_left(bounds, amount)]()
         append(amount)
-        if size() > FOLD_AT:
+        if nexts[bisect_left(bounds, amount)]() & mask == mask:
             fold()
 
     return observe

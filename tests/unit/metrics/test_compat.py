@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
 from surefoot.metrics import KPI, declared_kpis, instrument_engine
-from surefoot.metrics._prom_compat import FOLD_AT, fast_observer
+from surefoot.metrics._prom_compat import FOLD_MASK, fast_observer, observer_parts
 from surefoot.metrics._sa_compat import max_overflow, wrap_dialect
 
 BUCKETS = (0.001, 0.01, 0.1, 1.0, 10.0)
@@ -42,7 +42,7 @@ def test_fast_observer_matches_histogram_observe(values: list[float]) -> None:
 def test_fast_observer_counts_every_observation_across_threads() -> None:
     registry = CollectorRegistry()
     observe = fast_observer(Histogram("h", "h", registry=registry, buckets=BUCKETS))
-    per_thread = FOLD_AT * 3 + 7
+    per_thread = (FOLD_MASK + 1) * 12 + 7
 
     def work() -> None:
         for i in range(per_thread):
@@ -144,3 +144,27 @@ def test_bad_options_are_refused(kwargs: dict) -> None:
 def test_declared_kpis_lists_declarations() -> None:
     kpi = KPI("compat_listed", description="listed")
     assert kpi in declared_kpis()
+
+
+def test_pending_sums_stay_bounded_without_scrapes() -> None:
+    child = Histogram("h", "h", registry=CollectorRegistry(), buckets=BUCKETS)
+    observe = fast_observer(child)
+    for i in range(100_000):
+        observe((i % 7) * 0.3)
+    assert len(child._sum.pending) <= FOLD_MASK * (len(BUCKETS) + 1)
+
+
+def test_children_prometheus_client_cannot_rewire_use_the_public_api() -> None:
+    class Odd:
+        def __init__(self) -> None:
+            self.seen: list[float] = []
+
+        def observe(self, amount: float) -> None:
+            self.seen.append(amount)
+
+    odd = Odd()
+    fast_observer(odd)(0.25)
+    nexts, bounds, append, mask, fold = observer_parts(odd)
+    append(0.5)
+    assert nexts[0]() & mask != mask
+    assert odd.seen == [0.25, 0.5]
