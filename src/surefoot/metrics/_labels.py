@@ -3,7 +3,8 @@
 Every label a domain metric takes from user data goes through a :class:`LabelCap`: the
 first ``max_label_values`` distinct values (per registry, metric and label) are kept, later
 ones are recorded as ``_OTHER`` and counted in ``surefoot_metric_label_overflow_total`` —
-the same rule that protects the HTTP labels.
+the same rule that protects the HTTP labels. Values longer than :data:`MAX_VALUE_CHARS` are cut
+to that length, so no single value can make the exposition large either.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .._config import get_settings, load_settings
 
-__all__ = ["OVERFLOW", "LabelCap", "MetricsSettings", "metrics_settings", "metrics_enabled"]
+__all__ = ["OVERFLOW", "MAX_VALUE_CHARS", "LabelCap", "MetricsSettings", "metrics_settings", "metrics_enabled"]
 
 OVERFLOW = "_OTHER"
+MAX_VALUE_CHARS = 128
 
 
 class MetricsSettings(BaseSettings):
@@ -87,6 +89,10 @@ class LabelCap:
         values = self._values
         if value in values:
             return value
+        if len(value) > MAX_VALUE_CHARS:
+            value = value[:MAX_VALUE_CHARS]
+            if value in values:
+                return value
         with _lock:
             if value in values or len(values) < self._max:
                 values.add(value)

@@ -204,3 +204,10 @@ def test_label_values_stay_within_their_declared_sets(names: list[str], models: 
     assert exposed_providers <= {m[::-1] for m in models} and len(exposed_providers) <= cap
     assert {s.labels["token_type"] for s in exposed_llm if "token_type" in s.labels} <= {"prompt", "completion"}
     assert {s.labels["outcome"] for s in exposed_llm if "outcome" in s.labels} <= {"success", "error"}
+
+
+def test_long_label_values_are_cut() -> None:
+    registry = CollectorRegistry()
+    CacheMetrics("c" * 5000, registry=registry).record("hit")
+    caches = {s.labels["cache"] for f in registry.collect() for s in f.samples if "cache" in s.labels}
+    assert caches == {"c" * 128}
