@@ -425,8 +425,8 @@ class EngineInstrumentation:
                 if event.contains(engine, name, fn):
                     event.remove(engine, name, fn)
             with _collectors_lock:
-                if _instrumented.get(engine) is self:
-                    del _instrumented[engine]
+                if _instrumented.get(engine.dialect) is self:
+                    del _instrumented[engine.dialect]
         if self._collector is not None and self._entry is not None:
             self._collector.remove(self._entry)
         self._entry = None
@@ -454,7 +454,9 @@ def instrument_engine(
     the bound parameters).
 
     With ``SUREFOOT_METRICS_ENABLED=false`` nothing is attached and queries run exactly as
-    without surefoot. Instrumenting an engine twice returns the first instrumentation.
+    without surefoot. Instrumenting an engine twice (or a copy made by
+    ``engine.execution_options(...)``, which shares its dialect and pool) returns the first
+    instrumentation.
 
     Args:
         engine: an ``Engine`` or ``AsyncEngine`` (any dialect).
@@ -501,7 +503,8 @@ def instrument_engine(
         overrides["max_label_values"] = max_label_values
     settings = metrics_settings(**overrides)
     with _collectors_lock:
-        existing = _instrumented.get(sync_engine)
+        # keyed by dialect: engine.execution_options(...) copies share the engine's dialect and pool
+        existing = _instrumented.get(sync_engine.dialect)
     if existing is not None:
         return existing
     pool = name if name is not None else _default_name(sync_engine)
@@ -519,5 +522,5 @@ def instrument_engine(
     )
     if instrumentation.enabled:
         with _collectors_lock:
-            _instrumented[sync_engine] = instrumentation
+            _instrumented[sync_engine.dialect] = instrumentation
     return instrumentation

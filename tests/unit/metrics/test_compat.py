@@ -103,6 +103,7 @@ def test_engine_level_execution_options_name_statements() -> None:
     engine = sa.create_engine("sqlite://")
     instrument_engine(engine, registry=registry, name="m")
     reporting = engine.execution_options(statement_name="report")
+    assert instrument_engine(reporting, registry=registry, name="other").pool == "m"  # not twice
     with reporting.connect() as conn:
         conn.execute(sa.text("SELECT 1")).all()
     with engine.connect() as conn:
