@@ -31,7 +31,8 @@ _RESERVED_LABELS = frozenset({"le", "quantile", "job", "instance"})
 _PRECREATE_MAX = 200
 
 _lock = threading.Lock()
-_declared: dict[str, KPI] = {}
+# (metric name, id of the registry given or None for the process default) -> first declaration
+_declared: dict[tuple[str, int | None], KPI] = {}
 
 
 def declared_kpis() -> list[KPI]:
@@ -84,7 +85,8 @@ class KPI:
 
     Raises:
         ConfigurationError: an invalid name, unit or label declaration, or a KPI of the same
-            metric name already declared with another description, unit or labels.
+            metric name already declared for the same registry with another description, unit
+            or labels.
     """
 
     def __init__(
@@ -121,7 +123,8 @@ class KPI:
         self._children: dict[tuple[str, ...], Any] = {}
         self._label_names = tuple(self.labels)
         with _lock:
-            previous = _declared.get(self.metric_name)
+            key = (self.metric_name, None if registry is None else id(registry))
+            previous = _declared.get(key)
             if previous is not None and (
                 previous.labels != self.labels or previous.description != description
                 or previous.unit != unit
@@ -130,7 +133,7 @@ class KPI:
                     f"KPI {self.metric_name} is already declared with other labels, unit or description; "
                     "declare each KPI once and import it where it is used"
                 )
-            _declared.setdefault(self.metric_name, self)
+            _declared.setdefault(key, self)
 
     def __repr__(self) -> str:
         return f"KPI({self.metric_name!r}, labels={self.labels!r})"

@@ -85,6 +85,8 @@ def test_declared_once() -> None:
     KPI(name, description="one", labels={"a": ("x",)})  # the same declaration again is fine
     with pytest.raises(ConfigurationError, match="already declared"):
         KPI(name, description="one", labels={"a": ("x", "y")})
+    # a test's private registry does not clash with the application's declaration
+    KPI(name, description="other", registry=CollectorRegistry())
 
 
 def test_bad_increments_are_refused_with_what_is_allowed() -> None:
