@@ -60,13 +60,17 @@ def available_cpus() -> float:
 
 
 def available_memory_bytes() -> float | None:
-    """Memory this process may use: the cgroup v2 limit, else physical memory (None if unknown)."""
-    limit = _read(_CGROUP / "memory.max")
-    if limit and limit.isdigit():
-        return float(limit)
+    """Memory this process may use: the cgroup limit (v2, else v1) when below physical memory,
+    else physical memory (None if unknown)."""
+    physical: float | None = None
     with contextlib.suppress(ValueError, OSError, AttributeError):
-        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    return None
+        physical = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    for path in (_CGROUP / "memory.max", _CGROUP / "memory" / "memory.limit_in_bytes"):
+        limit = _read(path)
+        if limit and limit.isdigit():
+            # cgroup v1 reports "no limit" as a huge number
+            return float(limit) if physical is None else min(float(limit), physical)
+    return physical
 
 
 def resident_memory_bytes() -> float | None:
