@@ -1,0 +1,129 @@
+"""``tracing.span``: a span as a sync or async context manager, free when tracing is off.
+
+The active tracer is resolved once: :func:`surefoot.tracing.setup_tracing` sets it, and a
+process whose application configured an OpenTelemetry SDK itself is found on first use.
+Before that, and in a process that never imported OpenTelemetry, :func:`span` returns one
+shared no-op object: no allocation, no import, a dictionary lookup and an attribute read.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+__all__ = ["span", "active_tracer", "NOOP_SPAN", "clean_attributes"]
+
+
+class _State:
+    """The process's tracing state (one instance; :func:`surefoot.tracing.reset_tracing`)."""
+
+    __slots__ = ("tracer", "provider", "owned", "tail", "server_span")
+
+    def __init__(self) -> None:
+        self.tracer: Any = None
+        self.provider: Any = None
+        self.owned = False
+        self.tail: Any = None
+        self.server_span = "auto"
+
+
+STATE = _State()
+
+
+class _NoopSpan:
+    """What ``with tracing.span(...) as s`` gives when tracing is off: every call is a no-op."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _NoopSpan:
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        return False
+
+    async def __aenter__(self) -> _NoopSpan:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool:
+        return False
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        return None
+
+    def set_attributes(self, attributes: Any) -> None:
+        return None
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: Any = None) -> None:
+        return None
+
+    def record_exception(self, exception: BaseException, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def set_status(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def is_recording(self) -> bool:
+        return False
+
+
+NOOP_SPAN = _NoopSpan()
+_SDK_PROVIDERS_ABSENT = ("ProxyTracerProvider", "NoOpTracerProvider")
+
+
+def _discover() -> Any:
+    # An application that set up an OpenTelemetry SDK without surefoot: use its global
+    # provider. Not cached while no SDK provider is set, since one may be set later.
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    provider = trace.get_tracer_provider()
+    if type(provider).__name__ in _SDK_PROVIDERS_ABSENT:
+        return None
+    STATE.tracer = provider.get_tracer("surefoot")
+    STATE.provider = provider
+    return STATE.tracer
+
+
+def active_tracer() -> Any:
+    """Return the tracer surefoot's spans use, or ``None`` when tracing is off."""
+    tracer = STATE.tracer
+    return tracer if tracer is not None else _discover()
+
+
+def clean_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Drop ``None`` values and turn values OpenTelemetry cannot hold (UUIDs...) into text."""
+    out: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        if not isinstance(value, (str, bool, int, float)):
+            value = [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
+        out[key] = value
+    return out
+
+
+def span(name: str, /, *, kind: Any = None, **attributes: Any) -> Any:
+    """Open a span named ``name`` as the current span: ``with`` or ``async with``.
+
+    Attributes are keyword arguments (``None`` values are left out). The correlation,
+    causation and tenant ids bound in :mod:`surefoot.context` are added to every span.
+    An exception leaving the block is recorded on the span, which gets status ``ERROR``
+    and ``error.type``; the exception goes on.
+
+    Args:
+        name: the span name, e.g. ``"conversation.first_reply"``.
+        kind: an ``opentelemetry.trace.SpanKind`` (default ``INTERNAL``).
+        **attributes: span attributes, e.g. ``event_id=...``.
+
+    Returns:
+        A context manager whose ``__enter__``/``__aenter__`` give the OpenTelemetry span,
+        or a shared no-op object (with the same methods) when tracing is off.
+    """
+    tracer = STATE.tracer
+    if tracer is None:
+        tracer = _discover()
+        if tracer is None:
+            return NOOP_SPAN
+    from ._otel import SpanScope
+
+    return SpanScope(tracer, name, clean_attributes(attributes) if attributes else None, kind)
