@@ -33,6 +33,7 @@ __all__ = [
     "inject_headers",
     "collector_config",
     "write_collector_config",
+    "collector_config_yaml",
     "setup_sentry",
     "TracingSettings",
     "TailKeepSampler",
@@ -75,6 +76,7 @@ _LAZY = {
     "head_sampler": "._setup",
     "default_exporter": "._setup",
     "collector_config": "._collector",
+    "collector_config_yaml": "._collector",
     "write_collector_config": "._collector",
     "setup_sentry": "._sentry",
     "TailKeepSampler": "._tail",
@@ -83,7 +85,7 @@ _LAZY = {
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._collector import collector_config, write_collector_config
+    from ._collector import collector_config, collector_config_yaml, write_collector_config
     from ._sentry import setup_sentry
     from ._setup import default_exporter, head_sampler, reset_tracing, setup_tracing, shutdown_tracing
     from ._tail import TailKeepProcessor, TailKeepSampler
