@@ -9,6 +9,7 @@ them, so destinations sharing an event must be idempotent (every event carries a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fnmatch
 import functools
 import inspect
@@ -118,9 +119,16 @@ class HandlerSink:
         """Run one delivery inside an ``outbox.dispatch`` span continuing the event's trace."""
         with dispatch_span(event, self.name) as span:
             if self.is_async:
-                outcome = self._start(event)
-                if isinstance(outcome, asyncio.Task):
-                    outcome = await outcome
+                # In a task of its own from the start (not run eagerly), so context variables
+                # and cancel scopes the handler enters are left in the same task and context.
+                tokens, log_tokens = self._bind(event)
+                try:
+                    task = asyncio.get_running_loop().create_task(
+                        _outcome(self.fn, event), context=contextvars.copy_context()
+                    )
+                finally:
+                    self._unbind(tokens, log_tokens)
+                outcome = await task
             else:
                 outcome = await self._threaded(event)
             if outcome is not None:
@@ -184,6 +192,14 @@ class _Resume:
                     to_yield = coro.send(sent)
                 except StopIteration as stop:
                     return stop.value
+
+
+async def _outcome(fn: Any, event: Event) -> BaseException | None:
+    try:
+        await fn(event)
+        return None
+    except Exception as exc:  # a handler failure is recorded on the event, not raised
+        return exc
 
 
 async def _finish(coro: Any, first: Any) -> BaseException | None:
