@@ -37,7 +37,7 @@ from .._config import Settings, get_settings
 from ..errors import ConfigurationError
 from ..logging._setup import AccessLogger
 from ..metrics import _catalogue as cat
-from ..tracing._api import active_tracer
+from ..tracing._api import active_tracer, report_exception
 from ..tracing._asgi import tracing_layer
 from ..tracing._exemplars import exemplar_observer
 from ._problem import problem_from_exception, send_problem
@@ -87,6 +87,7 @@ def _valid(raw: bytes) -> str | None:
 def log_unhandled(scope: Scope, exc: BaseException) -> None:
     """Log an unhandled exception once, with its stack trace, and mark the scope."""
     scope[LOGGED_SCOPE_KEY] = exc
+    report_exception(exc, scope=scope)  # Sentry, when set up
     structlog.get_logger("surefoot.http").error(
         "unhandled_exception",
         exc_info=exc,

@@ -18,7 +18,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .._extras import lazy_exports
-from ._api import NOOP_SPAN, active_tracer, span
+from ._api import NOOP_SPAN, active_tracer, report_exception, span
 from ._settings import TracingSettings
 
 __all__ = [
@@ -35,6 +35,9 @@ __all__ = [
     "write_collector_config",
     "collector_config_yaml",
     "setup_sentry",
+    "reset_sentry",
+    "scrub_event",
+    "report_exception",
     "TracingSettings",
     "TailKeepSampler",
     "TailKeepProcessor",
@@ -79,6 +82,8 @@ _LAZY = {
     "collector_config_yaml": "._collector",
     "write_collector_config": "._collector",
     "setup_sentry": "._sentry",
+    "reset_sentry": "._sentry",
+    "scrub_event": "._sentry",
     "TailKeepSampler": "._tail",
     "TailKeepProcessor": "._tail",
 }
@@ -86,6 +91,6 @@ __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._collector import collector_config, collector_config_yaml, write_collector_config
-    from ._sentry import setup_sentry
+    from ._sentry import reset_sentry, scrub_event, setup_sentry
     from ._setup import default_exporter, head_sampler, reset_tracing, setup_tracing, shutdown_tracing
     from ._tail import TailKeepProcessor, TailKeepSampler

@@ -11,13 +11,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["span", "active_tracer", "NOOP_SPAN", "clean_attributes"]
+__all__ = ["span", "active_tracer", "NOOP_SPAN", "clean_attributes", "report_exception"]
 
 
 class _State:
     """The process's tracing state (one instance; :func:`surefoot.tracing.reset_tracing`)."""
 
-    __slots__ = ("tracer", "provider", "owned", "tail", "server_span")
+    __slots__ = ("tracer", "provider", "owned", "tail", "server_span", "reporter")
 
     def __init__(self) -> None:
         self.tracer: Any = None
@@ -25,6 +25,8 @@ class _State:
         self.owned = False
         self.tail: Any = None
         self.server_span = "auto"
+        #: ``exc -> None`` reporting unhandled exceptions (Sentry), or None
+        self.reporter: Any = None
 
 
 STATE = _State()
@@ -127,3 +129,28 @@ def span(name: str, /, *, kind: Any = None, **attributes: Any) -> Any:
     from ._otel import SpanScope
 
     return SpanScope(tracer, name, clean_attributes(attributes) if attributes else None, kind)
+
+
+#: where the server span leaves its ``(trace_id, span_id)`` when the request raised
+TRACE_IDS_SCOPE_KEY = "surefoot.trace_ids"
+
+
+def report_exception(exc: BaseException, *, scope: Any = None) -> None:
+    """Send ``exc`` to the error tracker when one is set up (:func:`setup_sentry`); else nothing.
+
+    Called by surefoot for unhandled request exceptions; call it for failures you handle
+    yourself but still want reported. Never raises.
+
+    Args:
+        exc: the exception.
+        scope: the ASGI scope of the failed request (its trace ids are used when the
+            request's span has already ended).
+    """
+    reporter = STATE.reporter
+    if reporter is not None:
+        try:
+            reporter(exc, scope.get(TRACE_IDS_SCOPE_KEY) if scope is not None else None)
+        except Exception:  # reporting must never break the request that failed
+            import structlog
+
+            structlog.get_logger("surefoot.tracing").warning("error_report_failed", exc_info=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import context
-from ._api import STATE, active_tracer
+from ._api import STATE, TRACE_IDS_SCOPE_KEY, active_tracer
 
 __all__ = ["tracing_layer", "existing_server_span", "ServerSpanLayer", "ExistingSpanLayer"]
 
@@ -195,6 +195,8 @@ class ServerSpanLayer:
             await self.app(scope, receive, traced_send)
         except Exception as exc:
             error = exc
+            ctx = span.get_span_context()
+            scope[TRACE_IDS_SCOPE_KEY] = (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
             raise
         finally:
             if error is not None and not status:
