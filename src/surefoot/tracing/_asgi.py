@@ -133,7 +133,7 @@ class ServerSpanLayer:
     """Surefoot's ``SERVER`` span per HTTP request (semantic conventions, W3C parent)."""
 
     __slots__ = ("app", "_tracer", "_routes", "_extract", "_attach", "_detach", "_with_span",
-                 "_server", "_status_cls", "_error")
+                 "_server", "_status_cls", "_error", "_root")
 
     def __init__(self, app: Any, tracer: Any, routes: Any) -> None:
         from opentelemetry import context as otel_context
@@ -149,6 +149,7 @@ class ServerSpanLayer:
         self._server = trace.SpanKind.SERVER
         self._status_cls = trace.Status
         self._error = trace.StatusCode.ERROR
+        self._root = otel_context.Context()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -179,7 +180,8 @@ class ServerSpanLayer:
         version = scope.get("http_version")
         if version:
             attributes["network.protocol.version"] = version
-        parent = self._extract(carrier) if carrier is not None else None
+        # The parent is what the request carries, never whatever span the server's task has.
+        parent = self._extract(carrier) if carrier is not None else self._root
         span = self._tracer.start_span(method, context=parent, kind=self._server, attributes=attributes)
         token = self._attach(self._with_span(span, parent))
         status = 0
@@ -206,8 +208,9 @@ class ServerSpanLayer:
             route = self._routes.template(scope)
             if route:
                 span.update_name(f"{method} {route}")
-                span.set_attribute("http.route", route)
-            if status:
+                span.set_attributes({"http.route": route, "http.response.status_code": status}
+                                    if status else {"http.route": route})
+            elif status:
                 span.set_attribute("http.response.status_code", status)
             if error is not None:
                 span.record_exception(error)

@@ -53,10 +53,7 @@ def exemplar_observer(child: Any, observe: Callable[[float], None]) -> Callable[
     def observe_with_exemplar(amount: float) -> None:
         observe(amount)
         ctx = current().get_span_context()
-        if ctx.trace_flags.sampled:
-            setters[bisect_left(bounds, amount)](
-                Exemplar({"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")},
-                         amount, wall())
-            )
+        if ctx.trace_flags & 1:  # sampled
+            setters[bisect_left(bounds, amount)](Exemplar({"trace_id": "%032x" % ctx.trace_id}, amount, wall()))
 
     return observe_with_exemplar

@@ -19,6 +19,19 @@ _cause = context.causation_id
 _tenant = context.tenant_id
 
 
+def _set_ids(span: Any) -> None:
+    """Put the bound correlation, causation and tenant ids on a span as it starts."""
+    cid = _cid.get()
+    cause = _cause.get()
+    tenant = _tenant.get()
+    if cause is None and tenant is None:
+        if cid is not None:
+            span.set_attribute("correlation_id", cid)
+        return
+    ids = {"correlation_id": cid, "causation_id": cause, "tenant_id": tenant}
+    span.set_attributes({k: v for k, v in ids.items() if v is not None})
+
+
 def _context_processor() -> Any:
     sdk_trace = require("opentelemetry.sdk.trace", "otel")
 
@@ -26,15 +39,7 @@ def _context_processor() -> Any:
         """Put the bound correlation, causation and tenant ids on every span as it starts."""
 
         def on_start(self, span: Any, parent_context: Any = None) -> None:
-            cid = _cid.get()
-            if cid is not None:
-                span.set_attribute("correlation_id", cid)
-            cause = _cause.get()
-            if cause is not None:
-                span.set_attribute("causation_id", cause)
-            tenant = _tenant.get()
-            if tenant is not None:
-                span.set_attribute("tenant_id", tenant)
+            _set_ids(span)
 
     return ContextIdsProcessor()
 
@@ -174,20 +179,25 @@ def setup_tracing(
     else:
         kwargs["sampler"] = head
     provider = sdk_trace.TracerProvider(**kwargs)
-    provider.add_span_processor(_context_processor())
-    if exporter is not None:
-        processor = export.BatchSpanProcessor(exporter) if use_batch else export.SimpleSpanProcessor(exporter)
-        if keep:
-            from ._tail import TailKeepProcessor
+    if exporter is not None and keep:
+        from ._tail import TailKeepProcessor
 
-            processor = tail = TailKeepProcessor(
-                processor,
-                max_traces=tsettings.tracing_tail_max_traces,
-                max_spans=tsettings.tracing_tail_max_spans,
-                max_seconds=tsettings.tracing_tail_max_seconds,
-                registry=registry,
+        # One processor: ids on start, tail keep and export on end.
+        tail = TailKeepProcessor(
+            export.BatchSpanProcessor(exporter) if use_batch else export.SimpleSpanProcessor(exporter),
+            max_traces=tsettings.tracing_tail_max_traces,
+            max_spans=tsettings.tracing_tail_max_spans,
+            max_seconds=tsettings.tracing_tail_max_seconds,
+            registry=registry,
+            on_start=_set_ids,
+        )
+        provider.add_span_processor(tail)
+    else:
+        provider.add_span_processor(_context_processor())
+        if exporter is not None:
+            provider.add_span_processor(
+                export.BatchSpanProcessor(exporter) if use_batch else export.SimpleSpanProcessor(exporter)
             )
-        provider.add_span_processor(processor)
     if STATE.owned and STATE.provider is not None and STATE.provider is not provider:
         _shutdown(STATE.provider)
     if set_global:

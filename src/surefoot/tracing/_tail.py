@@ -122,6 +122,8 @@ class TailKeepProcessor(SpanProcessor):
         max_seconds: how long a trace may wait for its local root.
         registry: Prometheus registry of the drop counter (default: the process default).
         clock: monotonic seconds (inject a fake clock in tests).
+        on_start: also called with each span as it starts (surefoot puts the context ids
+            on it), saving a second processor.
     """
 
     def __init__(
@@ -133,8 +135,14 @@ class TailKeepProcessor(SpanProcessor):
         max_seconds: float = 60.0,
         registry: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        on_start: Callable[[Any], None] | None = None,
     ) -> None:
         self.inner = inner
+        # The SDK's exporting processors do nothing when a span starts: skip the call then.
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+        self._inner_start = None if type(inner) in (BatchSpanProcessor, SimpleSpanProcessor) else inner.on_start
+        self._hook = on_start
         self.max_traces = max_traces
         self.max_spans = max_spans
         self.max_seconds = max_seconds
@@ -151,7 +159,12 @@ class TailKeepProcessor(SpanProcessor):
         return len(self._held)
 
     def on_start(self, span: Any, parent_context: Context | None = None) -> None:
-        self.inner.on_start(span, parent_context)
+        hook = self._hook
+        if hook is not None:
+            hook(span)
+        inner_start = self._inner_start
+        if inner_start is not None:
+            inner_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
         ctx = span.context
