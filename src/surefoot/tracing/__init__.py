@@ -38,6 +38,7 @@ __all__ = [
     "reset_sentry",
     "scrub_event",
     "report_exception",
+    "trace_exemplar",
     "TracingSettings",
     "TailKeepSampler",
     "TailKeepProcessor",
@@ -85,6 +86,7 @@ _LAZY = {
     "reset_sentry": "._sentry",
     "scrub_event": "._sentry",
     "TailKeepSampler": "._tail",
+    "trace_exemplar": "._exemplars",
     "TailKeepProcessor": "._tail",
 }
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
@@ -93,4 +95,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._collector import collector_config, collector_config_yaml, write_collector_config
     from ._sentry import reset_sentry, scrub_event, setup_sentry
     from ._setup import default_exporter, head_sampler, reset_tracing, setup_tracing, shutdown_tracing
+    from ._exemplars import trace_exemplar
     from ._tail import TailKeepProcessor, TailKeepSampler

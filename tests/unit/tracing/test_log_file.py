@@ -105,7 +105,7 @@ WRITER = textwrap.dedent(
         for i in range(count):
             log.info("line", worker=worker, thread=thread, i=i)
             if rotate == "time":
-                time.sleep(0.002)  # spread the writes over several seconds
+                time.sleep(0.006)  # spread the writes over several seconds
 
     threads = [threading.Thread(target=write, args=(t,)) for t in range(2)]
     for t in threads:

@@ -86,3 +86,53 @@ def test_shutdown_turns_spans_off_again(exporter: Any) -> None:
     assert tracing.active_tracer() is None
     assert tracing.span("x") is tracing.NOOP_SPAN
     assert exporter.get_finished_spans() == ()
+
+
+def test_trace_exemplar_only_inside_a_sampled_span(exporter: Any) -> None:
+    assert tracing.trace_exemplar() is None
+    with tracing.span("x") as s:
+        ex = tracing.trace_exemplar()
+    assert ex == {"trace_id": format(s.get_span_context().trace_id, "032x"),
+                  "span_id": format(s.get_span_context().span_id, "016x")}
+
+
+INSTALL_APP = """
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+import surefoot
+
+async def ping(request):
+    return PlainTextResponse("pong")
+
+app = Starlette(routes=[Route("/ping", ping)])
+surefoot.install(app, logging=False)
+with TestClient(app) as client:  # the lifespan's end flushes the batch queue
+    assert client.get("/ping").status_code == 200
+print("after shutdown")
+"""
+
+
+def test_one_setting_turns_tracing_on_and_shutdown_flushes(subprocess_env: dict[str, str]) -> None:
+    import json
+    import subprocess
+    import sys
+
+    env = dict(subprocess_env, SUREFOOT_TRACING="true", SUREFOOT_TRACING_EXPORTER="console",
+               OTEL_BSP_SCHEDULE_DELAY="60000")  # nothing leaves before shutdown but the flush
+    out = subprocess.run([sys.executable, "-c", INSTALL_APP], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    before, _, _ = out.stdout.partition("after shutdown")
+    spans, current = [], None  # the console exporter's pretty JSON, between log lines
+    for line in before.splitlines():
+        if line == "{":
+            current = [line]
+        elif current is not None:
+            current.append(line)
+            if line == "}":
+                spans.append(json.loads("\n".join(current)))
+                current = None
+    (server,) = [s for s in spans if s["kind"] == "SpanKind.SERVER"]
+    assert server["name"] == "GET /ping" and server["attributes"]["http.response.status_code"] == 200
