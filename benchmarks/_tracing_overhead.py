@@ -20,9 +20,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from _bench import amedian_rounds, fmt, table
+from prometheus_client import CollectorRegistry
 
 STACKS = ("bare", "surefoot", "surefoot+tracing", "contrib")
 FASTAPI_ONLY = ("fastapi-telemetry", "surefoot+fastapi-telemetry")

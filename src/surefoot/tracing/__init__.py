@@ -93,7 +93,13 @@ __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._collector import collector_config, collector_config_yaml, write_collector_config
-    from ._sentry import reset_sentry, scrub_event, setup_sentry
-    from ._setup import default_exporter, head_sampler, reset_tracing, setup_tracing, shutdown_tracing
     from ._exemplars import trace_exemplar
+    from ._sentry import reset_sentry, scrub_event, setup_sentry
+    from ._setup import (
+        default_exporter,
+        head_sampler,
+        reset_tracing,
+        setup_tracing,
+        shutdown_tracing,
+    )
     from ._tail import TailKeepProcessor, TailKeepSampler

@@ -9,7 +9,7 @@ shared no-op object: no allocation, no import, a dictionary lookup and an attrib
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["span", "active_tracer", "NOOP_SPAN", "clean_attributes", "report_exception"]
 
@@ -40,13 +40,13 @@ class _NoopSpan:
     def __enter__(self) -> _NoopSpan:
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: Any) -> Literal[False]:
         return False
 
     async def __aenter__(self) -> _NoopSpan:
         return self
 
-    async def __aexit__(self, *exc: Any) -> bool:
+    async def __aexit__(self, *exc: Any) -> Literal[False]:
         return False
 
     def set_attribute(self, key: str, value: Any) -> None:

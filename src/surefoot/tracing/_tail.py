@@ -177,6 +177,7 @@ class TailKeepProcessor(SpanProcessor):
         root = parent is None or parent.is_remote
         trace_id = ctx.trace_id
         with self._lock:
+            held: _Held | None = None
             if trace_id in self._kept:
                 late_keep = True
             else:
@@ -203,7 +204,7 @@ class TailKeepProcessor(SpanProcessor):
                 self._kept[trace_id] = None
                 if len(self._kept) > _KEPT_DECISIONS:
                     self._kept.popitem(last=False)
-        if late_keep:
+        if late_keep or held is None:
             self.inner.on_end(as_sampled(span))
             return
         for held_span in held.spans:

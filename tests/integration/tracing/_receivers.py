@@ -114,7 +114,7 @@ class _ProviderHandler(BaseHTTPRequestHandler):
             self.server.received.append({"path": self.path, "traceparent": traceparent})
         ok = traceparent is not None and len(traceparent.split("-")) == 4
         body = json.dumps({"sid": "SM1"} if ok else {"error": "traceparent missing"}).encode()
-        self.send_response(201 if ok else 400)
+        self.send_response(self.server.failing_status or (201 if ok else 400))
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
         self.end_headers()
@@ -122,7 +122,9 @@ class _ProviderHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def fake_provider() -> Iterator[_Server]:
-    """A provider API that answers 201 only to requests carrying a W3C ``traceparent``."""
+def fake_provider(failing_status: int | None = None) -> Iterator[_Server]:
+    """A provider API that answers 201 only to requests carrying a W3C ``traceparent``
+    (or always ``failing_status``)."""
     with _serving(_ProviderHandler) as server:
+        server.failing_status = failing_status  # type: ignore[attr-defined]
         yield server

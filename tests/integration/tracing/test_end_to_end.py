@@ -148,3 +148,70 @@ def test_webhook_to_provider_call_is_one_trace(
     # every span of the chain is in the one trace, each parent present
     for span in (hook, dispatch, reply, call):
         assert span["parent_id"] in by_id
+
+
+def test_a_provider_failure_keeps_the_workers_trace_at_zero_head_sampling(
+    tmp_path: Path, pg_url: str, subprocess_env: dict[str, str]
+) -> None:
+    """Head sampling keeps nothing (ratio 0); the failed delivery is still exported whole by
+    the worker's tail keep, while the healthy web request is not."""
+    import sqlalchemy as sa
+
+    from surefoot import outbox, webhooks
+
+    engine = sa.create_engine(pg_url)
+    webhooks.create_tables(engine)
+    outbox.create_tables(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM outbox_events"))
+    engine.dispose()
+    with otlp_receiver() as otlp, fake_provider(failing_status=503) as provider:
+        env = _env(subprocess_env, otlp.url, pg_url, provider.url, "web")
+        env["SUREFOOT_TRACING_SAMPLE_RATIO"] = "0"
+        port = free_port()
+        log = open(tmp_path / "web.log", "w")
+        web = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "_webapp:app", "--port", str(port), "--log-level", "warning"],
+            cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            def up() -> bool:
+                if web.poll() is not None:
+                    raise AssertionError("uvicorn died: " + (tmp_path / "web.log").read_text())
+                try:
+                    return httpx.get(base + "/livez", timeout=1).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            _wait_until(up, 30, "uvicorn")
+            path = "/webhooks/twilio/sms"
+            params = golden_twilio_inbound_sms(MessageSid="SM" + uuid.uuid4().hex)
+            r = httpx.post(base + path, content=form_body(params), headers=sign_twilio(base + path, params, TOKEN),
+                           timeout=10)
+            assert r.status_code == 200, r.text
+            worker_env = _env(subprocess_env, otlp.url, pg_url, provider.url, "worker")
+            worker_env["SUREFOOT_TRACING_SAMPLE_RATIO"] = "0"
+            worker = subprocess.run([sys.executable, str(HERE / "_worker.py"), "0"], env=worker_env,
+                                    capture_output=True, text=True, timeout=120)
+            assert worker.returncode == 0, worker.stdout + worker.stderr
+        finally:
+            os.killpg(web.pid, signal.SIGTERM)
+            web.wait(timeout=30)
+            log.close()
+        _wait_until(lambda: {"outbox.dispatch", "POST"} <= {s["name"] for s in otlp.received}, 20, "worker spans")
+        time.sleep(0.5)  # anything the web process might (wrongly) still send
+        spans = list(otlp.received)
+        attempts = len(provider.received)
+    assert attempts == 3  # the policy retried the 503s
+    assert {s["service"] for s in spans} == {"worker"}  # the healthy request was not kept
+    (dispatch,) = [s for s in spans if s["name"] == "outbox.dispatch"]
+    (reply,) = [s for s in spans if s["name"] == "conversation.first_reply"]
+    (call,) = [s for s in spans if s["kind"] == CLIENT]
+    assert reply["parent_id"] == dispatch["span_id"] and call["parent_id"] == reply["span_id"]
+    assert {s["trace_id"] for s in (dispatch, reply, call)} == {dispatch["trace_id"]}
+    assert dispatch["attributes"]["surefoot.tail_kept"] is True
+    assert call["attributes"]["http.response.status_code"] == 503
+    assert call["events"].count("http.attempt") == 3 and "retry.retry" in call["events"]
+    ERROR = 2  # OTLP StatusCode
+    assert dispatch["status"] == ERROR and call["status"] == ERROR
