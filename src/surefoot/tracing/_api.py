@@ -17,7 +17,7 @@ __all__ = ["span", "active_tracer", "NOOP_SPAN", "clean_attributes", "report_exc
 class _State:
     """The process's tracing state (one instance; :func:`surefoot.tracing.reset_tracing`)."""
 
-    __slots__ = ("tracer", "provider", "owned", "tail", "server_span", "reporter")
+    __slots__ = ("tracer", "provider", "owned", "tail", "server_span", "reporter", "discovered")
 
     def __init__(self) -> None:
         self.tracer: Any = None
@@ -27,6 +27,8 @@ class _State:
         self.server_span = "auto"
         #: ``exc -> None`` reporting unhandled exceptions (Sentry), or None
         self.reporter: Any = None
+        #: ``(global provider, its tracer)`` found by :func:`_discover`
+        self.discovered: tuple[Any, Any] | None = None
 
 
 STATE = _State()
@@ -74,16 +76,19 @@ _SDK_PROVIDERS_ABSENT = ("ProxyTracerProvider", "NoOpTracerProvider")
 
 def _discover() -> Any:
     # An application that set up an OpenTelemetry SDK without surefoot: use its global
-    # provider. Not cached while no SDK provider is set, since one may be set later.
+    # provider, whichever it is at the time of the call (its tracer is kept per provider).
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:
         return None
     provider = trace.get_tracer_provider()
+    found = STATE.discovered
+    if found is not None and found[0] is provider:
+        return found[1]
     if type(provider).__name__ in _SDK_PROVIDERS_ABSENT:
         return None
-    STATE.tracer = provider.get_tracer("surefoot")
-    STATE.provider = provider
-    return STATE.tracer
+    tracer = provider.get_tracer("surefoot")
+    STATE.discovered = (provider, tracer)
+    return tracer
 
 
 def active_tracer() -> Any:

@@ -227,6 +227,7 @@ def shutdown_tracing() -> None:
     STATE.provider = None
     STATE.owned = False
     STATE.tail = None
+    STATE.discovered = None
 
 
 def reset_tracing() -> None:
