@@ -136,7 +136,6 @@ def setup_sentry(
         environment=environment or settings.env,
         release=release or f"{settings.service_name}@{settings.service_version}",
         before_send=scrubbed,
-        send_default_pii=False,
         # surefoot reports unhandled request exceptions itself (once); log lines are
         # breadcrumbs, not events, so nothing is reported twice.
         auto_enabling_integrations=False,
