@@ -22,6 +22,7 @@ port, loaded by ``wrk`` for a bounded time; requests per second, best of the run
 
     PYTHONPATH=src python benchmarks/http_overhead.py            # in-process tables
     PYTHONPATH=src python benchmarks/http_overhead.py --e2e      # plus uvicorn + wrk
+    PYTHONPATH=src python benchmarks/http_overhead.py --tracing  # tracing vs contrib vs FastAPI telemetry
 """
 
 from __future__ import annotations
@@ -413,7 +414,17 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--serve", choices=E2E_STACKS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--tracing", action="store_true",
+                        help="only the tracing comparison (surefoot, contrib, FastAPI telemetry)")
     args = parser.parse_args()
+    if args.tracing:  # the tracing comparison lives in _tracing_overhead.py
+        import _tracing_overhead
+
+        print(f"python {sys.version.split()[0]}; logs: {configure_logs()}")
+        print(f"in-process ASGI calls, CPU µs per request, median of {args.rounds} interleaved rounds "
+              f"x {args.n} requests; batch span processor, exporter dropping every span\n")
+        asyncio.run(_tracing_overhead.run(args.rounds, args.n, driver))
+        return
     if args.serve:
         serve(args.serve, args.port)
         return

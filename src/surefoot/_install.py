@@ -161,6 +161,11 @@ def install(
     log_options = dict(log_options or {})
     logging_config = configure_logging(settings, **log_options) if logging else None
 
+    # 1b. tracing and error reporting from the settings (SUREFOOT_TRACING, SUREFOOT_SENTRY_DSN).
+    from .tracing._setup import setup_from_settings
+
+    tracing_started = setup_from_settings()
+
     # 2. request path.
     metrics_on = bool(metrics) and settings.metrics_enabled
     if metrics_on and registry is None:
@@ -224,6 +229,10 @@ def install(
             health.remove_signal_drain()
             await health.stop_watchdog()
             health.mark_stopped()
+            if tracing_started:
+                from .tracing._setup import shutdown_tracing
+
+                shutdown_tracing()  # flushes the batch queue and held failed traces
 
     router.lifespan_context = lifespan
 

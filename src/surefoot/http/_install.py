@@ -25,6 +25,7 @@ from typing import Any
 
 from .._config import Settings, get_settings
 from ..errors import ConfigurationError, HTTPError
+from ..tracing._asgi import tracing_layer
 from ._middleware import ERROR_SCOPE_KEY, LOGGED_SCOPE_KEY, SurefootMiddleware, log_unhandled
 from ._problem import PROBLEM_CONTENT_TYPE, problem_from_exception
 
@@ -150,10 +151,10 @@ def install_http(
         outer = stack
         # Go below ServerErrorMiddleware (always the outermost layer Starlette builds).
         if type(outer).__name__ == "ServerErrorMiddleware":
-            middleware.app = outer.app
+            middleware.app = tracing_layer(outer.app, middleware.routes, app)
             outer.app = middleware
             return outer
-        middleware.app = stack
+        middleware.app = tracing_layer(stack, middleware.routes, app)
         return middleware
 
     app.build_middleware_stack = build_middleware_stack

@@ -37,6 +37,9 @@ from .._config import Settings, get_settings
 from ..errors import ConfigurationError
 from ..logging._setup import AccessLogger
 from ..metrics import _catalogue as cat
+from ..tracing._api import active_tracer, report_exception
+from ..tracing._asgi import tracing_layer
+from ..tracing._exemplars import exemplar_observer
 from ._problem import problem_from_exception, send_problem
 from ._routes import RouteTemplates
 
@@ -84,6 +87,7 @@ def _valid(raw: bytes) -> str | None:
 def log_unhandled(scope: Scope, exc: BaseException) -> None:
     """Log an unhandled exception once, with its stack trace, and mark the scope."""
     scope[LOGGED_SCOPE_KEY] = exc
+    report_exception(exc, scope=scope)  # Sentry, when set up
     structlog.get_logger("surefoot.http").error(
         "unhandled_exception",
         exc_info=exc,
@@ -346,7 +350,10 @@ class _Meter:
         name = cat.HTTP_SERVER_REQUEST_DURATION.name
         capped_route = self._capped("http_route", route, name)
         capped_error = self._capped("error_type", error_type, name)
-        observe = _observer(self._duration.labels(method, capped_route, str(status), scheme, capped_error))
+        child = self._duration.labels(method, capped_route, str(status), scheme, capped_error)
+        observe = _observer(child)
+        if active_tracer() is not None:  # observations in a sampled span carry its trace id
+            observe = exemplar_observer(child, observe)
         if capped_route == route and capped_error == error_type:
             # Overflowed keys are not cached, so every overflowing request is counted.
             self._children[key] = observe
@@ -418,7 +425,6 @@ class SurefootMiddleware:
             if not isinstance(bound, (int, float)) or not bound > 0:
                 raise ConfigurationError(f"extra_buckets must be positive seconds; got {bound!r}")
             buckets.add(float(bound))
-        self.app = app
         self.settings = settings = settings if settings is not None else get_settings()
         self.metrics_enabled = settings.metrics_enabled if metrics_enabled is None else bool(metrics_enabled)
         self.registry = registry
@@ -426,6 +432,8 @@ class SurefootMiddleware:
             _Meter(registry, max_label_values, tuple(sorted(buckets))) if self.metrics_enabled else _NoMeter()
         )
         self.routes = RouteTemplates()
+        # Tracing (own server span, or ids on FastAPI's/contrib's), decided here once; off: app as is.
+        self.app = tracing_layer(app, self.routes, app)
         self._id_headers = tuple(h.lower().encode("latin-1") for h in settings.correlation_headers)
         self._echo_header = (
             self._id_headers[0] if self._id_headers else b"x-correlation-id"

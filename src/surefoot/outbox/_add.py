@@ -16,6 +16,7 @@ import structlog
 from .. import context
 from .._config import get_settings
 from ..errors import ConfigurationError
+from ..tracing._hooks import outbox_added
 from ._catalogue import EventCatalogue, default_catalogue
 from ._event import Event
 
@@ -86,7 +87,7 @@ def build_event(
         occurred_at = dt.datetime.now(dt.timezone.utc)
     elif occurred_at.tzinfo is None:
         raise ConfigurationError("occurred_at must be timezone-aware (use UTC)")
-    return Event(
+    event = Event(
         event_name=event_name,
         payload=payload,
         event_id=str(event_id) if event_id is not None else str(uuid.uuid4()),
@@ -98,6 +99,8 @@ def build_event(
         key=key,
         headers=hdrs,
     )
+    outbox_added(event)  # event id on the current span
+    return event
 
 
 _COLUMNS = (

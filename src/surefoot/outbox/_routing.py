@@ -9,10 +9,10 @@ them, so destinations sharing an event must be idempotent (every event carries a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fnmatch
 import functools
 import inspect
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +20,8 @@ import structlog
 
 from .. import context
 from ..errors import ConfigurationError
+from ..tracing._api import active_tracer
+from ..tracing._hooks import dispatch_span, mark_failed
 from ._event import Event, Sink
 
 __all__ = ["Router", "HandlerSink", "handler", "default_router"]
@@ -115,30 +117,22 @@ class HandlerSink:
 
     async def _traced(self, event: Event, tracer: Any) -> BaseException | None:
         """Run one delivery inside an ``outbox.dispatch`` span continuing the event's trace."""
-        from opentelemetry import propagate, trace
-
-        parent = propagate.extract(dict(event.headers))
-        attributes = {
-            "messaging.operation": "process",
-            "messaging.destination.name": event.event_name,
-            "messaging.message.id": event.event_id,
-            "surefoot.outbox_id": event.outbox_id or 0,
-            "surefoot.attempts": event.attempts + 1,
-        }
-        if event.correlation_id:
-            attributes["correlation_id"] = event.correlation_id
-        with tracer.start_as_current_span(
-            "outbox.dispatch", context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
-        ) as span:
+        with dispatch_span(event, self.name) as span:
             if self.is_async:
-                outcome = self._start(event)
-                if isinstance(outcome, asyncio.Task):
-                    outcome = await outcome
+                # In a task of its own from the start (not run eagerly), so context variables
+                # and cancel scopes the handler enters are left in the same task and context.
+                tokens, log_tokens = self._bind(event)
+                try:
+                    task = asyncio.get_running_loop().create_task(
+                        _outcome(self.fn, event), context=contextvars.copy_context()
+                    )
+                finally:
+                    self._unbind(tokens, log_tokens)
+                outcome = await task
             else:
                 outcome = await self._threaded(event)
             if outcome is not None:
-                span.record_exception(outcome)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, type(outcome).__name__))
+                mark_failed(span, outcome)
             return outcome
 
     async def send_many(self, events: Sequence[Event]) -> list[BaseException | None]:
@@ -167,15 +161,8 @@ class HandlerSink:
 
 
 def _tracer() -> Any:
-    # OpenTelemetry is never imported here: spans only make sense when the application
-    # already uses it, and then its modules are loaded
-    if "opentelemetry.trace" not in sys.modules:
-        return None
-    from opentelemetry import trace
-
-    if type(trace.get_tracer_provider()).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
-        return None  # the API without an SDK: spans would record nothing
-    return trace.get_tracer("surefoot.outbox")
+    # OpenTelemetry is never imported here: spans only make sense when tracing is on.
+    return active_tracer()
 
 
 class _Resume:
@@ -205,6 +192,14 @@ class _Resume:
                     to_yield = coro.send(sent)
                 except StopIteration as stop:
                     return stop.value
+
+
+async def _outcome(fn: Any, event: Event) -> BaseException | None:
+    try:
+        await fn(event)
+        return None
+    except Exception as exc:  # a handler failure is recorded on the event, not raised
+        return exc
 
 
 async def _finish(coro: Any, first: Any) -> BaseException | None:
