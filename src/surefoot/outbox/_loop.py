@@ -419,8 +419,8 @@ class Runner:
         Unhealthy when the dispatcher is not running, when the watchdog has not seen every
         worker alive for ``max_heartbeat_age`` s (default ``max(5, 3 × watchdog_interval)``),
         or when no database round trip succeeded for ``max_database_age`` s (default
-        ``db_timeout + poll_interval + min(5, 2 × poll_interval) + 1``: a partition is
-        reported once the dispatcher itself can know of it). Healthy results carry
+        ``stats_interval + 2 × db_timeout + 1``: the stats loop reaches the database every
+        ``stats_interval``, each of its two statements bounded by ``db_timeout``). Healthy results carry
         ``workers``, ``heartbeat_age_seconds`` and ``database_age_seconds``.
         """
         s = self.settings
@@ -428,7 +428,7 @@ class Runner:
         db_limit = (
             max_database_age
             if max_database_age is not None
-            else s.db_timeout_seconds + s.poll_interval_seconds + min(5.0, 2 * s.poll_interval_seconds) + 1.0
+            else s.stats_interval_seconds + 2 * s.db_timeout_seconds + 1.0
         )
 
         async def outbox_dispatcher() -> dict[str, Any]:

@@ -74,6 +74,7 @@ async def listen(d: Dispatcher) -> None:
             delay = 0.2
             d._wake_all()  # events may have arrived while we were not listening
             d._mark_db_ok()
+            _log.info("outbox_listen_connected", channel=NOTIFY_CHANNEL)
             while not d._stopping:
                 async for _ in conn.notifies(timeout=check):
                     d.wake()
