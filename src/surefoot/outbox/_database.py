@@ -197,6 +197,7 @@ class Database:
 
         self.timeout = timeout
         self.owned = False
+        self.engine: Any
         if isinstance(bind, (str, sa.engine.URL)):
             url = sa.engine.make_url(sync_url(bind))
             if url.get_backend_name() == "sqlite":

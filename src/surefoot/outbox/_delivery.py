@@ -168,6 +168,7 @@ async def deliver(
     outcomes: list[BaseException | None] = [None] * len(claimed)
     loop = asyncio.get_running_loop()
     jobs: list[tuple[asyncio.Task[Any], Any, list[int]]] = []
+    task: asyncio.Task[Any]
     groups: dict[int, tuple[Any, list[int]]] = {}
     for i, c in enumerate(claimed):
         destinations = router.resolve(c.event.event_name)
@@ -193,8 +194,7 @@ async def deliver(
         _, late = await asyncio.wait(tasks, timeout=timeout)
     except asyncio.CancelledError:
         # the worker is being stopped: stop the deliveries, bounded, then let it go on
-        abandoned = await _cancel(jobs, tasks, cancel_grace, orphans, claimed, reason="stop")
-        raise _Stopped(abandoned) from None
+        raise _Stopped(await _cancel(jobs, tasks, cancel_grace, orphans, claimed, reason="stop")) from None
     abandoned: set[int] = set()
     if late:
         abandoned = await _cancel(jobs, late, cancel_grace, orphans, claimed, reason="handler_timeout")
@@ -212,6 +212,7 @@ async def deliver(
             results: list[BaseException | None] = [outcome_of(task)]
         else:
             results = task.result() if not task.cancelled() else [outcome_of(task)] * len(idx)
+            assert results is not None
         sink_name = getattr(dest, "name", type(dest).__name__)
         for i, result in zip(idx, results):
             if result is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -193,7 +194,7 @@ class Runner:
         self._beats[slot] = time.monotonic()
         task = asyncio.get_running_loop().create_task(self._worker(slot), name=f"surefoot-outbox-{slot}")
         self._workers[slot] = task
-        task.add_done_callback(lambda t, s=slot: self._on_worker_done(s, t))
+        task.add_done_callback(functools.partial(self._on_worker_done, slot))
 
     def _on_worker_done(self, slot: int, task: asyncio.Task[Any]) -> None:
         error = None if task.cancelled() else task.exception()
@@ -257,7 +258,9 @@ class Runner:
             await self._sleep(self.settings.stats_interval_seconds)
 
     def _spawn_aux(self, name: str, factory: Callable[[], Awaitable[Any]]) -> None:
-        task = asyncio.get_running_loop().create_task(factory(), name=f"surefoot-outbox-{name}")  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
+            factory(), name=f"surefoot-outbox-{name}"  # type: ignore[arg-type]
+        )
         self._aux[name] = task
 
         def done(t: asyncio.Task[Any]) -> None:
