@@ -217,6 +217,11 @@ class Router:
         return sorted({p for p, _ in self._routes})
 
     @property
+    def routes(self) -> list[tuple[str, Any]]:
+        """Every ``(pattern, destination)`` in registration order."""
+        return list(self._routes)
+
+    @property
     def destinations(self) -> list[Any]:
         """Every destination once."""
         seen: dict[int, Any] = {}

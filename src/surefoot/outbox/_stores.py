@@ -1,6 +1,6 @@
 """Where a dispatcher keeps its events: the SQL store (PostgreSQL, SQLite) or a custom one.
 
-The dispatcher talks to a store through one small protocol, :class:`StoreBackend`:
+The dispatcher talks to a store through one small protocol, :class:`Store`:
 
 * ``database``: runs ``fn(conn, *args)`` in one short transaction (``run``), gives each worker
   a connection of its own (``dedicated``), and has ``dialect``, ``url``, ``write_lock``,
@@ -9,7 +9,7 @@ The dispatcher talks to a store through one small protocol, :class:`StoreBackend
   operations for one name filter, each taking the ``conn`` the database hands out;
 * ``ops``: ``stats``, ``paused_patterns`` and ``delete_dispatched_batch`` over a ``conn``.
 
-The SQL store is :mod:`._database` plus :mod:`._store`;
+:class:`SqlStore` is :mod:`._database` plus :mod:`._store`;
 :class:`~surefoot.outbox.MemoryStore` keeps the same operations in memory, so the real
 dispatcher runs in tests without a database.
 """
@@ -20,11 +20,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from ._settings import OutboxSettings
 
-__all__ = ["StoreBackend", "SqlBackend", "open_store"]
+__all__ = ["Store", "SqlStore", "open_store"]
 
 
 @runtime_checkable
-class StoreBackend(Protocol):
+class Store(Protocol):
     """What a dispatcher needs from the place its events live."""
 
     database: Any
@@ -33,7 +33,7 @@ class StoreBackend(Protocol):
     def statements(self, *, include: list[str], exclude: list[str], ordering: bool) -> Any: ...
 
 
-class SqlBackend:
+class SqlStore:
     """The SQL store: a database URL, ``Engine`` or ``AsyncEngine``."""
 
     def __init__(self, bind: Any, settings: OutboxSettings) -> None:
@@ -44,11 +44,11 @@ class SqlBackend:
         self.ops = _store
 
     def statements(self, *, include: list[str], exclude: list[str], ordering: bool) -> Any:
-        return self.ops.Store(self.database.dialect, include=include, exclude=exclude, ordering=ordering)
+        return self.ops.SqlStatements(self.database.dialect, include=include, exclude=exclude, ordering=ordering)
 
 
 def open_store(bind: Any, settings: OutboxSettings) -> Any:
     """The backend for ``bind``: a store object as is, anything else as a SQL database."""
-    if isinstance(bind, StoreBackend):
+    if isinstance(bind, Store):
         return bind
-    return SqlBackend(bind, settings)
+    return SqlStore(bind, settings)
