@@ -339,3 +339,33 @@ async def test_heartbeat_metric_and_health_check(engine, registry):
         assert ready, body
     report = await health.run(use_cache=False)
     assert report.status == "unhealthy" and "not running" in report.components["outbox"].error
+
+
+async def test_watchdog_replaces_a_silent_worker(engine, registry, captured_logs):
+    started = asyncio.Event()
+    delivered = []
+
+    async def slow(event):
+        if not started.is_set():
+            started.set()
+            await asyncio.sleep(3600)  # only the first time: the watchdog cuts it
+        delivered.append(event.payload["n"])
+
+    async def ok(event):
+        delivered.append(event.payload["n"])
+
+    _add(engine, ("Slow", {"n": 0}))
+    d = Dispatcher(engine, registry=registry, handler_timeout=60,
+                   settings=_settings(listen=False, concurrency=1), handlers={"Slow": slow, "Ok": ok})
+    d._stuck_after = lambda: 0.5  # a worker silent longer than its longest legitimate step
+    async with d.running():
+        await asyncio.wait_for(started.wait(), 10)
+        assert await _until(lambda: registry.get_sample_value(
+            "outbox_dispatcher_worker_restarts_total", {"reason": "stuck"}) is not None, timeout=10)
+        d._stuck_after = lambda: 60.0
+        _add(engine, ("Ok", {"n": 1}))
+        assert await _until(lambda: sorted(delivered) == [0, 1])
+    stuck = [e for e in captured_logs if e["event"] == "outbox_worker_stuck"]
+    assert stuck and stuck[0]["level"] == "error"
+    # the stuck worker's batch was released when it was cancelled (attempt undone), then redelivered
+    assert _rows(engine)[0]["dispatched_at"] is not None and _rows(engine)[0]["attempts"] == 1
