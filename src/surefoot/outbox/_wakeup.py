@@ -33,7 +33,14 @@ def _forget(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-async def within(awaitable: Awaitable[T], seconds: float, what: str) -> T:
+def _close_late(task: asyncio.Future[Any]) -> None:
+    """A connection that arrived after its deadline: close it instead of leaking it."""
+    if task.cancelled() or task.exception() is not None:
+        return
+    asyncio.ensure_future(task.result().close()).add_done_callback(_forget)
+
+
+async def within(awaitable: Awaitable[T], seconds: float, what: str, *, connects: bool = False) -> T:
     """Await ``awaitable`` in a task of its own for at most ``seconds``.
 
     Past the deadline the task is cancelled and left to end on its own (a driver may take a
@@ -47,7 +54,7 @@ async def within(awaitable: Awaitable[T], seconds: float, what: str) -> T:
         raise
     if not done:
         task.cancel()
-        task.add_done_callback(_forget)
+        task.add_done_callback(_close_late if connects else _forget)
         raise DatabaseTimeout(f"{what} did not finish within {seconds:g} s (db_timeout_seconds)")
     return task.result()
 
@@ -68,7 +75,8 @@ async def listen(d: Dispatcher) -> None:
         conn: Any = None
         try:
             conn = await within(
-                psycopg.AsyncConnection.connect(conninfo, autocommit=True, **extra), timeout, "LISTEN connect"
+                psycopg.AsyncConnection.connect(conninfo, autocommit=True, **extra), timeout, "LISTEN connect",
+                connects=True,
             )
             await within(conn.execute(f"LISTEN {NOTIFY_CHANNEL}"), timeout, "LISTEN")
             delay = 0.2
