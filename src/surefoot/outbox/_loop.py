@@ -307,7 +307,7 @@ class Runner:
             self._spawn_aux("listen", lambda: _wakeup.listen(self))  # type: ignore[arg-type]
         if self.settings.listen and dialect == "sqlite" and self.settings.sqlite_watch_interval_seconds > 0:
             self._spawn_aux("watch", lambda: _wakeup.watch_sqlite(self))  # type: ignore[arg-type]
-        if hasattr(self._db, "watch"):
+        if self.settings.listen and hasattr(self._db, "watch"):
             self._spawn_aux("watch", lambda: self._db.watch(self))
         self._spawn_aux("stats", self._stats_loop)
         if self.settings.retention_interval_seconds > 0:
