@@ -175,6 +175,9 @@ def _recorded_handler(sink: HandlerSink, failed: list[tuple[Event, BaseException
             except Exception as exc:
                 failed.append((event, exc))
                 raise
+            except asyncio.CancelledError:  # a drain stops nothing: this is handler_timeout
+                failed.append((event, TimeoutError("the handler did not finish within handler_timeout")))
+                raise
 
         return run_async
 

@@ -132,3 +132,17 @@ def test_memory_store_settings_are_the_dispatchers():
         outbox.add(store, "A", {"n": i})
     assert asyncio.run(d.drain(max_batches=1)) == 2
     assert [e.payload["n"] for e in store.pending] == [2, 3, 4]
+
+
+def test_drain_raises_a_handler_timeout_like_any_failure():
+    from surefoot.testing import drain
+
+    fake = InMemoryOutbox(max_attempts=1)
+
+    async def hangs(event):
+        await asyncio.sleep(3600)
+
+    outbox.add(fake, "A", {})
+    with pytest.raises(TimeoutError, match="handler_timeout"):
+        drain(fake, handlers={"A": hangs}, handler_timeout=0.1)
+    assert [e.event_name for e, _ in fake.dead_letters] == ["A"]
