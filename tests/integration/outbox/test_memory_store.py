@@ -146,3 +146,69 @@ def test_drain_raises_a_handler_timeout_like_any_failure():
     with pytest.raises(TimeoutError, match="handler_timeout"):
         drain(fake, handlers={"A": hangs}, handler_timeout=0.1)
     assert [e.event_name for e, _ in fake.dead_letters] == ["A"]
+
+
+def _scenario(events, failures, rounds, store_factory):
+    """Drain ``events`` over ``rounds`` (clock advanced between them); returns what happened."""
+    clock = FakeClock(start=time.time() + 5)
+    store, add, cleanup = store_factory()
+    seen: dict[int, int] = {}
+    order: list[int] = []
+
+    async def handle(event):
+        n = event.payload["n"]
+        seen[n] = seen.get(n, 0) + 1
+        if seen[n] <= failures.get(n, 0):
+            raise ValueError(f"fail {n}")
+        order.append(n)
+
+    for n, (name, key) in enumerate(events):
+        add(name, {"n": n}, key=key)
+
+    async def run():
+        d = Dispatcher(store, clock=clock, rng=random.Random(1), registry=CollectorRegistry(), listen=False,
+                       max_attempts=3, batch_size=4, paused=["P"], handlers={"A": handle, "B": handle, "P": handle})
+        counts = []
+        for _ in range(rounds):
+            counts.append(await d.drain())
+            clock.advance(3600)
+        stats = await d.refresh_stats()
+        await d.aclose()
+        return counts, stats.pending, stats.dead_letters
+
+    try:
+        counts, pending, dead = asyncio.run(run())
+    finally:
+        cleanup()
+    return order, counts, pending, dead
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=st.lists(st.tuples(st.sampled_from(["A", "B", "P"]), st.sampled_from([None, "k1", "k2"])),
+                    min_size=1, max_size=12),
+    failures=st.dictionaries(st.integers(0, 11), st.integers(1, 4), max_size=5),
+    rounds=st.integers(1, 4),
+)
+def test_memory_store_matches_sqlite(tmp_path_factory, events, failures, rounds):
+    def memory():
+        store = MemoryStore()
+        return store, lambda name, payload, **kw: outbox.add(store, name, payload, **kw), lambda: None
+
+    def sqlite():
+        url = f"sqlite:///{tmp_path_factory.mktemp('prop') / 'p.sqlite3'}"
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            outbox.create_tables(conn)
+
+        def add(name, payload, **kw):
+            with engine.begin() as conn:
+                outbox.add(conn, name, payload, **kw)
+
+        return engine, add, engine.dispose
+
+    assert _scenario(events, failures, rounds, memory) == _scenario(events, failures, rounds, sqlite)
