@@ -369,3 +369,45 @@ async def test_watchdog_replaces_a_silent_worker(engine, registry, captured_logs
     assert stuck and stuck[0]["level"] == "error"
     # the stuck worker's batch was released when it was cancelled (attempt undone), then redelivered
     assert _rows(engine)[0]["dispatched_at"] is not None and _rows(engine)[0]["attempts"] == 1
+
+
+def test_readyz_follows_the_dispatchers_health_check(engine, tmp_path):
+    import contextlib
+    import io
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    import surefoot
+    from surefoot.health import Health
+    from surefoot.logging import reset_logging
+
+    got = []
+    d = Dispatcher(engine, settings=_settings(listen=False), handlers={"A": lambda e: got.append(e.payload["n"])})
+    health = Health(service="svc", version="1", cache_seconds=0)
+    health.add("outbox", d.health_check())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        async with d.running():
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    surefoot.install(app, health=health, log_options={"stream": io.StringIO(), "fmt": "json"})
+    try:
+        with TestClient(app) as client:
+            _add(engine, ("A", {"n": 7}))
+            ready = client.get("/readyz")
+            assert ready.status_code == 200, ready.json()
+            component = client.get("/health").json()["components"]["outbox"]
+            assert component["status"] == "healthy" and component["details"]["workers"] == 2
+            deadline = time.monotonic() + 10
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert got == [7]
+            # the dispatcher stops (e.g. it was shut down on its own): readiness says so
+            client.portal.call(d.stop)
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and "outbox" in ready.json()["reason"]
+    finally:
+        reset_logging()
