@@ -206,7 +206,13 @@ class Database:
                 bind = sa.create_engine(url)
             else:
                 aurl = sa.engine.make_url(async_url(bind))
-                connect_args = pg_connect_args(timeout) if aurl.get_backend_name() == "postgresql" else {}
+                connect_args: dict[str, Any] = {}
+                if aurl.get_backend_name() == "postgresql" and aurl.get_driver_name() == "psycopg":
+                    connect_args = pg_connect_args(timeout)
+                elif aurl.get_backend_name() == "postgresql" and aurl.get_driver_name() == "asyncpg":
+                    seconds = max(1, int(round(timeout)))  # asyncpg: no libpq keepalive knobs
+                    connect_args = {"timeout": seconds,
+                                    "server_settings": {"statement_timeout": str(seconds * 1000)}}
                 bind = create_async_engine(aurl, connect_args=connect_args)
             self.owned = True
         if isinstance(bind, AsyncEngine):

@@ -178,3 +178,15 @@ async def test_silent_partition_is_detected_and_dispatch_resumes(pg_outbox_url, 
                    for line in timeouts), timeouts
     finally:
         direct.dispose()
+
+
+async def test_an_owned_engine_gets_the_timeouts_and_keepalives(pg_outbox_url, registry):
+    d = Dispatcher(pg_outbox_url, db_timeout=3, registry=registry, handlers={"A": lambda e: None}, listen=False)
+    try:
+        shown = await d._db.run(lambda conn: conn.exec_driver_sql("SHOW statement_timeout").scalar())
+        params = await d._db.run(lambda conn: conn.connection.dbapi_connection.info.get_parameters())
+    finally:
+        await d.aclose()
+    assert shown == "3s"
+    assert outbox.pg_connect_args(3)["keepalives_idle"] == 3
+    assert params.get("connect_timeout") == "3"
