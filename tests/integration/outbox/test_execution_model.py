@@ -151,12 +151,17 @@ async def test_a_timeout_escaping_a_handler_fails_only_that_event_and_workers_li
     async def ok(event):
         delivered.append(event.payload["n"])
 
-    _add(engine, ("TimesOut", {"n": 0}))
+    async def cancels_itself(event):
+        raise asyncio.CancelledError()  # e.g. a library that turns its own timeout into this
+
+    _add(engine, ("TimesOut", {"n": 0}), ("CancelsItself", {"n": 9}))
     d = Dispatcher(engine, registry=registry, settings=_settings(listen=False, max_attempts=2, concurrency=1),
-                   handlers={"TimesOut": times_out, "Ok": ok})
+                   handlers={"TimesOut": times_out, "Ok": ok, "CancelsItself": cancels_itself})
     async with d.running():
         assert await _until(lambda: registry.get_sample_value(
             "outbox_dead_letters_total", {"event_name": "TimesOut"}) == 1)
+        assert await _until(lambda: registry.get_sample_value(
+            "outbox_dead_letters_total", {"event_name": "CancelsItself"}) == 1)
         _add(engine, *[("Ok", {"n": i}) for i in range(1, 4)])
         assert await _until(lambda: len(delivered) == 3), delivered
         assert all(not t.done() for t in d._workers.values())
