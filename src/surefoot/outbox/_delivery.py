@@ -62,6 +62,7 @@ class HandlerThreads:
         self.hung_limit = hung_limit if hung_limit is not None else 4 * size
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self.hung = 0
         """Threads still running a handler whose delivery already timed out."""
@@ -88,8 +89,9 @@ class HandlerThreads:
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` in a handler thread with the caller's context."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.size)
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:  # one semaphore per event loop
+            self._slots, self._slots_loop = asyncio.Semaphore(self.size), loop
         slots = self._slots
         try:
             await slots.acquire()
