@@ -476,10 +476,18 @@ class Dispatcher(Runner):
         self._opened = False
         grace = max(self.settings.cancel_grace_seconds, 1.0)
         for destination in self.router.destinations:
-            try:
-                async with asyncio.timeout(grace):
-                    await destination.close()
-            except Exception as exc:  # closing must not hide the others; report it
+            # in a task of its own: a close() that ignores cancellation is left behind, not awaited
+            task = asyncio.ensure_future(destination.close())
+            done, _ = await asyncio.wait([task], timeout=grace)
+            if not done:
+                task.cancel()
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                self._orphans[task] = []
+                task.add_done_callback(lambda t: self._orphans.pop(t, None))
+                _log.error("outbox_sink_close_failed", sink=getattr(destination, "name", "?"),
+                           error_type="TimeoutError", error_message=f"close() took longer than {grace:g} s")
+            elif task.exception() is not None:  # closing must not hide the others; report it
+                exc = task.exception()
                 _log.error("outbox_sink_close_failed", sink=getattr(destination, "name", "?"),
                            error_type=type(exc).__name__, error_message=str(exc))
 

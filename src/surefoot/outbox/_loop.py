@@ -361,6 +361,9 @@ class Runner:
                     error = task.exception()
                     _log.error("outbox_task_failed", task=task.get_name(), error_message=str(error),
                                exc_info=error)
+        await self._close()  # type: ignore[attr-defined]
+        self._threads.shutdown()  # type: ignore[attr-defined]
+        await self._db.dispose()
         abandoned_ids: set[int] = set()
         for ids in self._in_flight.values():
             abandoned_ids.update(ids)
@@ -369,9 +372,6 @@ class Runner:
             if not task.done():
                 abandoned_ids.update(ids)
                 names.append(task.get_name())
-        await self._close()  # type: ignore[attr-defined]
-        self._threads.shutdown()  # type: ignore[attr-defined]
-        await self._db.dispose()
         self._started = False
         report = StopReport(
             delivered=self.delivered,

@@ -416,3 +416,35 @@ def test_readyz_follows_the_dispatchers_health_check(engine, tmp_path):
             assert ready.status_code == 503 and "outbox" in ready.json()["reason"]
     finally:
         reset_logging()
+
+
+async def test_a_sink_whose_close_hangs_cannot_hold_stop(engine, registry):
+    class StuckSink:
+        name = "stuck"
+
+        async def open(self):
+            return None
+
+        async def close(self):
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    if released.is_set():
+                        raise
+
+        async def send_many(self, events):
+            return [None] * len(events)
+
+    released = asyncio.Event()
+    d = Dispatcher(engine, registry=registry, settings=_settings(listen=False), sinks={"A": StuckSink()})
+    await d.start()
+    report = await asyncio.wait_for(d.stop(), 10)
+    try:
+        assert not report.clean and len(report.abandoned_tasks) == 1
+    finally:
+        released.set()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task() and "close" in repr(task.get_coro()):
+                task.cancel()
+        await asyncio.sleep(0.05)
