@@ -6,9 +6,9 @@ claim time, failures wait in backoff, dead letters leave the table, ordering per
 a key's later events until the earlier ones are done, paused patterns are never claimed. It
 is for tests and for processes that need no durability; nothing survives the process.
 
-It implements :class:`~surefoot.outbox.Store`. ``outbox.add(store, ...)`` writes into it (any object with ``add_event(event,
-available_at=None)`` stands in for a connection), and a running dispatcher on it is woken at
-once by each new event.
+It implements :class:`~surefoot.outbox.Store`. ``outbox.add(store, ...)`` writes into it
+(any object with ``add_event(event, available_at=None)`` stands in for a connection), and a
+running dispatcher on it is woken at once by each new event.
 """
 
 from __future__ import annotations

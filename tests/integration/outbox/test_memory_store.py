@@ -8,6 +8,9 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from surefoot import outbox
 from surefoot.outbox import Dispatcher, MemoryStore, OutboxSettings
@@ -21,7 +24,10 @@ def backend(request, tmp_path):
         store = MemoryStore()
         yield store, lambda name, payload, **kw: outbox.add(store, name, payload, **kw)
         return
-    url = f"sqlite:///{tmp_path / 'm.sqlite3'}" if request.param == "sqlite" else request.getfixturevalue("pg_outbox_url")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'm.sqlite3'}"
+    else:
+        url = request.getfixturevalue("pg_outbox_url")
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         outbox.create_tables(conn)
@@ -182,9 +188,6 @@ def _scenario(events, failures, rounds, store_factory):
         cleanup()
     return order, counts, pending, dead
 
-
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
