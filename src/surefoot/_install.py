@@ -42,14 +42,28 @@ class Installation:
 _DEFAULT_PROBES = ("/livez", "/readyz", "/health")
 
 
-def _skip_actual_probe_paths(settings: Settings, prefix: str) -> Settings:
-    """Point the access-log skip list's default probe paths at where they really are."""
+def _actual_paths(settings: Settings, prefix: str, app: Any) -> Settings:
+    """Point the default probe, metrics and docs paths of the skip lists at where they are.
+
+    ``access_log_skip_paths`` and ``metrics_exclude_paths`` name the default locations;
+    ``health_prefix``, ``SUREFOOT_METRICS_PATH`` and the app's ``docs_url`` / ``redoc_url`` /
+    ``openapi_url`` move them.
+    """
     mapping = {path: prefix + path for path in _DEFAULT_PROBES}
     mapping["/metrics"] = settings.metrics_path
-    skip = [mapping.get(path, path) for path in settings.access_log_skip_paths]
-    if skip == list(settings.access_log_skip_paths):
-        return settings
-    return settings.model_copy(update={"access_log_skip_paths": skip})
+    for default, attribute in (
+        ("/docs", "docs_url"), ("/redoc", "redoc_url"), ("/openapi.json", "openapi_url"),
+        ("/docs/oauth2-redirect", "swagger_ui_oauth2_redirect_url"),
+    ):
+        if hasattr(app, attribute):
+            mapping[default] = getattr(app, attribute) or ""
+    update: dict[str, Any] = {}
+    for name in ("access_log_skip_paths", "metrics_exclude_paths"):
+        current = list(getattr(settings, name))
+        moved = [path for path in (mapping.get(p, p) for p in current) if path]
+        if moved != current:
+            update[name] = moved
+    return settings.model_copy(update=update) if update else settings
 
 
 def install(
@@ -136,9 +150,7 @@ def install(
         raise ConfigurationError(
             f"health_prefix must start with '/' and not end with it; got {health_prefix!r}"
         )
-    settings = _skip_actual_probe_paths(
-        settings if settings is not None else get_settings(), health_prefix
-    )
+    settings = _actual_paths(settings if settings is not None else get_settings(), health_prefix, app)
 
     from .health import Health, health_routes
     from .http import install_http

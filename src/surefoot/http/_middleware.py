@@ -439,7 +439,15 @@ class SurefootMiddleware:
             wanted[self._tenant_header] = -2
         self._wanted = wanted
         self._skip = frozenset(settings.access_log_skip_paths)
+        # Probes, the metrics endpoint and the docs routes are not traffic: no metric work.
+        self._unmeasured = frozenset(settings.metrics_exclude_paths)
         self._access = AccessLogger("surefoot.access").write if access_log else None
+        self._access_logger = structlog.get_logger("surefoot.access")
+        self._max_path = settings.access_log_max_path
+        self._log_client = settings.access_log_client
+        self._log_user_agent = settings.access_log_user_agent
+        # Every line needs more than the fixed fields: take the structlog chain each time.
+        self._detailed = self._log_client or self._log_user_agent
         self._errors = structlog.get_logger("surefoot.http")
 
     # -- helpers -------------------------------------------------------------------------
@@ -524,7 +532,7 @@ class SurefootMiddleware:
         # meter.start(), inline: the middleware runs it on every request.
         meter = self.meter
         pairs = meter._active
-        if pairs is not None:
+        if pairs is not None and scope["path"] not in self._unmeasured:
             pair = pairs.get((method, scheme)) or meter.new_active(method, scheme)
             pair[0]()
             active = pair[1]
@@ -635,7 +643,7 @@ class SurefootMiddleware:
         # meter.finish(), inline.
         meter = self.meter
         children = meter._children
-        if children is not None:
+        if children is not None and active is not None:
             active()
             key = (method, route, status, scheme, error_type)
             (children.get(key) or meter._new_child(key))(seconds)
@@ -643,7 +651,40 @@ class SurefootMiddleware:
         if access is not None and scope["path"] not in self._skip:
             # Milliseconds to the microsecond: the same value as round(ms, 3) but for halves, without
             # round()'s decimal conversion.
-            access(scope["method"], route, status, (seconds * 1_000_000.0 + 0.5) // 1 / 1000, nbytes, generated)
+            ms = (seconds * 1_000_000.0 + 0.5) // 1 / 1000
+            if route and not self._detailed:
+                access(scope["method"], route, status, ms, nbytes, generated)
+            else:
+                self._access_detailed(scope, route, status, ms, nbytes)
+
+    def _bounded(self, text: str) -> str:
+        limit = self._max_path
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+    def _access_detailed(self, scope: Scope, route: str, status: int, ms: float, nbytes: int) -> None:
+        """The access line with the fields the fixed line has not: through the structlog chain.
+
+        An unmatched request (no route template) carries its path, cut to
+        ``access_log_max_path`` characters and redacted like every field, so a burst of 404s
+        can be told apart; the client address and user agent when the settings ask for them.
+        """
+        extra: dict[str, Any] = {}
+        if not route:
+            extra["path"] = self._bounded(scope.get("path") or "")
+        if self._log_client:
+            client = scope.get("client")
+            extra["client"] = client[0] if client else None
+        if self._log_user_agent:
+            agent = None
+            for name, value in scope["headers"]:
+                if name == b"user-agent":
+                    agent = self._bounded(value.decode("latin-1"))
+                    break
+            extra["user_agent"] = agent
+        logger = self._access_logger
+        log = logger.error if status >= 500 else logger.info
+        log("http_request", method=scope["method"], route=route, status=status, latency_ms=ms, bytes=nbytes,
+            **extra)
 
     async def _websocket(self, scope: Scope, receive: Any, send: Any) -> None:
         cid, causation, tenant = self._ids(scope)
