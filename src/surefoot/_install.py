@@ -214,6 +214,10 @@ def install(
     async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
         if logging:
             bridge_stdlib_loggers(uvicorn_access_log=uvicorn_access_log)
+        if metrics_on:
+            from .metrics.multiprocess import warn_if_unshared
+
+            warn_if_unshared()
         health.start_watchdog()
         health.install_signal_drain()
         try:
