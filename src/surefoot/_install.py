@@ -91,8 +91,9 @@ def install(
        (correlation ids, RED metrics, access log) and RFC 9457 exception handlers;
     3. **metrics endpoint** at ``settings.metrics_path`` exposing this app's registry and the
        process default one (domain metrics), with the configured auth;
-    4. **health endpoints** ``/livez``, ``/readyz``, ``/health`` (placed before the app's own
-       routes, so a catch-all route cannot shadow them);
+    4. **health endpoints** ``/livez``, ``/readyz``, ``/health``; these and the metrics endpoint
+       are answered by the middleware by exact path before the application's routes are
+       matched (a catch-all route cannot shadow them; user middleware does not run for them);
     5. **lifespan** — the app's own lifespan is wrapped, not replaced: on start-up, uvicorn's
        loggers are bridged again (``uvicorn.run`` reconfigures them after import), the
        loop-lag watchdog and the SIGTERM drain start, the app's start-up runs, then readiness
@@ -204,7 +205,13 @@ def install(
     health.use_registry(registry, metrics=metrics_on)
     if health_endpoints:
         front.extend(health_routes(health, prefix=health_prefix))
-    router.routes[0:0] = front
+    # Answered by the middleware by exact path, ahead of every route (one dict lookup, no
+    # matching): a catch-all route cannot shadow them and user middleware does not run for
+    # them. They also sit at the end of the router, for anything that lists or reaches the
+    # routes directly.
+    if middleware is not None:
+        middleware.serve_first(front)
+    router.routes.extend(front)
 
     # 5. lifespan, wrapping the application's own.
     original_lifespan = router.lifespan_context

@@ -449,6 +449,30 @@ class SurefootMiddleware:
         # Every line needs more than the fixed fields: take the structlog chain each time.
         self._detailed = self._log_client or self._log_user_agent
         self._errors = structlog.get_logger("surefoot.http")
+        # exact path -> (route, route.handle) answered before the application (see serve_first)
+        self._first: dict[str, tuple[Any, Any]] = {}
+
+    def serve_first(self, routes: Sequence[Any]) -> None:
+        """Answer requests for these routes' exact paths before the application sees them.
+
+        ``surefoot.install`` registers the probe and metrics routes here: found with one dict
+        lookup instead of being matched, ahead of the application's routes, on every request,
+        and never shadowed by a catch-all route or blocked by user middleware. The routes
+        keep everything else (ids, error bodies, access lines); they stay in the app's
+        router too.
+
+        Args:
+            routes: Starlette ``Route`` objects with parameter-free paths.
+
+        Raises:
+            ConfigurationError: a route has path parameters or no ``handle``.
+        """
+        for route in routes:
+            path = getattr(route, "path", None)
+            handle = getattr(route, "handle", None)
+            if not isinstance(path, str) or "{" in path or handle is None:
+                raise ConfigurationError(f"serve_first needs routes with fixed paths; got {route!r}")
+            self._first[path] = (route, handle)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -578,8 +602,19 @@ class SurefootMiddleware:
                 return
             await send(message)
 
+        app = self.app
+        first = self._first
+        if first:
+            path = scope["path"]
+            root = scope.get("root_path")
+            if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
+                path = path[len(root):]  # what the router would match (behind a root path)
+            hit = first.get(path)
+            if hit is not None:
+                scope["route"] = hit[0]
+                app = hit[1]
         try:
-            await self.app(scope, wrapped_receive, wrapped_send)
+            await app(scope, wrapped_receive, wrapped_send)
         except BaseException as exc:
             if done:
                 # The response is complete (a BackgroundTask failed): log it once; the
