@@ -22,7 +22,12 @@ import pydantic
 from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ._compat.structlog import import_structlog as _import_structlog
 from .errors import ConfigurationError
+
+# surefoot/__init__ imports this module first (nothing above imports structlog): structlog
+# is imported here without rich (see surefoot._compat.structlog), before any other module.
+_import_structlog()
 
 __all__ = [
     "Settings",

@@ -20,19 +20,19 @@ no-op function).
 
 from __future__ import annotations
 
-import collections
-import itertools
-import threading
 import random
+import threading
 import time
-from bisect import bisect_left as _bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
-from prometheus_client.values import MutexValue as _MutexValue
 
 from .. import context
+from .._compat.prometheus import CountValue as _CountValue  # noqa: F401  (tests read it here)
+from .._compat.prometheus import active_pair as _active_pair
+from .._compat.prometheus import adder as _adder  # noqa: F401  (tests read it here)
+from .._compat.prometheus import observer as _observer
 from .._config import Settings, get_settings
 from ..errors import ConfigurationError
 from ..logging._setup import AccessLogger
@@ -93,172 +93,6 @@ def log_unhandled(scope: Scope, exc: BaseException) -> None:
         method=scope.get("method"),
         path=scope.get("path"),
     )
-
-
-def _count_of(counter: Any) -> int:
-    # itertools.count exposes its next value only through repr: "count(5)".
-    return int(repr(counter)[6:-1])
-
-
-class _CountValue:
-    """A bucket value incremented by ``next()`` on an ``itertools.count``.
-
-    ``next()`` on a count is one C call under the GIL: atomic across threads without the lock
-    (and the Python frame) of prometheus_client's ``MutexValue.inc``. prometheus_client reads
-    it through ``get()`` at scrape time.
-    """
-
-    __slots__ = ("_counter", "_base", "_exemplar")
-
-    def __init__(self, start: float) -> None:
-        self._counter = itertools.count()
-        self._base = start
-        self._exemplar: Any = None
-
-    def inc(self, amount: float) -> None:
-        # Histogram.observe increments buckets by 1 only.
-        for _ in range(int(amount)):
-            next(self._counter)
-
-    def set(self, value: float, timestamp: Any = None) -> None:
-        self._base = value - _count_of(self._counter)
-
-    def get(self) -> float:
-        return float(self._base + _count_of(self._counter))
-
-    def set_exemplar(self, exemplar: Any) -> None:
-        self._exemplar = exemplar
-
-    def get_exemplar(self) -> Any:
-        return self._exemplar
-
-
-class _SumValue:
-    """A histogram sum added to by ``deque.append`` (atomic, lock-free), folded when read.
-
-    Observations queue in a deque; ``get()`` (a scrape) and every 4096th observation fold
-    them into the total under a lock, so memory stays bounded without scrapes and nothing is
-    lost to a race: ``popleft`` hands each queued value to exactly one folder.
-    """
-
-    __slots__ = ("pending", "_total", "_lock", "_exemplar")
-
-    FOLD_AT = 4096
-
-    def __init__(self, start: float) -> None:
-        self.pending: collections.deque[float] = collections.deque()
-        self._total = start
-        self._lock = threading.Lock()
-        self._exemplar: Any = None
-
-    def fold(self) -> float:
-        pending = self.pending
-        with self._lock:
-            total = self._total
-            while pending:
-                try:
-                    total += pending.popleft()
-                except IndexError:  # emptied by another thread between the two calls
-                    break
-            self._total = total
-        return total
-
-    def inc(self, amount: float) -> None:
-        self.pending.append(amount)
-        if len(self.pending) > self.FOLD_AT:
-            self.fold()
-
-    def set(self, value: float, timestamp: Any = None) -> None:
-        with self._lock:
-            self.pending.clear()
-            self._total = value
-
-    def get(self) -> float:
-        return self.fold()
-
-    def set_exemplar(self, exemplar: Any) -> None:
-        self._exemplar = exemplar
-
-    def get_exemplar(self) -> Any:
-        return self._exemplar
-
-
-def _single_process(*values: Any) -> bool:
-    # Values prometheus_client keeps in process memory (not the multi-process files).
-    return all(type(v) is _MutexValue for v in values)
-
-
-def _observer(child: Any) -> Callable[[float], None]:
-    """Return a fast ``observe`` for a histogram child: one bisect, two value increments.
-
-    The same work as ``Histogram.observe`` without its per-call checks and bucket loop,
-    through the child's value objects (which are the multi-process ones in that mode). In
-    a single process the buckets become :class:`_CountValue` s and the sum a :class:`_SumValue`:
-    no lock per observation.
-    Falls back to the public method if a prometheus_client release lays its children out
-    otherwise.
-    """
-    try:
-        sum_inc = child._sum.inc
-        buckets = child._buckets
-        bounds = tuple(child._upper_bounds)
-    except AttributeError:
-        return child.observe  # type: ignore[no-any-return]
-    if len(buckets) != len(bounds):
-        return child.observe  # type: ignore[no-any-return]
-    if _single_process(child._sum, *buckets):
-        buckets[:] = [_CountValue(bucket.get()) for bucket in buckets]
-        nexts = tuple(bucket._counter.__next__ for bucket in buckets)
-        total = child._sum = _SumValue(child._sum.get())
-        append = total.pending.append
-        pending = total.pending
-        fold_at = _SumValue.FOLD_AT
-
-        def observe(amount: float) -> None:
-            nexts[_bisect_left(bounds, amount)]()
-            append(amount)
-            if len(pending) > fold_at:
-                total.fold()
-
-        return observe
-    bucket_incs = tuple(bucket.inc for bucket in buckets)
-
-    def observe_shared(amount: float) -> None:
-        bucket_incs[_bisect_left(bounds, amount)](1)
-        sum_inc(amount)
-
-    return observe_shared
-
-
-def _adder(child: Any) -> Callable[[float], None]:
-    """Return a fast ``inc(amount)`` for a gauge child (negative to decrement)."""
-    value = getattr(child, "_value", None)
-    inc = getattr(value, "inc", None)
-    if inc is None:
-        return child.inc  # type: ignore[no-any-return]
-    return inc  # type: ignore[no-any-return]
-
-
-def _active_pair(child: Any) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """Return ``(started, finished)`` callables keeping a gauge child at "in progress".
-
-    In a single process the gauge reads two ``itertools.count`` at scrape time (started
-    minus finished), so a request pays two C calls and no lock; in multi-process mode the
-    gauge's shared value is incremented and decremented.
-    """
-    existing = getattr(child, "_surefoot_active", None)
-    if existing is not None:  # another middleware on the same registry set it up
-        return existing  # type: ignore[no-any-return]
-    value = getattr(child, "_value", None)
-    if _single_process(value) and hasattr(child, "set_function"):
-        started, finished = itertools.count(), itertools.count()
-        base = value.get()  # type: ignore[union-attr]
-        child.set_function(lambda: base + _count_of(started) - _count_of(finished))
-        pair = (started.__next__, finished.__next__)
-        child._surefoot_active = pair
-        return pair
-    add = _adder(child)
-    return (lambda: add(1)), (lambda: add(-1))
 
 
 class _NoMeter:

@@ -202,9 +202,8 @@ def _proc_ppid(pid: str) -> int | None:
 
 def _siblings() -> int:
     """Processes started by this one's parent with the same command line (self included)."""
-    import sys
-
     import multiprocessing
+    import sys
 
     forked_worker = any(name.startswith("gunicorn.workers") for name in sys.modules)
     if multiprocessing.parent_process() is None and not forked_worker:
