@@ -22,6 +22,7 @@ End-to-end part (``--e2e``): each variant, on Starlette and on FastAPI, served b
 
     PYTHONPATH=src python benchmarks/http_overhead.py            # in-process tables
     PYTHONPATH=src python benchmarks/http_overhead.py --e2e      # plus uvicorn + wrk
+    PYTHONPATH=src python benchmarks/http_overhead.py --cold-start   # process start and memory
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -418,6 +420,69 @@ def end_to_end(runs: int, seconds: int, connections: int) -> None:
               f"of paired runs ({'met' if paired_by[framework] >= goal else 'NOT met'})")
 
 
+# -- cold start ------------------------------------------------------------------------------
+
+COLD = {
+    "bare FastAPI": "from fastapi import FastAPI\napp = FastAPI()\n",
+    "FastAPI + surefoot.install": (
+        "from fastapi import FastAPI\nimport surefoot\napp = FastAPI()\nsurefoot.install(app)\n"
+    ),
+}
+
+
+def _run_process(code: str, env: dict[str, str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one ``python -c`` process.
+
+    CPU time is the figure to compare on a shared machine: waiting for a core counts in the
+    wall time, not in the CPU time.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"cold-start process failed: {code!r}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def cold_start(runs: int) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    env.pop("SUREFOOT_LOG_FORMAT", None)
+    # Bytecode as an installed package has it (pip compiles at install): compiled once into a
+    # private cache by a warm-up run of each variant, then read by every measured run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="surefoot-bench-pyc-")
+    for code in COLD.values():
+        _run_process(code, env)
+    walls: dict[str, list[float]] = {name: [] for name in COLD}
+    cpus: dict[str, list[float]] = {name: [] for name in COLD}
+    rss: dict[str, list[float]] = {name: [] for name in COLD}
+    for _ in range(runs):
+        for name, code in COLD.items():
+            wall, cpu, peak = _run_process(code, env)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+            rss[name].append(peak)
+    bare = "bare FastAPI"
+    sure = "FastAPI + surefoot.install"
+    med = statistics.median
+    rows = []
+    for name in COLD:
+        rows.append([
+            name, fmt(med(cpus[name]) * 1000, 0), fmt(min(cpus[name]) * 1000, 0), fmt(med(walls[name]) * 1000, 0),
+            fmt(med(rss[name]), 1), "+" + fmt((med(cpus[name]) - med(cpus[bare])) * 1000, 0),
+            "+" + fmt(med(rss[name]) - med(rss[bare]), 1),
+        ])
+    print(table(["whole process", "CPU ms (median)", "CPU ms (best)", "wall ms (median)", "peak RSS MiB",
+                 "+CPU ms vs bare", "+MiB vs bare"], rows))
+    added_ms = (med(cpus[sure]) - med(cpus[bare])) * 1000
+    added_mib = med(rss[sure]) - med(rss[bare])
+    print(f"\ntarget: import surefoot + install adds <= 50 ms and <= 5 MiB -> +{added_ms:.0f} ms CPU "
+          f"({'met' if added_ms <= 50 else 'NOT met'}), +{added_mib:.1f} MiB "
+          f"({'met' if added_mib <= 5 else 'NOT met'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -427,12 +492,19 @@ def main() -> None:
     parser.add_argument("--e2e-runs", type=int, default=7)
     parser.add_argument("--e2e-seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--cold-start", action="store_true",
+                        help="only measure whole-process start: bare FastAPI vs + surefoot.install")
+    parser.add_argument("--cold-runs", type=int, default=15)
     parser.add_argument("--serve", choices=E2E_STACKS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--framework", choices=FRAMEWORKS, default="starlette", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port, args.framework)
+        return
+    if args.cold_start:
+        print(f"python {sys.version.split()[0]}; whole processes, {args.cold_runs} interleaved runs each\n")
+        cold_start(args.cold_runs)
         return
     print(f"python {sys.version.split()[0]}; logs: {configure_logs()}")
     if not args.e2e_only:

@@ -1,4 +1,4 @@
-"""structlog: importing it without rich, which surefoot never uses.
+"""structlog: importing it without rich (or greenlet), which surefoot's logging never uses.
 
 ``import structlog`` imports ``structlog.dev`` and ``structlog.tracebacks``, which import
 rich when it is installed (typer, surefoot's CLI dependency, installs it), for their
@@ -11,7 +11,9 @@ while ``import rich`` is made to fail (``sys.modules["rich"] = None``, the docum
 block an import); rich stays importable for everything else afterwards. The only visible
 effect is on structlog features surefoot does not use: a ``structlog.dev.ConsoleRenderer``
 of your own renders plain tracebacks instead of rich ones. To keep rich there, import
-structlog before surefoot or set ``SUREFOOT_STRUCTLOG_RICH=1``.
+structlog before surefoot or set ``SUREFOOT_STRUCTLOG_RICH=1``. The same is done for
+greenlet (installed with SQLAlchemy's asyncio extra), which only the deprecated
+``structlog.threadlocal`` would use; SQLAlchemy imports it normally when it needs it.
 """
 
 from __future__ import annotations
@@ -22,20 +24,26 @@ from types import ModuleType
 
 __all__ = ["import_structlog"]
 
+# optional imports of structlog that surefoot does not use (already imported ones are kept)
+_OPTIONAL = ("rich", "greenlet")
+
 
 def import_structlog() -> ModuleType:
     """Return structlog, imported without rich unless something imported either already."""
     existing = sys.modules.get("structlog")
     if existing is not None:
         return existing
-    if "rich" in sys.modules or os.environ.get("SUREFOOT_STRUCTLOG_RICH", "").lower() in ("1", "true", "yes"):
+    if os.environ.get("SUREFOOT_STRUCTLOG_RICH", "").lower() in ("1", "true", "yes"):
         import structlog
 
         return structlog
-    sys.modules["rich"] = None  # type: ignore[assignment]
+    blocked = [name for name in _OPTIONAL if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
     try:
         import structlog
     finally:
-        if "rich" in sys.modules and sys.modules["rich"] is None:
-            del sys.modules["rich"]
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
     return structlog
