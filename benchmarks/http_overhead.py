@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
-import pstats
 import contextvars
+import cProfile
 import os
+import pstats
 import re
 import shutil
 import socket
@@ -50,9 +50,8 @@ if str(ROOT / "src") not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import structlog  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
-
 from _bench import amedian_rounds, fmt, table  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
 
 FRAMEWORKS = ("starlette", "fastapi")
 STACKS = ("bare", "surefoot", "surefoot_nolog", "typical", "typical_bhm")

@@ -90,7 +90,7 @@ def resolve_url(url: str | None) -> str:
 def _sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL (``None`` for memory databases and other backends)."""
     scheme, sep, rest = url.partition("://")
-    if not sep or not scheme.split("+")[0] == "sqlite":
+    if not sep or scheme.split("+")[0] != "sqlite":
         return None
     path = rest[1:] if rest.startswith("/") else rest
     path = path.split("?", 1)[0]
@@ -181,7 +181,7 @@ def explain(exc: BaseException, *, migrate_hint: str = "surefoot outbox migrate"
         if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered) \
                 or "undefinedtable" in type(getattr(exc, "orig", None)).__name__.lower():
             return f"the tables do not exist yet ({first}): run `{migrate_hint}{where}`"
-        if isinstance(exc, sa_exc.OperationalError) or isinstance(exc, sa_exc.InterfaceError):
+        if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
             return f"cannot use the database: {first}"
         return f"database error: {first}"
     return None

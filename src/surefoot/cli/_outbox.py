@@ -39,7 +39,7 @@ def _engine(url: str | None, *, creates: bool = False) -> Any:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _console() -> Any:
@@ -96,7 +96,13 @@ def run(
 
     router: Router = default_router
     for name in imports:
-        module = importlib.import_module(name)
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            if getattr(exc, "name", None) and name.startswith(str(exc.name)):
+                raise fail(f"cannot import {name!r} (--import): {exc}; check the module path and "
+                           "that the current directory or PYTHONPATH contains it") from None
+            raise
         candidate = getattr(module, "router", None)
         if isinstance(candidate, Router):
             router = candidate
@@ -156,8 +162,8 @@ def status(
         f"pending [bold]{s.pending}[/]  lag [bold]{s.lag_seconds:.1f} s[/]  "
         f"in flight [bold]{s.in_flight}[/]  dead letters [bold]{s.dead_letters}[/]"
     )
-    for p, r in paused:
-        console.print(f"[bold red]paused[/] {p}" + (f" ({r})" if r else ""))
+    for pattern, reason in paused:
+        console.print(f"[bold red]paused[/] {pattern}" + (f" ({reason})" if reason else ""))
     if per_name:
         table = Table("event_name", "pending", "max attempts", "lag (s)")
         for n, p, a, lag in per_name:

@@ -116,6 +116,22 @@ class _NoMeter:
     def websocket_close(self, route: str) -> None:
         return None
 
+    # Never called (the request path checks _active/_children first); here so both meters
+    # have one interface.
+    def new_active(self, method: str, scheme: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        return _nothing, _nothing
+
+    def _new_child(self, key: tuple[str, str, int, str, str]) -> Callable[[float], None]:
+        return _ignore
+
+
+def _nothing() -> None:
+    return None
+
+
+def _ignore(value: float) -> None:
+    return None
+
 
 class _Meter:
     """RED metrics with cached label children and a hard cap on distinct label values."""
