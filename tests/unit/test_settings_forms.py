@@ -126,3 +126,10 @@ def test_other_exceptions_keep_their_traceback(tmp_path, subprocess_env):
     out = subprocess.run([sys.executable, "-c", script], env=subprocess_env, capture_output=True, text=True,
                          timeout=60)
     assert "Traceback" in out.stderr and "KeyError" in out.stderr
+
+
+def test_metrics_app_refuses_an_empty_password_argument():
+    from surefoot.metrics import metrics_app
+
+    with pytest.raises(ConfigurationError, match="empty"):
+        metrics_app(username="prometheus", password="")
