@@ -159,3 +159,20 @@ def test_structlog_with_rich_on_request(subprocess_env):
     out = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "True"  # structlog imported first: left as it was
+
+
+def test_prometheus_value_class_switch(tmp_path, subprocess_env):
+    code = (
+        "import os, prometheus_client\n"
+        "from surefoot._compat.prometheus import multiprocess_values_active, use_multiprocess_values\n"
+        "assert not multiprocess_values_active()\n"
+        f"os.environ['PROMETHEUS_MULTIPROC_DIR'] = {str(tmp_path)!r}\n"
+        "assert use_multiprocess_values() and multiprocess_values_active()\n"
+        "c = prometheus_client.Counter('x_total', 'x', registry=None); c.inc()\n"
+        "print(sorted(p.split('_')[0] for p in os.listdir(os.environ['PROMETHEUS_MULTIPROC_DIR'])))\n"
+    )
+    env = dict(subprocess_env)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['counter']"

@@ -9,7 +9,11 @@ deque-folded sum, a gauge read as "started - finished" through the public
 * a child's ``_buckets`` (list of values with ``inc``/``get``), ``_upper_bounds`` and ``_sum``;
 * a gauge child's ``_value``;
 * ``prometheus_client.values.MutexValue``, the class of in-process values (multi-process
-  values live in shared files and are never replaced).
+  values live in shared files and are never replaced);
+* ``prometheus_client.values.ValueClass`` / ``get_value_class()``: the value class chosen at
+  import from ``PROMETHEUS_MULTIPROC_DIR``, read to tell whether this process writes the
+  shared files and re-chosen when the variable was set after the import
+  (:func:`use_multiprocess_values`).
 
 Each function checks what it relies on and falls back to the public ``observe`` / ``inc`` /
 ``dec`` methods when anything differs, so an upgrade that changes these internals costs
@@ -32,7 +36,10 @@ try:
 except ImportError:  # pragma: no cover - a prometheus_client without it: public API only
     _MutexValue = None  # type: ignore[assignment,misc]
 
-__all__ = ["CountValue", "SumValue", "observer", "adder", "active_pair", "internals_available"]
+__all__ = [
+    "CountValue", "SumValue", "observer", "adder", "active_pair", "internals_available",
+    "multiprocess_values_active", "use_multiprocess_values",
+]
 
 
 def count_of(counter: Any) -> int:
@@ -216,3 +223,29 @@ def internals_available() -> bool:
         and _single_process(getattr(gauge, "_value", None))
         and hasattr(gauge, "set_function")
     )
+
+
+def multiprocess_values_active() -> bool:
+    """Whether metrics created now write prometheus_client's multi-process files."""
+    from prometheus_client import values
+
+    value_class = getattr(values, "ValueClass", None)
+    if value_class is None or _MutexValue is None:  # pragma: no cover - internals changed
+        return False
+    return value_class is not _MutexValue
+
+
+def use_multiprocess_values() -> bool:
+    """Re-choose the value class after ``PROMETHEUS_MULTIPROC_DIR`` was set; return if active.
+
+    Without the internals (a future prometheus_client) nothing is changed: only processes
+    that set the variable before importing prometheus_client share their values.
+    """
+    from prometheus_client import values
+
+    get_value_class = getattr(values, "get_value_class", None)
+    if get_value_class is None or not hasattr(values, "ValueClass"):  # pragma: no cover
+        return multiprocess_values_active()
+    if not multiprocess_values_active():
+        values.ValueClass = get_value_class()
+    return multiprocess_values_active()

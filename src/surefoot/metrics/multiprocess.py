@@ -69,9 +69,9 @@ def directory() -> str | None:
 
 def is_active() -> bool:
     """True when this process records metric values in the multi-process directory."""
-    from prometheus_client import values
+    from .._compat.prometheus import multiprocess_values_active
 
-    return directory() is not None and values.ValueClass is not values.MutexValue
+    return directory() is not None and multiprocess_values_active()
 
 
 def prepare(path: str | os.PathLike[str] | None = None, *, clear: bool = True) -> Path:
@@ -111,10 +111,9 @@ def activate() -> bool:
     """
     if directory() is None:
         return False
-    from prometheus_client import values
+    from .._compat.prometheus import use_multiprocess_values
 
-    if values.ValueClass is values.MutexValue:
-        values.ValueClass = values.get_value_class()
+    use_multiprocess_values()
     return True
 
 
