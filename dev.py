@@ -62,28 +62,33 @@ def _ensure_env(extras: str) -> None:
     stamp.write_text(f"{digest} {union}\n")
 
 
+def _terminal_delivers_sigint() -> bool:
+    """True when Ctrl-C on a terminal reaches the child by itself (same foreground group)."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, AttributeError, ValueError):
+        return False  # no terminal (CI, a supervisor, an IDE)
+
+
 def run_forwarding_signals(cmd: list[str]) -> int:
     """Run ``cmd`` and pass SIGINT/SIGTERM on to it; return its exit status.
 
-    The child runs in its own process group, so Ctrl-C in a terminal reaches it once (from
-    here), and stopping this script (``kill``, a supervisor, an IDE's stop button) stops the
-    server it started instead of leaving it running.
+    Stopping this script (``kill``, a supervisor, an IDE's stop button) stops the server or
+    test run it started instead of leaving it running. Ctrl-C on a terminal already reaches
+    the child (it is in the terminal's foreground process group, so it can also read the
+    terminal, e.g. ``--pdb``): that SIGINT is not sent a second time.
     """
-    child = subprocess.Popen(cmd, start_new_session=os.name != "nt")
-    forwarded = {}
+    child = subprocess.Popen(cmd)
 
     def forward(signum: int, _frame: object) -> None:
-        forwarded[signum] = True
+        if signum == signal.SIGINT and _terminal_delivers_sigint():
+            return
         if child.poll() is None:
             child.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt:  # pragma: no cover - handled by forward()
-                continue
+        return child.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -133,3 +133,35 @@ def test_metrics_app_refuses_an_empty_password_argument():
 
     with pytest.raises(ConfigurationError, match="empty"):
         metrics_app(username="prometheus", password="")
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_TOKEN = st.text(
+    alphabet=st.characters(blacklist_characters=",[]\"'\\", blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp")),
+    min_size=1, max_size=20,
+)
+
+
+@given(st.lists(_TOKEN, max_size=6))
+def test_comma_and_json_forms_read_back_the_same_list(values):
+    import json
+
+    from surefoot._config import _split_list
+
+    assert _split_list(",".join(values)) == values
+    assert _split_list(" , ".join(values)) == values
+    assert _split_list(json.dumps(values)) == values
+
+
+@given(st.text(max_size=60))
+def test_any_header_list_text_is_a_list_or_one_line_error(text):
+    from surefoot._config import Settings
+
+    try:
+        settings = load_settings(Settings, correlation_headers=text)
+    except ConfigurationError as exc:
+        assert "\n" not in str(exc) and "SUREFOOT_CORRELATION_HEADERS" in str(exc)
+    else:
+        assert isinstance(settings.correlation_headers, list)
