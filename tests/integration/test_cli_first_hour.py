@@ -183,3 +183,25 @@ def test_requeue_counts_each_event_once_and_refuses_unknown_ids(db_url, registry
             assert conn.execute(sa.select(sa.func.count()).select_from(dead_letters_table)).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+@pytest.mark.postgres
+def test_unmigrated_postgres_database_says_to_migrate(pg_url, subprocess_env):
+    import uuid
+
+    schema = f"cli_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        url = f"{pg_url}?options=-csearch_path%3D{schema}"
+        for group, command in (("outbox", ["outbox", "status"]), ("webhooks", ["webhooks", "purge", "-y"]),
+                               ("idempotency", ["idempotency", "purge", "-y"])):
+            line = _one_line(run_cli([*command, "--url", url], subprocess_env))
+            assert f"run `surefoot {group} migrate --url" in line, line
+        assert run_cli(["outbox", "migrate", "--url", url], subprocess_env).returncode == 0
+        assert run_cli(["outbox", "status", "--url", url], subprocess_env).returncode == 0
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        engine.dispose()
