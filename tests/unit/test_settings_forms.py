@@ -8,8 +8,6 @@ import sys
 import textwrap
 
 import pytest
-from fastapi import FastAPI
-
 import surefoot
 from surefoot import ConfigurationError
 from surefoot._config import get_settings, load_settings
@@ -86,6 +84,8 @@ def test_username_without_password_is_refused(monkeypatch):
 
 
 def test_empty_metrics_password_stops_install(monkeypatch):
+    from fastapi import FastAPI
+
     reset_logging()
     monkeypatch.setenv("SUREFOOT_METRICS_USERNAME", "prometheus")
     monkeypatch.setenv("SUREFOOT_METRICS_PASSWORD", "")

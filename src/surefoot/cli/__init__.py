@@ -8,12 +8,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="surefoot: pr
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from .. import __version__
 
-    try:
-        return version("surefoot")
-    except PackageNotFoundError:  # running from a source tree that was not installed
-        return "unknown"
+    return __version__
 
 
 def _print_version(value: bool) -> None:
