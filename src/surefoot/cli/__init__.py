@@ -7,8 +7,24 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="surefoot: production-grade ASGI services.")
 
 
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"surefoot {_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """surefoot: production-grade ASGI services."""
     # A callback keeps `surefoot demo` a subcommand even while it is the only command.
 
