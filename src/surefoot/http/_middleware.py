@@ -426,6 +426,8 @@ class SurefootMiddleware:
             _Meter(registry, max_label_values, tuple(sorted(buckets))) if self.metrics_enabled else _NoMeter()
         )
         self.routes = RouteTemplates()
+        # route template (or "*") -> callables(method, status, seconds); SLO objectives bound to routes.
+        self.route_observers: dict[str, list[Callable[[str, int, float], None]]] = {}
         self._id_headers = tuple(h.lower().encode("latin-1") for h in settings.correlation_headers)
         self._echo_header = (
             self._id_headers[0] if self._id_headers else b"x-correlation-id"
@@ -639,6 +641,9 @@ class SurefootMiddleware:
             active()
             key = (method, route, status, scheme, error_type)
             (children.get(key) or meter._new_child(key))(seconds)
+        if self.route_observers:
+            for observe in (*self.route_observers.get(route, ()), *self.route_observers.get("*", ())):
+                observe(method, status, seconds)
         access = self._access
         if access is not None and scope["path"] not in self._skip:
             # Milliseconds to the microsecond: the same value as round(ms, 3) but for halves, without
