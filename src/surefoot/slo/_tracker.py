@@ -119,6 +119,9 @@ class Tracker:
         self._distributions: dict[str, Distribution] = {
             o.name: _pair_distribution(o) for o in self.objectives if isinstance(o, EventPair)
         }
+        self._bounds: dict[str, list[float]] = {
+            o.name: [*o.buckets, math.inf] for o in self.objectives if isinstance(o, EventPair)
+        }
         self._last: dict[tuple[str, str], float] = {}
         self._pending: dict[tuple[str, str, int], int] = {}
         self._lock = threading.Lock()
@@ -165,7 +168,10 @@ class Tracker:
         read = self._distributions.get(objective.name)
         if read is not None:
             previous = 0.0
-            for bound, cumulative in zip(*read()):
+            bounds, cumulatives = read()
+            if bounds and len(bounds) != len(self._bounds.get(objective.name, ())):
+                self._bounds[objective.name] = list(bounds)
+            for bound, cumulative in zip(bounds, cumulatives):
                 values.append((HIST_PREFIX + _bound_text(bound), cumulative - previous))
                 previous = cumulative
         return values
@@ -324,10 +330,11 @@ class Tracker:
                 self._firing[key] = tier_firing
                 changed.append(BurnEvent(objective.name, tier.name, tier_firing,
                                          {w: _round(b) for w, b in burn.items()}))
-        hist = sorted(
-            ((float(s[len(HIST_PREFIX):]), v.get(HIST_WINDOW, 0)) for s, v in series.items() if s.startswith(HIST_PREFIX)),
-        )
-        p95 = quantile(0.95, [b for b, _ in hist], [c for _, c in hist]) if hist else None
+        bounds = self._bounds.get(objective.name)
+        p95 = None
+        if bounds:
+            counts_5m = [series.get(HIST_PREFIX + _bound_text(b), {}).get(HIST_WINDOW, 0) for b in bounds]
+            p95 = quantile(0.95, bounds, counts_5m)
         period = counts[PERIOD]
         entry = {
             "name": objective.name,
