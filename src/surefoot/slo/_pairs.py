@@ -45,7 +45,7 @@ def _start_stmt(objective: EventPair, conn: Any, key: Any, at: float | None) -> 
     now = objective.clock.time() if at is None else float(at)
     return insert_ignore(conn, pairs_table).values(
         slo=objective.name, key=_key(objective, key), started_at=now, deadline_at=now + objective.deadline,
-    )
+    ).returning(pairs_table.c.key)
 
 
 def _finish_stmt(objective: EventPair, key: Any, at: float | None) -> Any:
@@ -57,25 +57,29 @@ def _finish_stmt(objective: EventPair, key: Any, at: float | None) -> Any:
         sa.update(t)
         .where(t.c.slo == objective.name, t.c.key == _key(objective, key), t.c.outcome.is_(None))
         .values(finished_at=now, outcome=sa.case((t.c.deadline_at >= now, "good"), else_="bad"))
+        .returning(t.c.key)
     )
 
 
+# RETURNING tells whether a row was written; rowcount is -1 for some drivers (psycopg 3).
+
+
 def start(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
-    return bool(conn.execute(_start_stmt(objective, conn, key, at)).rowcount == 1)
+    return conn.execute(_start_stmt(objective, conn, key, at)).first() is not None
 
 
 async def astart(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
     result = await conn.execute(_start_stmt(objective, conn, key, at))
-    return bool(result.rowcount == 1)
+    return result.first() is not None
 
 
 def finish(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
-    return bool(conn.execute(_finish_stmt(objective, key, at)).rowcount == 1)
+    return conn.execute(_finish_stmt(objective, key, at)).first() is not None
 
 
 async def afinish(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
     result = await conn.execute(_finish_stmt(objective, key, at))
-    return bool(result.rowcount == 1)
+    return result.first() is not None
 
 
 class SweepResult:
@@ -146,8 +150,9 @@ class Sweeper:
             sa.update(t)
             .where(t.c.slo.in_(names), t.c.outcome.is_(None), t.c.deadline_at < now)
             .values(finished_at=now, outcome="bad")
+            .returning(t.c.key)
         )
-        result.expired = max(0, expired.rowcount or 0)
+        result.expired = len(expired.all())
         claim = (
             sa.select(t.c.slo, t.c.key)
             .where(t.c.slo.in_(names), t.c.counted.is_(False), t.c.outcome.is_not(None))
@@ -176,8 +181,9 @@ class Sweeper:
         if self.retention >= 0:
             purged = conn.execute(
                 sa.delete(t).where(t.c.slo.in_(names), t.c.counted.is_(True), t.c.finished_at < now - self.retention)
+                .returning(t.c.key)
             )
-            result.purged = max(0, purged.rowcount or 0)
+            result.purged = len(purged.all())
         return result, done
 
     def _after_commit(self, result: SweepResult, done: list[tuple[str, float, str]]) -> None:
