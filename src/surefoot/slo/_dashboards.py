@@ -8,6 +8,7 @@ in the catalogue given to :func:`dashboards`, so no panel can stay empty forever
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -139,28 +140,36 @@ def panel_queries(objectives: Sequence[Objective], has: Callable[..., bool]) -> 
 
 def dashboards(objectives: Sequence[Objective], has: Callable[..., bool]) -> dict[str, str]:
     """``{file name: dashboard JSON}`` built with grafana-foundation-sdk."""
-    require("grafana_foundation_sdk", "dashboards")
-    from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
-    from grafana_foundation_sdk.cog.encoder import JSONEncoder
-    from grafana_foundation_sdk.models.dashboard import DataSourceRef
-
-    ds = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
     out: dict[str, str] = {}
-    for uid, (title, panels) in _specs(objectives).items():
-        board = (dashboard.Dashboard(title).uid(f"surefoot-{uid}").tags(["surefoot"]).refresh("30s")
-                 .time("now-6h", "now").timezone("utc"))
-        for panel_title, unit, exprs, needs, kind in panels:
-            if not has(*needs):
-                continue
-            builder = stat.Panel() if kind == "stat" else timeseries.Panel()
-            builder = builder.title(panel_title).unit(unit).datasource(ds).height(8).span(12 if kind != "stat" else 6)
-            for ref, (expr, legend) in enumerate(exprs):
-                builder = builder.with_target(
-                    prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + ref))
-                )
-            board = board.with_panel(builder)
-        out[f"{uid}.json"] = JSONEncoder(sort_keys=True, indent=2).encode(board.build()) + "\n"
+    with warnings.catch_warnings():
+        # The v1 builders warn in favour of dashboardv2; file provisioning loads the v1 JSON.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        require("grafana_foundation_sdk", "dashboards")
+        from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
+        from grafana_foundation_sdk.cog.encoder import JSONEncoder
+        from grafana_foundation_sdk.models.dashboard import DataSourceRef
+
+        ds = DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
+        for uid, (title, panels) in _specs(objectives).items():
+            out[f"{uid}.json"] = _board(dashboard, prometheus, stat, timeseries, JSONEncoder, ds, uid, title, panels, has)
     return out
+
+
+def _board(dashboard: Any, prometheus: Any, stat: Any, timeseries: Any, encoder: Any, ds: Any, uid: str, title: str,
+           panels: list[Panel], has: Callable[..., bool]) -> str:
+    board = (dashboard.Dashboard(title).uid(f"surefoot-{uid}").tags(["surefoot"]).refresh("30s")
+             .time("now-6h", "now").timezone("utc"))
+    for panel_title, unit, exprs, needs, kind in panels:
+        if not has(*needs):
+            continue
+        builder = stat.Panel() if kind == "stat" else timeseries.Panel()
+        builder = builder.title(panel_title).unit(unit).datasource(ds).height(8).span(12 if kind != "stat" else 6)
+        for ref, (expr, legend) in enumerate(exprs):
+            builder = builder.with_target(
+                prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + ref))
+            )
+        board = board.with_panel(builder)
+    return str(encoder(sort_keys=True, indent=2).encode(board.build())) + "\n"
 
 
 def provisioning(prometheus_url: str, dashboards_path: str) -> dict[str, str]:

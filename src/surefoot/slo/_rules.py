@@ -180,7 +180,9 @@ def operational_rules(objectives: Sequence[Objective], s: RuleSettings) -> dict[
     if s.has("webhook_signature_failures_total"):
         rules.append(_alert(
             "WebhookSignatureFailures",
-            f"sum by (provider) (rate(webhook_signature_failures_total[{s.window(60.0)}])) * 60 > 10",
+            # per minute: per *scaled* minute when windows are scaled, so tests keep the threshold
+            f"sum by (provider) (rate(webhook_signature_failures_total[{s.window(60.0)}])) * "
+            f"{s.window(60.0)[:-1] if s.window(60.0).endswith('s') else 60} > 10",
             s.window(300.0), "warning", "More than 10 webhook signature failures per minute for 5 minutes",
             "webhook-signature-failures", s))
     if s.has("db_connections_in_use", "db_connections_max"):
