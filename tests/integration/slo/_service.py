@@ -1,0 +1,60 @@
+"""A service using surefoot the way users write one, for the real-Prometheus test.
+
+Exporters active here (each registers its metric families when it is created):
+the request path (HTTP RED), health checks, slo.install (SLO counters, pair durations),
+the outbox Dispatcher (outbox_* and worker_queue_depth), the WebhookInbox (webhook_*),
+a CircuitBreaker and a Retry (circuit_breaker_*, retry_attempts_total) and the provider
+client (integration_http_*).
+"""
+
+from __future__ import annotations
+
+import os
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+import surefoot
+from surefoot import outbox, slo
+from surefoot.health import Health, sqlalchemy_check
+from surefoot.resilience import CircuitBreaker, Retry, provider_client
+from surefoot.webhooks import WebhookInbox
+
+from tests.integration.slo._slos import OBJECTIVES
+
+engine = sa.create_engine(os.environ["SLO_TEST_DB"])
+slo.migrate(engine)
+outbox.create_tables(engine)
+
+health = Health()
+health.add("database", sqlalchemy_check(engine), timeout=1.0)
+app = FastAPI()
+surefoot.install(app, health=health, extra_buckets=slo.thresholds(OBJECTIVES))
+slo.install(app, OBJECTIVES, engine=engine, interval=1.0)
+dispatcher = outbox.Dispatcher(engine)
+inbox = WebhookInbox(engine)
+breaker = CircuitBreaker("twilio")
+retry = Retry(name="twilio", max_attempts=2)
+twilio = provider_client("twilio", base_url="http://127.0.0.1:9")
+
+
+@app.get("/work")
+async def work(fail: bool = False):
+    if fail:
+        raise RuntimeError("injected failure")
+    return {"ok": True}
+
+
+@app.post("/bookings")
+async def book():
+    return {"booked": True}
+
+
+def _flaky(state: list[int] = []) -> str:  # noqa: B006  (the call count lives in the default)
+    state.append(1)
+    if len(state) == 1:
+        raise ConnectionError("first attempt fails")
+    return "ok"
+
+
+retry.call(_flaky)  # one retry: the retry counters exist from the start
