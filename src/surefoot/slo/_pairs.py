@@ -41,44 +41,64 @@ def _key(objective: EventPair, key: Any) -> str:
     return text
 
 
-def _start_stmt(objective: EventPair, conn: Any, key: Any, at: float | None) -> Any:
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+
+
+def _statement(kind: str, conn: Any) -> Any:
+    """The start or finish statement for ``conn``'s dialect, built once (bound parameters)."""
+    from .._sql import dialect_name
+
+    dialect = dialect_name(conn)
+    stmt = _STATEMENTS.get((kind, dialect))
+    if stmt is None:
+        import sqlalchemy as sa
+
+        t = pairs_table
+        if kind == "start":
+            stmt = insert_ignore(conn, t).values(
+                slo=sa.bindparam("p_slo"), key=sa.bindparam("p_key"), started_at=sa.bindparam("p_now"),
+                deadline_at=sa.bindparam("p_deadline"),
+            ).returning(t.c.key)
+        else:
+            now = sa.bindparam("p_now", type_=t.c.finished_at.type)
+            stmt = (
+                sa.update(t)
+                .where(t.c.slo == sa.bindparam("p_slo"), t.c.key == sa.bindparam("p_key"), t.c.outcome.is_(None))
+                .values(finished_at=now, outcome=sa.case((t.c.deadline_at >= now, "good"), else_="bad"))
+                .returning(t.c.key)
+            )
+        _STATEMENTS[(kind, dialect)] = stmt
+    return stmt
+
+
+def _start_params(objective: EventPair, key: Any, at: float | None) -> dict[str, Any]:
     now = objective.clock.time() if at is None else float(at)
-    return insert_ignore(conn, pairs_table).values(
-        slo=objective.name, key=_key(objective, key), started_at=now, deadline_at=now + objective.deadline,
-    ).returning(pairs_table.c.key)
+    return {"p_slo": objective.name, "p_key": _key(objective, key), "p_now": now, "p_deadline": now + objective.deadline}
 
 
-def _finish_stmt(objective: EventPair, key: Any, at: float | None) -> Any:
-    import sqlalchemy as sa
-
+def _finish_params(objective: EventPair, key: Any, at: float | None) -> dict[str, Any]:
     now = objective.clock.time() if at is None else float(at)
-    t = pairs_table
-    return (
-        sa.update(t)
-        .where(t.c.slo == objective.name, t.c.key == _key(objective, key), t.c.outcome.is_(None))
-        .values(finished_at=now, outcome=sa.case((t.c.deadline_at >= now, "good"), else_="bad"))
-        .returning(t.c.key)
-    )
+    return {"p_slo": objective.name, "p_key": _key(objective, key), "p_now": now}
 
 
 # RETURNING tells whether a row was written; rowcount is -1 for some drivers (psycopg 3).
 
 
 def start(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
-    return conn.execute(_start_stmt(objective, conn, key, at)).first() is not None
+    return conn.execute(_statement("start", conn), _start_params(objective, key, at)).first() is not None
 
 
 async def astart(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
-    result = await conn.execute(_start_stmt(objective, conn, key, at))
+    result = await conn.execute(_statement("start", conn), _start_params(objective, key, at))
     return result.first() is not None
 
 
 def finish(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
-    return conn.execute(_finish_stmt(objective, key, at)).first() is not None
+    return conn.execute(_statement("finish", conn), _finish_params(objective, key, at)).first() is not None
 
 
 async def afinish(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
-    result = await conn.execute(_finish_stmt(objective, key, at))
+    result = await conn.execute(_statement("finish", conn), _finish_params(objective, key, at))
     return result.first() is not None
 
 
