@@ -47,7 +47,8 @@ def generate(
 ) -> None:
     """Write recording + burn-rate alert rules, operational alerts, promtool tests, a scrape config,
     an Alertmanager example, Grafana dashboards and provisioning, and the OpenSLO form."""
-    from ..slo._generate import LintError, generate as run
+    from ..slo._generate import LintError
+    from ..slo._generate import generate as run
 
     objs = _objectives(objectives)
     try:

@@ -63,6 +63,6 @@ _LAZY = {
     "collect_objectives": "._generate",
 }
 
-from .._extras import lazy_exports  # noqa: E402
+from .._extras import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -23,7 +23,13 @@ from .._extras import require
 from ..errors import ConfigurationError
 from ._lint import LintFinding, lint
 from ._objectives import Objective
-from ._rules import RuleSettings, operational_rule_tests, operational_rules, slo_rule_tests, slo_rules
+from ._rules import (
+    RuleSettings,
+    operational_rule_tests,
+    operational_rules,
+    slo_rule_tests,
+    slo_rules,
+)
 from ._windows import DEFAULT_TIERS, Tier, duration_text
 
 __all__ = ["generate", "collect_objectives", "Generated", "dump_yaml", "LintError"]
@@ -47,9 +53,9 @@ class Generated:
 
 def dump_yaml(data: Any) -> str:
     """YAML with multi-line strings as literal blocks and keys in the given order."""
-    yaml = require("yaml", "dashboards")
+    yaml: Any = require("yaml", "dashboards")
 
-    class Dumper(yaml.SafeDumper):
+    class Dumper(yaml.SafeDumper):  # type: ignore[name-defined,misc]
         pass
 
     def text(dumper: Any, value: str) -> Any:
@@ -188,7 +194,8 @@ def generate(
 
     files["openslo/slos.yaml"] = to_openslo(objs)
     if dashboards:
-        from ._dashboards import dashboards as build, provisioning
+        from ._dashboards import dashboards as build
+        from ._dashboards import provisioning
 
         for name, text in build(objs, settings.has).items():
             files[f"grafana/dashboards/{name}"] = text

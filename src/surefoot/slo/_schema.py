@@ -22,10 +22,10 @@ from .._extras import require
 
 require("sqlalchemy", "sql")
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from .._sql import dialect_name, metadata  # noqa: E402
-from ..errors import ConfigurationError  # noqa: E402
+from .._sql import dialect_name, metadata
+from ..errors import ConfigurationError
 
 __all__ = ["pairs_table", "counts_table", "migrate", "amigrate", "drop", "upsert_add", "insert_ignore"]
 
@@ -89,12 +89,14 @@ def drop(engine: Any) -> None:
 def _insert(conn: Any, table: sa.Table) -> Any:
     name = dialect_name(conn)
     if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        raise ConfigurationError(f"surefoot.slo supports PostgreSQL and SQLite; got the {name!r} dialect")
-    return insert(table)
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    if name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table)
+    raise ConfigurationError(f"surefoot.slo supports PostgreSQL and SQLite; got the {name!r} dialect")
 
 
 def insert_ignore(conn: Any, table: sa.Table) -> Any:

@@ -24,7 +24,16 @@ from .._clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError
 from ._objectives import EventPair, Objective
 from ._store import HIST_PREFIX, HIST_WINDOW, MemoryCounts, SqlCounts, Sums
-from ._windows import DEFAULT_TIERS, PERIOD, REPORTED_WINDOWS, WINDOWS, Tier, WindowCounts, minute_of, quantile
+from ._windows import (
+    DEFAULT_TIERS,
+    PERIOD,
+    REPORTED_WINDOWS,
+    WINDOWS,
+    Tier,
+    WindowCounts,
+    minute_of,
+    quantile,
+)
 
 __all__ = ["Tracker", "BurnEvent", "bind_all"]
 
@@ -189,8 +198,8 @@ class Tracker:
                     self._last[key] = value
                     if delta > 0 and not baseline:
                         increments[(objective.name, series, minute)] = int(round(delta))
-            for key, n in self._pending.items():
-                increments[key] = increments.get(key, 0) + n
+            for pending, n in self._pending.items():
+                increments[pending] = increments.get(pending, 0) + n
             self._pending = {}
         return increments
 

@@ -9,13 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from tests._services import required
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _bin_dir() -> tuple[Path | None, str]:
     env = os.environ.get("SUREFOOT_PROMETHEUS_BIN")
     candidates = [Path(env)] if env else []

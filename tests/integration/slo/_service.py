@@ -13,14 +13,13 @@ import os
 
 import sqlalchemy as sa
 from fastapi import FastAPI
+from tests.integration.slo._slos import OBJECTIVES
 
 import surefoot
 from surefoot import outbox, slo
 from surefoot.health import Health, sqlalchemy_check
 from surefoot.resilience import CircuitBreaker, Retry, provider_client
 from surefoot.webhooks import WebhookInbox
-
-from tests.integration.slo._slos import OBJECTIVES
 
 engine = sa.create_engine(os.environ["SLO_TEST_DB"])
 slo.migrate(engine)
@@ -50,7 +49,7 @@ async def book():
     return {"booked": True}
 
 
-def _flaky(state: list[int] = []) -> str:  # noqa: B006  (the call count lives in the default)
+def _flaky(state: list[int] = []) -> str:
     state.append(1)
     if len(state) == 1:
         raise ConnectionError("first attempt fails")

@@ -124,7 +124,6 @@ async def test_async_twins(db_url, registry, tmp_path):
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from surefoot.outbox._urls import async_url
-
     from surefoot.slo._schema import drop
 
     drop(sa.create_engine(db_url))

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from tests.integration.slo._prometheus import prometheus_bin
 
 from surefoot import slo
-from tests.integration.slo._prometheus import prometheus_bin
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]

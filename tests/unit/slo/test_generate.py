@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 import yaml
+from tests.integration.slo._prometheus import prometheus_bin
 
 from surefoot import slo
 from surefoot.errors import ConfigurationError
-from tests.integration.slo._prometheus import prometheus_bin
 
 FIRST_SMS = slo.EventPair("first_sms", target=0.95, deadline=5.0, description="first SMS within 5 s of the inbound call")
 BOOKING = slo.Latency("booking_post", target=0.95, threshold=0.5, route="/bookings", method="POST")
