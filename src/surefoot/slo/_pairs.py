@@ -246,7 +246,7 @@ class Sweeper:
                 _log.error("slo_sweep_failed", error_code="SLO_SWEEP_FAILED", error_message=str(exc), exc_info=exc)
                 result = None
             if result is None or sum(result.counted.values()) < self.batch_size:
-                stop.wait(0) if stop.is_set() else self.clock.sleep(self.interval)
+                _pause(self.clock, stop, self.interval)
 
     async def arun(self) -> None:
         """Sweep every ``interval`` seconds until cancelled."""
@@ -260,6 +260,14 @@ class Sweeper:
                 result = None
             if result is None or sum(result.counted.values()) < self.batch_size:
                 await self.clock.asleep(self.interval)
+
+
+def _pause(clock: Clock, stop: threading.Event, seconds: float) -> None:
+    # The real clock waits on the event, so stop.set() ends the loop at once.
+    if clock is SYSTEM_CLOCK:
+        stop.wait(seconds)
+    else:
+        clock.sleep(seconds)
 
 
 def _bucket(bounds: tuple[float, ...], seconds: float) -> str:

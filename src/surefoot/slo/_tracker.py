@@ -285,7 +285,10 @@ class Tracker:
                 self.tick()
             except Exception as exc:  # a database hiccup must not end the loop; it is logged
                 _log.error("slo_tick_failed", error_code="SLO_TICK_FAILED", error_message=str(exc), exc_info=exc)
-            self.clock.sleep(interval)
+            if self.clock is SYSTEM_CLOCK:
+                stop.wait(interval)
+            else:
+                self.clock.sleep(interval)
 
     async def arun(self, *, interval: float = 5.0) -> None:
         """Tick every ``interval`` seconds until cancelled (started by :func:`surefoot.slo.install`)."""

@@ -57,3 +57,8 @@ def _flaky(state: list[int] = []) -> str:
 
 
 retry.call(_flaky)  # one retry: the retry counters exist from the start
+
+
+@app.get("/pid")
+async def pid():
+    return {"pid": os.getpid()}

@@ -173,3 +173,31 @@ def test_shared_counts_across_processes(engine, registry):
     assert report["objectives"][0]["windows"]["1h"] == {
         "good": 98, "bad": 2, "total": 100, "sli": 0.98, "burn_rate": 2.0}
     assert tracker1.tick()["objectives"][0]["windows"]["1h"]["total"] == 100
+
+
+def test_worker_loop_sweeps_and_fires_burn_hooks(sqlite_url, registry):
+    engine = sa.create_engine(sqlite_url)
+    slo.migrate(engine)
+    clock = FakeClock(start=2_000_000_000.0)
+    pair = slo.EventPair("first_sms", target=0.95, deadline=5.0, clock=clock)
+    tracker = slo.Tracker([pair], engine=engine, clock=clock, registry=registry)
+    fired = []
+    tracker.on_burn(fired.append, tier="page")
+    with engine.begin() as conn:
+        for i in range(5):
+            pair.start(conn, f"never-{i}")
+    stop = threading.Event()
+    sweeper = slo.Sweeper(engine, [pair], interval=1.0, tracker=tracker)
+    original_sleep = clock.sleep
+
+    def sleep_then_stop(seconds):
+        original_sleep(seconds)
+        if clock.time() > 2_000_000_010.0:
+            stop.set()
+
+    clock.sleep = sleep_then_stop  # the loop sleeps on the injected clock
+    sweeper.run(stop=stop)
+    assert [(e.objective, e.firing) for e in fired] == [("first_sms", True)]
+    report = tracker.report()
+    assert report["objectives"][0]["windows"]["5m"]["bad"] == 5
+    assert report["objectives"][0]["p95_seconds"] is not None and report["objectives"][0]["p95_seconds"] > 5.0
