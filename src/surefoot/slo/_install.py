@@ -17,7 +17,7 @@ from ._objectives import Latency, Objective, Ratio
 from ._tracker import BurnEvent, Tracker
 from ._windows import DEFAULT_TIERS, Tier
 
-__all__ = ["install", "thresholds", "slo_app"]
+__all__ = ["install", "thresholds", "render_html"]
 
 _MIDDLEWARE_ATTR = "_surefoot_http_middleware"
 
@@ -78,33 +78,6 @@ def _attach_routes(app: Any, objectives: list[Ratio | Latency], tracker: Tracker
                 )
             tracker.set_distribution(objective, _http_distribution(middleware, objective.route or "", objective.method))
         observers.setdefault(objective.route, []).append(objective.observe_response)
-
-
-def slo_app(tracker: Tracker) -> Callable[..., Any]:
-    """An ASGI app answering ``GET`` with the report as JSON, or HTML with ``?format=html``."""
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["method"] not in ("GET", "HEAD"):
-            await _send(send, 405, b'{"title":"Method Not Allowed","status":405}', "application/problem+json",
-                        [(b"allow", b"GET, HEAD")])
-            return
-        query = scope.get("query_string", b"")
-        report = await tracker.areport()
-        if b"format=html" in query:
-            await _send(send, 200, render_html(report).encode(), "text/html; charset=utf-8")
-        else:
-            await _send(send, 200, orjson.dumps(report), "application/json")
-
-    return app
-
-
-async def _send(send: Any, status: int, body: bytes, content_type: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
-               (b"cache-control", b"no-store"), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _pct(value: float | None) -> str:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -84,8 +85,17 @@ def _finish_params(objective: EventPair, key: Any, at: float | None) -> dict[str
 # RETURNING tells whether a row was written; rowcount is -1 for some drivers (psycopg 3).
 
 
+def _sync_result(result: Any, twin: str) -> Any:
+    if inspect.isawaitable(result):
+        if hasattr(result, "close"):
+            result.close()
+        raise ConfigurationError(f"this connection is async: use `await objective.{twin}(conn, key)`")
+    return result
+
+
 def start(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
-    return conn.execute(_statement("start", conn), _start_params(objective, key, at)).first() is not None
+    result = _sync_result(conn.execute(_statement("start", conn), _start_params(objective, key, at)), "astart")
+    return result.first() is not None
 
 
 async def astart(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
@@ -94,7 +104,8 @@ async def astart(objective: EventPair, conn: Any, key: Any, at: float | None) ->
 
 
 def finish(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
-    return conn.execute(_statement("finish", conn), _finish_params(objective, key, at)).first() is not None
+    result = _sync_result(conn.execute(_statement("finish", conn), _finish_params(objective, key, at)), "afinish")
+    return result.first() is not None
 
 
 async def afinish(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:

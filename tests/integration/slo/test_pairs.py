@@ -201,3 +201,21 @@ def test_worker_loop_sweeps_and_fires_burn_hooks(sqlite_url, registry):
     report = tracker.report()
     assert report["objectives"][0]["windows"]["5m"]["bad"] == 5
     assert report["objectives"][0]["p95_seconds"] is not None and report["objectives"][0]["p95_seconds"] > 5.0
+
+
+async def test_sync_call_on_an_async_session_says_what_to_use(sqlite_url, registry):
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from surefoot.outbox._urls import async_url
+
+    engine = create_async_engine(async_url(sqlite_url))
+    try:
+        await slo.amigrate(engine)
+        pair = slo.EventPair("first_sms", target=0.95, deadline=5.0)
+        async with AsyncSession(engine) as session, session.begin():
+            with pytest.raises(Exception, match="astart"):
+                pair.start(session, "k")
+            assert await pair.astart(session, "k")
+            assert await pair.afinish(session, "k")
+    finally:
+        await engine.dispose()
