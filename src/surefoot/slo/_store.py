@@ -24,34 +24,64 @@ HIST_KEEP_MINUTES = 60
 KEEP_MINUTES = window_minutes(WINDOWS[PERIOD]) + 60
 
 
+FINE_SECONDS = 6 * 3600
+"""Windows up to six hours are summed minute by minute; longer ones by whole hours."""
+
+
+def covers(window_seconds: int, now_minute: int, minute: int) -> bool:
+    """Whether ``minute`` counts in a window of ``window_seconds`` ending in ``now_minute``.
+
+    Up to six hours: the minutes ``now - W/60 < m <= now``. Longer windows are kept per hour
+    and include every hour that overlaps that range (their old edge rounds out to the hour).
+    """
+    if minute > now_minute:
+        return False
+    first = now_minute - window_minutes(window_seconds)
+    if window_seconds <= FINE_SECONDS:
+        return minute > first
+    return minute // 60 * 60 + 59 > first
+
+
 class MemoryCounts:
-    """Per-minute counts in this process (one worker's view)."""
+    """Per-minute (and per-hour) counts in this process (one worker's view)."""
 
     shared = False
 
     def __init__(self) -> None:
         self._minutes: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
+        self._hours: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
 
     def add(self, increments: Increments) -> None:
         for (slo, series, minute), n in increments.items():
             buckets = self._minutes[(slo, series)]
             buckets[minute] = buckets.get(minute, 0) + n
+            if not series.startswith(HIST_PREFIX):
+                hours = self._hours[(slo, series)]
+                hours[minute // 60] = hours.get(minute // 60, 0) + n
 
     def sums(self, slos: Iterable[str], now: float) -> Sums:
         now_minute = minute_of(now)
         wanted = set(slos)
         out: Sums = {slo: {} for slo in wanted}
+        fine_keep = window_minutes(FINE_SECONDS) + 1
         for (slo, series), buckets in self._minutes.items():
             if slo not in wanted:
                 continue
-            keep = HIST_KEEP_MINUTES if series.startswith(HIST_PREFIX) else KEEP_MINUTES
+            keep = HIST_KEEP_MINUTES if series.startswith(HIST_PREFIX) else fine_keep
             for minute in [m for m in buckets if m <= now_minute - keep]:
                 del buckets[minute]
+            hours = self._hours.get((slo, series), {})
+            for hour in [h for h in hours if h * 60 + 59 <= now_minute - KEEP_MINUTES]:
+                del hours[hour]
             windows = (HIST_WINDOW,) if series.startswith(HIST_PREFIX) else tuple(WINDOWS)
-            out[slo][series] = {
-                w: sum(v for m, v in buckets.items() if now_minute - window_minutes(WINDOWS[w]) < m <= now_minute)
-                for w in windows
-            }
+            values: dict[str, int] = {}
+            for w in windows:
+                seconds = WINDOWS[w]
+                if seconds <= FINE_SECONDS:
+                    values[w] = sum(v for m, v in buckets.items() if covers(seconds, now_minute, m))
+                else:
+                    values[w] = sum(v for h, v in hours.items() if covers(seconds, now_minute, h * 60))
+            out[slo][series] = values
         return out
 
 
