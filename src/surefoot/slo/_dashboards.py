@@ -7,7 +7,6 @@ in the catalogue given to :func:`dashboards`, so no panel can stay empty forever
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -173,7 +172,9 @@ def _board(dashboard: Any, prometheus: Any, stat: Any, timeseries: Any, encoder:
 
 
 def provisioning(prometheus_url: str, dashboards_path: str) -> dict[str, str]:
-    """Grafana datasource and dashboard-provider provisioning files (YAML rendered as JSON, a YAML subset)."""
+    """Grafana datasource and dashboard-provider provisioning files."""
+    from ._generate import dump_yaml
+
     datasource = {
         "apiVersion": 1,
         "datasources": [{"name": "Prometheus", "type": "prometheus", "uid": DATASOURCE_UID, "access": "proxy",
@@ -186,6 +187,6 @@ def provisioning(prometheus_url: str, dashboards_path: str) -> dict[str, str]:
                        "options": {"path": dashboards_path, "foldersFromFilesStructure": False}}],
     }
     return {
-        "datasources/surefoot.yml": json.dumps(datasource, indent=2) + "\n",
-        "dashboards/surefoot.yml": json.dumps(provider, indent=2) + "\n",
+        "datasources/surefoot.yml": dump_yaml(datasource),
+        "dashboards/surefoot.yml": dump_yaml(provider),
     }
