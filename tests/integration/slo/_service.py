@@ -9,11 +9,13 @@ client (integration_http_*).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 
 import sqlalchemy as sa
 from fastapi import FastAPI
-from tests.integration.slo._slos import OBJECTIVES
+from tests.integration.slo._slos import FIRST_SMS, OBJECTIVES
 
 import surefoot
 from surefoot import outbox, slo
@@ -27,7 +29,15 @@ outbox.create_tables(engine)
 
 health = Health()
 health.add("database", sqlalchemy_check(engine), timeout=1.0)
-app = FastAPI()
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI):
+    # The worker's job, here in the same process: overdue pairs become bad, outcomes are counted.
+    task = asyncio.create_task(slo.Sweeper(engine, OBJECTIVES, interval=0.5).arun())
+    yield
+    task.cancel()
+
+
+app = FastAPI(lifespan=lifespan)
 surefoot.install(app, health=health, extra_buckets=slo.thresholds(OBJECTIVES))
 slo.install(app, OBJECTIVES, engine=engine, interval=1.0)
 dispatcher = outbox.Dispatcher(engine)
@@ -62,3 +72,15 @@ retry.call(_flaky)  # one retry: the retry counters exist from the start
 @app.get("/pid")
 async def pid():
     return {"pid": os.getpid()}
+
+
+@app.post("/calls/{sid}")
+def inbound_call(sid: str):
+    with engine.begin() as conn:
+        return {"started": FIRST_SMS.start(conn, sid)}
+
+
+@app.post("/sms/{sid}")
+def first_sms_queued(sid: str):
+    with engine.begin() as conn:
+        return {"finished": FIRST_SMS.finish(conn, sid)}

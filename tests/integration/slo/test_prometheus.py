@@ -7,6 +7,8 @@ page fires within seconds of injected failures and clears about half a minute af
 from __future__ import annotations
 
 import base64
+import itertools
+import math
 import re
 import socket
 import subprocess
@@ -162,6 +164,24 @@ def test_generated_rules_on_a_real_prometheus(prometheus):
     # Every panel query parses and evaluates on the real Prometheus.
     for expr in panel_exprs:
         _query(api, expr)
+
+    # Event pairs: inbound call -> first SMS, counted by the sweeper, seen by Prometheus.
+    # (The scaled 5-minute window is 5 s: keep pairs flowing while Prometheus catches up.)
+    calls = itertools.count()
+
+    def pairs_flowing() -> float | None:
+        for _ in range(5):
+            sid = f"CA{next(calls)}"
+            assert client.post(f"/calls/{sid}").json() == {"started": True}
+            assert client.post(f"/sms/{sid}").json() == {"finished": True}
+        assert client.post("/sms/CA0").json() == {"finished": False}  # first finish only
+        p95 = _value(api, "slo_first_sms_p95_seconds")
+        ratio = _value(api, 'slo:sli_error:ratio_rate5m{slo="first_sms"}')
+        ok = p95 is not None and not math.isnan(p95) and ratio == 0.0
+        return p95 if ok else None
+
+    p95 = _wait(pairs_flowing, 60, "slo_first_sms_p95_seconds and the pair ratio", 0.3)
+    assert 0 < p95 < 5
 
     # Healthy traffic, then half the requests fail: the fast-burn page fires.
     for _ in range(30):
