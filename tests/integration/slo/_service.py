@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from tests.integration.slo._slos import FIRST_SMS, OBJECTIVES
 
 import surefoot
+import surefoot.metrics
 from surefoot import outbox, slo
 from surefoot.health import Health, sqlalchemy_check
 from surefoot.resilience import CircuitBreaker, Retry, provider_client
@@ -27,6 +28,8 @@ engine = sa.create_engine(os.environ["SLO_TEST_DB"])
 slo.migrate(engine)
 outbox.create_tables(engine)
 
+if hasattr(surefoot.metrics, "instrument_engine"):  # database pool gauges, where that exporter exists
+    surefoot.metrics.instrument_engine(engine)
 health = Health()
 health.add("database", sqlalchemy_check(engine), timeout=1.0)
 @contextlib.asynccontextmanager

@@ -141,8 +141,6 @@ def test_generated_rules_on_a_real_prometheus(prometheus):
     # The scrape works with basic auth (and only with it).
     assert client.get("/metrics").status_code == 401
     client.get("/health")
-    scrape = client.get("/metrics", headers={"authorization": auth}).text
-    exported = {line.split()[2] for line in scrape.splitlines() if line.startswith("# TYPE")}
     _wait(lambda: _query(api, 'up{job="surefoot"} == 1'), 60, "the first successful scrape")
 
     # Every metric any rule or panel reads exists in the live scrape (or is recorded by a rule).
@@ -154,13 +152,23 @@ def test_generated_rules_on_a_real_prometheus(prometheus):
     for board in (out / "grafana/dashboards").glob("*.json"):
         panel_exprs += [t["expr"] for p in yaml.safe_load(board.read_text())["panels"] for t in p["targets"]]
     assert panel_exprs
-    missing = set()
-    for expr in exprs + panel_exprs:
-        for name in metric_names(expr) - recorded:
-            family = re.sub(r"_(bucket|count|sum)$", "", name)
-            if name not in exported and family not in exported:
-                missing.add(name)
-    assert not missing, f"rules or panels read metrics no exporter provides: {sorted(missing)}"
+
+    def missing() -> set[str]:
+        scrape = client.get("/metrics", headers={"authorization": auth}).text
+        exported = {line.split()[2] for line in scrape.splitlines() if line.startswith("# TYPE")}
+        absent = set()
+        for expr in exprs + panel_exprs:
+            for name in metric_names(expr) - recorded:
+                family = re.sub(r"_(bucket|count|sum)$", "", name)
+                if name not in exported and family not in exported:
+                    absent.add(name)
+        return absent
+
+    # Sampled exporters (process gauges) register at their first sample: allow a few seconds.
+    deadline = time.monotonic() + 15
+    while missing() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not missing(), f"rules or panels read metrics no exporter provides: {sorted(missing())}"
     # Every panel query parses and evaluates on the real Prometheus.
     for expr in panel_exprs:
         _query(api, expr)
