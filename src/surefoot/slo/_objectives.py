@@ -347,7 +347,8 @@ class EventPair(Objective):
         return start(self, conn, key, at)
 
     async def astart(self, conn: Any, key: Any, *, at: float | None = None) -> bool:
-        """Async twin of :meth:`start` (``conn``: AsyncSession or AsyncConnection)."""
+        """Async twin of :meth:`start` (``conn``: AsyncSession or AsyncConnection; a sync
+        Session/Connection also works, e.g. the webhook inbox's connection on a sync engine)."""
         from ._pairs import astart
 
         return await astart(self, conn, key, at)

@@ -99,7 +99,9 @@ def start(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
 
 
 async def astart(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
-    result = await conn.execute(_statement("start", conn), _start_params(objective, key, at))
+    result = conn.execute(_statement("start", conn), _start_params(objective, key, at))
+    if inspect.isawaitable(result):  # AsyncSession / AsyncConnection; a sync one answers at once
+        result = await result
     return result.first() is not None
 
 
@@ -109,7 +111,9 @@ def finish(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
 
 
 async def afinish(objective: EventPair, conn: Any, key: Any, at: float | None) -> bool:
-    result = await conn.execute(_statement("finish", conn), _finish_params(objective, key, at))
+    result = conn.execute(_statement("finish", conn), _finish_params(objective, key, at))
+    if inspect.isawaitable(result):
+        result = await result
     return result.first() is not None
 
 

@@ -219,3 +219,14 @@ async def test_sync_call_on_an_async_session_says_what_to_use(sqlite_url, regist
             assert await pair.afinish(session, "k")
     finally:
         await engine.dispose()
+
+
+async def test_async_twins_accept_a_sync_connection(sqlite_url, registry):
+    """An async handler may hold a sync Connection (the webhook inbox on a sync engine)."""
+    engine = sa.create_engine(sqlite_url)
+    slo.migrate(engine)
+    pair = slo.EventPair("first_sms", target=0.95, deadline=5.0)
+    with engine.begin() as conn:
+        assert await pair.astart(conn, "k")
+        assert await pair.afinish(conn, "k")
+        assert not await pair.afinish(conn, "k")
