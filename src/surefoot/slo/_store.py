@@ -110,23 +110,44 @@ class SqlCounts:
             conn.execute(upsert_add(conn), rows)
 
     @staticmethod
-    def sums_on(conn: Any, slos: Iterable[str], now: float) -> Sums:
+    def sums_on(conn: Any, slos: Iterable[str], now: float, pair_slos: Iterable[str] = ()) -> Sums:
+        """Window sums of every series, in one statement (one snapshot).
+
+        For event-pair objectives (``pair_slos``) the pairs the sweeper has not counted yet are
+        added: finished ones by their outcome, overdue unfinished ones as bad. ``/slo`` is then
+        exact at read time, whether or not a sweeper ran since.
+        """
         import sqlalchemy as sa
 
         from ._schema import counts_table as t
+        from ._schema import pairs_table as p
 
         names = sorted(set(slos))
+        pairs = sorted(set(pair_slos))
         now_minute = minute_of(now)
-        columns = [
-            sa.func.sum(sa.case((t.c.minute > now_minute - window_minutes(sec), t.c.value), else_=0)).label(name)
-            for name, sec in WINDOWS.items()
-        ]
-        stmt = (
-            sa.select(t.c.slo, t.c.series, *columns)
-            .where(t.c.slo.in_(names), t.c.minute > now_minute - window_minutes(WINDOWS[PERIOD]),
-                   t.c.minute <= now_minute)
-            .group_by(t.c.slo, t.c.series)
-        )
+        counted = sa.select(
+            t.c.slo, t.c.series,
+            *[sa.func.sum(sa.case((t.c.minute > now_minute - window_minutes(sec), t.c.value), else_=0)).label(name)
+              for name, sec in WINDOWS.items()],
+        ).where(
+            t.c.slo.in_(names), t.c.minute > now_minute - window_minutes(WINDOWS[PERIOD]), t.c.minute <= now_minute,
+        ).group_by(t.c.slo, t.c.series)
+        parts: list[Any] = [counted]
+        if pairs:
+            when = sa.func.coalesce(p.c.finished_at, p.c.deadline_at)
+            series = sa.func.coalesce(p.c.outcome, sa.literal("bad"))
+            parts.append(sa.select(
+                p.c.slo, series.label("series"),
+                *[sa.func.sum(sa.case((when >= (now_minute - window_minutes(sec) + 1) * 60.0, 1), else_=0)).label(name)
+                  for name, sec in WINDOWS.items()],
+            ).where(
+                p.c.slo.in_(pairs), p.c.counted.is_(False),
+                sa.or_(p.c.outcome.is_not(None), p.c.deadline_at < now),
+            ).group_by(p.c.slo, series))
+        union = sa.union_all(*parts).subquery() if len(parts) > 1 else counted.subquery()
+        stmt = sa.select(
+            union.c.slo, union.c.series, *[sa.func.sum(union.c[name]).label(name) for name in WINDOWS],
+        ).group_by(union.c.slo, union.c.series)
         out: Sums = {slo: {} for slo in names}
         for row in conn.execute(stmt):
             values = row._mapping

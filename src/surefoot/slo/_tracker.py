@@ -212,7 +212,8 @@ class Tracker:
         SqlCounts.add_on(conn, increments)
         if minute_of(now) % 10 == 0:
             SqlCounts.prune_on(conn, now)
-        return SqlCounts.sums_on(conn, [o.name for o in self.objectives], now)
+        return SqlCounts.sums_on(conn, [o.name for o in self.objectives], now,
+                                 [o.name for o in self.objectives if isinstance(o, EventPair)])
 
     def tick(self) -> dict[str, Any]:
         """Count, share, evaluate and fire hooks now; returns the report (as ``/slo``)."""

@@ -230,3 +230,25 @@ async def test_async_twins_accept_a_sync_connection(sqlite_url, registry):
         assert await pair.astart(conn, "k")
         assert await pair.afinish(conn, "k")
         assert not await pair.afinish(conn, "k")
+
+
+def test_slo_counts_pairs_the_sweeper_has_not_counted_yet(engine, registry):
+    """/slo is exact at read time: finished and overdue pairs count before any sweep, once."""
+    clock = FakeClock(start=1_800_000_000.0)
+    pair = slo.EventPair("first_sms", target=0.95, deadline=5.0, clock=clock)
+    tracker = slo.Tracker([pair], engine=engine, clock=clock, registry=registry)
+    with engine.begin() as conn:
+        for i in range(4):
+            pair.start(conn, f"k{i}")
+    clock.advance(1)
+    with engine.begin() as conn:
+        pair.finish(conn, "k0")
+        pair.finish(conn, "k1")
+    window = tracker.tick()["objectives"][0]["windows"]["5m"]
+    assert (window["good"], window["bad"]) == (2, 0)  # k2, k3 still within their deadline
+    clock.advance(10)
+    window = tracker.tick()["objectives"][0]["windows"]["5m"]
+    assert (window["good"], window["bad"]) == (2, 2)  # overdue: bad before the sweeper ran
+    slo.Sweeper(engine, [pair], clock=clock).sweep()
+    window = tracker.tick()["objectives"][0]["windows"]["5m"]
+    assert (window["good"], window["bad"]) == (2, 2)  # and not twice after it ran
