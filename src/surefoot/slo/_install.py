@@ -119,13 +119,14 @@ def install(
     registry: Any = None,
     interval: float = 5.0,
     on_burn: Callable[[BurnEvent], Any] | None = None,
+    cache_seconds: float = 0.2,
 ) -> Tracker:
     """Measure ``objectives`` in ``app`` and serve them at ``GET /slo``.
 
     Route-bound :class:`Ratio` / :class:`Latency` objectives count every response of their
     route through surefoot's request path (install surefoot first); the tracker ticks every
     ``interval`` seconds while the app runs (burn hooks fire from there) and at every
-    ``/slo`` request (answers are cached for one second).
+    ``/slo`` request (see ``cache_seconds``).
 
     Args:
         app: a Starlette/FastAPI application, before it starts.
@@ -136,6 +137,8 @@ def install(
         path: where to serve the report.
         tiers, clock, registry, on_burn: as :class:`Tracker`.
         interval: seconds between ticks.
+        cache_seconds: ``/slo`` answers from a report computed less than this long ago (real
+            time), so a burst of requests costs one evaluation (one query) per period.
 
     Returns:
         The :class:`Tracker` (use ``tracker.on_burn(...)`` for more hooks).
@@ -152,7 +155,7 @@ def install(
     bound = _route_bound(tracker.objectives)
     if bound:
         _attach_routes(app, bound, tracker)
-    app.router.add_route(path, _endpoint(tracker), methods=["GET"], include_in_schema=False)
+    app.router.add_route(path, _endpoint(tracker, cache_seconds), methods=["GET"], include_in_schema=False)
     original = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
@@ -171,11 +174,11 @@ def install(
     return tracker
 
 
-def _endpoint(tracker: Tracker) -> Callable[..., Any]:
+def _endpoint(tracker: Tracker, cache_seconds: float) -> Callable[..., Any]:
     from starlette.responses import HTMLResponse, Response
 
     async def endpoint(request: Any) -> Any:
-        report = await tracker.areport()
+        report = await tracker.areport(max_age=cache_seconds)
         if request.query_params.get("format") == "html":
             return HTMLResponse(render_html(report), headers={"cache-control": "no-store"})
         return Response(orjson.dumps(report), media_type="application/json", headers={"cache-control": "no-store"})

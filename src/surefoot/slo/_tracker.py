@@ -14,6 +14,7 @@ import contextvars
 import inspect
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,7 +138,7 @@ class Tracker:
         self._hooks: list[tuple[Callable[[BurnEvent], Any], str | None, str | None]] = []
         self._firing: dict[tuple[str, str], bool] = {}
         self._report: dict[str, Any] | None = None
-        self._report_at = -math.inf
+        self._report_mono = -math.inf
         if on_burn is not None:
             self.on_burn(on_burn)
         # Counts recorded before the tracker existed belong to no minute we can name: start here.
@@ -266,15 +267,15 @@ class Tracker:
                 await asyncio.wait({task})
         return report
 
-    def report(self, *, max_age: float = 1.0) -> dict[str, Any]:
-        """The last report if younger than ``max_age`` seconds, else a fresh :meth:`tick`."""
-        if self._report is not None and self.clock.time() - self._report_at < max_age:
+    def report(self, *, max_age: float = 0.2) -> dict[str, Any]:
+        """The last report if computed less than ``max_age`` real seconds ago, else a fresh :meth:`tick`."""
+        if self._report is not None and time.monotonic() - self._report_mono < max_age:
             return self._report
         return self.tick()
 
-    async def areport(self, *, max_age: float = 1.0) -> dict[str, Any]:
+    async def areport(self, *, max_age: float = 0.2) -> dict[str, Any]:
         """Async twin of :meth:`report`."""
-        if self._report is not None and self.clock.time() - self._report_at < max_age:
+        if self._report is not None and time.monotonic() - self._report_mono < max_age:
             return self._report
         return await self.atick()
 
@@ -313,7 +314,7 @@ class Tracker:
                     if (only_slo is None or only_slo == event.objective) and (only_tier in (None, event.tier)):
                         events.append((event, callback))
         report = {"objectives": objectives, "evaluated_at": now, "shared": self.store.shared}
-        self._report, self._report_at = report, now
+        self._report, self._report_mono = report, time.monotonic()
         return report, events
 
     def _evaluate_one(self, objective: Objective, series: dict[str, dict[str, int]]) -> tuple[dict[str, Any], list[BurnEvent]]:
