@@ -419,6 +419,7 @@ class SurefootMiddleware:
                 raise ConfigurationError(f"extra_buckets must be positive seconds; got {bound!r}")
             buckets.add(float(bound))
         self.app = app
+        self.buckets = tuple(sorted(buckets))  # of http_server_request_duration_seconds
         self.settings = settings = settings if settings is not None else get_settings()
         self.metrics_enabled = settings.metrics_enabled if metrics_enabled is None else bool(metrics_enabled)
         self.registry = registry

@@ -32,18 +32,19 @@ def _route_bound(objectives: Iterable[Objective]) -> list[Ratio | Latency]:
 
 
 def _http_distribution(middleware: Any, route: str, method: str | None) -> Callable[[], tuple[list[float], list[float]]]:
-    family = middleware.meter._duration if hasattr(middleware.meter, "_duration") else None
+    from ..metrics._catalogue import HTTP_SERVER_REQUEST_DURATION
+
+    family = HTTP_SERVER_REQUEST_DURATION.get(middleware.registry)  # the middleware's own family
 
     def read() -> tuple[list[float], list[float]]:
         totals: dict[float, float] = {}
-        if family is not None:
-            for metric in family.collect():
-                for sample in metric.samples:
-                    labels = sample.labels
-                    if (sample.name.endswith("_bucket") and labels.get("http_route") == route
-                            and (method is None or labels.get("http_request_method") == method)):
-                        bound = float(labels["le"])
-                        totals[bound] = totals.get(bound, 0.0) + sample.value
+        for metric in family.collect():
+            for sample in metric.samples:
+                labels = sample.labels
+                if (sample.name.endswith("_bucket") and labels.get("http_route") == route
+                        and (method is None or labels.get("http_request_method") == method)):
+                    bound = float(labels["le"])
+                    totals[bound] = totals.get(bound, 0.0) + sample.value
         bounds = sorted(totals)
         return bounds, [totals[b] for b in bounds]
 
@@ -51,8 +52,7 @@ def _http_distribution(middleware: Any, route: str, method: str | None) -> Calla
 
 
 def _histogram_bounds(middleware: Any) -> list[float] | None:
-    family = getattr(middleware.meter, "_duration", None)
-    bounds = getattr(family, "_upper_bounds", None)  # read-only; absent on other versions
+    bounds = getattr(middleware, "buckets", None)
     return list(bounds) if bounds is not None else None
 
 
