@@ -255,7 +255,19 @@ class Tracker:
                 raise
             report, events = self._evaluate(sums, now)
         elif isinstance(self.store, SqlCounts):
-            return await asyncio.to_thread(self.tick)  # hooks run in that thread, as sync hooks
+            now = self.clock.time()
+            increments = self._snapshot(now)
+
+            def io() -> Sums:
+                with self.engine.begin() as conn:
+                    return self._sync_io(conn, increments, now)
+
+            try:
+                sums = await asyncio.to_thread(io)  # a sync engine: its queries off the event loop
+            except BaseException:
+                self._requeue(increments)
+                raise
+            report, events = self._evaluate(sums, now)
         else:
             now = self.clock.time()
             self.store.add(self._snapshot(now))

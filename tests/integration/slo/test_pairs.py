@@ -252,3 +252,19 @@ def test_slo_counts_pairs_the_sweeper_has_not_counted_yet(engine, registry):
     slo.Sweeper(engine, [pair], clock=clock).sweep()
     window = tracker.tick()["objectives"][0]["windows"]["5m"]
     assert (window["good"], window["bad"]) == (2, 2)  # and not twice after it ran
+
+
+async def test_async_hooks_with_a_sync_engine(engine, registry):
+    clock = FakeClock(start=1_900_000_000.0)
+    avail = slo.Ratio("api", target=0.99)
+    tracker = slo.Tracker([avail], engine=engine, clock=clock, registry=registry)
+    seen = []
+
+    async def hook(event):
+        seen.append((event.tier, event.firing))
+
+    tracker.on_burn(hook, tier="page")
+    for _ in range(5):
+        avail.bad()
+    await tracker.atick()
+    assert seen == [("page", True)]
