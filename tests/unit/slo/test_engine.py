@@ -181,3 +181,9 @@ def test_expect_slo(registry):
     with pytest.raises(SloExpectationError, match="not met"):
         expect_slo(booking)
     expect_slo(booking, met=False)
+
+
+def test_public_names_resolve():
+    assert sorted(slo.__all__) == sorted(set(slo.__all__))
+    for name in slo.__all__:
+        assert getattr(slo, name) is not None, name
