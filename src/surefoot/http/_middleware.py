@@ -275,6 +275,7 @@ class SurefootMiddleware:
             if not isinstance(bound, (int, float)) or not bound > 0:
                 raise ConfigurationError(f"extra_buckets must be positive seconds; got {bound!r}")
             buckets.add(float(bound))
+        self.buckets = tuple(sorted(buckets))  # of http_server_request_duration_seconds
         self.settings = settings = settings if settings is not None else get_settings()
         self.metrics_enabled = settings.metrics_enabled if metrics_enabled is None else bool(metrics_enabled)
         self.registry = registry
@@ -284,6 +285,8 @@ class SurefootMiddleware:
         self.routes = RouteTemplates()
         # Tracing (own server span, or ids on FastAPI's/contrib's), decided here once; off: app as is.
         self.app = tracing_layer(app, self.routes, app)
+        # route template (or "*") -> callables(method, status, seconds); SLO objectives bound to routes.
+        self.route_observers: dict[str, list[Callable[[str, int, float], None]]] = {}
         self._id_headers = tuple(h.lower().encode("latin-1") for h in settings.correlation_headers)
         self._echo_header = (
             self._id_headers[0] if self._id_headers else b"x-correlation-id"
@@ -540,6 +543,9 @@ class SurefootMiddleware:
             active()
             key = (method, route, status, scheme, error_type)
             (children.get(key) or meter._new_child(key))(seconds)
+        if self.route_observers:
+            for observe in (*self.route_observers.get(route, ()), *self.route_observers.get("*", ())):
+                observe(method, status, seconds)
         access = self._access
         if access is not None and scope["path"] not in self._skip:
             # Milliseconds to the microsecond: the same value as round(ms, 3) but for halves, without

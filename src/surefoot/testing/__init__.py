@@ -7,6 +7,7 @@ from ._metrics import fresh_registry, metric_value
 from ._outbox import DrainResult, InMemoryOutbox, adrain, drain
 from ._overrides import override_dependencies
 from ._resilience import EventRecorder, is_testing, no_waits, provider_failures, set_testing
+from ._slo import SloExpectationError, expect_slo
 from ._webhooks import (
     form_body,
     golden_github_push,
@@ -43,6 +44,9 @@ __all__ = [
     "DrainResult",
     "drain",
     "adrain",
+    # service level objectives
+    "expect_slo",
+    "SloExpectationError",
     # webhook signing and golden payloads
     "sign_twilio",
     "sign_twilio_json",
