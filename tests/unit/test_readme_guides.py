@@ -22,7 +22,7 @@ def test_install_line_and_every_extra_are_named():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     install = README[README.index("## Install"):README.index("## Quickstart")]
     for extra in extras:
-        if extra in ("test", "test-core", "bench"):
+        if extra in ("test", "test-core", "bench", "lint"):
             continue  # development extras
         assert f"`{extra}`" in install, extra
 

@@ -87,9 +87,9 @@ class HandlerSink:
         does this). ``threads`` runs sync handlers (anything with ``async run(fn, *args)``);
         default: the loop's default executor.
         """
-        self._bind(event)
         tracer = _tracer()
         if tracer is None:
+            self._bind(event)
             await self._call(event, threads)
             return
         await self._traced(event, tracer, threads)
@@ -108,7 +108,10 @@ class HandlerSink:
 
     async def _traced(self, event: Event, tracer: Any, threads: Any) -> None:
         """Run one delivery inside an ``outbox.dispatch`` span continuing the event's trace."""
+        # The span is opened before the handler's ids are bound: it carries the event's own
+        # correlation and causation, the handler's context points back at the event.
         with dispatch_span(event, self.name) as span:
+            self._bind(event)
             try:
                 await self._call(event, threads)
             except Exception as exc:
