@@ -62,7 +62,8 @@ _LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db\Z")
 
 def directory() -> str | None:
     """Return the multi-process directory from the environment, or ``None``."""
-    return os.environ.get(ENV) or os.environ.get("prometheus_multiproc_dir") or None
+    # prometheus_client still honours the legacy lowercase name.
+    return os.environ.get(ENV) or os.environ.get("prometheus_multiproc_dir") or None  # noqa: SIM112
 
 
 def is_active() -> bool:
@@ -112,7 +113,7 @@ def activate() -> bool:
     from prometheus_client import values
 
     if values.ValueClass is values.MutexValue:
-        values.ValueClass = values.get_value_class()
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # unannotated upstream
     return True
 
 
@@ -123,7 +124,7 @@ def mark_process_dead(pid: int, path: str | None = None) -> None:
     target = path or directory()
     if target is None:
         return
-    multiprocess.mark_process_dead(pid, target)
+    multiprocess.mark_process_dead(pid, target)  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 def _alive(pid: int) -> bool:
@@ -160,7 +161,7 @@ def registry(path: str | None = None) -> Any:
         raise ConfigurationError(f"multi-process metrics need {ENV}; call surefoot.metrics.multiprocess.prepare()")
     collect_dead(target)
     aggregated = CollectorRegistry()
-    multiprocess.MultiProcessCollector(aggregated, path=target)
+    multiprocess.MultiProcessCollector(aggregated, path=target)  # type: ignore[no-untyped-call]  # unannotated upstream
     return aggregated
 
 
