@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
-import pstats
 import contextvars
+import cProfile
 import os
+import pstats
 import re
 import shutil
 import socket
@@ -49,9 +49,8 @@ if str(ROOT / "src") not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import structlog  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
-
 from _bench import amedian_rounds, fmt, table  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
 
 FRAMEWORKS = ("starlette", "fastapi")
 STACKS = ("bare", "surefoot", "surefoot_nolog", "typical", "typical_bhm")
@@ -198,7 +197,7 @@ def driver(app: Any, path: str) -> Any:
             delivered = False
             never = loop.create_future()
 
-            async def receive() -> Any:
+            async def receive(never: asyncio.Future[Any] = never) -> Any:
                 nonlocal delivered
                 if not delivered:
                     delivered = True
@@ -257,10 +256,10 @@ async def in_process(rounds: int, n: int) -> None:
         for routes in ROUTE_COUNTS:
             bare = series(framework, routes, "bare")
             over = {
-                stack: [v - b for v, b in zip(series(framework, routes, stack), bare)]
+                stack: [v - b for v, b in zip(series(framework, routes, stack), bare, strict=False)]
                 for stack in STACKS[1:]
             }
-            ratio = [s / t for s, t in zip(over["surefoot"], over["typical"]) if t > 0]
+            ratio = [s / t for s, t in zip(over["surefoot"], over["typical"], strict=False) if t > 0]
             overhead_by[(framework, routes)] = statistics.median(over["surefoot"])
             rows.append([
                 framework, routes, fmt(statistics.median(bare)),
@@ -386,7 +385,7 @@ def end_to_end(runs: int, seconds: int, connections: int) -> None:
                 proc.wait(timeout=20)
     bare_rps = max(rps["bare"])
     bare_cpu = statistics.median(cpu_us["bare"])
-    paired = {stack: statistics.median(v / b for v, b in zip(rps[stack], rps["bare"])) for stack in E2E_STACKS}
+    paired = {stack: statistics.median(v / b for v, b in zip(rps[stack], rps["bare"], strict=False)) for stack in E2E_STACKS}
     rows = [
         [stack, fmt(max(rps[stack]), 0), fmt(max(rps[stack]) / bare_rps, 2) + "x", fmt(paired[stack], 2) + "x",
          fmt(statistics.median(cpu_us[stack])), fmt(bare_cpu / statistics.median(cpu_us[stack]), 2) + "x",
