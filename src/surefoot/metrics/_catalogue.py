@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -72,7 +72,8 @@ class MetricSpec:
         if self.kind == "gauge":
             return Gauge(
                 self.name, self.documentation, self.labelnames, registry=reg,
-                multiprocess_mode=self.multiprocess_mode,
+                # Any str is accepted here; prometheus_client rejects an unknown mode itself.
+                multiprocess_mode=cast(Any, self.multiprocess_mode),
             )
         return Histogram(
             self.name, self.documentation, self.labelnames, registry=reg,

@@ -271,7 +271,7 @@ class EngineInstrumentation:
         from sqlalchemy import event
 
         timed = self._timed
-        wrappers = {
+        wrappers: dict[str, Callable[[Callable[..., Any]], Callable[..., bool]]] = {
             "do_execute": lambda original: timed(original, 3),
             "do_executemany": lambda original: timed(original, 3),
             "do_execute_no_params": lambda original: timed(original, 2),

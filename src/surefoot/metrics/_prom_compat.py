@@ -13,7 +13,6 @@ the values live in the multi-process files, the public ``observe`` is returned u
 from __future__ import annotations
 
 import collections
-import functools
 import itertools
 import threading
 from bisect import bisect_left

@@ -41,16 +41,9 @@ from typing import Any
 
 from .._extras import require
 from ..errors import ConfigurationError
-from ._breaker import (
-    CLOSED,
-    DISABLED,
-    FAILURE,
-    FORCED_OPEN,
-    HALF_OPEN,
-    OPEN,
-    SLOW,
-    CircuitBreaker,
-)
+from ._breaker import CircuitBreaker
+from ._breaker_rules import _STATE_ENUM, CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN
+from ._window import FAILURE, SLOW
 
 __all__ = ["RedisCircuitBreaker"]
 
@@ -729,8 +722,6 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def current_state(self) -> Any:
         """The shared state as last seen by this process (:meth:`get_stats` refreshes it)."""
-        from ._breaker import _STATE_ENUM
-
         return _STATE_ENUM[self._state]
 
     # ------------------------------------------------------------------ manual states, stats

@@ -35,6 +35,7 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 
+from .. import _config
 from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, ServiceUnavailableError
 from ._callables import (
@@ -48,7 +49,6 @@ from ._callables import (
 )
 from ._decisions import DecisionCounter
 from ._events import Hooks
-from .. import _config
 
 __all__ = [
     "Timeout",
@@ -432,7 +432,7 @@ class Timeout:
         """
         return self._run_thread(self.seconds, fn, args, kwargs)
 
-    def _run_thread(self, seconds: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    def _run_thread(self, seconds: float, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
         if not is_sync_function(fn):
             refuse_call(fn, "Timeout", "timeout", generators=False)
         ctx = contextvars.copy_context()
@@ -459,7 +459,7 @@ class Timeout:
         """Run ``fn`` inline; raise :class:`CallTimeoutError` afterwards if it was too slow."""
         return self._run_check(self.seconds, fn, args, kwargs)
 
-    def _run_check(self, seconds: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    def _run_check(self, seconds: float, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
         monotonic = self.clock.monotonic
         start = monotonic()
         result = fn(*args, **kwargs)
