@@ -8,7 +8,7 @@
 
 from ._install import exception_handlers, install_error_handlers, install_http
 from ._middleware import SurefootMiddleware
-from ._problem import (
+from .._problem import (
     PROBLEM_CONTENT_TYPE,
     Problem,
     code_for_status,

@@ -53,7 +53,7 @@ from ..errors import (
     UnprocessableError,
     ValidationError,
 )
-from ..http._problem import Problem, problem_from_exception, problem_from_status
+from .._problem import Problem, problem_from_exception, problem_from_status
 from . import _store
 
 __all__ = ["IdempotencyMiddleware", "default_client_key", "REPLAYED_HEADER"]

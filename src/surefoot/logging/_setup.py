@@ -37,9 +37,10 @@ import orjson
 import structlog
 
 from .. import context as _context
+from .._compat.opentelemetry import context_getter, current_trace_ids
+from .._compat.structlog import structlog_config, structlog_context_vars
 from .._config import Settings, get_settings, on_reset
 from ..errors import ConfigurationError
-from ..tracing import current_trace_ids
 from ._redact import DEFAULT_BODY_KEYS, Redactor, mask_pii, redact_secrets
 
 __all__ = [
@@ -541,8 +542,8 @@ on_reset(reset_logging)
 #: verbatim (ids are never masked).
 _ACCESS_KEYS = ("event", "module", "method", "route", "status", "latency_ms", "bytes")
 _ACCESS_IDS = ("correlation_id", "causation_id", "tenant_id")
-_structlog_config = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
-_structlog_vars: dict[str, Any] = getattr(structlog.contextvars, "_CONTEXT_VARS", None)  # type: ignore[assignment]
+_structlog_config = structlog_config()
+_structlog_vars: dict[str, Any] = structlog_context_vars()  # type: ignore[assignment]
 
 
 class _AccessFast:
@@ -722,14 +723,11 @@ _otel_context_get: Callable[[], Any] | None = None
 
 def _resolve_otel_context_get() -> Callable[[], Any]:
     global _otel_context_get
-    otel_context = _modules.get("opentelemetry.context")
-    if otel_context is None:  # pragma: no cover - opentelemetry.trace imports it
+    getter = context_getter()
+    if getter is None:  # pragma: no cover - opentelemetry.trace imports opentelemetry.context
         return lambda: True
-    # The default runtime context keeps the current Context in a ContextVar: read it with
-    # one C call. Any other runtime context goes through the public function.
-    var = getattr(getattr(otel_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
-    _otel_context_get = var.get if isinstance(var, contextvars.ContextVar) else otel_context.get_current
-    return _otel_context_get
+    _otel_context_get = getter
+    return getter
 
 
 def _bound_structlog_vars() -> bool:

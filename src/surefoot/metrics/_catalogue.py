@@ -15,6 +15,7 @@ from typing import Any, Literal, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .._compat.prometheus import collector_names
 from .._config import default_registry
 
 __all__ = ["MetricSpec", "CATALOGUE", "HTTP_DURATION_BUCKETS"]
@@ -63,8 +64,7 @@ class MetricSpec:
         return family
 
     def _existing(self, reg: CollectorRegistry) -> Any:
-        names = getattr(reg, "_names_to_collectors", {})
-        return names.get(self.name)
+        return collector_names(reg).get(self.name)
 
     def _create(self, reg: CollectorRegistry, buckets: tuple[float, ...] | None) -> Any:
         if self.kind == "counter":

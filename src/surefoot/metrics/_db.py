@@ -4,7 +4,7 @@
 instrumented through its ``sync_engine``) for every dialect. Statements are timed around the
 dialect's execute methods (``do_execute``, ``do_executemany``, ``do_execute_no_params``),
 which see exactly the time the driver spent, failures included. The methods are wrapped on
-the engine's own dialect instance (:mod:`._sa_compat`); SQLAlchemy's public ``DialectEvents``
+the engine's own dialect instance (:mod:`surefoot._compat.sqlalchemy`); SQLAlchemy's public ``DialectEvents``
 for the same methods are the fallback. Both are far cheaper than a
 ``before_cursor_execute``/``after_cursor_execute`` pair: registering any ``ConnectionEvents``
 listener moves every execution of the engine onto SQLAlchemy's slower event path (+30 % on a
@@ -35,8 +35,8 @@ from .._config import default_registry
 from ..errors import ConfigurationError
 from . import _catalogue as cat
 from ._labels import OVERFLOW, LabelCap, metrics_enabled, metrics_settings
-from ._prom_compat import Parts, observer_parts
-from ._sa_compat import max_overflow, wrap_dialect
+from .._compat.prometheus import Parts, observer_parts
+from .._compat.sqlalchemy import max_overflow, wrap_dialect
 
 __all__ = ["instrument_engine", "EngineInstrumentation", "OPERATIONS", "classify_statement", "pool_readings"]
 

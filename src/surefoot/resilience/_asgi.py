@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import context as _context
 from .._extras import require
-from ..http._problem import problem_from_exception, send_problem
+from .._problem import problem_from_exception, send_problem
 from ._ratelimit import RateLimitDecision, RateLimitExceededError
 
 __all__ = [
