@@ -231,3 +231,20 @@ def test_sqlalchemy_pool_max_overflow_is_read():
         assert compat_sqlalchemy.max_overflow(object()) is None
     finally:
         engine.dispose()
+
+
+async def test_asyncio_running_loop_and_current_task_in_one_call():
+    import asyncio
+
+    from surefoot._compat import asyncio as compat_asyncio
+
+    assert compat_asyncio.fast_paths_available()
+    loop = asyncio.get_running_loop()
+    assert compat_asyncio.running_loop_or_none() is loop
+    assert compat_asyncio.current_task_getter()(loop) is asyncio.current_task()
+
+
+def test_asyncio_running_loop_is_none_outside_a_loop():
+    from surefoot._compat import asyncio as compat_asyncio
+
+    assert compat_asyncio.running_loop_or_none() is None

@@ -22,7 +22,6 @@ calling it again replaces the previous configuration (no duplicated handlers).
 
 from __future__ import annotations
 
-import contextvars
 import datetime
 import logging
 import os
@@ -627,7 +626,7 @@ class AccessLogger:
         if (
             cached is None
             or _PROCESSORS[-1] is not render_json
-            or _structlog_config.default_processors is not _PROCESSORS  # type: ignore[union-attr]
+            or _structlog_config.default_processors is not _PROCESSORS
             or (_structlog_vars and _bound_structlog_vars())
         ):
             log = self._logger.error if status >= 500 else self._logger.info

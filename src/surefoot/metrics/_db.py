@@ -31,12 +31,12 @@ from typing import Any
 
 import structlog
 
+from .._compat.prometheus import Parts, observer_parts
+from .._compat.sqlalchemy import max_overflow, wrap_dialect
 from .._config import default_registry
 from ..errors import ConfigurationError
 from . import _catalogue as cat
 from ._labels import OVERFLOW, LabelCap, metrics_enabled, metrics_settings
-from .._compat.prometheus import Parts, observer_parts
-from .._compat.sqlalchemy import max_overflow, wrap_dialect
 
 __all__ = ["instrument_engine", "EngineInstrumentation", "OPERATIONS", "classify_statement", "pool_readings"]
 
