@@ -18,6 +18,10 @@ context variables or :func:`surefoot.testing.capture_logs` it goes through the c
 
 Nothing here runs at import time; :func:`configure_logging` does it, once per call, and
 calling it again replaces the previous configuration (no duplicated handlers).
+
+This module is over 600 lines on purpose: the direct access-line path must write exactly the
+bytes the processor chain writes, and keeping the two side by side is what keeps them equal
+(the rotating file lives in :mod:`._file`, redaction in :mod:`._redact` and :mod:`._secrets`).
 """
 
 from __future__ import annotations

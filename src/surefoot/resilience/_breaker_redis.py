@@ -29,6 +29,9 @@ trying Redis again after ``retry_interval`` seconds. Local decisions are not wri
 once Redis answers, the shared state is authoritative again (``backend_recovered`` is
 logged).
 
+This module is over 600 lines on purpose: about half of it is the Lua source of the two
+scripts, which must stay next to the Python that calls them and mirrors their state layout.
+
 The latency rule is judged by each process on the durations it sees (its baseline is its
 own); when one process's judgement trips, it opens the shared breaker for everyone (reason
 ``latency``). Count windows are not shared (use ``window="time"``).
