@@ -64,7 +64,8 @@ _LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db\Z")
 
 def directory() -> str | None:
     """Return the multi-process directory from the environment, or ``None``."""
-    return os.environ.get(ENV) or os.environ.get("prometheus_multiproc_dir") or None
+    # prometheus_client also honours the lower-case name
+    return os.environ.get(ENV) or os.environ.get("prometheus_multiproc_dir") or None  # noqa: SIM112
 
 
 def is_active() -> bool:

@@ -29,7 +29,7 @@ ENVELOPE_FIELDS = (
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class Event:
             "event_id": self.event_id,
             "event_name": self.event_name,
             "schema_version": self.schema_version,
-            "occurred_at": self.occurred_at.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+            "occurred_at": self.occurred_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
             "tenant_id": self.tenant_id,
             "correlation_id": self.correlation_id,
             "causation_id": self.causation_id,

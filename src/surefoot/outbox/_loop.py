@@ -328,7 +328,7 @@ class Runner:
             self._stop_event.set()
         self._wake_all()
 
-    async def stop(self, timeout: float | None = None) -> StopReport:
+    async def stop(self, timeout: float | None = None) -> StopReport:  # noqa: ASYNC109 - a deadline for the whole shutdown, part of the API
         """Stop claiming; let in-flight batches finish for ``timeout`` s, then release them.
 
         Released events are given back at once (no lease wait) with their attempt undone.

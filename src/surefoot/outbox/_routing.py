@@ -59,7 +59,7 @@ class HandlerSink:
         while isinstance(target, functools.partial):
             target = target.func
         self.is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-            getattr(target, "__call__", None)
+            target.__call__ if callable(target) else None
         )
 
     async def open(self) -> None:

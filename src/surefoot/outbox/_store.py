@@ -48,14 +48,14 @@ def _like(pattern: str) -> str:
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _ts(value: Any) -> dt.datetime:
     """A timestamp as the driver returns it (datetime, or SQLite's UTC text) → aware UTC."""
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 class SqlStatements:
