@@ -125,7 +125,7 @@ def mark_process_dead(pid: int, path: str | None = None) -> None:
     target = path or directory()
     if target is None:
         return
-    multiprocess.mark_process_dead(pid, target)
+    multiprocess.mark_process_dead(pid, target)  # type: ignore[no-untyped-call]
 
 
 def _alive(pid: int) -> bool:
@@ -162,7 +162,7 @@ def registry(path: str | None = None) -> Any:
         raise ConfigurationError(f"multi-process metrics need {ENV}; call surefoot.metrics.multiprocess.prepare()")
     collect_dead(target)
     aggregated = CollectorRegistry()
-    multiprocess.MultiProcessCollector(aggregated, path=target)
+    multiprocess.MultiProcessCollector(aggregated, path=target)  # type: ignore[no-untyped-call]
     return aggregated
 
 

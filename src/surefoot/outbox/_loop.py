@@ -213,10 +213,11 @@ class Runner:
 
     def _stuck_after(self) -> float:
         s = self.settings
-        return (
+        stuck: float = (
             2 * s.db_timeout_seconds + self.handler_timeout + s.cancel_grace_seconds
             + s.poll_interval_seconds + 5.0 + s.watchdog_interval_seconds
         )
+        return stuck
 
     async def _supervise(self) -> None:
         """The watchdog: replace silent workers, set the heartbeat while all are healthy."""
