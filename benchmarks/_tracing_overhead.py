@@ -20,8 +20,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from _bench import amedian_rounds, fmt, table
 from prometheus_client import CollectorRegistry
+
+from _bench import amedian_rounds, fmt, table
 
 STACKS = ("bare", "surefoot", "surefoot+tracing", "contrib")
 FASTAPI_ONLY = ("fastapi-telemetry", "surefoot+fastapi-telemetry")

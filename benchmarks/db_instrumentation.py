@@ -37,8 +37,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import sqlalchemy as sa
-from _bench import fmt, table
 from prometheus_client import CollectorRegistry
+
+from _bench import fmt, table
 
 STATEMENT = sa.text("SELECT 1")
 NAMED = sa.text("SELECT 1").execution_options(statement_name="ping")

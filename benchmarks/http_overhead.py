@@ -51,8 +51,9 @@ if str(ROOT / "src") not in sys.path:
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import structlog  # noqa: E402
-from _bench import amedian_rounds, fmt, table  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
+
+from _bench import amedian_rounds, fmt, table  # noqa: E402
 
 FRAMEWORKS = ("starlette", "fastapi")
 STACKS = ("bare", "surefoot", "surefoot_nolog", "typical", "typical_bhm")
@@ -212,7 +213,7 @@ def driver(app: Any, path: str) -> Any:
                 if not delivered:
                     delivered = True
                     return request
-                return await never  # the client stays connected
+                return await never  # noqa: B023 - the client stays connected; runs within this iteration
 
             scope = dict(base)
             scope["headers"] = list(headers)
@@ -266,10 +267,10 @@ async def in_process(rounds: int, n: int) -> None:
         for routes in ROUTE_COUNTS:
             bare = series(framework, routes, "bare")
             over = {
-                stack: [v - b for v, b in zip(series(framework, routes, stack), bare)]
+                stack: [v - b for v, b in zip(series(framework, routes, stack), bare, strict=False)]
                 for stack in STACKS[1:]
             }
-            ratio = [s / t for s, t in zip(over["surefoot"], over["typical"]) if t > 0]
+            ratio = [s / t for s, t in zip(over["surefoot"], over["typical"], strict=False) if t > 0]
             overhead_by[(framework, routes)] = statistics.median(over["surefoot"])
             rows.append([
                 framework, routes, fmt(statistics.median(bare)),
@@ -404,7 +405,7 @@ def end_to_end(runs: int, seconds: int, connections: int) -> None:
         bare_cpu = statistics.median(cpu_us[bare])
         for stack in E2E_STACKS:
             key = (framework, stack)
-            paired = statistics.median(v / b for v, b in zip(rps[key], rps[bare]))
+            paired = statistics.median(v / b for v, b in zip(rps[key], rps[bare], strict=False))
             if stack == "surefoot":
                 paired_by[framework] = paired
             rows.append([

@@ -38,9 +38,8 @@ def missing_extra(exc: BaseException | None) -> str | None:
         seen.add(id(exc))
         if isinstance(exc, MissingExtraError):
             return f"{exc.module} (surefoot[{exc.extra}])"
-        if isinstance(exc, ModuleNotFoundError) and exc.name:
-            if exc.name.split(".")[0] in EXTRA_MODULES:
-                return exc.name
+        if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] in EXTRA_MODULES:
+            return exc.name
         exc = exc.__cause__ or exc.__context__
     return None
 

@@ -32,7 +32,7 @@ def required() -> bool:
     return os.environ.get("SUREFOOT_REQUIRE_SERVICES", "") not in ("", "0", "false", "no")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reachable(name: str) -> str | None:
     host, port = SERVICES[name]
     try:

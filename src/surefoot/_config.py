@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     )
     access_log_client: bool = False
     access_log_user_agent: bool = False
-    access_log_max_path: int = Field(200, ge=16, le=8192)
+    access_log_max_path: int = Field(default=200, ge=16, le=8192)
     enable_events: bool = True
     database_url: str = "sqlite:///surefoot.db"
 

@@ -189,9 +189,10 @@ def test_context_and_trace_headers_are_propagated(server, registry):
         trace_flags=trace.TraceFlags(1),
     )
     with provider_client("twilio", base_url=server.url, policy=policy(FakeClock()), registry=registry) as client:
-        with context.bound(correlation_id="corr-1", causation_id="cause-1"):
-            with trace.use_span(trace.NonRecordingSpan(span_context)):
-                client.get("/x")
+        with context.bound(correlation_id="corr-1", causation_id="cause-1"), trace.use_span(
+            trace.NonRecordingSpan(span_context)
+        ):
+            client.get("/x")
         client.get("/y", headers={"X-Correlation-ID": "mine"})
     first, second = server.received[0]["headers"], server.received[1]["headers"]
     assert first["X-Correlation-ID"] == "corr-1" and first["X-Causation-ID"] == "cause-1"

@@ -48,7 +48,7 @@ APP = textwrap.dedent(
 def server(tmp_path: Path, subprocess_env: dict[str, str]):
     (tmp_path / "oneapp.py").write_text(APP)
     port = free_port()
-    log = open(tmp_path / "server.log", "w")  # a file, never a pipe nobody drains
+    log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - a file, never a pipe nobody drains
     env = dict(subprocess_env)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(

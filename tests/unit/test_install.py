@@ -229,9 +229,8 @@ def test_override_dependencies_restores_previous_overrides() -> None:
         assert client.get("/who").json() == {"db": "fake-db", "user": {"id": 1}}
     assert client.get("/who").json() == {"db": "real-db", "user": "earlier-user"}
     assert app.dependency_overrides == {get_current_user: earlier}
-    with pytest.raises(TypeError, match="dependency_overrides"):
-        with override_dependencies(client, {get_db: 1}):
-            pass
+    with pytest.raises(TypeError, match="dependency_overrides"), override_dependencies(client, {get_db: 1}):
+        pass
 
 
 def test_readme_quickstart_runs() -> None:

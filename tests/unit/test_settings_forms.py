@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+
 import surefoot
 from surefoot import ConfigurationError
 from surefoot._config import get_settings, load_settings

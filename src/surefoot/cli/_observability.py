@@ -35,9 +35,9 @@ def _objectives(specs: list[str]) -> list:  # type: ignore[type-arg]
 
 @observability_app.command()
 def generate(
-    out: Path = typer.Option(..., "--out", help="Directory to write into (e.g. deploy/)."),
-    objectives: list[str] = typer.Option([], "--objectives", "-o", help=OBJECTIVES_HELP),
-    target: list[str] = typer.Option(["localhost:8000"], "--target", help="host:port Prometheus scrapes (repeat)."),
+    out: Path = typer.Option(..., "--out", help="Directory to write into (e.g. deploy/)."),  # noqa: B008
+    objectives: list[str] = typer.Option([], "--objectives", "-o", help=OBJECTIVES_HELP),  # noqa: B008
+    target: list[str] = typer.Option(["localhost:8000"], "--target", help="host:port Prometheus scrapes (repeat)."),  # noqa: B008
     scrape_interval: float = typer.Option(15.0, "--scrape-interval", help="Scrape interval, seconds."),
     scale: float = typer.Option(1.0, "--scale", help="Multiply every window (tests: 0.0166 turns hours into minutes)."),
     runbook_url: str = typer.Option("docs/runbook.md", "--runbook-url", help="Base of runbook_url annotations."),
@@ -67,7 +67,7 @@ def generate(
 
 @observability_app.command()
 def lint(
-    objectives: list[str] = typer.Option([], "--objectives", "-o", help=OBJECTIVES_HELP),
+    objectives: list[str] = typer.Option([], "--objectives", "-o", help=OBJECTIVES_HELP),  # noqa: B008
     scrape_interval: float = typer.Option(15.0, "--scrape-interval", help="Scrape interval, seconds."),
 ) -> None:
     """Check alert physics: impossible tiers, windows shorter than four scrapes, too little traffic."""
@@ -100,7 +100,7 @@ def migrate(url: str = typer.Option(None, "--url", help="Database URL (default: 
 
 
 @slo_app.command()
-def openslo(objectives: list[str] = typer.Option([], "--objectives", "-o", help=OBJECTIVES_HELP)) -> None:
+def openslo(objectives: list[str] = typer.Option([], "--objectives", "-o", help=OBJECTIVES_HELP)) -> None:  # noqa: B008
     """Print the objectives as OpenSLO v1 YAML."""
     from ..slo import to_openslo
 

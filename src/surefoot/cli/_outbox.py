@@ -81,13 +81,13 @@ def migrate(
 @friendly_errors(MIGRATE)
 def run(
     url: str = url_option(),
-    imports: list[str] = typer.Option(
+    imports: list[str] = typer.Option(  # noqa: B008
         [], "--import", "-i",
         help="Module that registers handlers (@outbox.handler) or defines `router`; repeatable.",
     ),
     batch_size: int = typer.Option(None, help="Events per claim (SUREFOOT_OUTBOX_BATCH_SIZE)."),
     concurrency: int = typer.Option(None, help="Batches in flight (SUREFOOT_OUTBOX_CONCURRENCY)."),
-    pause: list[str] = typer.Option([], "--pause", help="Event name pattern not to dispatch; repeatable."),
+    pause: list[str] = typer.Option([], "--pause", help="Event name pattern not to dispatch; repeatable."),  # noqa: B008
 ) -> None:
     """Run a dispatcher until SIGTERM or Ctrl-C (in-flight batches finish or are released)."""
     _engine(url).dispose()  # a missing database is an error here, not a new empty file
@@ -218,7 +218,7 @@ def _format_row(row: dict[str, Any], dead: bool) -> str:
 @outbox_app.command()
 @friendly_errors(MIGRATE)
 def requeue(
-    ids: list[str] = typer.Argument(None, help="Dead-letter ids or event ids (UUIDs)."),
+    ids: list[str] = typer.Argument(None, help="Dead-letter ids or event ids (UUIDs)."),  # noqa: B008
     url: str = url_option(),
     dead: bool = typer.Option(False, "--dead", help="Requeue every dead letter (see --event-name)."),
     event_name: str = typer.Option(None, "--event-name", help="With --dead: only this name pattern."),

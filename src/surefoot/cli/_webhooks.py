@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from ._common import describe_age, friendly_errors, open_engine, parse_age, shown, url_option, yes_option
+from ._common import (
+    describe_age,
+    friendly_errors,
+    open_engine,
+    parse_age,
+    shown,
+    url_option,
+    yes_option,
+)
 
 WEBHOOKS_MIGRATE = "surefoot webhooks migrate"
 IDEMPOTENCY_MIGRATE = "surefoot idempotency migrate"

@@ -130,7 +130,7 @@ def install_http(
         ConfigurationError: ``app`` is not a Starlette application, it already started, or
             ``validation_status`` is not 400 or 422.
     """
-    existing = getattr(app, _INSTALLED_ATTR, None)
+    existing: SurefootMiddleware | None = getattr(app, _INSTALLED_ATTR, None)
     if existing is not None:
         return existing
     if validation_status not in (400, 422):

@@ -64,7 +64,8 @@ _LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db\Z")
 
 def directory() -> str | None:
     """Return the multi-process directory from the environment, or ``None``."""
-    return os.environ.get(ENV) or os.environ.get("prometheus_multiproc_dir") or None
+    # prometheus_client also honours the lower-case name
+    return os.environ.get(ENV) or os.environ.get("prometheus_multiproc_dir") or None  # noqa: SIM112
 
 
 def is_active() -> bool:
@@ -124,7 +125,7 @@ def mark_process_dead(pid: int, path: str | None = None) -> None:
     target = path or directory()
     if target is None:
         return
-    multiprocess.mark_process_dead(pid, target)
+    multiprocess.mark_process_dead(pid, target)  # type: ignore[no-untyped-call]
 
 
 def _alive(pid: int) -> bool:
@@ -161,7 +162,7 @@ def registry(path: str | None = None) -> Any:
         raise ConfigurationError(f"multi-process metrics need {ENV}; call surefoot.metrics.multiprocess.prepare()")
     collect_dead(target)
     aggregated = CollectorRegistry()
-    multiprocess.MultiProcessCollector(aggregated, path=target)
+    multiprocess.MultiProcessCollector(aggregated, path=target)  # type: ignore[no-untyped-call]
     return aggregated
 
 

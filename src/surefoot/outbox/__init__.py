@@ -23,7 +23,6 @@ first use.
 
 from __future__ import annotations
 
-
 from ._add import add, build_event, emit, events_enabled
 from ._catalogue import EventCatalogue, EventSchemaError, default_catalogue, register_event
 from ._event import Event, RetryLater, Sink, SinkDisabled, SinkError

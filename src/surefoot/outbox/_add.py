@@ -84,7 +84,7 @@ def build_event(
     if tenant_id is None:
         tenant_id = context.tenant_id.get()
     if occurred_at is None:
-        occurred_at = dt.datetime.now(dt.timezone.utc)
+        occurred_at = dt.datetime.now(dt.UTC)
     elif occurred_at.tzinfo is None:
         raise ConfigurationError("occurred_at must be timezone-aware (use UTC)")
     event = Event(
@@ -152,7 +152,7 @@ def _json(event_name: str, what: str, value: Any) -> str:
 
 
 def _params(event: Event, available_at: Any, sqlite: bool) -> tuple[Any, ...]:
-    occurred = event.occurred_at.astimezone(dt.timezone.utc)
+    occurred = event.occurred_at.astimezone(dt.UTC)
     params: tuple[Any, ...] = (
         event.event_id,
         event.event_name,
@@ -180,10 +180,10 @@ def _available_at(available_at: dt.datetime | float | None) -> dt.datetime | Non
     if available_at is None:
         return None
     if isinstance(available_at, (int, float)):
-        return dt.datetime.fromtimestamp(available_at, dt.timezone.utc)
+        return dt.datetime.fromtimestamp(available_at, dt.UTC)
     if available_at.tzinfo is None:
         raise ConfigurationError("available_at must be timezone-aware (use UTC) or epoch seconds")
-    return available_at.astimezone(dt.timezone.utc)
+    return available_at.astimezone(dt.UTC)
 
 
 def _row(event: Event, available_at: dt.datetime | None) -> dict[str, Any]:
@@ -197,7 +197,7 @@ def _row(event: Event, available_at: dt.datetime | None) -> dict[str, Any]:
         "causation_id": event.causation_id,
         "payload": dict(event.payload),
         "headers": dict(event.headers) or None,
-        "occurred_at": event.occurred_at.astimezone(dt.timezone.utc),
+        "occurred_at": event.occurred_at.astimezone(dt.UTC),
     }
     if available_at is not None:
         row["available_at"] = available_at

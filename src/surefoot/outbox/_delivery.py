@@ -156,7 +156,7 @@ async def deliver(
     router: Any,
     claimed: Sequence[Any],
     *,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - the handlers' own deadline, applied per delivery
     cancel_grace: float,
     threads: HandlerThreads | None,
     on_delivered: Callable[[Any, str], None],
@@ -216,7 +216,7 @@ async def deliver(
             results = task.result() if not task.cancelled() else [outcome_of(task)] * len(idx)
             assert results is not None
         sink_name = getattr(dest, "name", type(dest).__name__)
-        for i, result in zip(idx, results):
+        for i, result in zip(idx, results, strict=False):
             if result is None:
                 on_delivered(claimed[i], sink_name)
             elif outcomes[i] is None or isinstance(result, SinkDisabled):

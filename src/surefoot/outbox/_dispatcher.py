@@ -253,7 +253,7 @@ class Dispatcher(Runner):
     # -- one batch -----------------------------------------------------------------------
 
     def _now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.clock.time(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
 
     def _child(self, family: Any, *labels: str) -> Any:
         key = (id(family), labels)
@@ -371,7 +371,7 @@ class Dispatcher(Runner):
         max_attempts = self.settings.max_attempts
         counts: dict[str, int] = {}
         abandoned = delivery.abandoned
-        for pos, (c, outcome) in enumerate(zip(claimed, delivery.outcomes)):
+        for pos, (c, outcome) in enumerate(zip(claimed, delivery.outcomes, strict=False)):
             event: Event = c.event
             name = event.event_name
             if isinstance(outcome, NotStarted):  # never attempted: back at once, attempt undone
@@ -395,7 +395,7 @@ class Dispatcher(Runner):
             else:
                 delay = self.backoff.delay(attempts, self.rng)
             plan.failed.append(
-                (event.outbox_id, dt.datetime.fromtimestamp(now_s + delay, dt.timezone.utc), error)  # type: ignore[arg-type]
+                (event.outbox_id, dt.datetime.fromtimestamp(now_s + delay, dt.UTC), error)  # type: ignore[arg-type]
             )
             _log.warning(
                 "outbox_dispatch_failed",

@@ -29,7 +29,7 @@ ENVELOPE_FIELDS = (
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class Event:
             "event_id": self.event_id,
             "event_name": self.event_name,
             "schema_version": self.schema_version,
-            "occurred_at": self.occurred_at.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+            "occurred_at": self.occurred_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
             "tenant_id": self.tenant_id,
             "correlation_id": self.correlation_id,
             "causation_id": self.causation_id,
@@ -75,22 +75,21 @@ class Event:
     @classmethod
     def from_envelope(cls, data: Mapping[str, Any] | bytes | str) -> Event:
         """Rebuild an event from :meth:`envelope` output or its JSON."""
-        if isinstance(data, (bytes, str)):
-            data = orjson.loads(data)
-        occurred = data["occurred_at"]
+        env: Mapping[str, Any] = orjson.loads(data) if isinstance(data, (bytes, str)) else data
+        occurred = env["occurred_at"]
         if isinstance(occurred, str):
             occurred = dt.datetime.fromisoformat(occurred.replace("Z", "+00:00"))
         return cls(
-            event_id=str(data["event_id"]),
-            event_name=data["event_name"],
-            schema_version=int(data.get("schema_version", 1)),
+            event_id=str(env["event_id"]),
+            event_name=env["event_name"],
+            schema_version=int(env.get("schema_version", 1)),
             occurred_at=occurred,
-            tenant_id=data.get("tenant_id"),
-            correlation_id=data.get("correlation_id"),
-            causation_id=data.get("causation_id"),
-            key=data.get("key"),
-            payload=data.get("payload") or {},
-            headers=data.get("headers") or {},
+            tenant_id=env.get("tenant_id"),
+            correlation_id=env.get("correlation_id"),
+            causation_id=env.get("causation_id"),
+            key=env.get("key"),
+            payload=env.get("payload") or {},
+            headers=env.get("headers") or {},
         )
 
 

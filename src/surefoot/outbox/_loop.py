@@ -213,10 +213,11 @@ class Runner:
 
     def _stuck_after(self) -> float:
         s = self.settings
-        return (
+        stuck: float = (
             2 * s.db_timeout_seconds + self.handler_timeout + s.cancel_grace_seconds
             + s.poll_interval_seconds + 5.0 + s.watchdog_interval_seconds
         )
+        return stuck
 
     async def _supervise(self) -> None:
         """The watchdog: replace silent workers, set the heartbeat while all are healthy."""
@@ -328,7 +329,7 @@ class Runner:
             self._stop_event.set()
         self._wake_all()
 
-    async def stop(self, timeout: float | None = None) -> StopReport:
+    async def stop(self, timeout: float | None = None) -> StopReport:  # noqa: ASYNC109 - a deadline for the whole shutdown, part of the API
         """Stop claiming; let in-flight batches finish for ``timeout`` s, then release them.
 
         Released events are given back at once (no lease wait) with their attempt undone.

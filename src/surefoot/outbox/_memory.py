@@ -239,7 +239,7 @@ class MemoryStore:
         return _Statements(include=include, exclude=exclude, ordering=ordering)
 
     def _now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.clock.time(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
 
     def add_event(self, event: Event, *, available_at: dt.datetime | None = None) -> Event:
         """Store an event built by :func:`surefoot.outbox.build_event`; returns it with its

@@ -32,7 +32,7 @@ async def apply_retention(
     """Call ``run(delete_batch, before=..., limit=...)`` until a batch comes back short."""
     total = 0
     while True:
-        n = await run(delete_batch, before=before, limit=batch_size)
+        n: int = await run(delete_batch, before=before, limit=batch_size)
         total += n
         if n < batch_size:
             return total

@@ -14,7 +14,7 @@ import fnmatch
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -59,7 +59,7 @@ class HandlerSink:
         while isinstance(target, functools.partial):
             target = target.func
         self.is_async = inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
-            getattr(target, "__call__", None)
+            getattr(target, "__call__", None)  # noqa: B004 - is __call__ a coroutine function?
         )
 
     async def open(self) -> None:
@@ -225,10 +225,10 @@ class Router:
         """A router from ``{pattern: handler(s)}`` and ``{pattern: sink(s)}`` mappings."""
         router = cls()
         for pattern, fns in (handlers or {}).items():
-            for fn in fns if isinstance(fns, (list, tuple)) else [fns]:
+            for fn in fns if isinstance(fns, (list, tuple)) else [cast(Handler, fns)]:
                 router.add_handler(pattern, fn)
         for pattern, targets in (sinks or {}).items():
-            for sink in targets if isinstance(targets, (list, tuple)) else [targets]:
+            for sink in targets if isinstance(targets, (list, tuple)) else [cast(Sink, targets)]:
                 router.add_sink(pattern, sink)
         return router
 

@@ -45,7 +45,7 @@ NOTIFY_CHANNEL = "surefoot_outbox"
 """The PostgreSQL ``LISTEN``/``NOTIFY`` channel the insert trigger notifies."""
 
 
-class db_now(FunctionElement):  # noqa: N801  (reads like a SQL function)
+class db_now(FunctionElement[Any]):  # noqa: N801  (reads like a SQL function)
     """The database clock with sub-second precision.
 
     PostgreSQL: ``clock_timestamp()`` (the time of the insert, not the start of the

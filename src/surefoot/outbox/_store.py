@@ -48,14 +48,19 @@ def _like(pattern: str) -> str:
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _rowcount(result: Any) -> int:
+    """The rows a statement matched (the driver's ``rowcount``)."""
+    count: int = result.rowcount
+    return count
 
 
 def _ts(value: Any) -> dt.datetime:
     """A timestamp as the driver returns it (datetime, or SQLite's UTC text) → aware UTC."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+    parsed: dt.datetime = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return _utc(parsed)
 
 
 class SqlStatements:
@@ -89,7 +94,7 @@ class SqlStatements:
         self.ordering = ordering
         self._claim = self._build_claim()
         ids = "= ANY(:ids)" if self.pg else "IN :ids"
-        expanding = () if self.pg else (sa.bindparam("ids", expanding=True),)
+        expanding: tuple[Any, ...] = () if self.pg else (sa.bindparam("ids", expanding=True),)
         self._ack = sa.text(
             "UPDATE outbox_events SET dispatched_at = :now, claim_token = NULL, "
             f"claimed_until = NULL, last_error = NULL WHERE id {ids} AND claim_token = :token"
@@ -216,13 +221,13 @@ class SqlStatements:
         """Mark delivered events dispatched (one statement); returns rows still ours."""
         if not ids:
             return 0
-        return conn.execute(self._ack, {"ids": list(ids), "token": token, "now": now}).rowcount
+        return _rowcount(conn.execute(self._ack, {"ids": list(ids), "token": token, "now": now}))
 
     def release(self, conn: Any, ids: Sequence[int], *, token: str, now: dt.datetime) -> int:
         """Give claimed events back at once, undoing the attempt they were claimed for."""
         if not ids:
             return 0
-        return conn.execute(self._release, {"ids": list(ids), "token": token, "now": now}).rowcount
+        return _rowcount(conn.execute(self._release, {"ids": list(ids), "token": token, "now": now}))
 
     def fail(self, conn: Any, failures: Sequence[tuple[int, dt.datetime, str]], *, token: str) -> int:
         """Record failures ``(id, available_at, error)``: retried at ``available_at``."""
@@ -231,7 +236,7 @@ class SqlStatements:
         params = [
             {"id": i, "available_at": at, "error": err[:4000], "token": token} for i, at, err in failures
         ]
-        return conn.execute(self._fail, params).rowcount
+        return _rowcount(conn.execute(self._fail, params))
 
     def dead_letter(
         self, conn: Any, failures: Sequence[tuple[int, str]], *, token: str, now: dt.datetime
@@ -240,7 +245,7 @@ class SqlStatements:
         if not failures:
             return 0
         params = [{"id": i, "error": err[:4000], "token": token, "now": now} for i, err in failures]
-        moved = conn.execute(self._dead[0], params).rowcount
+        moved: int = conn.execute(self._dead[0], params).rowcount
         for stmt in self._dead[1:]:
             conn.execute(stmt, params)
         return moved
@@ -293,7 +298,7 @@ def delete_dispatched_batch(conn: Any, *, before: dt.datetime, limit: int) -> in
         "DELETE FROM outbox_events WHERE id IN (SELECT id FROM outbox_events "
         "WHERE dispatched_at IS NOT NULL AND dispatched_at < :before ORDER BY dispatched_at LIMIT :limit)"
     ).bindparams(sa.bindparam("before", type_=_TS))
-    return conn.execute(stmt, {"before": before, "limit": limit}).rowcount
+    return _rowcount(conn.execute(stmt, {"before": before, "limit": limit}))
 
 
 def delete_dead_batch(conn: Any, *, before: dt.datetime | None, limit: int) -> int:
@@ -304,9 +309,9 @@ def delete_dead_batch(conn: Any, *, before: dt.datetime | None, limit: int) -> i
         "ORDER BY id LIMIT :limit)"
     )
     if before is None:
-        return conn.execute(stmt, {"limit": limit}).rowcount
+        return _rowcount(conn.execute(stmt, {"limit": limit}))
     stmt = stmt.bindparams(sa.bindparam("before", type_=_TS))
-    return conn.execute(stmt, {"before": before, "limit": limit}).rowcount
+    return _rowcount(conn.execute(stmt, {"before": before, "limit": limit}))
 
 
 def count_dispatched_before(conn: Any, before: dt.datetime) -> int:
@@ -357,7 +362,7 @@ def requeue_dead(
     ).scalars().all()
     if not picked:
         return 0
-    stmt_ids = sa.bindparam("picked", expanding=True)
+    stmt_ids: sa.BindParameter[Any] = sa.bindparam("picked", expanding=True)
     conn.execute(
         sa.text(
             f"INSERT INTO outbox_events ({_DL_COPY_COLS}, available_at, attempts, last_error) "
@@ -381,7 +386,7 @@ def retry_now(conn: Any, *, event_ids: Sequence[str], now: dt.datetime) -> int:
         "UPDATE outbox_events SET available_at = :now, attempts = 0, claim_token = NULL, "
         "claimed_until = NULL WHERE dispatched_at IS NULL AND event_id IN :event_ids"
     ).bindparams(sa.bindparam("event_ids", expanding=True), sa.bindparam("now", type_=_TS))
-    return conn.execute(stmt, {"event_ids": list(event_ids), "now": now}).rowcount
+    return _rowcount(conn.execute(stmt, {"event_ids": list(event_ids), "now": now}))
 
 
 def tail(conn: Any, *, limit: int = 20, dead: bool = False, after_id: int = 0) -> list[dict[str, Any]]:
@@ -434,5 +439,5 @@ def pause(conn: Any, pattern: str, *, reason: str | None = None) -> bool:
 def resume(conn: Any, pattern: str | None = None) -> int:
     """Remove ``pattern`` (every pattern when ``None``) from the kill switch; returns how many."""
     if pattern is None:
-        return conn.exec_driver_sql("DELETE FROM outbox_paused").rowcount
-    return conn.execute(sa.text("DELETE FROM outbox_paused WHERE pattern = :p"), {"p": pattern}).rowcount
+        return _rowcount(conn.exec_driver_sql("DELETE FROM outbox_paused"))
+    return _rowcount(conn.execute(sa.text("DELETE FROM outbox_paused WHERE pattern = :p"), {"p": pattern}))

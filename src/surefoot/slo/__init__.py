@@ -17,6 +17,7 @@ See ``docs/slo.md``.
 
 from __future__ import annotations
 
+from .._extras import lazy_exports
 from ._objectives import EventPair, Latency, Objective, Ratio
 from ._tracker import BurnEvent, Tracker
 from ._windows import DEFAULT_TIERS, REPORTED_WINDOWS, WINDOWS, Condition, Tier
@@ -62,7 +63,5 @@ _LAZY = {
     "LintFinding": "._lint",
     "collect_objectives": "._generate",
 }
-
-from .._extras import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -55,7 +55,7 @@ def dump_yaml(data: Any) -> str:
     """YAML with multi-line strings as literal blocks and keys in the given order."""
     yaml: Any = require("yaml", "dashboards")
 
-    class Dumper(yaml.SafeDumper):  # type: ignore[name-defined,misc]
+    class Dumper(yaml.SafeDumper):  # type: ignore[misc]
         pass
 
     def text(dumper: Any, value: str) -> Any:

@@ -245,7 +245,10 @@ class Sweeper:
             return await asyncio.to_thread(self.sweep)
         now = self.clock.time()
         async with self.engine.begin() as conn:
-            result, done = await conn.run_sync(lambda c: self._sweep_on(c, now))
+            swept: tuple[SweepResult, list[tuple[str, float, str]]] = await conn.run_sync(
+                lambda c: self._sweep_on(c, now)
+            )
+        result, done = swept
         self._after_commit(result, done)
         return result
 

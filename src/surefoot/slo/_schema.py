@@ -22,10 +22,10 @@ from .._extras import require
 
 require("sqlalchemy", "sql")
 
-import sqlalchemy as sa
+import sqlalchemy as sa  # noqa: E402 - after require(), so a missing extra is named
 
-from .._sql import dialect_name, metadata
-from ..errors import ConfigurationError
+from .._sql import dialect_name, metadata  # noqa: E402
+from ..errors import ConfigurationError  # noqa: E402
 
 __all__ = ["pairs_table", "counts_table", "migrate", "amigrate", "drop", "upsert_add", "insert_ignore"]
 

@@ -149,7 +149,7 @@ class Tracker:
     def set_distribution(self, objective: Objective, read: Distribution) -> None:
         """Use ``read`` (bounds, cumulative counts) as the latency distribution of ``objective``."""
         self._distributions[objective.name] = read
-        for bound, value in zip(*read()):
+        for bound, value in zip(*read(), strict=False):
             self._last[(objective.name, HIST_PREFIX + _bound_text(bound))] = value
 
     def on_burn(
@@ -181,7 +181,7 @@ class Tracker:
             bounds, cumulatives = read()
             if bounds and len(bounds) != len(self._bounds.get(objective.name, ())):
                 self._bounds[objective.name] = list(bounds)
-            for bound, cumulative in zip(bounds, cumulatives):
+            for bound, cumulative in zip(bounds, cumulatives, strict=False):
                 values.append((HIST_PREFIX + _bound_text(bound), cumulative - previous))
                 previous = cumulative
         return values

@@ -141,7 +141,7 @@ def quantile(q: float, bounds: Iterable[float], counts: Iterable[int]) -> float 
     Linear interpolation inside the bucket, as Prometheus does; a quantile in the ``+Inf``
     bucket returns the highest finite bound. ``None`` without observations.
     """
-    pairs = list(zip(bounds, counts))
+    pairs = list(zip(bounds, counts, strict=False))
     total = sum(c for _, c in pairs)
     if total <= 0:
         return None

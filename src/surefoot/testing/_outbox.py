@@ -68,7 +68,7 @@ class InMemoryOutbox:
         kwargs.setdefault("catalogue", self.catalogue)
         event = build_event(event_name, payload, **kwargs)
         if isinstance(available_at, (int, float)):
-            available_at = dt.datetime.fromtimestamp(available_at, dt.timezone.utc)
+            available_at = dt.datetime.fromtimestamp(available_at, dt.UTC)
         return self.add_event(event, available_at=available_at)
 
     def add_event(self, event: Event, *, available_at: dt.datetime | None = None) -> Event:
@@ -206,7 +206,7 @@ class _RecordedSink:
 
     async def send_many(self, events: Sequence[Event]) -> list[BaseException | None]:
         results = await self.sink.send_many(events)
-        for event, outcome in zip(events, results):
+        for event, outcome in zip(events, results, strict=False):
             if outcome is not None:
                 self.failed.append((event, outcome))
         return list(results)

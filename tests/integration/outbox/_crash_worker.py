@@ -21,8 +21,7 @@ import prometheus_client
 import sqlalchemy  # noqa: F401  (warm the imports the children use)
 import sqlalchemy.ext.asyncio  # noqa: F401
 
-from surefoot.outbox import Dispatcher
-from surefoot.outbox import _dispatcher, _store  # noqa: F401
+from surefoot.outbox import Dispatcher, _dispatcher, _store  # noqa: F401
 
 
 def dispatcher_main(url: str, path: str, batch: int, lease: float) -> int:

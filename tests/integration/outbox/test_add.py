@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
@@ -18,10 +18,9 @@ def _rows(engine):
 
 
 def test_add_with_connection_writes_in_the_callers_transaction(engine):
-    with context.bound(correlation_id="corr-1", tenant_id="t-1", causation_id="cause-1"):
-        with engine.begin() as conn:
-            event = outbox.add(conn, "CallDetected", {"call_sid": "CA1"}, key="CA1")
-            assert _rows(engine) == [] or engine.dialect.name == "sqlite"
+    with context.bound(correlation_id="corr-1", tenant_id="t-1", causation_id="cause-1"), engine.begin() as conn:
+        event = outbox.add(conn, "CallDetected", {"call_sid": "CA1"}, key="CA1")
+        assert _rows(engine) == [] or engine.dialect.name == "sqlite"
     rows = _rows(engine)
     assert len(rows) == 1
     row = rows[0]
@@ -99,9 +98,8 @@ def test_catalogue_refuses_a_bad_payload_naming_the_field(engine):
 def test_duplicate_event_id_is_refused(engine):
     with engine.begin() as conn:
         outbox.add(conn, "A", {}, event_id="6c3e1f0e-2b7a-4c36-9d3c-2f1d5a0b7e11")
-    with pytest.raises(sa.exc.IntegrityError):
-        with engine.begin() as conn:
-            outbox.add(conn, "A", {}, event_id="6c3e1f0e-2b7a-4c36-9d3c-2f1d5a0b7e11")
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        outbox.add(conn, "A", {}, event_id="6c3e1f0e-2b7a-4c36-9d3c-2f1d5a0b7e11")
 
 
 def test_emit_never_breaks_the_business_transaction(engine, registry, monkeypatch):
@@ -152,7 +150,7 @@ def test_available_at_delays_and_payload_types(engine):
 
     later = time.time() + 3600
     with engine.begin() as conn:
-        outbox.add(conn, "A", {"when": dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc), "n": 1.5}, available_at=later)
+        outbox.add(conn, "A", {"when": dt.datetime(2026, 1, 2, tzinfo=dt.UTC), "n": 1.5}, available_at=later)
         with pytest.raises(ConfigurationError, match="not JSON-serialisable"):
             outbox.add(conn, "A", {"obj": object()})
         with pytest.raises(ConfigurationError, match="mapping"):
@@ -163,7 +161,7 @@ def test_available_at_delays_and_payload_types(engine):
     assert row["payload"] == {"when": "2026-01-02T00:00:00+00:00", "n": 1.5}
     available = row["available_at"]
     if available.tzinfo is None:
-        available = available.replace(tzinfo=dt.timezone.utc)
+        available = available.replace(tzinfo=dt.UTC)
     assert abs(available.timestamp() - later) < 1
 
 
@@ -173,9 +171,8 @@ def test_trace_context_is_added_when_a_span_is_active(engine):
     from opentelemetry.sdk.trace import TracerProvider
 
     tracer = TracerProvider().get_tracer("t")
-    with tracer.start_as_current_span("request"):
-        with engine.begin() as conn:
-            event = outbox.add(conn, "A", {})
+    with tracer.start_as_current_span("request"), engine.begin() as conn:
+        event = outbox.add(conn, "A", {})
     assert event.headers["traceparent"].startswith("00-")
     assert _rows(engine)[0]["headers"]["traceparent"] == event.headers["traceparent"]
     del trace

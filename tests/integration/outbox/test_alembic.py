@@ -33,7 +33,7 @@ def test_autogenerate_sees_the_tables_and_no_drift(db_url):
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_server_default": True})
         added = {_table_of(d) for d in compare_metadata(ctx, metadata)}
-    assert OURS <= added
+    assert added >= OURS
     outbox.create_tables(engine)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_server_default": True, "compare_type": True})

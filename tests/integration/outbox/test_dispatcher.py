@@ -9,8 +9,14 @@ import pytest
 import sqlalchemy as sa
 
 from surefoot import context, outbox
-from surefoot.outbox import Dispatcher, RetryLater, SinkDisabled, dead_letters_table, events_table
-from surefoot.outbox import _store
+from surefoot.outbox import (
+    Dispatcher,
+    RetryLater,
+    SinkDisabled,
+    _store,
+    dead_letters_table,
+    events_table,
+)
 from surefoot.testing import FakeClock
 
 
@@ -318,10 +324,10 @@ async def test_graceful_stop_finishes_the_batch_in_flight(engine, registry):
 
 async def test_handler_runs_in_an_outbox_dispatch_span_continuing_the_trace(engine, clock, registry):
     pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-    from opentelemetry import trace
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

@@ -5,7 +5,6 @@ import socket
 import pytest
 
 
-
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""

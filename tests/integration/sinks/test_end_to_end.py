@@ -158,6 +158,7 @@ async def test_outbox_to_webhook_gone_is_dead_lettered(engine, registry):
     import os
 
     from surefoot.outbox.sinks import HttpSink
+
     from tests.integration.sinks._receiver import Receiver
 
     secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()

@@ -14,6 +14,7 @@ from surefoot.errors import ConfigurationError
 from surefoot.outbox import Event, RetryLater, SinkDisabled, SinkError
 from surefoot.outbox.sinks import HttpSink
 from surefoot.testing import FakeClock
+
 from tests.integration.sinks._helpers import TRACEPARENT, make_event
 from tests.integration.sinks._receiver import Receiver
 

@@ -11,6 +11,7 @@ import pytest
 from surefoot.errors import ConfigurationError
 from surefoot.outbox import Event, SinkError
 from surefoot.outbox.sinks import NatsSink
+
 from tests.integration.sinks._helpers import assert_event_headers, make_event
 
 pytestmark = [pytest.mark.nats, pytest.mark.timeout(60)]
@@ -50,7 +51,7 @@ async def test_events_are_stored_with_body_and_headers(nats_url, js, stream):
         assert await sink.send_many(events) == [None, None]
     msgs = await stored(js, name)
     assert [m.subject for m in msgs] == [f"{prefix}.CallDetected", f"{prefix}.SmsSent"]
-    for msg, event in zip(msgs, events):
+    for msg, event in zip(msgs, events, strict=True):
         assert msg.data == event.to_json()
         assert Event.from_envelope(msg.data).event_id == event.event_id
         assert_event_headers(msg.headers, event)

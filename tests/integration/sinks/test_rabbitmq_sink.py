@@ -10,6 +10,7 @@ import pytest
 from surefoot.errors import ConfigurationError
 from surefoot.outbox import Event, SinkError
 from surefoot.outbox.sinks import RabbitMQSink
+
 from tests.integration.sinks._helpers import assert_event_headers, make_event
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(60)]
@@ -61,7 +62,7 @@ async def test_events_are_published_persistent_with_properties_and_headers(amqp_
     async with RabbitMQSink(amqp_url, exchange=exchange) as sink:
         assert await sink.send_many(events) == [None, None]
     messages = await drain(queue, 2)
-    for message, event in zip(messages, events):
+    for message, event in zip(messages, events, strict=True):
         assert message.body == event.to_json()
         assert Event.from_envelope(message.body).event_id == event.event_id
         assert message.routing_key == event.event_name
@@ -70,7 +71,7 @@ async def test_events_are_published_persistent_with_properties_and_headers(amqp_
         assert message.correlation_id == event.correlation_id
         assert message.content_type == "application/json"
         assert message.delivery_mode.value == 2
-        stamp = message.timestamp if message.timestamp.tzinfo else message.timestamp.replace(tzinfo=dt.timezone.utc)
+        stamp = message.timestamp if message.timestamp.tzinfo else message.timestamp.replace(tzinfo=dt.UTC)
         assert int(stamp.timestamp()) == int(event.occurred_at.timestamp())
         headers = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in message.headers.items()}
         if event.correlation_id is None:

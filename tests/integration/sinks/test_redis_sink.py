@@ -9,6 +9,7 @@ import pytest
 from surefoot.errors import ConfigurationError
 from surefoot.outbox import Event, SinkError
 from surefoot.outbox.sinks import RedisStreamSink
+
 from tests.integration.sinks._helpers import assert_event_headers, make_event
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
@@ -36,7 +37,7 @@ async def test_events_are_appended_with_envelope_and_headers(redis_url, redis, u
     calls = await redis.xrange(f"sf:{unique}:CallDetected")
     sms = await redis.xrange(f"sf:{unique}:SmsSent")
     assert len(calls) == 2 and len(sms) == 1
-    for (_, fields), event in zip(calls + sms, [events[0], events[2], events[1]]):
+    for (_, fields), event in zip(calls + sms, [events[0], events[2], events[1]], strict=True):
         assert fields["envelope"] == event.to_json().decode()
         assert Event.from_envelope(fields["envelope"]).event_id == event.event_id
         assert_event_headers(fields, event)

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from tests._services import required
 
 ROOT = Path(__file__).resolve().parents[3]

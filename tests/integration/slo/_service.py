@@ -15,7 +15,6 @@ import os
 
 import sqlalchemy as sa
 from fastapi import FastAPI
-from tests.integration.slo._slos import FIRST_SMS, OBJECTIVES
 
 import surefoot
 import surefoot.metrics
@@ -23,6 +22,8 @@ from surefoot import outbox, slo
 from surefoot.health import Health, sqlalchemy_check
 from surefoot.resilience import CircuitBreaker, Retry, provider_client
 from surefoot.webhooks import WebhookInbox
+
+from tests.integration.slo._slos import FIRST_SMS, OBJECTIVES
 
 engine = sa.create_engine(os.environ["SLO_TEST_DB"])
 slo.migrate(engine)
@@ -62,9 +63,12 @@ async def book():
     return {"booked": True}
 
 
-def _flaky(state: list[int] = []) -> str:
-    state.append(1)
-    if len(state) == 1:
+_flaky_calls: list[int] = []
+
+
+def _flaky() -> str:
+    _flaky_calls.append(1)
+    if len(_flaky_calls) == 1:
         raise ConnectionError("first attempt fails")
     return "ok"
 

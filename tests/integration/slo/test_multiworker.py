@@ -35,7 +35,7 @@ def test_slo_is_the_same_whichever_worker_answers(tmp_path, subprocess_env):
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "tests.integration.slo._service:app", "--host", "127.0.0.1",
          "--port", str(port), "--workers", "2", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "service.log", "w"),
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "service.log", "w"),  # noqa: SIM115 - the child process writes to it for the test's lifetime
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -19,9 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from tests.integration.slo._prometheus import prometheus_bin
 
 from surefoot import slo
+
+from tests.integration.slo._prometheus import prometheus_bin
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
@@ -72,7 +73,7 @@ def service(tmp_path, subprocess_env):
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "tests.integration.slo._service:app", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "service.log", "w"),
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "service.log", "w"),  # noqa: SIM115 - the child process writes to it for the test's lifetime
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -108,7 +109,7 @@ def prometheus(tmp_path, service):
     proc = subprocess.Popen(
         [prometheus_bin("prometheus"), f"--config.file={config_path}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{prom_port}"],
-        cwd=out / "prometheus", stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "w"),
+        cwd=out / "prometheus", stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "w"),  # noqa: SIM115 - the child process writes to it for the test's lifetime
     )
     api = f"http://127.0.0.1:{prom_port}"
     try:

@@ -24,8 +24,13 @@ from surefoot.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
-from surefoot.http import SurefootMiddleware, install_http, problem_response
-from surefoot.http import problem_from_exception, problem_from_status
+from surefoot.http import (
+    SurefootMiddleware,
+    install_http,
+    problem_from_exception,
+    problem_from_status,
+    problem_response,
+)
 
 from .conftest import client, count
 
@@ -98,7 +103,7 @@ async def test_surefoot_errors(registry, kind, status, code):
     assert resp.status_code == status
     assert resp.headers["content-type"] == PROBLEM
     body = resp.json()
-    assert MEMBERS <= body.keys()
+    assert body.keys() >= MEMBERS
     assert body["code"] == code and body["status"] == status
     assert body["correlation_id"] == "cid-1" and body["instance"] == f"/ours/{kind}"
     if kind == "validation":

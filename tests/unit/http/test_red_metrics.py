@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 
 import pytest
+from fastapi import APIRouter, BackgroundTasks, FastAPI, WebSocket
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from fastapi import APIRouter, BackgroundTasks, FastAPI, WebSocket
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Host, Mount, Route, Router
 
 from surefoot import context

@@ -9,10 +9,10 @@ import hashlib
 import hmac
 
 import httpx
-from prometheus_client import CollectorRegistry
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
 from surefoot.outbox import Event, RetryLater, SinkDisabled, SinkError
 from surefoot.outbox.sinks import HttpSink, parse_retry_after
@@ -62,7 +62,7 @@ def test_parse_retry_after_never_raises(value, now, max_delay):
     when=st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(9999, 1, 1)),
 )
 def test_parse_retry_after_reads_any_http_date(when):
-    aware = when.replace(tzinfo=dt.timezone.utc, microsecond=0)
+    aware = when.replace(tzinfo=dt.UTC, microsecond=0)
     header = email.utils.format_datetime(aware, usegmt=True)
     result = parse_retry_after(header, now=NOW, max_delay=1e12)
     assert result == pytest.approx(max(0.0, aware.timestamp() - NOW))

@@ -7,10 +7,11 @@ import subprocess
 
 import pytest
 import yaml
-from tests.integration.slo._prometheus import prometheus_bin
 
 from surefoot import slo
 from surefoot.errors import ConfigurationError
+
+from tests.integration.slo._prometheus import prometheus_bin
 
 FIRST_SMS = slo.EventPair("first_sms", target=0.95, deadline=5.0, description="first SMS within 5 s of the inbound call")
 BOOKING = slo.Latency("booking_post", target=0.95, threshold=0.5, route="/bookings", method="POST")
@@ -115,7 +116,7 @@ def test_openslo_round_trip():
     assert all(d["apiVersion"] == "openslo/v1" and d["kind"] == "SLO" for d in docs)
     assert docs[0]["spec"]["indicator"]["spec"]["ratioMetric"]["good"]["metricSource"]["type"] == "Prometheus"
     back = slo.from_openslo(text)
-    for before, after in zip(OBJECTIVES, back):
+    for before, after in zip(OBJECTIVES, back, strict=True):
         assert type(after) is type(before)
         assert (after.name, after.target, after.threshold_seconds, after.description) == (
             before.name, before.target, before.threshold_seconds, before.description)

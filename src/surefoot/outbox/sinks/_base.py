@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import string
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import structlog
 
@@ -30,7 +30,7 @@ __all__ = [
 
 _log = structlog.get_logger("surefoot.outbox")
 
-Naming = Union[str, Callable[[Event], str]]
+Naming = str | Callable[[Event], str]
 """A destination name: a ``str.format`` template over :data:`TEMPLATE_FIELDS` or a callable."""
 
 TEMPLATE_FIELDS = frozenset({"event_name", "schema_version", "tenant_id", "key"})

@@ -17,8 +17,8 @@ from typing import Any
 import structlog
 
 from ..._clock import SYSTEM_CLOCK, Clock
-from ..._retry_after import parse_retry_after
 from ..._extras import require
+from ..._retry_after import parse_retry_after
 from ...errors import ConfigurationError
 from ...webhooks._signing import decode_standard_secret, standard_signature
 from .._event import Event, RetryLater, SinkDisabled, SinkError

@@ -14,7 +14,7 @@ import structlog
 from ..._extras import require
 from ...errors import ConfigurationError
 from .._event import Event, SinkError
-from ._base import BaseSink, Naming, NameResolver, encode, event_headers
+from ._base import BaseSink, NameResolver, Naming, encode, event_headers
 
 __all__ = ["NatsSink"]
 
@@ -165,7 +165,7 @@ class NatsSink(BaseSink):
         try:
             # nats-py retries the first connection forever on its own; bound it here.
             await asyncio.wait_for(nc.connect(servers=self._servers, **options), self._connect_timeout)
-        except (OSError, asyncio.TimeoutError, nats.errors.Error) as exc:
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
             await _quiet_close(nc)
             cause = self._last_error or exc
             raise SinkError(
@@ -190,7 +190,7 @@ class NatsSink(BaseSink):
             return
         except nats.js.errors.NotFoundError:
             pass
-        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.Error) as exc:
             raise SinkError(f"cannot look up JetStream stream {self._stream!r}: {exc!r}") from exc
         try:
             await js.add_stream(
@@ -198,7 +198,7 @@ class NatsSink(BaseSink):
                 subjects=self._stream_subjects,
                 duplicate_window=self._duplicate_window,
             )
-        except (nats.errors.Error, asyncio.TimeoutError) as exc:
+        except (TimeoutError, nats.errors.Error) as exc:
             raise SinkError(f"cannot create JetStream stream {self._stream!r}: {exc!r}") from exc
         _log.info("sink_stream_created", sink=self.name, stream=self._stream, subjects=self._stream_subjects)
 
@@ -210,7 +210,7 @@ class NatsSink(BaseSink):
         try:
             if nc.is_connected:
                 await nc.flush(timeout=max(1, int(self._ack_timeout)))
-        except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
             _log.warning("sink_flush_failed", sink=self.name, error_message=repr(exc))
         await _quiet_close(nc)
 
@@ -267,7 +267,7 @@ class NatsSink(BaseSink):
                     if self._slots.locked():
                         try:
                             await asyncio.wait_for(self._slots.acquire(), self._ack_timeout)
-                        except asyncio.TimeoutError as exc:
+                        except TimeoutError as exc:
                             raise SinkError(
                                 f"event {event.event_id} not published: {self._max_pending} publishes "
                                 f"await their acks (max_pending) and none came within {self._ack_timeout:g} s"
@@ -283,7 +283,7 @@ class NatsSink(BaseSink):
                     await nc.publish(subject, body, reply=reply, headers=headers)
                 except SinkError as exc:
                     results[index] = exc
-                except (nats.errors.Error, asyncio.TimeoutError, OSError) as exc:
+                except (TimeoutError, nats.errors.Error, OSError) as exc:
                     if index in pending:
                         pending.pop(index).cancel()
                         self._acks.pop(replies[-1], None)
@@ -295,7 +295,7 @@ class NatsSink(BaseSink):
                 await asyncio.wait(pending.values(), timeout=self._ack_timeout)
         finally:
             # an ack that never came: cancel it, give its slot back, forget its inbox
-            for index, future in pending.items():
+            for future in pending.values():
                 if not future.done():
                     future.cancel()
                     self._slots.release()

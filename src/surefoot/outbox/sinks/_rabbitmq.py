@@ -11,7 +11,7 @@ import structlog
 from ..._extras import require
 from ...errors import ConfigurationError
 from .._event import Event, SinkError
-from ._base import BaseSink, Naming, NameResolver, encode, event_headers, gather_positional
+from ._base import BaseSink, NameResolver, Naming, encode, event_headers, gather_positional
 
 __all__ = ["RabbitMQSink"]
 
@@ -132,7 +132,7 @@ class RabbitMQSink(BaseSink):
                     ),
                     self._connect_timeout,
                 )
-        except (aiormq.exceptions.AMQPError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiormq.exceptions.AMQPError, OSError) as exc:
             if connection is not None:
                 await _quiet_close(connection)
             what = "reach RabbitMQ" if connection is None else f"set up exchange {self._exchange_name!r}"
@@ -181,7 +181,7 @@ class RabbitMQSink(BaseSink):
             ) from exc
         except aiormq.exceptions.DeliveryError as exc:
             raise SinkError(f"RabbitMQ refused event {event.event_id} (nack): {exc!r}") from exc
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise SinkError(
                 f"no RabbitMQ confirm for event {event.event_id} within {self._confirm_timeout:g} s"
             ) from exc

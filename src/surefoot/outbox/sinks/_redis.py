@@ -10,7 +10,7 @@ import structlog
 from ..._extras import require
 from ...errors import ConfigurationError
 from .._event import Event, SinkError
-from ._base import BaseSink, Naming, NameResolver, encode, event_headers
+from ._base import BaseSink, NameResolver, Naming, encode, event_headers
 
 __all__ = ["RedisStreamSink"]
 
@@ -189,7 +189,7 @@ class RedisStreamSink(BaseSink):
             for index in queued:
                 results[index] = err
             return results
-        for index, reply in zip(queued, replies):
+        for index, reply in zip(queued, replies, strict=False):
             if isinstance(reply, BaseException):
                 err = SinkError(f"Redis refused event {events[index].event_id}: {reply}")
                 err.__cause__ = reply
