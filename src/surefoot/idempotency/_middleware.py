@@ -45,6 +45,7 @@ import structlog
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._extras import require
+from .._problem import Problem, problem_from_exception, problem_from_status
 from .._sql import dialect_name
 from ..errors import (
     ConfigurationError,
@@ -53,7 +54,6 @@ from ..errors import (
     UnprocessableError,
     ValidationError,
 )
-from .._problem import Problem, problem_from_exception, problem_from_status
 from . import _store
 
 __all__ = ["IdempotencyMiddleware", "default_client_key", "REPLAYED_HEADER"]
