@@ -5,6 +5,7 @@ from ._logs import CapturedLogs, capture_logs
 from ._metrics import fresh_registry, metric_value
 from ._outbox import DrainResult, InMemoryOutbox, adrain, drain
 from ._overrides import override_dependencies
+from ._twilio import CallSimulator, FakeMessage, SimulatedCall, TwilioFake
 from ._resilience import EventRecorder, is_testing, no_waits, provider_failures, set_testing
 from ._webhooks import (
     form_body,
@@ -41,6 +42,11 @@ __all__ = [
     "DrainResult",
     "drain",
     "adrain",
+    # Twilio fake (Messages API over HTTP) and call simulator
+    "TwilioFake",
+    "FakeMessage",
+    "CallSimulator",
+    "SimulatedCall",
     # webhook signing and golden payloads
     "sign_twilio",
     "sign_twilio_json",
