@@ -27,6 +27,7 @@ from surefoot.webhooks import Delivery, Ignore, TwilioVerifier, WebhookInbox
 from . import observability as obs
 from . import schema as db
 from .config import ServiceSettings
+from .conversation import mark_queued, record_sid
 from .flags import PAUSE_OUTBOUND_SMS
 from .status_page import status_router
 
@@ -68,7 +69,7 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
         engine: an async engine (default: one for ``DATABASE_URL``).
     """
     settings = settings or ServiceSettings()
-    engine = engine or create_async_engine(settings.async_database_url, pool_pre_ping=True)
+    engine = engine or create_async_engine(settings.async_database_url)
     db.register_events()
 
     @contextlib.asynccontextmanager
@@ -174,23 +175,22 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
         if not MESSAGE_SID.match(sid) or status not in db.STATUS_RANK or not message_id:
             raise Ignore("malformed status callback")
         conn = delivery.conn
-        row = (await conn.execute(sa.select(db.messages.c.tenant_id, db.messages.c.status, db.messages.c.twilio_sid)
-                                  .where(db.messages.c.id == message_id))).first()
-        if row is None:
+        message = (await conn.execute(sa.select(db.messages).where(db.messages.c.id == message_id))).mappings().first()
+        if message is None:
             raise Ignore("unknown message")
-        tenant_id, current, known_sid = row
+        tenant_id, current, known_sid = message["tenant_id"], message["status"], message["twilio_sid"]
         with context.bound(tenant_id=tenant_id):
-            seen = (await conn.execute(db.insert_ignore(conn, db.message_sends, twilio_sid=sid, tenant_id=tenant_id,
-                                                        message_id=message_id, seen_at=utcnow()))).rowcount
-            if seen and known_sid is not None and known_sid != sid:
-                obs.SMS_DUPLICATES.get().inc()
-                log.warning("sms_duplicate_detected", message_id=message_id, twilio_sid=sid)
+            if message["queued_at"] is None:
+                # The first sign that Twilio accepted it (the API's answer was lost or is late):
+                # record the first SMS now, so the worker does not send it again.
+                await mark_queued(conn, message, sid)
+                known_sid = sid
+            else:
+                await record_sid(conn, tenant_id=tenant_id, message_id=message_id, sid=sid)
             if known_sid is not None and known_sid != sid:
-                return None  # the duplicate's own callbacks do not move our message
+                return None  # a duplicate's own callbacks do not move our message
             rank = db.STATUS_RANK[status]
             values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
-            if known_sid is None:
-                values["twilio_sid"] = sid
             if status in ("failed", "undelivered"):
                 values["error"] = f"twilio error {form.get('ErrorCode', '?')}"[:500]
             updated = (await conn.execute(db.messages.update().where(

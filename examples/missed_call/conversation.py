@@ -52,6 +52,40 @@ async def record_sid(conn: Any, *, tenant_id: str, message_id: str, sid: str) ->
         log.warning("sms_duplicate_detected", message_id=message_id, twilio_sid=sid, sends=count)
 
 
+async def mark_queued(conn: Any, message: Any, sid: str) -> float | None:
+    """Record that Twilio accepted ``message`` (sid ``sid``): queued_at, FirstReplySent and the
+    first-SMS pair, once. Returns the first-SMS latency when this call recorded it, else ``None``.
+
+    Called by the worker with the API's answer, and by the status callback when that callback
+    is the first sign of acceptance (the API's answer was lost): either way the message is not
+    sent again.
+    """
+    message_id, tenant_id = message["id"], message["tenant_id"]
+    now = utcnow()
+    first = (await conn.execute(db.messages.update().where(
+        db.messages.c.id == message_id, db.messages.c.tenant_id == tenant_id, db.messages.c.queued_at.is_(None),
+    ).values(
+        queued_at=now, updated_at=now,
+        twilio_sid=sa.func.coalesce(db.messages.c.twilio_sid, sid),
+        status=sa.case((db.messages.c.status.in_(["pending", "accepted"]), "queued"), else_=db.messages.c.status),
+    ))).rowcount
+    await record_sid(conn, tenant_id=tenant_id, message_id=message_id, sid=sid)
+    if not first:
+        return None
+    call = (await conn.execute(sa.select(db.calls.c.received_at).where(
+        db.calls.c.tenant_id == tenant_id, db.calls.c.call_sid == message["call_sid"]))).first()
+    latency = max(0.0, (now - _aware(call[0])).total_seconds()) if call else 0.0
+    await outbox.add(conn, db.FIRST_REPLY_SENT, {
+        "schema_version": 1, "message_id": message_id, "call_sid": message["call_sid"],
+        "twilio_sid": sid, "latency_seconds": latency}, tenant_id=tenant_id)
+    if message["call_sid"]:
+        await obs.finish_first_sms(conn, message["call_sid"])
+    obs.FIRST_SMS_SECONDS.get().observe(latency)
+    obs.DELIVERY_FUNNEL.get().labels(status="queued").inc()
+    obs.CONVERSATIONS_STARTED.inc()
+    return latency
+
+
 class Conversation:
     """The conversation handlers, bound to the service's engine and Twilio client.
 
@@ -167,29 +201,8 @@ class Conversation:
         message_id, tenant_id = message["id"], message["tenant_id"]
         if result.status_code == 201 and result.sid:
             async with self.engine.begin() as conn:
-                now = utcnow()
-                first = (await conn.execute(db.messages.update().where(
-                    db.messages.c.id == message_id, db.messages.c.queued_at.is_(None),
-                ).values(
-                    queued_at=now, updated_at=now,
-                    twilio_sid=sa.func.coalesce(db.messages.c.twilio_sid, result.sid),
-                    status=sa.case((db.messages.c.status.in_(["pending", "accepted"]), "queued"),
-                                   else_=db.messages.c.status),
-                ))).rowcount
-                await record_sid(conn, tenant_id=tenant_id, message_id=message_id, sid=result.sid)
-                if first:
-                    call = (await conn.execute(sa.select(db.calls.c.received_at).where(
-                        db.calls.c.tenant_id == tenant_id, db.calls.c.call_sid == message["call_sid"]))).first()
-                    latency = max(0.0, (now - _aware(call[0])).total_seconds()) if call else 0.0
-                    await outbox.add(conn, db.FIRST_REPLY_SENT, {
-                        "schema_version": 1, "message_id": message_id, "call_sid": message["call_sid"],
-                        "twilio_sid": result.sid, "latency_seconds": latency}, tenant_id=tenant_id)
-                    if message["call_sid"]:
-                        await obs.finish_first_sms(conn, message["call_sid"])
-            if first:
-                obs.FIRST_SMS_SECONDS.get().observe(latency)
-                obs.DELIVERY_FUNNEL.get().labels(status="queued").inc()
-                obs.CONVERSATIONS_STARTED.inc()
+                latency = await mark_queued(conn, message, result.sid)
+            if latency is not None:
                 self.outcomes.labels(outcome="queued").inc()
                 log.info("first_sms_queued", message_id=message_id, twilio_sid=result.sid,
                          contact=message["to_number"], latency_ms=round(latency * 1000, 1))

@@ -40,7 +40,7 @@ class Worker:
     def __init__(self, settings: ServiceSettings, *, engine: AsyncEngine | None = None,
                  twilio_transport: Any = None) -> None:
         self.settings = settings
-        self.engine = engine or create_async_engine(settings.async_database_url, pool_pre_ping=True)
+        self.engine = engine or create_async_engine(settings.async_database_url)
         db.register_events()
         self.twilio = TwilioClient(settings, transport=twilio_transport)
         self.conversation = Conversation(self.engine, settings, self.twilio)

@@ -426,7 +426,13 @@ class TwilioFake:
                     fake._stopping.wait(delay)
                 if kind == "ok":
                     message = fake._accept(form, lost=False)
-                    self._send(201, message.as_json(fake.account_sid))
+                    try:
+                        self._send(201, message.as_json(fake.account_sid))
+                    except OSError:  # the client gave up (timed out) first: its answer is lost
+                        with fake._lock:
+                            message.response_lost = True
+                            fake.counts["lost"] += 1
+                        self.close_connection = True
                 elif kind == "drop":
                     fake._accept(form, lost=True)
                     self.close_connection = True
