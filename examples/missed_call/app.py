@@ -22,6 +22,7 @@ import surefoot
 from surefoot import context, flags, outbox
 from surefoot.errors import AuthenticationError, AuthorizationError, ConflictError, NotFoundError
 from surefoot.health import Health, sqlalchemy_check
+from surefoot.http import problem_openapi, problem_responses
 from surefoot.webhooks import Delivery, Ignore, TwilioVerifier, WebhookInbox
 
 from . import observability as obs
@@ -211,7 +212,8 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
             raise AuthenticationError("a valid 'Authorization: Bearer <ADMIN_TOKEN>' header is required")
 
-    @admin.post("/tenants", status_code=201, dependencies=[Depends(require_admin)])
+    @admin.post("/tenants", status_code=201, dependencies=[Depends(require_admin)],
+                responses=problem_responses(401, 403, 409))
     async def create_tenant(tenant: TenantIn) -> dict[str, Any]:
         """Register a tenant and its phone number; the template is checked now, not at send time."""
         try:
@@ -230,7 +232,8 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
             await conn.execute(db.tenant_numbers.insert().values(phone=tenant.phone, tenant_id=tenant.tenant_id))
         return tenant.model_dump()
 
-    @admin.put("/tenants/{tenant_id}/compliance", dependencies=[Depends(require_admin)])
+    @admin.put("/tenants/{tenant_id}/compliance", dependencies=[Depends(require_admin)],
+               responses=problem_responses(401, 403, 404))
     async def set_compliance(tenant_id: str, decision: ComplianceIn) -> dict[str, str]:
         """Record a compliance decision; approval releases the messages that wait for it."""
         async with engine.begin() as conn:
@@ -248,6 +251,11 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
     app.include_router(status_router(engine, settings))
     app.mount("/admin/flags", flags.admin_app(token=settings.admin_token or None))
     obs.install(app, engine)
+
+    for route in app.routes:  # what the inbox answers besides the handler's 200
+        if getattr(route, "path", "").startswith("/webhooks/") and hasattr(route, "responses"):
+            route.responses.update(problem_responses(401, 413))
+    problem_openapi(app)
 
     health = Health(service="missed-call", version="1.0.0")
     health.add("database", sqlalchemy_check(engine), timeout=2.0)
