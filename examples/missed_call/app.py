@@ -250,7 +250,6 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
     app.include_router(admin)
     app.include_router(status_router(engine, settings))
     app.mount("/admin/flags", flags.admin_app(token=settings.admin_token or None))
-    obs.install(app, engine)
 
     for route in app.routes:  # what the inbox answers besides the handler's 200
         if getattr(route, "path", "").startswith("/webhooks/") and hasattr(route, "responses"):
@@ -260,6 +259,7 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
     health = Health(service="missed-call", version="1.0.0")
     health.add("database", sqlalchemy_check(engine), timeout=2.0)
     surefoot.install(app, health=health)
+    obs.install(app, engine)  # GET /slo; after surefoot.install, before the app starts
     return app
 
 
