@@ -41,7 +41,7 @@ HELP_WORDS = frozenset({"HELP", "INFO"})
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class TenantIn(BaseModel):
@@ -116,18 +116,18 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
             outcome = "missed"  # the short-completed-call rule (off unless SHORT_CALL_SECONDS is set)
         with context.bound(tenant_id=tenant_id):
             if outcome == "in_progress":
-                return None
+                return
             received_at = utcnow()
             inserted = (await conn.execute(db.insert_ignore(
                 conn, db.calls, tenant_id=tenant_id, call_sid=call_sid, caller=caller, called=called,
                 call_status=call_status, outcome=outcome, received_at=received_at,
             ))).rowcount
             if not inserted:
-                return None  # another status of a call already classified
+                return  # another status of a call already classified
             obs.CALLS_DETECTED.inc(outcome=outcome)
             log.info("call_classified", call_sid=call_sid, caller=caller, outcome=outcome, call_status=call_status)
             if outcome != "missed":
-                return None
+                return
             await delivery.add_event(db.CALL_DETECTED, {
                 "schema_version": 1, "call_sid": call_sid, "caller": caller, "called": called,
                 "call_status": call_status, "received_at": received_at.isoformat(),
@@ -136,7 +136,7 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
                 db.opt_outs.c.tenant_id == tenant_id, db.opt_outs.c.phone == caller))).first()
             if compliance == "approved" and opted_out is None:
                 await obs.start_first_sms(conn, call_sid)  # a first SMS is owed: the objective's clock runs
-        return None
+        return
 
     @inbox.endpoint(app, "/webhooks/twilio/sms", verifier=verifier)
     async def inbound_sms(delivery: Delivery) -> None:
@@ -165,7 +165,6 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
                 log.info("contact_asked_help", contact=sender, keyword=keyword)
             else:
                 log.info("inbound_sms", contact=sender, length=len(body))
-        return None
 
     @inbox.endpoint(app, "/webhooks/twilio/status", verifier=verifier)
     async def message_status(delivery: Delivery) -> None:
@@ -189,7 +188,7 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
             else:
                 await record_sid(conn, tenant_id=tenant_id, message_id=message_id, sid=sid)
             if known_sid is not None and known_sid != sid:
-                return None  # a duplicate's own callbacks do not move our message
+                return  # a duplicate's own callbacks do not move our message
             rank = db.STATUS_RANK[status]
             values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
             if status in ("failed", "undelivered"):
@@ -201,7 +200,7 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
             if updated:
                 obs.DELIVERY_FUNNEL.get().labels(status=status).inc()
                 log.info("sms_status", message_id=message_id, status=status, previous=current)
-        return None
+        return
 
     admin = APIRouter(prefix="/admin", tags=["admin"])
 

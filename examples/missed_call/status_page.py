@@ -25,7 +25,7 @@ WINDOW = dt.timedelta(minutes=5)
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def mask(phone: str) -> str:
@@ -44,7 +44,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 async def snapshot(engine: AsyncEngine) -> dict[str, Any]:
     """Everything the page shows, read from the database (any process's view)."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     since = now - WINDOW
     events, dead = outbox.events_table, outbox.dead_letters_table
     async with engine.connect() as conn:

@@ -95,14 +95,14 @@ class Worker:
                          "failure_rate": stats.get("failure_rate"), "retry_after": stats.get("retry_after")}]
             try:
                 async with self.engine.begin() as conn:
-                    now = dt.datetime.now(dt.timezone.utc)
+                    now = dt.datetime.now(dt.UTC)
                     updated = (await conn.execute(db.worker_heartbeats.update().where(
                         db.worker_heartbeats.c.worker == self.name).values(
                         breakers=breakers, paused=PAUSE_OUTBOUND_SMS.enabled, updated_at=now))).rowcount
                     if not updated:
                         await conn.execute(db.worker_heartbeats.insert().values(
                             worker=self.name, breakers=breakers, paused=PAUSE_OUTBOUND_SMS.enabled, updated_at=now))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (the next beat tries again)
                 log.warning("heartbeat_failed", error_message=str(exc)[:200])
             await asyncio.sleep(0.5)
 

@@ -22,7 +22,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._extras import require
 from .errors import ConfigurationError
 
-__all__ = ["RetentionRule", "purge_batch", "run_retention", "arun_retention"]
+__all__ = ["RetentionRule", "arun_retention", "purge_batch", "run_retention"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class RetentionRule:
 
 
 def _cutoff(rule: RetentionRule, clock: Clock) -> dt.datetime:
-    return dt.datetime.fromtimestamp(clock.time(), dt.timezone.utc) - dt.timedelta(days=rule.days)
+    return dt.datetime.fromtimestamp(clock.time(), dt.UTC) - dt.timedelta(days=rule.days)
 
 
 def _delete_statement(rule: RetentionRule, dialect: str, cutoff: dt.datetime, batch_size: int) -> Any:

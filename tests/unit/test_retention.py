@@ -12,7 +12,7 @@ from surefoot.errors import ConfigurationError
 from surefoot.retention import RetentionRule, arun_retention, purge_batch, run_retention
 from surefoot.testing import FakeClock
 
-NOW = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
 
 def _table(name: str) -> tuple[sa.MetaData, sa.Table]:
@@ -55,7 +55,7 @@ def test_rules_delete_only_old_rows_in_batches(db_url: str) -> None:
         assert counts == {table.name: expected} and expected > 7  # several batches
         with engine.connect() as conn:
             oldest = conn.execute(sa.select(sa.func.min(table.c.created_at))).scalar_one()
-        oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.timezone.utc)
+        oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=dt.UTC)
         assert oldest >= NOW - dt.timedelta(days=180)
         assert run_retention(engine, [rule], batch_size=7, clock=clock) == {table.name: 0}
     finally:

@@ -27,7 +27,7 @@ def _actor(actor: str | None) -> str:
         return actor
     try:
         return f"cli:{getpass.getuser()}"
-    except Exception:  # no user name in some containers
+    except (KeyError, OSError):  # no user name in some containers
         return "cli"
 
 

@@ -10,7 +10,7 @@ import sys
 from ._app import create_app
 from ._missed_call import examples_dir, run_missed_call
 
-__all__ = ["run", "create_app", "run_missed_call", "examples_dir"]
+__all__ = ["create_app", "examples_dir", "run", "run_missed_call"]
 
 _BANNER = """\
 surefoot demo --tour — {service} on http://{host}:{port}  (logs: {log_format}; Ctrl-C to stop)

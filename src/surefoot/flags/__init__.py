@@ -21,22 +21,22 @@ from ._flag import Flag, declared, get_flag, parse_bool, reset
 
 __all__ = [
     "Flag",
-    "declared",
-    "get_flag",
-    "parse_bool",
-    "reset",
-    "configure",
-    "set",
-    "clear",
-    "refresh",
-    "history",
-    "create_tables",
     "FlagStore",
     "admin_app",
+    "clear",
+    "configure",
+    "create_tables",
+    "declared",
+    "get_flag",
+    "history",
+    "parse_bool",
+    "refresh",
+    "reset",
+    "set",
 ]
 
 
-def set(name: str, enabled: bool, *, actor: str, reason: str = "", source: str = "api") -> dict[str, Any]:  # noqa: A001
+def set(name: str, enabled: bool, *, actor: str, reason: str = "", source: str = "api") -> dict[str, Any]:
     """Set a shared runtime override (see :func:`surefoot.flags._store.set_flag`).
 
     Args:
@@ -84,6 +84,6 @@ _LAZY = {
     "admin_app": "._admin",
 }
 
-from .._extras import lazy_exports  # noqa: E402
+from .._extras import lazy_exports
 
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)

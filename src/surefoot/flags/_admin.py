@@ -12,7 +12,7 @@ from ..errors import AuthenticationError, AuthorizationError, NotFoundError, Val
 from ..http import problem_response
 from . import _flag, _store
 
-__all__ = ["admin_app", "ADMIN_TOKEN_ENV"]
+__all__ = ["ADMIN_TOKEN_ENV", "admin_app"]
 
 ADMIN_TOKEN_ENV = "SUREFOOT_FLAGS_ADMIN_TOKEN"
 MAX_BODY = 4096

@@ -90,7 +90,7 @@ class Flag:
             default or environment variable.
     """
 
-    __slots__ = ("name", "default", "env", "description", "_env_value", "_listeners")
+    __slots__ = ("_env_value", "_listeners", "default", "description", "env", "name")
 
     def __init__(self, name: str, *, default: bool = False, env: str | None = None, description: str = "") -> None:
         if not isinstance(name, str) or not _NAME.match(name):
@@ -151,7 +151,7 @@ class Flag:
         for callback in list(self._listeners):
             try:
                 callback(value)
-            except Exception:  # a listener must not break the refresher or the caller
+            except Exception:  # noqa: BLE001  (a listener must not break the refresher or the caller)
                 _log.exception("flag_listener_failed", flag=self.name)
 
     def describe(self) -> dict[str, Any]:

@@ -14,19 +14,19 @@ from ._flag import FLAG_CHANGES, _state
 
 __all__ = [
     "FlagStore",
+    "clear_flag",
     "configure",
     "create_tables",
-    "set_flag",
-    "clear_flag",
-    "refresh",
-    "flags_table",
     "flag_changes_table",
+    "flags_table",
+    "refresh",
+    "set_flag",
     "stop_refresher",
 ]
 
 sa = require("sqlalchemy", "sql")
 
-from .._sql import metadata  # noqa: E402
+from .._sql import metadata
 
 _log = get_logger("surefoot.flags")
 
@@ -115,7 +115,7 @@ class FlagStore:
 
     def write(self, name: str, enabled: bool | None, *, actor: str, reason: str) -> bool | None:
         """Set (or with ``None`` clear) one override; returns the previous override value."""
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         with self.engine.begin() as conn:
             previous = conn.execute(
                 sa.select(flags_table.c.enabled).where(flags_table.c.name == name)
@@ -156,7 +156,7 @@ def _iso(value: Any) -> str | None:
         return None
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value.isoformat()
     return str(value)
 
@@ -175,7 +175,7 @@ class _Refresher(threading.Thread):
                 if self.failing:
                     _log.info("flag_refresh_recovered")
                 self.failing = False
-            except Exception as exc:  # the database may be away for a while: keep the last view
+            except Exception as exc:  # noqa: BLE001  (the database may be away: keep the last view)
                 if not self.failing:
                     _log.warning("flag_refresh_failed", error_message=str(exc)[:200])
                 self.failing = True

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ._problem import PROBLEM_CONTENT_TYPE
 
-__all__ = ["problem_openapi", "problem_responses", "PROBLEM_SCHEMA"]
+__all__ = ["PROBLEM_SCHEMA", "problem_openapi", "problem_responses"]
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",

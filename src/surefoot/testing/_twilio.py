@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ._webhooks import form_body, sign_twilio
 
-__all__ = ["TwilioFake", "FakeMessage", "CallSimulator", "SimulatedCall", "E164"]
+__all__ = ["E164", "CallSimulator", "FakeMessage", "SimulatedCall", "TwilioFake"]
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 API_VERSION = "2010-04-01"
@@ -53,6 +53,8 @@ class FakeMessage:
     date_created: str
     response_lost: bool = False
     callbacks: list[str] = field(default_factory=list)
+    accepted_at: float = 0.0
+    """Epoch seconds when the fake accepted it (Twilio's "queued")."""
 
     def as_json(self, account_sid: str) -> dict[str, Any]:
         segments = max(1, -(-len(self.body) // 160))
@@ -175,7 +177,7 @@ class TwilioFake:
     def url(self) -> str:
         """Base URL (``http://127.0.0.1:PORT``): use it as the client's ``base_url``."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     @property
     def auth(self) -> tuple[str, str]:
@@ -252,7 +254,7 @@ class TwilioFake:
     # -- internals ---------------------------------------------------------------------
 
     def _hex(self) -> str:
-        return "%032x" % self.rng.getrandbits(128)
+        return f"{self.rng.getrandbits(128):032x}"
 
     def _rate_limited(self) -> bool:
         if self.rate_limit is None:
@@ -287,7 +289,7 @@ class TwilioFake:
                 messaging_service_sid=form.get("MessagingServiceSid"), body=form["Body"],
                 status_callback=form.get("StatusCallback"),
                 status="accepted" if form.get("MessagingServiceSid") and not form.get("From") else "queued",
-                date_created=formatdate(usegmt=True), response_lost=lost,
+                date_created=formatdate(usegmt=True), response_lost=lost, accepted_at=time.time(),
             )
             self.messages.append(message)
             self.counts["accepted"] += 1
@@ -523,9 +525,9 @@ class CallSimulator:
                      status: str | None = None, duration: int = 0) -> dict[str, str]:
         """The form fields of one voice status callback."""
         with self._lock:
-            call_sid = call_sid or "CA%032x" % self.rng.getrandbits(128)
+            call_sid = call_sid or f"CA{self.rng.getrandbits(128):032x}"
             caller = from_ or (self.rng.choice(self.callers) if self.callers
-                               else "+1415%07d" % self.rng.randrange(10**7))
+                               else f"+1415{self.rng.randrange(10**7):07d}")
             to = to or self.rng.choice(self.to)
             status = status or self.rng.choice(self.statuses)
         return {
@@ -552,7 +554,7 @@ class CallSimulator:
             response = self.post(self.voice_url, params, client)
             record = SimulatedCall(params["CallSid"], params["From"], params["To"], params["CallStatus"],
                                    sent_at, response.status_code)
-        except Exception as exc:  # recorded, the run goes on
+        except Exception as exc:  # noqa: BLE001  (recorded, the run goes on)
             record = SimulatedCall(params["CallSid"], params["From"], params["To"], params["CallStatus"],
                                    sent_at, None, f"{type(exc).__name__}: {exc}")
         with self._lock:
@@ -563,7 +565,7 @@ class CallSimulator:
         """Post one signed inbound SMS (e.g. ``STOP``) to ``sms_url``; returns the response."""
         if not self.sms_url:
             raise ValueError("CallSimulator(sms_url=...) is needed to send inbound SMS")
-        params = {"MessageSid": "SM%032x" % self.rng.getrandbits(128), "AccountSid": self.account_sid,
+        params = {"MessageSid": f"SM{self.rng.getrandbits(128):032x}", "AccountSid": self.account_sid,
                   "From": from_, "To": to, "Body": body, "NumMedia": "0", "ApiVersion": API_VERSION}
         return self.post(self.sms_url, params, client)
 

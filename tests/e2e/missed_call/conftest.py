@@ -15,15 +15,15 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from tests._services import need
 
 from surefoot.testing import CallSimulator, TwilioFake
-from tests._services import need
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
-from missed_call.stack import Stack  # noqa: E402
+from missed_call.stack import Stack
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 

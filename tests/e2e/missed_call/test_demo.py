@@ -10,7 +10,6 @@ import sys
 import httpx
 import psutil
 import pytest
-
 from tests.e2e.conftest import free_port
 
 from .conftest import wait_until
