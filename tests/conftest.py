@@ -10,17 +10,19 @@ import pytest
 
 from tests._services import need
 
+pytest_plugins = ["tests._no_extras"]
+
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 
 @pytest.fixture(autouse=True)
 def _fresh_surefoot_config() -> Iterator[None]:
-    """Every test starts with default settings and the default registry."""
-    from surefoot._config import reset_config
+    """Every test starts from surefoot's start-up state: settings, registry, logging, breakers, ..."""
+    from surefoot._config import reset_all
 
-    reset_config()
+    reset_all()
     yield
-    reset_config()
+    reset_all()
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ __all__ = [
     "reset_config",
     "default_registry",
     "set_default_registry",
+    "on_reset",
+    "reset_all",
 ]
 
 S = TypeVar("S", bound=BaseSettings)
@@ -143,6 +145,30 @@ def reset_config() -> None:
 
 
 _registry: Any = None
+_resets: list[Any] = []
+
+
+def on_reset(function: Any) -> Any:
+    """Register ``function`` to run on :func:`reset_all` (usable as a decorator).
+
+    Every module that keeps process-global state (the logging configuration, the breaker
+    registry, retry budgets, the timeout table, test waits) registers its reset here when it
+    is first imported, so one call puts the whole process back to its start-up state.
+    """
+    if function not in _resets:
+        _resets.append(function)
+    return function
+
+
+def reset_all() -> None:
+    """Forget every piece of surefoot's process-global state (tests).
+
+    Resets the settings and the default registry, then runs each registered reset in the
+    order the modules were imported. Modules never imported hold no state and need none.
+    """
+    reset_config()
+    for function in list(_resets):
+        function()
 
 
 def default_registry() -> Any:

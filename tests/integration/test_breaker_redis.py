@@ -10,6 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("redis", reason="needs surefoot[redis]")
 import structlog
 from prometheus_client import CollectorRegistry
 

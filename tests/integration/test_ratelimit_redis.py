@@ -9,6 +9,8 @@ import textwrap
 
 import pytest
 
+pytest.importorskip("redis", reason="needs surefoot[redis]")
+
 from surefoot.resilience import RateLimitExceededError, RedisRateLimiter
 from surefoot.testing import FakeClock
 

@@ -37,7 +37,7 @@ import orjson
 import structlog
 
 from .. import context as _context
-from .._config import Settings, get_settings
+from .._config import Settings, get_settings, on_reset
 from ..errors import ConfigurationError
 from ..tracing import current_trace_ids
 from ._redact import DEFAULT_BODY_KEYS, Redactor, mask_pii
@@ -479,6 +479,9 @@ def reset_logging() -> None:
         _set_min_level(logging.NOTSET)
         structlog.reset_defaults()
         _current = None
+
+
+on_reset(reset_logging)
 
 
 # -- the access line's direct path ------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any
 
 from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError
+from .. import _config
 
 __all__ = ["RetryBudget", "get_retry_budget", "reset_retry_budgets"]
 
@@ -178,3 +179,6 @@ def reset_retry_budgets() -> None:
     """Forget every shared budget (tests)."""
     with _lock:
         _budgets.clear()
+
+
+_config.on_reset(reset_retry_budgets)

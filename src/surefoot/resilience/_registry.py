@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ._breaker import CircuitBreaker
+from .. import _config
 
 __all__ = [
     "get_circuit_breaker",
@@ -72,3 +73,6 @@ def remove_circuit_breaker(name: str | None = None) -> None:
             _breakers.clear()
         else:
             _breakers.pop(name, None)
+
+
+_config.on_reset(remove_circuit_breaker)

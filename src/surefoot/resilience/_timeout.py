@@ -40,6 +40,7 @@ from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, ServiceUnavailableError
 from ._decisions import DecisionCounter
 from ._events import Hooks
+from .. import _config
 
 __all__ = [
     "Timeout",
@@ -168,6 +169,14 @@ def set_timeout(operation: str, seconds: float | None) -> None:
             _overrides.pop(operation, None)
         else:
             _overrides[operation] = validate_timeout(seconds, 0.001, 24 * 3600.0)
+
+
+def _reset_timeouts() -> None:
+    with _table_lock:
+        _overrides.clear()
+
+
+_config.on_reset(_reset_timeouts)
 
 
 # --------------------------------------------------------------------------- Timeout

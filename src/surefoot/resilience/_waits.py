@@ -10,6 +10,8 @@ paths (when a wait is about to happen), never on the success path.
 
 from __future__ import annotations
 
+from .. import _config
+
 __all__ = ["set_testing", "is_testing", "testing_attempts"]
 
 _testing = False
@@ -45,3 +47,10 @@ def is_testing() -> bool:
 def testing_attempts() -> int | None:
     """The attempt cap set with :func:`set_testing`, or ``None``."""
     return _attempts
+
+
+def _reset_waits() -> None:
+    set_testing(False)
+
+
+_config.on_reset(_reset_waits)

@@ -1,5 +1,6 @@
 """Test helpers for services built with surefoot. Never import this from production code."""
 
+from .._config import reset_all
 from ._clock import FakeClock
 from ._logs import CapturedLogs, capture_logs
 from ._metrics import fresh_registry, metric_value
@@ -22,8 +23,9 @@ from ._webhooks import (
 )
 
 __all__ = [
-    # time
+    # time and process state
     "FakeClock",
+    "reset_all",
     # logs and metrics
     "capture_logs",
     "CapturedLogs",
