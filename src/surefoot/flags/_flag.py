@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._config import on_reset
 from ..errors import ConfigurationError
 from ..logging import get_logger
 from ..metrics import MetricSpec
@@ -209,8 +210,12 @@ def apply_overrides(rows: dict[str, dict[str, Any]], *, source: str) -> None:
             _declared[name]._notify(value)
 
 
+@on_reset
 def reset() -> None:
-    """Forget overrides, cached environment defaults and the configured store (tests)."""
+    """Forget overrides, cached environment defaults and the configured store (tests).
+
+    Declared flags stay declared. ``surefoot._config.reset_all()`` runs this too.
+    """
     from . import _store
 
     _store.stop_refresher()
