@@ -187,7 +187,10 @@ class Conversation:
             obs.SMS_AMBIGUOUS_RESENDS.get().inc()
         callback = f"{self.settings.public_base_url.rstrip('/')}/webhooks/twilio/status?message_id={message_id}"
         try:
-            result = await self.twilio.send(to=message["to_number"], body=message["body"], status_callback=callback)
+            with obs.span("conversation.first_reply", event_id=event.event_id, tenant_id=tenant_id,
+                          message_id=message_id):
+                result = await self.twilio.send(
+                    to=message["to_number"], body=message["body"], status_callback=callback)
         except CircuitOpenError as exc:
             self.outcomes.labels(outcome="retry").inc()
             raise outbox.RetryLater(f"twilio breaker {exc.state}", retry_after=exc.retry_after) from exc

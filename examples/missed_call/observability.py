@@ -8,6 +8,7 @@ the latency measured from the service's own tables instead.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from surefoot import get_logger
@@ -68,6 +69,21 @@ def sweeper(engine: Any) -> Any:
     if slo_available() and hasattr(_slo, "Sweeper"):
         return _slo.Sweeper(engine, [FIRST_SMS])
     return None
+
+
+# -- tracing -------------------------------------------------------------------------
+
+try:  # spans at the seed's boundaries, when this surefoot has them
+    from surefoot.tracing import span as _span  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the installed surefoot
+    _span = None
+
+
+def span(name: str, **attributes: Any) -> Any:
+    """``surefoot.tracing.span(name, ...)``, or a no-op context manager without it."""
+    if _span is None:
+        return contextlib.nullcontext()
+    return _span(name, **attributes)
 
 
 # -- KPIs and the service's own metrics ------------------------------------------------
