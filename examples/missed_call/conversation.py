@@ -38,12 +38,16 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-async def record_sid(conn: Any, *, tenant_id: str, message_id: str, sid: str) -> None:
-    """Remember a Twilio sid of ``message_id``; a second distinct sid is a duplicate SMS."""
+async def record_sid(conn: Any, *, tenant_id: str, message_id: str, sid: str, first: bool = False) -> None:
+    """Remember a Twilio sid of ``message_id``; a second distinct sid is a duplicate SMS.
+
+    ``first``: the caller just recorded the message's first acceptance, so no other sid can
+    exist yet and the count is skipped.
+    """
     inserted = (await conn.execute(db.insert_ignore(
         conn, db.message_sends, twilio_sid=sid, tenant_id=tenant_id, message_id=message_id, seen_at=utcnow()
     ))).rowcount
-    if not inserted:
+    if not inserted or first:
         return
     count = (await conn.execute(sa.select(sa.func.count()).select_from(db.message_sends).where(
         db.message_sends.c.tenant_id == tenant_id, db.message_sends.c.message_id == message_id))).scalar_one()
@@ -69,7 +73,7 @@ async def mark_queued(conn: Any, message: Any, sid: str) -> float | None:
         twilio_sid=sa.func.coalesce(db.messages.c.twilio_sid, sid),
         status=sa.case((db.messages.c.status.in_(["pending", "accepted"]), "queued"), else_=db.messages.c.status),
     ))).rowcount
-    await record_sid(conn, tenant_id=tenant_id, message_id=message_id, sid=sid)
+    await record_sid(conn, tenant_id=tenant_id, message_id=message_id, sid=sid, first=bool(first))
     if not first:
         return None
     call = (await conn.execute(sa.select(db.calls.c.received_at).where(
@@ -165,11 +169,17 @@ class Conversation:
 
     async def on_sms_requested(self, event: outbox.Event) -> None:
         message_id, tenant_id = event.payload["message_id"], event.tenant_id
+        if PAUSE_OUTBOUND_SMS.enabled:  # the dispatcher pauses these events too; this closes the gap
+            raise outbox.RetryLater("outbound SMS are paused (pause_outbound_sms)", retry_after=1.0)
         async with self.engine.begin() as conn:
-            message = (await conn.execute(sa.select(db.messages).where(
-                db.messages.c.id == message_id, db.messages.c.tenant_id == tenant_id))).mappings().first()
-            if message is None or message["status"] != "pending":
-                return  # sent, suppressed or gone: nothing to do
+            # Counted before the call: if this process dies after Twilio accepted, the next
+            # attempt knows it may send a second SMS. Only a pending, unaccepted message matches.
+            message = (await conn.execute(db.messages.update().where(
+                db.messages.c.id == message_id, db.messages.c.tenant_id == tenant_id,
+                db.messages.c.status == "pending", db.messages.c.queued_at.is_(None),
+            ).values(send_attempts=db.messages.c.send_attempts + 1).returning(*db.messages.c))).mappings().first()
+            if message is None:
+                return  # accepted by Twilio, suppressed or gone: nothing to send
             opted_out = (await conn.execute(sa.select(db.opt_outs.c.phone).where(
                 db.opt_outs.c.tenant_id == tenant_id, db.opt_outs.c.phone == message["to_number"]))).first()
             if opted_out is not None:
@@ -177,13 +187,7 @@ class Conversation:
                     status="suppressed_opt_out", updated_at=utcnow()))
                 self.outcomes.labels(outcome="opted_out").inc()
                 return
-            if PAUSE_OUTBOUND_SMS.enabled:
-                raise outbox.RetryLater("outbound SMS are paused (pause_outbound_sms)", retry_after=1.0)
-            # Counted before the call: if this process dies after Twilio accepted, the next
-            # attempt knows it may send a second SMS.
-            await conn.execute(db.messages.update().where(db.messages.c.id == message_id).values(
-                send_attempts=db.messages.c.send_attempts + 1))
-        if message["send_attempts"] > 0:
+        if message["send_attempts"] > 1:
             obs.SMS_AMBIGUOUS_RESENDS.get().inc()
         callback = f"{self.settings.public_base_url.rstrip('/')}/webhooks/twilio/status?message_id={message_id}"
         try:
