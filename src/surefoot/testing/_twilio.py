@@ -39,6 +39,11 @@ _FINAL = ("delivered", "undelivered", "failed")
 MAX_BODY = 64 * 1024
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # a burst of concurrent sends must queue, not be refused
+    daemon_threads = True
+
+
 @dataclass
 class FakeMessage:
     """One message the fake accepted (it was "sent", whatever the client heard back)."""
@@ -164,7 +169,7 @@ class TwilioFake:
         self._lock = threading.Lock()
         self._window: list[float] = []
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _Server((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="twilio-fake-callbacks")
