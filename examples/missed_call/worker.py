@@ -28,6 +28,15 @@ from .messaging import TwilioClient
 log = surefoot.get_logger("worker")
 
 
+def _engine(settings: ServiceSettings) -> AsyncEngine:
+    if settings.async_database_url.startswith("sqlite"):
+        return create_async_engine(settings.async_database_url)
+    # A batch runs up to OUTBOX_BATCH_SIZE handlers at once: keep enough connections open that
+    # they do not churn through short-lived overflow connections.
+    size = min(20, settings.outbox_concurrency * 5)
+    return create_async_engine(settings.async_database_url, pool_size=size, max_overflow=2 * size)
+
+
 class Worker:
     """Everything the worker runs, started and stopped together.
 
@@ -40,7 +49,7 @@ class Worker:
     def __init__(self, settings: ServiceSettings, *, engine: AsyncEngine | None = None,
                  twilio_transport: Any = None) -> None:
         self.settings = settings
-        self.engine = engine or create_async_engine(settings.async_database_url)
+        self.engine = engine or _engine(settings)
         db.register_events()
         self.twilio = TwilioClient(settings, transport=twilio_transport)
         self.conversation = Conversation(self.engine, settings, self.twilio)
