@@ -86,6 +86,7 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
     app.state.engine = engine
     app.state.settings = settings
 
+    classifications = db.Classifications()
     verifier = TwilioVerifier([settings.twilio_auth_token], base_url=settings.public_base_url)
     inbox = WebhookInbox(engine, max_body_bytes=64 * 1024)
 
@@ -108,9 +109,7 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
             log.warning("call_for_unknown_number", called=called, call_sid=call_sid, provider="twilio")
             raise Ignore("unknown number")
         tenant_id, compliance = tenant
-        outcome = (await conn.execute(
-            sa.select(db.call_classifications.c.outcome).where(db.call_classifications.c.call_status == call_status)
-        )).scalar_one_or_none() or "in_progress"
+        outcome = (await classifications.get(conn)).get(call_status, "in_progress")
         duration = int(form.get("CallDuration") or 0) if (form.get("CallDuration") or "0").isdigit() else 0
         if call_status == "completed" and 0 < settings.short_call_seconds and duration < settings.short_call_seconds:
             outcome = "missed"  # the short-completed-call rule (off unless SHORT_CALL_SECONDS is set)
@@ -185,7 +184,7 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
                 # record the first SMS now, so the worker does not send it again.
                 await mark_queued(conn, message, sid)
                 known_sid = sid
-            else:
+            elif sid != known_sid:  # a sid we have not seen for this message: a duplicate SMS
                 await record_sid(conn, tenant_id=tenant_id, message_id=message_id, sid=sid)
             if known_sid is not None and known_sid != sid:
                 return  # a duplicate's own callbacks do not move our message

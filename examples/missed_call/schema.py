@@ -43,6 +43,24 @@ CLASSIFICATIONS = {
     "queued": "in_progress", "ringing": "in_progress", "in-progress": "in_progress",
 }
 
+class Classifications:
+    """The ``call_classifications`` table, read at most every ``ttl`` seconds per process."""
+
+    def __init__(self, ttl: float = 30.0) -> None:
+        self.ttl = ttl
+        self._rows: dict[str, str] = {}
+        self._loaded = float("-inf")
+
+    async def get(self, conn: Any) -> dict[str, str]:
+        import time
+
+        if time.monotonic() - self._loaded > self.ttl:
+            rows = await conn.execute(sa.select(call_classifications.c.call_status, call_classifications.c.outcome))
+            self._rows = {status: outcome for status, outcome in rows}
+            self._loaded = time.monotonic()
+        return self._rows
+
+
 calls = sa.Table(
     "calls", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
