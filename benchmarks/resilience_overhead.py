@@ -50,6 +50,7 @@ TARGETS = {  # case -> max overhead in ns (absolute for the pipeline)
     "surefoot breaker closed (sync)": 400,
     "surefoot breaker closed (async)": 500,
     "surefoot breaker open fast-fail": 500,
+    "surefoot breaker open fast-fail (async)": 500,
     "surefoot retry success (sync)": 500,
     "surefoot retry success (async)": 500,
 }
@@ -81,6 +82,10 @@ def fail() -> int:
     raise Boom()
 
 
+async def afail() -> int:
+    raise Boom()
+
+
 # --------------------------------------------------------------------------- cases
 
 Sync = Callable[[int], None]
@@ -100,6 +105,17 @@ def sync_fail_loop(fn: Callable[[], Any], exc: type[BaseException] | tuple[type[
         for _ in range(n):
             try:
                 fn()
+            except exc:
+                pass
+
+    return loop
+
+
+def async_fail_loop(fn: Callable[[], Any], exc: type[BaseException] | tuple[type[BaseException], ...]) -> Async:
+    async def loop(n: int) -> None:
+        for _ in range(n):
+            try:
+                await fn()
             except exc:
                 pass
 
@@ -127,6 +143,7 @@ def build_cases() -> tuple[dict[str, tuple[str, Any, str]], list[str]]:
     add("bare call (sync)", "sync", sync_loop(work), "")
     add("bare raise+catch (sync)", "sync", sync_fail_loop(fail, Boom), "")
     add("bare await (async)", "async", async_loop(awork), "")
+    add("bare raise+catch (async)", "async", async_fail_loop(afail, Boom), "")
 
     # ---- breakers, closed
     sf_breaker = CircuitBreaker("bench-closed", registry=reg)
@@ -165,6 +182,14 @@ def build_cases() -> tuple[dict[str, tuple[str, Any, str]], list[str]]:
         pass
     add("surefoot breaker open fast-fail", "sync", sync_fail_loop(sf_fail, CircuitOpenError),
         "bare raise+catch (sync)")
+    sf_aopen = CircuitBreaker("bench-open-async", failure_threshold=1, open_duration=3600, registry=reg)
+    sf_afail = sf_aopen(afail)
+    try:
+        asyncio.run(sf_afail())
+    except Boom:
+        pass
+    add("surefoot breaker open fast-fail (async)", "async", async_fail_loop(sf_afail, CircuitOpenError),
+        "bare raise+catch (async)")
 
     pb_open = pybreaker.CircuitBreaker(fail_max=1, reset_timeout=3600)
     pb_work = pb_open(fail)

@@ -81,7 +81,8 @@ def install(
        routes, so a catch-all route cannot shadow them);
     5. **lifespan** — the app's own lifespan is wrapped, not replaced: on start-up, uvicorn's
        loggers are bridged again (``uvicorn.run`` reconfigures them after import), the
-       loop-lag watchdog and the SIGTERM drain start, the app's start-up runs, then readiness
+       loop-lag watchdog, the SIGTERM drain and (with metrics) the process monitor
+       (:class:`surefoot.metrics.ProcessMonitor`) start, the app's start-up runs, then readiness
        turns ready; on shutdown readiness turns not-ready first, then the app's shutdown runs.
 
     Installing on an application that already has surefoot returns the first
@@ -204,6 +205,12 @@ def install(
             bridge_stdlib_loggers(uvicorn_access_log=uvicorn_access_log)
         health.start_watchdog()
         health.install_signal_drain()
+        monitor = None
+        if metrics_on:
+            from .metrics import ProcessMonitor
+
+            monitor = ProcessMonitor()
+            monitor.start()
         try:
             async with original_lifespan(lifespan_app) as lifespan_state:
                 health.mark_ready()
@@ -212,6 +219,8 @@ def install(
                 finally:
                     health.start_draining()
         finally:
+            if monitor is not None:
+                await monitor.stop()
             health.remove_signal_drain()
             await health.stop_watchdog()
             health.mark_stopped()

@@ -9,7 +9,9 @@
 
 Outcomes: missing key where required → 400; same key, different payload → 422; original
 still running → 409; completed → the stored status, headers and body are replayed with
-``Idempotent-Replayed: true``. Keys are scoped per client and expire after 24 h.
+``Idempotent-Replayed: true``; a keyed body over ``max_body_bytes`` (1 MiB) → 413. Keys are
+scoped to the principal that sent them (credential hash, plus ``trusted_headers`` the
+service declares; never a client-chosen ``X-Tenant-ID``) and expire after 24 h.
 
 Importing this package does not import SQLAlchemy; the names are loaded on first use.
 """

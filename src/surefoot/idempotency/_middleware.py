@@ -20,8 +20,18 @@ Decisions:
 - Responses larger than ``max_stored_body`` are sent but not stored (the key is released
   and a warning logged): replaying a truncated body would be worse than running again.
 - The request and response bodies of keyed requests are buffered (the fingerprint needs
-  the whole request; the replay needs the whole response). Requests without a key, and
-  methods or paths not configured, pass through untouched.
+  the whole request; the replay needs the whole response). A keyed request body over
+  ``max_body_bytes`` (1 MiB) is refused with 413 before the key is claimed: from
+  ``Content-Length`` before anything is read, or as soon as the streamed body passes the
+  limit, so at most the limit is ever held. Requests without a key, and methods or paths
+  not configured, pass through untouched.
+- A stored response is only returned to the principal that created it. The scope of a key
+  is ``scope(asgi_scope)``; the default, :func:`default_client_key`, is a hash of the
+  credentials (``Authorization`` / ``X-API-Key``) plus the values of the headers the
+  service declares trusted (``trusted_headers``, e.g. an ``X-Tenant-ID`` set by the
+  gateway), else the peer address. A client-controlled header such as ``X-Tenant-ID`` is
+  never part of the scope unless declared trusted: a client could otherwise pick another
+  tenant's scope, or spread one key over many.
 """
 
 from __future__ import annotations
@@ -36,9 +46,8 @@ import structlog
 from .._clock import SYSTEM_CLOCK, Clock
 from .._extras import require
 from .._sql import dialect_name
-from ..context import get_tenant_id
 from ..errors import ConfigurationError, ConflictError, HTTPError, UnprocessableError, ValidationError
-from ..http._problem import problem_from_exception
+from ..http._problem import Problem, problem_from_exception, problem_from_status
 from . import _store
 
 __all__ = ["IdempotencyMiddleware", "default_client_key", "REPLAYED_HEADER"]
@@ -57,6 +66,8 @@ DEFAULT_REPLAY_HEADERS = (
     "cache-control",
 )
 MAX_KEY_LENGTH = 255
+MAX_SCOPE_LENGTH = 255
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 Scope = dict[str, Any]
 
@@ -68,26 +79,46 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def default_client_key(scope: Scope) -> str:
-    """Who a key belongs to: the credentials (hashed), else the tenant, else the client address.
+def default_client_key(scope: Scope, *, trusted_headers: Iterable[str] = ()) -> str:
+    """Who a key belongs to: the principal, as far as the request proves it.
 
-    ``Authorization`` or ``X-API-Key`` (hashed, never stored in clear), then the tenant
-    bound in :mod:`surefoot.context` or sent in ``X-Tenant-ID``, then the peer address.
-    Pass your own ``client_key=`` when users are identified differently.
+    The parts, joined with ``|``:
+
+    - ``cred:<hash>``: the SHA-256 of ``Authorization`` (else ``X-API-Key``), never stored in
+      clear; a different credential is a different principal;
+    - ``<header>=<value>`` for each of ``trusted_headers`` present (headers a gateway sets
+      after authenticating, e.g. ``X-Tenant-ID``); only when the service declares them.
+
+    With none of these, the peer address (``ip:<address>``, as the ASGI server reports it).
+    ``X-Tenant-ID`` and the tenant bound from it in :mod:`surefoot.context` are chosen by the
+    client, so they are not used unless listed in ``trusted_headers``. A scope longer than
+    255 characters is replaced by its SHA-256.
+
+    Args:
+        scope: the ASGI scope of the request.
+        trusted_headers: header names (any case) whose values identify the principal.
     """
+    parts: list[str] = []
     for name in (b"authorization", b"x-api-key"):
         value = _header(scope, name)
         if value:
-            return "cred:" + hashlib.sha256(value.encode()).hexdigest()[:40]
-    tenant = get_tenant_id() or _header(scope, b"x-tenant-id")
-    if tenant:
-        return "tenant:" + tenant[:200]
-    client = scope.get("client")
-    return "ip:" + (client[0] if client else "unknown")
+            parts.append("cred:" + hashlib.sha256(value.encode("latin-1")).hexdigest()[:40])
+            break
+    for trusted in trusted_headers:
+        value = _header(scope, trusted.lower().encode("latin-1"))
+        if value:
+            parts.append(f"{trusted.lower()}={value}")
+    if not parts:
+        client = scope.get("client")
+        return "ip:" + (client[0] if client else "unknown")
+    joined = "|".join(parts)
+    if len(joined) > MAX_SCOPE_LENGTH:
+        return "sha256:" + hashlib.sha256(joined.encode("latin-1", "replace")).hexdigest()
+    return joined
 
 
-def _problem(exc: HTTPError, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    problem = problem_from_exception(exc, instance=scope.get("path"))
+def _problem(exc: HTTPError | Problem, scope: Scope) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    problem = exc if isinstance(exc, Problem) else problem_from_exception(exc, instance=scope.get("path"))
     body = problem.content()
     return problem.status, problem.raw_headers(len(body)), body
 
@@ -103,7 +134,14 @@ class IdempotencyMiddleware:
         paths: path prefixes the key applies to, or ``f(path) -> bool`` (default: all).
         required: refuse requests without a key with 400 (``True``, or ``f(scope) -> bool``).
         header: the request header carrying the key.
-        client_key: ``f(scope) -> str`` scoping keys per client (default :func:`default_client_key`).
+        scope: ``f(asgi_scope) -> str`` naming the principal a key belongs to; a stored
+            response is only replayed to requests with the same scope (default
+            :func:`default_client_key` with ``trusted_headers``).
+        client_key: the former name of ``scope``.
+        trusted_headers: request headers the service trusts to identify the principal
+            (set by an authenticating gateway, e.g. ``["X-Tenant-ID"]``); part of the default
+            scope. Not allowed together with a custom ``scope``.
+        max_body_bytes: largest keyed request body buffered; larger ones get 413 (default 1 MiB).
         ttl: how long a completed key is replayed (default 24 h).
         lock_timeout: after this, an unfinished original is presumed dead (default 60 s).
         replay_headers: response headers stored and replayed (lower case).
@@ -124,7 +162,10 @@ class IdempotencyMiddleware:
         paths: Sequence[str] | Callable[[str], bool] | None = None,
         required: bool | Callable[[Scope], bool] = False,
         header: str = "Idempotency-Key",
-        client_key: Callable[[Scope], str] = default_client_key,
+        scope: Callable[[Scope], str] | None = None,
+        client_key: Callable[[Scope], str] | None = None,
+        trusted_headers: Iterable[str] = (),
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         ttl: dt.timedelta = dt.timedelta(hours=24),
         lock_timeout: dt.timedelta = dt.timedelta(seconds=60),
         replay_headers: Iterable[str] = DEFAULT_REPLAY_HEADERS,
@@ -139,6 +180,18 @@ class IdempotencyMiddleware:
             raise ConfigurationError(f"Idempotency-Key storage needs PostgreSQL or SQLite, not {dialect_name(engine)}")
         if ttl <= dt.timedelta(0) or lock_timeout <= dt.timedelta(0):
             raise ConfigurationError("ttl and lock_timeout must be positive durations")
+        if not isinstance(max_body_bytes, int) or isinstance(max_body_bytes, bool) or max_body_bytes < 0:
+            raise ConfigurationError(f"max_body_bytes must be a number of bytes (>= 0), got {max_body_bytes!r}")
+        if scope is not None and client_key is not None:
+            raise ConfigurationError("give scope= or its former name client_key=, not both")
+        custom = scope if scope is not None else client_key
+        if isinstance(trusted_headers, str):
+            raise ConfigurationError("trusted_headers must be a list of header names, e.g. ['X-Tenant-ID']")
+        trusted = tuple(trusted_headers)
+        if custom is not None and trusted:
+            raise ConfigurationError(
+                "trusted_headers only applies to the default scope; read those headers in your scope= function"
+            )
         self.app = app
         self.engine = engine
         self.is_async = isinstance(engine, AsyncEngine)
@@ -153,7 +206,11 @@ class IdempotencyMiddleware:
         self._required: Callable[[Scope], bool] = required if callable(required) else (lambda scope: bool(required))
         self.header = header.lower().encode("latin-1")
         self.header_name = header
-        self.client_key = client_key
+        self.trusted_headers = trusted
+        self.client_key: Callable[[Scope], str] = custom or (
+            lambda asgi_scope: default_client_key(asgi_scope, trusted_headers=trusted)
+        )
+        self.max_body_bytes = max_body_bytes
         self.ttl = ttl
         self.lock_timeout = lock_timeout
         self.replay_headers = frozenset(h.lower() for h in replay_headers)
@@ -200,15 +257,29 @@ class IdempotencyMiddleware:
             ), scope))
             return
 
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._too_large(send, scope, int(declared))
+            return
         chunks: list[bytes] = []
+        size = 0
         more = True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                # Stop reading: what was buffered is dropped, the rest is never received.
+                chunks.clear()
+                await self._too_large(send, scope, None)
+                return
+            if chunk:
+                chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        del chunks
         digest = hashlib.sha256()
         for part in (scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body):
             digest.update(len(part).to_bytes(8, "big"))
@@ -288,6 +359,20 @@ class IdempotencyMiddleware:
             _store.complete, row_id=row_id, status=status, headers=stored_headers, body=b"".join(out),
             expires_at=self._now() + self.ttl,
         )
+
+    async def _too_large(self, send: Any, scope: Scope, declared: int | None) -> None:
+        log.warning(
+            "idempotency_body_too_large", path=scope["path"], method=scope["method"],
+            size=declared, limit=self.max_body_bytes,
+        )
+        problem = problem_from_status(
+            413,
+            f"a request with an {self.header_name} may carry at most {self.max_body_bytes} bytes "
+            "(it is buffered to detect a reused key); send a smaller body or omit the key",
+            code="PAYLOAD_TOO_LARGE",
+            instance=scope.get("path"),
+        )
+        await self._send(send, *_problem(problem, scope))
 
     @staticmethod
     async def _send(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

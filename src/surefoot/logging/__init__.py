@@ -1,4 +1,4 @@
-"""Structured logging: one format for structlog, stdlib and uvicorn, PII redaction.
+"""Structured logging: one format for structlog, stdlib and uvicorn, PII and secret redaction.
 
     from surefoot.logging import configure_logging, get_logger
 
@@ -22,10 +22,12 @@ from ._kinds import (
 )
 from ._redact import (
     DEFAULT_BODY_KEYS,
+    DEFAULT_ID_KEYS,
     DEFAULT_PII_KEYS,
     DEFAULT_SECRET_KEYS,
     Redactor,
     mask_pii,
+    redact_secrets,
 )
 from ._setup import (
     LoggingConfig,
@@ -46,8 +48,10 @@ __all__ = [
     "LoggingConfig",
     "Redactor",
     "mask_pii",
+    "redact_secrets",
     "render_json",
     "DEFAULT_BODY_KEYS",
+    "DEFAULT_ID_KEYS",
     "DEFAULT_PII_KEYS",
     "DEFAULT_SECRET_KEYS",
     "log_db_query",

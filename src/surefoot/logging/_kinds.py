@@ -7,6 +7,9 @@ can still be passed as a field. Each writes one structured line with a ``kind`` 
 and alerts can select them,
 and chooses the level from the outcome (slow or failed calls are louder). Every line goes
 through the same redaction as any other.
+
+Database queries and LLM calls are also counted as Prometheus metrics (``db_query_*``,
+``llm_*``; see docs/metrics.md) unless ``SUREFOOT_METRICS_ENABLED=false``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+
+from ..metrics._llm import record_db_query, record_llm_call
 
 __all__ = [
     "log_db_query",
@@ -49,10 +54,17 @@ def log_db_query(
     rows: int | None = None,
     error: BaseException | str | None = None,
     slow_ms: float = 500.0,
+    pool: str | None = None,
     logger: Any = None,
     **fields: Any,
 ) -> None:
     """Log one database query: DEBUG normally, WARNING when slow, ERROR when it failed.
+
+    Also records it in ``db_query_duration_seconds{pool, operation, statement}`` (or
+    ``db_query_errors_total`` when it failed, ``db_slow_queries_total`` when slow), with
+    ``statement`` = ``operation`` and the ``operation`` label taken from its first word
+    (``select_customer`` → ``SELECT``; other words → ``_OTHER``). Queries of an engine given
+    to :func:`surefoot.metrics.instrument_engine` are measured already: don't report them twice.
 
     Args:
         operation: a name for the statement (``"select_customer"``), not its SQL text.
@@ -61,12 +73,16 @@ def log_db_query(
         rows: rows returned or affected.
         error: the exception (or message) when the query failed.
         slow_ms: from this duration on the line is a WARNING with ``slow=True``.
+        pool: the ``pool`` label of the metrics (the database), also logged.
         logger: a structlog logger (default ``surefoot.db``).
         **fields: more fields for the line.
     """
     log = logger if logger is not None else structlog.get_logger("surefoot.db")
-    _error_fields(error, fields)
     slow = duration_ms >= slow_ms
+    record_db_query(operation, duration_ms, pool, error, slow)
+    _error_fields(error, fields)
+    if pool is not None:
+        fields["pool"] = pool
     method = log.error if error is not None else (log.warning if slow else log.debug)
     method(
         "db_query", kind="db_query", operation=operation, table=table, rows=rows,
@@ -91,6 +107,12 @@ def log_llm_call(
 ) -> None:
     """Log one AI/LLM call with its token usage and cost: INFO, or ERROR when it failed.
 
+    Also counts it: ``llm_calls_total{provider, model, outcome}``,
+    ``llm_tokens_total{provider, model, token_type}`` (``prompt``, ``completion``),
+    ``llm_cost_usd_total{provider, model}`` (when the cost is known) and
+    ``llm_call_duration_seconds{provider, model}`` (when the duration is given). A missing
+    provider is labelled ``unknown``; model and provider names are capped like every label.
+
     Args:
         model: the model name, e.g. ``"gpt-4o-mini"``.
         tokens_in: prompt tokens.
@@ -106,14 +128,19 @@ def log_llm_call(
             which is omitted unless message bodies are logged).
 
     Raises:
-        ValueError: a negative token count.
+        ValueError: a negative token count, cost or price.
     """
     if tokens_in < 0 or tokens_out < 0:
         raise ValueError(f"token counts cannot be negative (in={tokens_in}, out={tokens_out})")
+    for label, amount in (("cost_usd", cost_usd), ("price_in_per_1k", price_in_per_1k),
+                          ("price_out_per_1k", price_out_per_1k)):
+        if amount is not None and not amount >= 0:
+            raise ValueError(f"{label} cannot be negative; got {amount!r}")
     if cost_usd is None and (price_in_per_1k is not None or price_out_per_1k is not None):
         cost_usd = tokens_in / 1000 * (price_in_per_1k or 0.0) + tokens_out / 1000 * (
             price_out_per_1k or 0.0
         )
+    record_llm_call(model, provider, tokens_in, tokens_out, cost_usd, duration_ms, error is not None)
     log = logger if logger is not None else structlog.get_logger("surefoot.llm")
     _error_fields(error, fields)
     method = log.error if error is not None else log.info

@@ -3,22 +3,37 @@
 What is masked, and how:
 
 * **E-mail addresses** become ``***`` followed by their last 4 characters
-  (``alice@example.com`` → ``***.com``).
+  (``alice@example.com`` → ``***.com``), also when the ``@`` is percent-encoded
+  (``alice%40example.com``, as in a logged URL) or fullwidth (``alice＠example.com``), and when
+  the domain's dots are fullwidth or ideographic (``．``, ``。``).
 * **Phone numbers** become ``***`` followed by their last 4 digits
   (``+1 (415) 555-2671`` → ``***2671``). A phone number is a run of 7 or more digits, optionally
-  starting with ``+`` or ``(`` and grouped by spaces, dots, dashes or parentheses; it must not
+  starting with ``+`` or ``(`` and grouped by spaces (including non-breaking, thin and
+  narrow no-break spaces: U+00A0, U+2009, U+202F, U+2007), dots, dashes, slashes
+  (``030/1234567``) or parentheses, in any script's digits; it must not
   be glued to a letter, digit, ``+``, ``-`` or ``.`` on its left or to a letter, digit, ``@``
-  or ``-word`` on its right. ISO dates (``2025-10-28``), UUIDs, IPv4 addresses and plain
+  or ``-word`` on its right. ISO dates (``2025-10-28``), dates with slashes (``28/10/2025``,
+  ``2025/10/28``), UUIDs, IPv4 addresses and plain
   decimals (``3.14159``) are left alone; other long digit runs (``order 12345678``) are masked
   on purpose: a false positive costs a little readability, a false negative leaks a customer's
   number.
 * **Secrets** (fields named ``password``, ``token``, ``authorization``, ``api_key``, ... ) are
   replaced by ``[REDACTED]`` at every level.
+* **Secrets in free text** — in messages, field values, exception messages and formatted
+  tracebacks — are replaced by ``[REDACTED]`` at every level, DEBUG included:
+  ``password=...``, ``"api_key": "..."``, ``Bearer ...``, JSON Web Tokens, provider keys
+  (``sk_live_...``, ``ghp_...``, ...), the password of ``scheme://user:password@host`` URLs,
+  and the bound parameters of SQLAlchemy errors (``[parameters: [REDACTED]]``; the statement
+  stays). See :func:`surefoot.logging.redact_secrets` for the full list.
+* **Ids are never masked**: fields named ``id``, ending in ``_id``/``_ids`` (``correlation_id``,
+  ``causation_id``, ``tenant_id``, ``request_id``, ``event_id``, ``order_id``, ...) or listed in
+  ``id_keys`` are logged exactly as given, numbers included, so a client's id can be found
+  in the logs (a field that is also a secret key stays ``[REDACTED]``).
 * **Message bodies** (fields named ``body``, ``message_body``, ``sms_body``, ...) are replaced
   by ``[omitted: N chars]`` unless ``log_message_bodies`` is on; then their first 50 characters
   are kept (after PII masking, so a cut never reveals half an address).
 
-Masking applies to every string value, at any depth (dicts, lists, tuples, sets), including
+Masking applies to every other string value, at any depth (dicts, lists, tuples, sets), including
 the event text, dict keys below the top level and the formatted exception; other objects are
 turned into their ``repr`` and masked. Numbers are not inspected, except under the fields
 named in ``pii_keys`` (``phone``, ``email``, ...), whose integer values are masked too.
@@ -33,6 +48,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from ._secrets import redact_secrets
+
 __all__ = [
     "Redactor",
     "mask_pii",
@@ -40,24 +57,32 @@ __all__ = [
     "DEFAULT_SECRET_KEYS",
     "DEFAULT_PII_KEYS",
     "DEFAULT_SAFE_KEYS",
+    "DEFAULT_ID_KEYS",
+    "redact_secrets",
 ]
 
 _LOCAL_SPECIALS = frozenset("!#$%&'*+/=?^`{|}~.-_")
+_URL_LOCAL_SPECIALS = frozenset("%+.-_~*")
+_DOT = "[.\uff0e\u3002\uff61]"  # ASCII, fullwidth, ideographic and halfwidth ideographic full stops
 _DOMAIN = re.compile(
-    r"(?:[^\W_](?:[\w\-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|(?i:xn--)[\w\-]{1,59})(?![\w\-])"
+    rf"(?:[^\W_](?:[\w\-]{{0,61}}[^\W_])?{_DOT})+(?:[^\W\d_]{{2,63}}|(?i:xn--)[\w\-]{{1,59}})(?![\w\-])"
 )
+# "@" as written, percent-encoded (a logged URL or query string), fullwidth and small.
+_AT = re.compile("@|%40|\uff20|\ufe6b")
+_SPACES = "\u00a0\u2007\u2009\u202f"  # non-breaking, figure, thin and narrow no-break spaces
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _PHONE = (
     r"(?<![\w+\-.])"  # not glued to a word, sign, dash or dot on the left
     r"(?!\d{4}-\d{2}-\d{2}(?!\d|-\d))"  # an ISO date
     rf"(?!{_OCTET}(?:\.{_OCTET}){{3}}(?![\d.]))"  # an IPv4 address
-    r"(?!\d+\.\d+(?!\d|[ \-.()]{1,3}\d))"  # a plain decimal number
+    r"(?!(?:\d{1,2}/\d{1,2}/\d{2,4}|\d{4}/\d{1,2}/\d{1,2})(?!\d|/\d))"  # a date with slashes
+    rf"(?!\d+\.\d+(?!\d|[ {_SPACES}\-.()/]{{1,3}}\d))"  # a plain decimal number
     r"(?![0-9a-fA-F]{8}-[0-9a-fA-F]{4}-)"  # a UUID
-    r"(?:\+[ \u00a0]?)?\(?\d(?:[ \u00a0\-.()]{0,3}\d){6,}"
-    r"(?![\w@]|-\w)"  # not glued to a word, an address or a hyphenated token on the right
+    rf"(?:\+[ {_SPACES}]?)?\(?\d(?:[ {_SPACES}\-.()/]{{0,3}}\d){{6,}}"
+    "(?![\\w@\uff20\ufe6b]|%40|-\\w)"  # not glued to a word, an address or a hyphenated token on the right
 )
 _PHONE_RE = re.compile(_PHONE)
-_TRIGGER = re.compile(r"[\d@]").search
+_TRIGGER = re.compile("[\\d@\uff20\ufe6b]").search
 _NON_DIGIT = re.compile(r"\D").sub
 
 DEFAULT_BODY_KEYS = frozenset(
@@ -72,6 +97,9 @@ DEFAULT_SECRET_KEYS = frozenset(
 )
 DEFAULT_PII_KEYS = frozenset({"phone", "phone_number", "msisdn", "email", "email_address", "mobile"})
 DEFAULT_SAFE_KEYS = frozenset({"timestamp", "level", "trace_id", "span_id"})
+DEFAULT_ID_KEYS = frozenset(
+    {"correlation_id", "causation_id", "tenant_id", "request_id", "event_id", "message_id", "delivery_id"}
+)
 
 _SCALARS = (int, float, bool, type(None))
 _PASSTHROUGH = (datetime.date, datetime.time, datetime.timedelta, uuid.UUID)
@@ -85,23 +113,27 @@ def _mask_emails(text: str) -> str:
     # (never into the previous match), which keeps the pass linear on any input.
     out: list[str] = []
     pos = 0
-    at = text.find("@")
-    while at != -1:
-        domain = _DOMAIN.match(text, at + 1)
+    found = _AT.search(text)
+    while found is not None:
+        at = found.start()
+        domain = _DOMAIN.match(text, found.end())
         if domain is None:
-            at = text.find("@", at + 1)
+            found = _AT.search(text, at + 1)
             continue
         start = at
-        while start > pos and (text[start - 1].isalnum() or text[start - 1] in _LOCAL_SPECIALS):
+        # Before a percent-encoded "@" the address sits in a URL, where "/", "?", "=", "&"
+        # and the like are delimiters, not part of the local part.
+        specials = _URL_LOCAL_SPECIALS if text[at] == "%" else _LOCAL_SPECIALS
+        while start > pos and (text[start - 1].isalnum() or text[start - 1] in specials):
             start -= 1
         if start == at:  # no local part: not an address
-            at = text.find("@", at + 1)
+            found = _AT.search(text, at + 1)
             continue
         end = domain.end()
         out.append(text[pos:start])
         out.append("***" + text[end - 4 : end])
         pos = end
-        at = text.find("@", pos)
+        found = _AT.search(text, pos)
     if not out:
         return text
     out.append(text[pos:])
@@ -116,9 +148,7 @@ def _mask(text: str) -> str:
     # Phones first: a phone match never ends on an "@" (its digits would be an address's
     # local part), and the address pass then also swallows a mask left in front of it.
     text = _PHONE_RE.sub(_mask_phone, text)
-    if "@" in text:
-        text = _mask_emails(text)
-    return text
+    return _mask_emails(text)
 
 
 def mask_pii(text: str) -> str:
@@ -143,7 +173,12 @@ def _normalise(keys: Iterable[str]) -> frozenset[str]:
     return frozenset(k.lower().replace("-", "_") for k in keys)
 
 
-_SECRET, _BODY, _PIIKEY, _SAFE = 1, 2, 3, 4
+_PLAIN, _SECRET, _BODY, _PIIKEY, _SAFE, _ID = 0, 1, 2, 3, 4, 5
+_KEYS_MAX = 4096
+
+
+def _is_id_key(normalised: str) -> bool:
+    return normalised == "id" or normalised.endswith(("_id", "_ids"))
 
 
 class Redactor:
@@ -151,7 +186,7 @@ class Redactor:
 
     Args:
         unmasked_pii_at_debug: keep full e-mail addresses and phone numbers on DEBUG lines
-            (``Settings.log_unmasked_pii``).
+            (``Settings.log_unmasked_pii``); secrets are redacted at every level regardless.
         log_message_bodies: keep the first ``body_max_chars`` characters of message bodies
             (``Settings.log_message_bodies``) instead of omitting them.
         body_keys: field names holding message bodies.
@@ -159,12 +194,15 @@ class Redactor:
         secret_keys: field names whose values are always replaced by ``[REDACTED]``.
         pii_keys: field names whose values are masked even when they are numbers.
         safe_keys: top-level fields surefoot itself fills with a fixed format; not inspected.
+        id_keys: field names logged exactly as given, besides ``id`` and every name ending in
+            ``_id`` or ``_ids`` (at any depth; ``-`` and ``_`` and case do not matter).
 
     Raises:
         ConfigurationError: ``body_max_chars`` is negative.
     """
 
-    __slots__ = ("_unmasked_debug", "_bodies", "_body_max", "_actions", "_top_actions", "_cache")
+    __slots__ = ("_unmasked_debug", "_bodies", "_body_max", "_actions", "_top_actions", "_cache", "_keys",
+                 "_top_keys")
 
     def __init__(
         self,
@@ -176,6 +214,7 @@ class Redactor:
         secret_keys: Iterable[str] = DEFAULT_SECRET_KEYS,
         pii_keys: Iterable[str] = DEFAULT_PII_KEYS,
         safe_keys: Iterable[str] = DEFAULT_SAFE_KEYS,
+        id_keys: Iterable[str] = DEFAULT_ID_KEYS,
     ) -> None:
         if body_max_chars < 0:
             from ..errors import ConfigurationError
@@ -185,6 +224,8 @@ class Redactor:
         self._bodies = log_message_bodies
         self._body_max = body_max_chars
         actions: dict[str, int] = {}
+        for key in _normalise(id_keys):
+            actions[key] = _ID
         for key in _normalise(pii_keys):
             actions[key] = _PIIKEY
         for key in _normalise(body_keys):
@@ -196,44 +237,81 @@ class Redactor:
         for key in safe_keys:
             top.setdefault(key, _SAFE)
         self._top_actions = top
-        # Short strings repeat across lines (routes, methods, the request's correlation id):
-        # remembering their masked form keeps the access log cheap.
+        # Field names repeat on every line: the rule of each name seen is remembered (bounded),
+        # so a line costs one dict lookup per field whatever the rules are.
+        self._keys: dict[Any, int] = {}
+        self._top_keys: dict[Any, int] = {}
+        # Short strings repeat across lines (routes, methods, messages): remembering their
+        # masked form keeps the access log cheap.
         self._cache: dict[str, str] = {}
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
         """Redact ``event_dict`` in place (the structlog processor protocol)."""
         mask = not (self._unmasked_debug and method_name == "debug")
-        action_of = self._top_actions.get
+        known = self._top_keys.get
         cached = self._cache.get
         for key, value in event_dict.items():
-            action = action_of(key)
+            action = known(key)
             if action is None:
+                action = self._learn(key, True)
+            if action == _PLAIN:
                 kind = type(value)
                 if kind is str:
                     if mask:
                         masked = cached(value)
                         if masked is None:
                             masked = self._mask_str(value)
-                        if masked is not value:
-                            event_dict[key] = masked
+                    else:
+                        masked = redact_secrets(value)
+                    if masked is not value:
+                        event_dict[key] = masked
                 elif kind not in _SCALAR_TYPES:
                     event_dict[key] = self._walk(value, mask)
-            elif action != _SAFE:
+            elif action < _SAFE:
                 event_dict[key] = self._special(action, value, mask)
         return event_dict
 
+    def _learn(self, key: Any, top: bool) -> int:
+        """The rule for field name ``key`` (remembered)."""
+        if isinstance(key, str):
+            normalised = key.lower().replace("-", "_")
+            action = (self._top_actions.get(key) if top else None) or self._actions.get(normalised)
+            if action is None:
+                action = _ID if _is_id_key(normalised) else _PLAIN
+        else:
+            action = _PLAIN
+        memo = self._top_keys if top else self._keys
+        if len(memo) >= _KEYS_MAX:
+            memo.clear()
+        memo[key] = action
+        return action
+
     def action_of(self, key: str) -> int | None:
-        """The special rule for a top-level field (secret, body, PII key, safe), or ``None``."""
-        return self._top_actions.get(key)
+        """The special rule for a top-level field (secret, body, PII key, safe, id), or ``None``."""
+        action = self._top_keys.get(key)
+        if action is None:
+            action = self._learn(key, True)
+        return None if action == _PLAIN else action
+
+    def is_verbatim(self, key: str) -> bool:
+        """True when the top-level field ``key`` is written exactly as given (an id, a safe field)."""
+        return self.action_of(key) in (_SAFE, _ID)
 
     def _mask_str(self, value: str) -> str:
-        masked = value if _TRIGGER(value) is None else _mask(value)
+        masked = redact_secrets(value)
+        if _TRIGGER(masked) is not None:
+            masked = _mask(masked)
         if len(value) <= _CACHEABLE_LEN:
             cache = self._cache
             if len(cache) >= _CACHE_MAX:
                 cache.clear()
             cache[value] = masked
         return masked
+
+    def mask_text(self, value: str) -> str:
+        """``value`` redacted as a plain string field at INFO would be (secrets and PII)."""
+        masked = self._cache.get(value)
+        return masked if masked is not None else self._mask_str(value)
 
     def redact(self, value: Any, *, mask: bool = True) -> Any:
         """Return ``value`` redacted as a log field would be (nested containers included)."""
@@ -248,10 +326,11 @@ class Redactor:
             text = value if isinstance(value, str) else self._text(value)
             text = self._walk(text, mask)
             return text if len(text) <= self._body_max else text[: self._body_max] + "…"
-        # _PIIKEY: numbers too
-        if mask and isinstance(value, int) and not isinstance(value, bool):
-            return _mask_number(value)
-        return self._walk(value, mask)
+        if action == _PIIKEY:  # numbers too
+            if mask and isinstance(value, int) and not isinstance(value, bool):
+                return _mask_number(value)
+            return self._walk(value, mask)
+        return value  # _ID, _SAFE: as given
 
     @staticmethod
     def _text(value: Any) -> str:
@@ -265,18 +344,20 @@ class Redactor:
             if mask:
                 masked = self._cache.get(value)
                 return masked if masked is not None else self._mask_str(value)
-            return value
+            return redact_secrets(value)
         if isinstance(value, _SCALARS) or isinstance(value, _PASSTHROUGH):
             return value
         if isinstance(value, str):  # str subclasses such as StrEnum members
             return self._walk(str(value), mask)
         if isinstance(value, dict):
             out = {}
-            actions = self._actions
+            known = self._keys.get
             for key, item in value.items():
-                action = actions.get(key.lower().replace("-", "_")) if isinstance(key, str) else None
+                action = known(key)
+                if action is None:
+                    action = self._learn(key, False)
                 new_key = self._walk(key, mask) if isinstance(key, str) else key
-                out[new_key] = self._walk(item, mask) if action is None else self._special(action, item, mask)
+                out[new_key] = self._walk(item, mask) if action == _PLAIN else self._special(action, item, mask)
             return out
         if isinstance(value, (list, tuple)):
             return [self._walk(item, mask) for item in value]

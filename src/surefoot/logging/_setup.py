@@ -40,7 +40,7 @@ from .. import context as _context
 from .._config import Settings, get_settings, on_reset
 from ..errors import ConfigurationError
 from ..tracing import current_trace_ids
-from ._redact import DEFAULT_BODY_KEYS, Redactor, mask_pii
+from ._redact import DEFAULT_BODY_KEYS, Redactor, mask_pii, redact_secrets
 
 __all__ = [
     "configure_logging",
@@ -487,9 +487,10 @@ on_reset(reset_logging)
 # -- the access line's direct path ------------------------------------------------------------
 
 #: The fields of an access line besides surefoot's own; the direct path is only taken when the
-#: redactor has no special rule (secret, body, PII key) for any of them.
-_ACCESS_KEYS = ("event", "module", "correlation_id", "causation_id", "tenant_id",
-                "method", "route", "status", "latency_ms", "bytes")
+#: redactor has no special rule (secret, body, PII key) for any of them and writes the ids
+#: verbatim (ids are never masked).
+_ACCESS_KEYS = ("event", "module", "method", "route", "status", "latency_ms", "bytes")
+_ACCESS_IDS = ("correlation_id", "causation_id", "tenant_id")
 _structlog_config = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
 _structlog_vars: dict[str, Any] = getattr(structlog.contextvars, "_CONTEXT_VARS", None)  # type: ignore[assignment]
 
@@ -513,6 +514,7 @@ class _AccessFast:
             _structlog_config is None
             or _structlog_vars is None
             or any(redactor.action_of(key) is not None for key in _ACCESS_KEYS)
+            or not all(redactor.is_verbatim(key) for key in _ACCESS_IDS)
         ):
             redactor = None
         self.redactor = redactor
@@ -553,7 +555,7 @@ class AccessLogger:
         # "event" and "module" never change: their JSON is made once. Masking at INFO and
         # above does not depend on the redactor's settings, so neither do these fragments
         # (nor the method and route fragments below).
-        head = '","event":"http_request","module":' + _json_str(mask_pii(name)) + ',"correlation_id":'
+        head = '","event":"http_request","module":' + _json_str(mask_pii(redact_secrets(name))) + ',"correlation_id":'
         self._info_head = '","level":"info' + head
         self._error_head = '","level":"error' + head
 
@@ -594,17 +596,18 @@ class AccessLogger:
         if stamp[0] != second:
             stamp = (second, datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
             self._stamp = stamp
+        # Ids are written as given (never masked), as the redactor does for them.
         correlation = _get_correlation()
         if correlation is None:
             correlation = "null"
         elif correlation is trusted_correlation_id:
             correlation = '"' + correlation + '"'
         else:
-            correlation = self._text(correlation, cached)
+            correlation = _id_json(correlation)
         causation = _get_causation()
-        causation = "null" if causation is None else self._text(causation, cached)
+        causation = "null" if causation is None else _id_json(causation)
         tenant = _get_tenant()
-        tenant = "null" if tenant is None else self._text(tenant, cached)
+        tenant = "null" if tenant is None else _id_json(tenant)
         fragments = self._fragments
         # Fragments are never empty (at least '""'), so ``or`` only calls on a miss.
         method_json = fragments.get(method) or self._fragment(method)
@@ -631,21 +634,21 @@ class AccessLogger:
             stream.write(line)
             stream.flush()
 
-    @staticmethod
-    def _text(value: str, cached: Callable[[str], str | None]) -> str:
-        masked = cached(value)
-        if masked is None:
-            masked = _access_fast.redactor._mask_str(value)  # type: ignore[union-attr]
-        return _json_str(masked)
-
     def _fragment(self, value: str) -> str:
         # The JSON of a masked method or route; both repeat, so their fragments are kept
         # (methods come from clients: the cache is bounded).
         fragments = self._fragments
         if len(fragments) >= 1024:
             fragments.clear()
-        fragment = fragments[value] = _json_str(mask_pii(value))
+        fragment = fragments[value] = _json_str(mask_pii(redact_secrets(value)))
         return fragment
+
+
+def _id_json(value: Any) -> str:
+    """An id as orjson renders it (a string id is quoted, a numeric one is not)."""
+    if type(value) is str:
+        return _json_str(value)
+    return _dumps(value, default=_json_default, option=_OPT).decode()
 
 
 def _json_str(value: str) -> str:

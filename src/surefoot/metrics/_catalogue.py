@@ -209,3 +209,99 @@ HEALTH_CHECK_DURATION = _spec(
     "health_check_duration_seconds", "histogram", "Time taken by each health check.",
     ("check",), LATENCY_BUCKETS,
 )
+
+# Database (surefoot.metrics.instrument_engine; seed 002 §1, seed 004 §2.7)
+DB_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+DB_QUERY_DURATION = _spec(
+    "db_query_duration_seconds", "histogram",
+    "Time the database took to execute a statement, by operation and statement name.",
+    ("pool", "operation", "statement"), DB_BUCKETS,
+)
+DB_QUERY_ERRORS = _spec(
+    "db_query_errors_total", "counter", "Statements the database refused or failed, by error type.",
+    ("pool", "operation", "error_type"),
+)
+DB_SLOW_QUERIES = _spec(
+    "db_slow_queries_total", "counter", "Statements at or above the slow-query threshold.",
+    ("pool", "operation", "statement"),
+)
+# Pool gauges are read from the pools at scrape time (a collector); in multi-worker mode the
+# process monitor copies them into these shared gauges so the endpoint sums every worker.
+DB_CONNECTIONS_IN_USE = _spec(
+    "db_connections_in_use", "gauge", "Connections checked out of the pool.", ("pool",),
+    multiprocess_mode="livesum",
+)
+DB_CONNECTIONS_IDLE = _spec(
+    "db_connections_idle", "gauge", "Open connections waiting in the pool.", ("pool",),
+    multiprocess_mode="livesum",
+)
+DB_CONNECTIONS_OVERFLOW = _spec(
+    "db_connections_overflow", "gauge", "Connections open beyond the pool size.", ("pool",),
+    multiprocess_mode="livesum",
+)
+DB_CONNECTIONS_MAX = _spec(
+    "db_connections_max", "gauge", "Most connections the pool may hold (size + max overflow).",
+    ("pool",), multiprocess_mode="livesum",
+)
+DB_CONNECTIONS_UTILIZATION = _spec(
+    "db_connections_utilization_percent", "gauge",
+    "Connections in use as a percentage of the pool's maximum (most saturated worker).",
+    ("pool",), multiprocess_mode="livemax",
+)
+
+# Caches (surefoot.metrics.CacheMetrics; seed 002 §1)
+CACHE_REQUESTS = _spec(
+    "cache_requests_total", "counter", "Cache lookups by result (hit, miss, error).", ("cache", "result"),
+)
+CACHE_REQUEST_DURATION = _spec(
+    "cache_request_duration_seconds", "histogram", "Time taken by cache lookups.", ("cache",), DB_BUCKETS,
+)
+
+# LLM calls (surefoot.logging.log_llm_call; seed 002 §1)
+LLM_CALLS = _spec(
+    "llm_calls_total", "counter", "LLM calls by outcome (success, error).", ("provider", "model", "outcome"),
+)
+LLM_TOKENS = _spec(
+    "llm_tokens_total", "counter", "LLM tokens by type (prompt, completion).",
+    ("provider", "model", "token_type"),
+)
+LLM_COST = _spec(
+    "llm_cost_usd_total", "counter", "Cost of LLM calls in US dollars.", ("provider", "model"),
+)
+LLM_CALL_DURATION = _spec(
+    "llm_call_duration_seconds", "histogram", "Duration of LLM calls.", ("provider", "model"),
+    LATENCY_BUCKETS,
+)
+
+# Database queries reported by hand (surefoot.logging.log_db_query) share the families above.
+
+# Process saturation (surefoot.metrics.ProcessMonitor; seed 004 §2.7)
+CPU_UTILIZATION = _spec(
+    "cpu_utilization_percent", "gauge",
+    "CPU used by the process as a percentage of the machine's CPUs (summed over workers).", (),
+    multiprocess_mode="livesum",
+)
+MEMORY_UTILIZATION = _spec(
+    "memory_utilization_percent", "gauge",
+    "Resident memory of the process as a percentage of the memory available to it "
+    "(summed over workers).", (), multiprocess_mode="livesum",
+)
+PROCESS_OPEN_FDS = _spec(
+    "process_open_file_descriptors", "gauge", "Open file descriptors (summed over workers).", (),
+    multiprocess_mode="livesum",
+)
+PROCESS_MAX_FDS = _spec(
+    "process_max_file_descriptors", "gauge", "The per-process file-descriptor limit.", (),
+    multiprocess_mode="livemin",
+)
+PROCESS_FDS_UTILIZATION = _spec(
+    "process_file_descriptors_utilization_percent", "gauge",
+    "Open file descriptors as a percentage of the limit (most saturated worker).", (),
+    multiprocess_mode="livemax",
+)
+EVENT_LOOP_LAG = _spec(
+    "event_loop_lag_seconds", "gauge", "How late the event loop ran a timer at the last sample "
+    "(largest over workers).", (), multiprocess_mode="livemax",
+)

@@ -1,30 +1,23 @@
 """When to try a failed event again: exponential backoff with full jitter.
 
-The dispatcher only needs something with ``delay(attempts, rng) -> seconds``; any retry
-policy offering that (for instance the resilience module's) can replace :class:`FullJitter`.
+The dispatcher only needs ``delay(attempts, rng) -> seconds``: every policy of surefoot's one
+backoff protocol (:mod:`surefoot._backoff`, also exported by ``surefoot.resilience``:
+``FullJitter``, ``Exponential``, ``Constant``, ``DecorrelatedJitter``) provides it.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
-
-from ..errors import ConfigurationError
+from .._backoff import Backoff
+from .._backoff import FullJitter as _FullJitter
 
 __all__ = ["Backoff", "FullJitter"]
 
 
-@runtime_checkable
-class Backoff(Protocol):
-    """How long to wait before attempt ``attempts + 1`` after ``attempts`` failed ones."""
-
-    def delay(self, attempts: int, rng: random.Random) -> float: ...
-
-
-@dataclass(frozen=True)
-class FullJitter:
+class FullJitter(_FullJitter):
     """``uniform(0, min(cap, base * multiplier ** (attempts - 1)))`` (AWS "full jitter").
+
+    The resilience ``FullJitter`` with the outbox's defaults (``base=1.0``, ``cap=600.0``);
+    ``cap`` and ``max_delay`` are the same setting.
 
     Args:
         base: the ceiling after the first failure, in seconds.
@@ -32,27 +25,11 @@ class FullJitter:
         multiplier: growth of the ceiling per failure.
     """
 
-    base: float = 1.0
-    cap: float = 600.0
-    multiplier: float = 2.0
+    __slots__ = ()
+    _DEFAULT_MAX = 600.0
 
-    def __post_init__(self) -> None:
-        if self.base < 0 or self.cap < 0 or self.multiplier < 1:
-            raise ConfigurationError(
-                f"backoff needs base >= 0, cap >= 0 and multiplier >= 1; got {self}"
-            )
-
-    def ceiling(self, attempts: int) -> float:
-        """The upper bound of the delay after ``attempts`` failures."""
-        if attempts <= 0:
-            return 0.0
-        exponent = min(attempts - 1, 1024)  # beyond this the cap always wins; avoid overflow
-        try:
-            raw = self.base * self.multiplier**exponent
-        except OverflowError:
-            raw = float("inf")
-        return min(self.cap, raw)
-
-    def delay(self, attempts: int, rng: random.Random) -> float:
-        """A delay drawn uniformly from ``[0, ceiling(attempts)]``."""
-        return rng.uniform(0.0, self.ceiling(attempts))
+    def __init__(
+        self, base: float = 1.0, cap: float | None = None, multiplier: float = 2.0, *,
+        max_delay: float | None = None,
+    ) -> None:
+        super().__init__(base, multiplier=multiplier, max_delay=max_delay, cap=cap)

@@ -11,6 +11,7 @@ from ._breaker import (
 from ._breaker_redis import RedisCircuitBreaker
 from ._budget import RetryBudget, get_retry_budget, reset_retry_budgets
 from ._bulkhead import Bulkhead, BulkheadFullError
+from ._callables import UnsupportedCallableError
 from ._chaos import Chaos, ChaosError, ChaosSettings
 from ._compat import circuit_breaker
 from ._events import Hooks, ResilienceEvent
@@ -30,11 +31,13 @@ from ._retry import (
     FullJitter,
     Retry,
     RetryError,
+)
+from ._retry_iter import retrying
+from ._retry_seed import (
     retry_api_call,
     retry_network_operation,
     retry_on_failure,
     retry_with_backoff,
-    retrying,
 )
 from ._timeout import CallTimeoutError, Timeout, get_timeout, set_timeout, validate_timeout
 
@@ -90,6 +93,7 @@ __all__ = [
     "ChaosSettings",
     # pipeline and HTTP client
     "Policy",
+    "UnsupportedCallableError",
     "ResilientTransport",
     "AsyncResilientTransport",
     "provider_client",

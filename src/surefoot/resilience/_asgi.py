@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
-
 
 from .. import context as _context
 from .._extras import require
@@ -35,7 +34,7 @@ __all__ = [
     "tenant_key",
 ]
 
-KeyFunc = Callable[[Any], "str | Awaitable[str]"]
+KeyFunc = Callable[[Any], "str | Awaitable[str]"]  # noqa: UP037 - evaluated at runtime
 
 
 def client_ip(request: Any) -> str:

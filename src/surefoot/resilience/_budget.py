@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-
 from typing import Any
 
 from .._clock import SYSTEM_CLOCK

@@ -16,8 +16,6 @@ call).
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import threading
 import time as _time
 import weakref
@@ -26,6 +24,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError, ServiceUnavailableError
+from ._callables import (
+    DEFERRED_TYPES,
+    around_async_generator,
+    around_generator,
+    athrough,
+    refuse_deferred,
+    through,
+    wrap_callable,
+)
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -257,9 +264,12 @@ class Bulkhead:
         """Call ``fn`` holding a slot."""
         self.acquire()
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         finally:
             self.release()
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "Bulkhead", "bulkhead")
+        return result
 
     async def acall(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Await ``fn`` holding a slot."""
@@ -284,17 +294,14 @@ class Bulkhead:
         self.release()
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
+        """Decorate a function, coroutine function, generator or async generator function.
 
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+        For generators the slot is held for the whole iteration: taken when iteration starts,
+        given back when it ends (exhausted, failed, closed early or garbage-collected).
+        """
+        return wrap_callable(
+            fn, owner="Bulkhead", var="bulkhead", attribute="bulkhead", component=self,
+            function=through(self.call), coroutine=athrough(self.acall),
+            generator=lambda f: around_generator(f, self.acquire, self.release),
+            async_generator=lambda f: around_async_generator(f, self.aacquire, self.release),
+        )

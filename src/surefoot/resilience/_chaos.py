@@ -24,8 +24,6 @@ The presets reproduce the provider failures of the resilience test plan:
 
 from __future__ import annotations
 
-import functools
-import inspect
 import random
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -37,6 +35,7 @@ from .._clock import SYSTEM_CLOCK
 from .._config import load_settings
 from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
+from ._callables import DEFERRED_TYPES, athrough, refuse_deferred, through, wrap_callable
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -176,10 +175,8 @@ class Chaos:
         left = self._left[what]
         if left > 0:
             self._left[what] = left - 1
-            hit = True
         elif rate > 0 and self.rng.random() < rate:
             self._left[what] = self.burst - 1
-            hit = True
         else:
             return False
         self.injected[what] += 1
@@ -203,16 +200,20 @@ class Chaos:
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Call ``fn`` unless an injection replaces it (a no-op pass-through when disabled)."""
         if not self.enabled:
-            return fn(*args, **kwargs)
-        if self._roll("latency", self.latency_rate):
-            delay = self._delay()
-            if delay > 0 and not _waits.is_testing():
-                self.clock.sleep(delay)
-        if self._roll("fault", self.fault_rate):
-            raise self._make_fault()
-        if self._roll("result", self.result_rate):
-            return self.result()  # type: ignore[misc]
-        return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+        else:
+            if self._roll("latency", self.latency_rate):
+                delay = self._delay()
+                if delay > 0 and not _waits.is_testing():
+                    self.clock.sleep(delay)
+            if self._roll("fault", self.fault_rate):
+                raise self._make_fault()
+            if self._roll("result", self.result_rate):
+                return self.result()  # type: ignore[misc]
+            result = fn(*args, **kwargs)
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "Chaos", "chaos", generators=False)
+        return result
 
     async def acall(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Async twin of :meth:`call` (latency is awaited)."""
@@ -229,20 +230,17 @@ class Chaos:
         return await fn(*args, **kwargs)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
+        """Decorate a function or coroutine function.
 
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+        Raises:
+            UnsupportedCallableError: ``fn`` is a generator or async generator function (inject
+                faults into the call that produces the items instead).
+        """
+        return wrap_callable(
+            fn, owner="Chaos", var="chaos", attribute="chaos", component=self,
+            function=through(self.call), coroutine=athrough(self.acall),
+            refusal="inject faults into the call that produces the items instead",
+        )
 
     # ----------------------------------------------------------------- presets
 

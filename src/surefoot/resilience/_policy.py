@@ -23,25 +23,24 @@ Why this order:
 * **chaos** is innermost: it stands for the dependency, so everything above reacts to
   injected faults exactly as to real ones.
 
-The chain is built once, at construction: the retry runner around one attempt function
-generated from the components present (rate limit, bulkhead, breaker, timeout and chaos fused
-in one frame), so a call does no branching on which components exist and pays no frame per
-stage. ``policy.attempt_source(is_async)`` shows the generated code.
+The chain is built once, at construction, from the components present: the retry (its
+decorator form) around one attempt that drives every component through its public methods in
+one frame; which components exist is a handful of flags fixed at construction, and no code is
+generated. ``policy.attempt_source(is_async)`` outlines what an attempt runs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import inspect
+from asyncio import CancelledError
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
 from ._bulkhead import Bulkhead
+from ._callables import DEFERRED_TYPES, is_sync_function, refuse_call, refuse_deferred, wrap_callable
 from ._chaos import Chaos
 from ._ratelimit import RateLimiter
-from ._retry import Retry, _deadline
+from ._retry import Retry, time_left
 from ._timeout import Timeout
 
 __all__ = ["Policy"]
@@ -124,9 +123,13 @@ class Policy:
         return f"Policy({self.name!r}, {', '.join(parts)})"
 
     def attempt_source(self, is_async: bool = True) -> str:
-        """The Python source of the generated per-attempt function (for debugging)."""
-        attempt = _generate_attempt(self, is_async, None)
-        return "" if attempt is None else attempt.__source__
+        """An outline, as Python-like text, of what one attempt runs (for debugging).
+
+        Lists the steps of the stages present, outermost first (``rl_``, ``bh_``, ``br_``,
+        ``tm_`` for rate limit, bulkhead, breaker and timeout); empty when no per-attempt
+        component is present.
+        """
+        return "\n".join(_outline(self, is_async))
 
     @property
     def stages(self) -> list[str]:
@@ -141,8 +144,18 @@ class Policy:
     # ----------------------------------------------------------------- entry points
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Call ``fn(*args, **kwargs)`` through the pipeline."""
-        return self._sync(fn, args, kwargs)
+        """Call ``fn(*args, **kwargs)`` through the pipeline.
+
+        Raises:
+            UnsupportedCallableError: ``fn`` is async or a generator function (nothing ran;
+                use ``await policy.acall(fn)`` for async code), or it returned a coroutine.
+        """
+        if not is_sync_function(fn):
+            refuse_call(fn, "Policy", "policy", generators=False)
+        result = self._sync(fn, args, kwargs)
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "Policy", "policy", generators=False)
+        return result
 
     async def acall(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Await ``fn(*args, **kwargs)`` through the pipeline."""
@@ -152,32 +165,33 @@ class Policy:
         """Decorate a function or a coroutine function.
 
         Raises:
-            ConfigurationError: ``fn`` is a generator or async generator function (wrap the
-                call that produces the data instead; a stream cannot be retried or timed as one call).
+            UnsupportedCallableError: ``fn`` is a generator or async generator function (wrap the
+                call that produces the data instead; a stream cannot be retried or timed as one
+                call). It is a ``ConfigurationError`` and a ``TypeError``.
         """
-        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
-            raise ConfigurationError(
-                f"Policy cannot wrap the generator function {fn.__qualname__}: protect the call that "
-                f"fetches the data (or use Retry/CircuitBreaker, which support generators)"
-            )
-        is_async = inspect.iscoroutinefunction(fn)
+        return wrap_callable(
+            fn, owner="Policy", var="policy", attribute="policy", component=self,
+            function=lambda f: self._decorate(f, False), coroutine=lambda f: self._decorate(f, True),
+            refusal="protect the call that fetches the data (or use Retry, CircuitBreaker, Bulkhead or "
+            "RateLimiter, which support generators)",
+        )
+
+    def _decorate(self, fn: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
         # The chain is rebuilt with ``fn`` bound: a decorated call costs one frame less.
         wrapper = self._build(is_async, bound=fn)
-        if wrapper is fn:
-            # No component at all: still return a distinct wrapper carrying .policy.
-            if is_async:
-                async def passthrough_async(*args: Any, **kwargs: Any) -> Any:
-                    return await fn(*args, **kwargs)
+        if wrapper is not fn:
+            return wrapper  # type: ignore[no-any-return]
+        # No component at all: still return a distinct wrapper carrying .policy.
+        if is_async:
+            async def passthrough_async(*args: Any, **kwargs: Any) -> Any:
+                return await fn(*args, **kwargs)
 
-                wrapper = passthrough_async
-            else:
-                def passthrough(*args: Any, **kwargs: Any) -> Any:
-                    return fn(*args, **kwargs)
+            return passthrough_async
 
-                wrapper = passthrough
-        functools.update_wrapper(wrapper, fn)
-        wrapper.policy = self  # type: ignore[attr-defined]
-        return wrapper
+        def passthrough(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+        return passthrough
 
     # ----------------------------------------------------------------- chain building
 
@@ -188,13 +202,11 @@ class Policy:
         return self._build(True)
 
     def _build(self, is_async: bool, bound: Callable[..., Any] | None = None) -> Any:
-        """Build the entry point: the retry runner around one generated attempt function.
+        """Build the entry point: the retry (its decorator form) around one attempt.
 
-        The attempt function fuses rate limit, bulkhead, breaker, timeout and chaos into one
-        frame, generated from the components present (as dataclasses generates ``__init__``),
-        so a call pays neither a frame per stage nor a branch per absent component.
+        Which components exist is decided here, once; the attempt then runs them in one frame.
         """
-        attempt = _generate_attempt(self, is_async, bound)
+        attempt = _attempt(self, is_async, bound)
         retry = self.retry
         if retry is None:
             if attempt is not None:
@@ -203,157 +215,212 @@ class Policy:
                 return bound
             return _adirect if is_async else _direct
         if attempt is None:
-            if bound is not None:
-                return retry._runner(bound, is_async)
-            if is_async:
-                acall = retry.acall
-
-                async def retry_only_async(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                    return await acall(fn, *args, **kwargs)
-
-                return retry_only_async
-            call = retry.call
-
-            def retry_only(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                return call(fn, *args, **kwargs)
-
-            return retry_only
-        return retry._runner(attempt, is_async)
+            attempt = bound if bound is not None else _adirect if is_async else _direct
+        return retry(attempt)
 
     def _deadline_aware(self) -> bool:
         return self.retry is not None and self.retry.deadline is not None
 
 
-# --------------------------------------------------------------------------- generation
+# --------------------------------------------------------------------------- the attempt
 
 
-def _remaining(seconds: float) -> float:
-    current = _deadline.get()
-    if current is None:
-        return seconds
-    deadline, clock = current
-    left = deadline - clock.monotonic()
-    # An attempt only starts before the deadline, but give it a sliver rather than zero.
-    return seconds if seconds < left else max(left, 0.001)
+def _attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -> Any:
+    """One attempt: rate limit -> bulkhead -> breaker -> timeout -> chaos -> call, in one frame.
 
-
-def _generate_attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -> Any:
-    """Generate one attempt: rate limit -> bulkhead -> breaker -> timeout -> chaos -> call.
-
-    Returns ``None`` when no per-attempt component is present.
+    Each component is driven through its public methods, bound here once; which ones are
+    present is a handful of flags fixed here, so a call pays a few boolean tests for absent
+    components and no frame per stage. With ``bound`` the attempt takes the call's own
+    arguments (a decorated function); otherwise ``(fn, args, kwargs)``. ``None`` when no
+    per-attempt component is present.
     """
     chaos = policy.chaos if policy.chaos is not None and policy.chaos.enabled else None
     limiter, bulkhead, breaker, timeout = policy.rate_limit, policy.bulkhead, policy.breaker, policy.timeout
     if limiter is None and bulkhead is None and breaker is None and timeout is None and chaos is None:
         return None
+    is_bound = bound is not None
+    target: Callable[..., Any] = bound if bound is not None else _direct
+    key = policy.rate_limit_key
+    aware = policy._deadline_aware()
+    has_rl, has_bh, has_br, has_tm, has_ch = (
+        limiter is not None, bulkhead is not None, breaker is not None, timeout is not None, chaos is not None,
+    )
+    rl_local = isinstance(limiter, RateLimiter)
+    seconds = timeout.seconds if timeout is not None else 0.0
+    timed = has_br and bool(getattr(breaker, "times_calls", True))
+    mono = breaker.clock.monotonic if breaker is not None else None
+    _nothing = _no_component
 
+    if is_async:
+        br_local = has_br and bool(getattr(breaker, "local_decisions", False))
+        rl_reserve = limiter.reserve if rl_local else _nothing  # type: ignore[union-attr]
+        rl_wait = limiter.await_reserved if rl_local else _nothing  # type: ignore[union-attr]
+        rl_aacquire = limiter.aacquire if has_rl else _nothing  # type: ignore[union-attr]
+        bh_try = bulkhead.try_acquire if has_bh else _nothing  # type: ignore[union-attr]
+        bh_aacquire = bulkhead.aacquire if has_bh else _nothing  # type: ignore[union-attr]
+        bh_release = bulkhead.release if has_bh else _nothing  # type: ignore[union-attr]
+        br_acquire = (breaker.acquire if br_local else breaker.aacquire) if has_br else _nothing
+        br_on_error = (breaker.on_error if br_local else breaker.aon_error) if has_br else _nothing
+        br_on_result = (breaker.on_result if br_local else breaker.aon_result) if has_br else _nothing
+        tm_begin = timeout.begin if has_tm else _nothing  # type: ignore[union-attr]
+        tm_cancelled = timeout.cancelled if has_tm else _nothing  # type: ignore[union-attr]
+        tm_end = timeout.end if has_tm else _nothing  # type: ignore[union-attr]
+        ch_acall = chaos.acall if has_ch else _nothing  # type: ignore[union-attr]
+
+        async def attempt(*call_args: Any, **call_kwargs: Any) -> Any:
+            if is_bound:
+                fn, args, kwargs = target, call_args, call_kwargs
+            else:
+                fn, args, kwargs = call_args
+            if has_rl:
+                if rl_local:
+                    wait = rl_reserve() if key is None else rl_reserve(key())
+                    if wait > 0.0:
+                        await rl_wait(wait)
+                elif key is None:
+                    await rl_aacquire()
+                else:
+                    await rl_aacquire(key())
+            if has_bh and not bh_try():
+                await bh_aacquire()
+            try:
+                if has_br:
+                    if br_local:
+                        br_acquire()
+                    else:
+                        await br_acquire()
+                    t0 = mono() if timed else 0.0  # type: ignore[misc]
+                try:
+                    if has_tm:
+                        entry = tm_begin(time_left(seconds) if aware else seconds)
+                        try:
+                            result = await (ch_acall(fn, *args, **kwargs) if has_ch else fn(*args, **kwargs))
+                        except CancelledError as exc:
+                            tm_cancelled(entry, exc)
+                            raise
+                        finally:
+                            tm_end(entry)
+                    elif has_ch:
+                        result = await ch_acall(fn, *args, **kwargs)
+                    else:
+                        result = await fn(*args, **kwargs)
+                except BaseException as exc:
+                    if has_br:
+                        duration = mono() - t0 if timed else 0.0  # type: ignore[misc]
+                        if br_local:
+                            br_on_error(duration, exc)
+                        else:
+                            await br_on_error(duration, exc)
+                    raise
+                if has_br:
+                    duration = mono() - t0 if timed else 0.0  # type: ignore[misc]
+                    if br_local:
+                        br_on_result(duration, result)
+                    else:
+                        await br_on_result(duration, result)
+                return result
+            finally:
+                if has_bh:
+                    bh_release()
+
+        return attempt
+
+    rl_acquire = limiter.acquire if has_rl else _nothing  # type: ignore[union-attr]
+    bh_acquire = bulkhead.acquire if has_bh else _nothing  # type: ignore[union-attr]
+    bh_release_sync = bulkhead.release if has_bh else _nothing  # type: ignore[union-attr]
+    br_acquire_sync = breaker.acquire if has_br else _nothing
+    br_on_error_sync = breaker.on_error if has_br else _nothing
+    br_on_result_sync = breaker.on_result if has_br else _nothing
+    tm_call_within = timeout.call_within if has_tm else _nothing  # type: ignore[union-attr]
+    ch_call = chaos.call if has_ch else _nothing  # type: ignore[union-attr]
+
+    def attempt_sync(*call_args: Any, **call_kwargs: Any) -> Any:
+        if is_bound:
+            fn, args, kwargs = target, call_args, call_kwargs
+        else:
+            fn, args, kwargs = call_args
+        if has_rl:
+            if key is None:
+                rl_acquire()
+            else:
+                rl_acquire(key())
+        if has_bh:
+            bh_acquire()
+        try:
+            if has_br:
+                br_acquire_sync()
+                t0 = mono() if timed else 0.0  # type: ignore[misc]
+            try:
+                if has_tm:
+                    limit = time_left(seconds) if aware else seconds
+                    if has_ch:
+                        result = tm_call_within(limit, ch_call, fn, *args, **kwargs)
+                    else:
+                        result = tm_call_within(limit, fn, *args, **kwargs)
+                elif has_ch:
+                    result = ch_call(fn, *args, **kwargs)
+                else:
+                    result = fn(*args, **kwargs)
+            except BaseException as exc:
+                if has_br:
+                    br_on_error_sync(mono() - t0 if timed else 0.0, exc)  # type: ignore[misc]
+                raise
+            if has_br:
+                br_on_result_sync(mono() - t0 if timed else 0.0, result)  # type: ignore[misc]
+            return result
+        finally:
+            if has_bh:
+                bh_release_sync()
+
+    return attempt_sync
+
+
+def _no_component(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never called
+    raise AssertionError("a stage without its component was run")
+
+
+def _outline(policy: Policy, is_async: bool) -> list[str]:
+    """What one attempt runs, outermost first, as Python-like text (``Policy.attempt_source``)."""
+    chaos = policy.chaos if policy.chaos is not None and policy.chaos.enabled else None
+    limiter, bulkhead, breaker, timeout = policy.rate_limit, policy.bulkhead, policy.breaker, policy.timeout
+    if limiter is None and bulkhead is None and breaker is None and timeout is None and chaos is None:
+        return []
     aw = "await " if is_async else ""
-    ns: dict[str, Any] = {"CancelledError": asyncio.CancelledError, "_remaining": _remaining}
-    if bound is not None:
-        ns["FN"] = bound
-        signature = "*args, **kwargs"
-        fn_ref = "FN"
-    else:
-        signature = "fn, args, kwargs"
-        fn_ref = "fn"
-
-    seconds = "_remaining(SECONDS)" if policy._deadline_aware() else "SECONDS"
+    call = f"chaos.{'acall' if is_async else 'call'}(fn, *args, **kwargs)" if chaos is not None else "fn(*args, **kwargs)"
     if timeout is not None:
-        ns["SECONDS"] = timeout.seconds
-
-    # the innermost call
-    if chaos is not None:
-        ns["chaos_call"] = chaos.acall if is_async else chaos.call
-        target, target_args = "chaos_call", f"{fn_ref}, *args"
-    else:
-        target, target_args = fn_ref, "*args"
-    lines: list[tuple[int, str]] = []
-
-    def core(ind: int) -> list[tuple[int, str]]:
-        if timeout is not None and not is_async:
-            ns["tm_run"] = timeout._run_thread if timeout.sync_mode == "thread" else timeout._run_check
-            packed = f"({target_args},)" if target_args != "*args" else "args"
-            return [(ind, f"result = tm_run({seconds}, {target}, {packed}, kwargs)")]
-        return [(ind, f"result = {aw}{target}({target_args}, **kwargs)")]
-
-    def with_timeout(ind: int) -> list[tuple[int, str]]:
-        if timeout is None or not is_async:
-            return core(ind)
-        ns["tm_enter"], ns["tm_cancelled"], ns["tm_exit"] = timeout._enter, timeout._cancelled, timeout._exit
-        return [
-            (ind, f"entry = tm_enter({seconds})"),
-            (ind, "try:"), *core(ind + 1),
-            (ind, "except CancelledError as exc:"), (ind + 1, "tm_cancelled(entry, exc)"), (ind + 1, "raise"),
-            (ind, "finally:"), (ind + 1, "tm_exit(entry)"),
-        ]
-
-    def with_breaker(ind: int) -> list[tuple[int, str]]:
-        if breaker is None:
-            return with_timeout(ind)
-        ns["mono"] = breaker.clock.monotonic
-        # A breaker whose decisions do no I/O (``_sync_io``) is driven through its sync
-        # protocol even in async code: no coroutine per decision.
-        if not is_async or getattr(breaker, "_sync_io", False):
-            ns["br_acquire"], ns["br_on_error"], ns["br_on_result"] = (
-                breaker.acquire, breaker.on_error, breaker.on_result,
-            )
-            acquire, on_error, on_result = "br_acquire()", "br_on_error", "br_on_result"
-        else:
-            ns["br_acquire"], ns["br_on_error"], ns["br_on_result"] = (
-                breaker.aacquire, breaker.aon_error, breaker.aon_result,
-            )
-            acquire, on_error, on_result = "await br_acquire()", "await br_on_error", "await br_on_result"
-        if getattr(breaker, "_timed", True):
-            start, duration = [(ind, "t0 = mono()")], "mono() - t0"
-        else:
-            # The breaker declares that call durations play no part in its decisions (no slow
-            # calls, no latency rule): skip the two clock reads, as its own fast path does.
-            start, duration = [], "0.0"
-        return [
-            (ind, acquire), *start,
-            (ind, "try:"), *with_timeout(ind + 1),
-            (ind, "except BaseException as exc:"), (ind + 1, f"{on_error}({duration}, exc)"), (ind + 1, "raise"),
-            (ind, f"{on_result}({duration}, result)"),
-        ]
-
-    def with_bulkhead(ind: int) -> list[tuple[int, str]]:
-        if bulkhead is None:
-            return with_breaker(ind)
-        ns["bh_release"] = bulkhead.release
+        seconds = "time_left(SECONDS)" if policy._deadline_aware() else "SECONDS"
         if is_async:
-            ns["bh_try"], ns["bh_aacquire"] = bulkhead.try_acquire, bulkhead.aacquire
-            acquire = [(ind, "if not bh_try():"), (ind + 1, "await bh_aacquire()")]
+            body = [f"entry = tm_begin({seconds})", "try:", f"    result = await {call}",
+                    "except CancelledError as exc:", "    tm_cancelled(entry, exc)", "    raise",
+                    "finally:", "    tm_end(entry)"]
         else:
-            ns["bh_acquire"] = bulkhead.acquire
-            acquire = [(ind, "bh_acquire()")]
-        return [*acquire, (ind, "try:"), *with_breaker(ind + 1), (ind, "finally:"), (ind + 1, "bh_release()")]
-
-    def with_rate_limit(ind: int) -> list[tuple[int, str]]:
-        if limiter is None:
-            return with_bulkhead(ind)
-        key = ""
-        if policy.rate_limit_key is not None:
-            ns["rl_key"] = policy.rate_limit_key
-            key = "rl_key()"
+            target = "chaos.call, fn" if chaos is not None else "fn"
+            body = [f"result = tm_call_within({seconds}, {target}, *args, **kwargs)"]
+    else:
+        body = [f"result = {aw}{call}"]
+    if breaker is not None:
+        local = not is_async or bool(getattr(breaker, "local_decisions", False))
+        timed = bool(getattr(breaker, "times_calls", True))
+        baw = "" if local else "await "
+        duration = "mono() - t0" if timed else "0.0"
+        body = [
+            f"{baw}br_acquire()", *(["t0 = mono()"] if timed else []), "try:", *("    " + line for line in body),
+            "except BaseException as exc:", f"    {baw}br_on_error({duration}, exc)", "    raise",
+            f"{baw}br_on_result({duration}, result)",
+        ]
+    if bulkhead is not None:
+        take = ["if not bh_try():", "    await bh_aacquire()"] if is_async else ["bh_acquire()"]
+        body = [*take, "try:", *("    " + line for line in body), "finally:", "    bh_release()"]
+    if limiter is not None:
+        k = "rl_key()" if policy.rate_limit_key is not None else ""
         if not is_async:
-            ns["rl_acquire"] = limiter.acquire
-            take = [(ind, f"rl_acquire({key})")]
+            body = [f"rl_acquire({k})", *body]
         elif isinstance(limiter, RateLimiter):
-            # local limiter: decide synchronously, await only an actual reservation
-            ns["rl_reserve"], ns["rl_wait"] = limiter.reserve, limiter.await_reserved
-            take = [(ind, f"wait = rl_reserve({key})"), (ind, "if wait > 0.0:"), (ind + 1, "await rl_wait(wait)")]
+            body = [f"wait = rl_reserve({k})", "if wait > 0.0:", "    await rl_wait(wait)", *body]
         else:
-            ns["rl_acquire"] = limiter.aacquire
-            take = [(ind, f"await rl_acquire({key})")]
-        return [*take, *with_bulkhead(ind)]
-
-    lines = with_rate_limit(1)
-    header = f"{'async ' if is_async else ''}def attempt({signature}):"
-    source = "\n".join([header, *("    " * ind + text for ind, text in lines), "    return result", ""])
-    exec(compile(source, f"<surefoot.resilience.Policy {policy.name!r} attempt>", "exec"), ns)  # noqa: S102
-    attempt = ns["attempt"]
-    attempt.__source__ = source  # for debugging: what this policy runs per attempt
-    return attempt
+            body = [f"await rl_acquire({k})", *body]
+    return [f"{'async ' if is_async else ''}def attempt(fn, args, kwargs):", *("    " + line for line in body),
+            "    return result", ""]
 
 
 # --------------------------------------------------------------------------- shorthands

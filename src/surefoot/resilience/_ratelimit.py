@@ -19,8 +19,6 @@ For several processes use :class:`surefoot.resilience.RedisRateLimiter` (GCRA in
 
 from __future__ import annotations
 
-import functools
-import inspect
 import threading
 import weakref
 from collections.abc import Callable, Hashable
@@ -30,6 +28,15 @@ from typing import Any, TypeVar
 from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, RateLimitError
 from . import _waits
+from ._callables import (
+    DEFERRED_TYPES,
+    around_async_generator,
+    around_generator,
+    athrough,
+    refuse_deferred,
+    through,
+    wrap_callable,
+)
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -290,7 +297,10 @@ class RateLimiter:
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Take one permit (default key) and call ``fn``."""
         self.acquire()
-        return fn(*args, **kwargs)
+        result = fn(*args, **kwargs)
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "RateLimiter", "limiter")
+        return result
 
     async def acall(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Take one permit (default key) and await ``fn``."""
@@ -298,17 +308,17 @@ class RateLimiter:
         return await fn(*args, **kwargs)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate a function or coroutine function (one permit of the default key per call)."""
-        if inspect.iscoroutinefunction(fn):
+        """Decorate a function, coroutine function or (async) generator function.
 
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await self.acall(fn, *args, **kwargs)
+        One permit of the default key per call; for generators, one permit when iteration starts.
+        """
+        return wrap_callable(
+            fn, owner="RateLimiter", var="limiter", attribute="rate_limiter", component=self,
+            function=through(self.call), coroutine=athrough(self.acall),
+            generator=lambda f: around_generator(f, self.acquire, _nothing),
+            async_generator=lambda f: around_async_generator(f, self.aacquire, _nothing),
+        )
 
-            return async_wrapper
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+def _nothing() -> None:
+    return None

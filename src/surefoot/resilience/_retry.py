@@ -26,29 +26,43 @@ makes a single attempt and lets the outer retry decide. Three nested layers of 3
 therefore make 3 calls, not 27. Tasks started inside a retried call inherit the marker (asyncio
 copies context variables into new tasks), so a long-lived task should be started outside the
 retried call (or in a fresh ``contextvars.Context()``) if its own retries must retry.
+
+The iterator form lives in :mod:`._retry_iter`, the seed-style helpers in :mod:`._retry_seed`.
+This module is over 600 lines on purpose: :class:`Retry` builds its sync and async entry
+points once per instance (simple and general variants, so the success path has no optional
+branches), and those fast paths read best next to the slow paths they hand over to.
 """
 
 from __future__ import annotations
 
 import contextvars
-import email.utils
 import functools
-import inspect
 import itertools
 import math
 import random
-import sys
 import time as _time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from .._backoff import Backoff, Constant, DecorrelatedJitter, Exponential, FullJitter
 from .._clock import SYSTEM_CLOCK
+from .._retry_after import parse_retry_after
 from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
 from ._budget import RetryBudget, get_retry_budget
+from ._callables import (
+    DEFERRED_TYPES,
+    UnsupportedCallableError,
+    guard_sync,
+    refuse_deferred,
+    wrap_callable,
+)
 from ._events import Hooks
+
+if TYPE_CHECKING:
+    from . import _retry_iter
 
 __all__ = [
     "Retry",
@@ -58,12 +72,8 @@ __all__ = [
     "DecorrelatedJitter",
     "Exponential",
     "Constant",
-    "retrying",
-    "retry_with_backoff",
-    "retry_on_failure",
-    "retry_network_operation",
-    "retry_api_call",
     "retry_after_of",
+    "time_left",
     "NETWORK_ERRORS",
     "RETRYABLE_STATUS",
 ]
@@ -80,6 +90,20 @@ _deadline: contextvars.ContextVar[tuple[float, Any] | None] = contextvars.Contex
     "surefoot_retry_deadline", default=None
 )
 
+
+def time_left(limit: float) -> float:
+    """``limit``, shrunk to what is left of the deadline of the retry running this call.
+
+    Outside a retry with a ``deadline`` it is ``limit`` itself. An attempt only starts before
+    the deadline, so the result is never below a millisecond.
+    """
+    current = _deadline.get()
+    if current is None:
+        return limit
+    deadline, clock = current
+    left = deadline - clock.monotonic()
+    return limit if limit < left else max(left, 0.001)
+
 RETRYABLE_STATUS: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
 """HTTP statuses worth retrying: timeouts, too-early, rate limited and transient server errors."""
 
@@ -89,133 +113,6 @@ added by the helpers when httpx is in use)."""
 
 
 # --------------------------------------------------------------------------- backoff
-
-
-class Backoff:
-    """A sequence of waits; :meth:`delays` yields the wait before retry 1, 2, 3 ..."""
-
-    def delays(self, rng: random.Random) -> Iterator[float]:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class FullJitter(Backoff):
-    """Exponential backoff with full jitter (AWS, gRPC): ``uniform(0, min(cap, base * m**n))``.
-
-    Args:
-        base: the cap of the first wait in seconds.
-        multiplier: growth per retry.
-        max_delay: the largest wait.
-    """
-
-    __slots__ = ("base", "multiplier", "max_delay")
-
-    def __init__(self, base: float = 0.5, *, multiplier: float = 2.0, max_delay: float = 30.0) -> None:
-        _check_backoff(base, multiplier, max_delay)
-        self.base, self.multiplier, self.max_delay = base, multiplier, max_delay
-
-    def delays(self, rng: random.Random) -> Iterator[float]:
-        ceiling = self.base
-        while True:
-            yield rng.uniform(0.0, min(self.max_delay, ceiling))
-            if ceiling < self.max_delay:
-                ceiling *= self.multiplier
-
-    def __repr__(self) -> str:
-        return f"FullJitter(base={self.base}, multiplier={self.multiplier}, max_delay={self.max_delay})"
-
-
-class Exponential(Backoff):
-    """Exponential backoff without jitter: ``min(cap, base * m**n)`` (predictable, herds)."""
-
-    __slots__ = ("base", "multiplier", "max_delay")
-
-    def __init__(self, base: float = 0.5, *, multiplier: float = 2.0, max_delay: float = 30.0) -> None:
-        _check_backoff(base, multiplier, max_delay)
-        self.base, self.multiplier, self.max_delay = base, multiplier, max_delay
-
-    def delays(self, rng: random.Random) -> Iterator[float]:
-        delay = self.base
-        while True:
-            yield min(self.max_delay, delay)
-            if delay < self.max_delay:
-                delay *= self.multiplier
-
-    def __repr__(self) -> str:
-        return f"Exponential(base={self.base}, multiplier={self.multiplier}, max_delay={self.max_delay})"
-
-
-class Constant(Backoff):
-    """The same wait before every retry."""
-
-    __slots__ = ("delay",)
-
-    def __init__(self, delay: float = 0.5) -> None:
-        if not delay >= 0:
-            raise ConfigurationError(f"Constant backoff delay must be >= 0 seconds; got {delay!r}")
-        self.delay = delay
-
-    def delays(self, rng: random.Random) -> Iterator[float]:
-        while True:
-            yield self.delay
-
-    def __repr__(self) -> str:
-        return f"Constant({self.delay})"
-
-
-class DecorrelatedJitter(Backoff):
-    """Polly's "decorrelated jitter v2" (by George Polevoy, scaled by Polly).
-
-    For retry ``n`` (0-based) with ``t = n + U(0, 1)``::
-
-        f(t)  = 2**t * tanh(sqrt(4 * t))
-        delay = (f(t) - f(t_previous)) / 1.4 * median_first_delay
-
-    Medians fall near ``median_first_delay * 1, 2, 4 ...`` while consecutive waits stay
-    decorrelated and smooth, without the clamping artefacts of naive decorrelated jitter.
-
-    Args:
-        median_first_delay: the median of the first wait in seconds.
-        max_delay: the largest wait.
-    """
-
-    __slots__ = ("median_first_delay", "max_delay")
-
-    _P_FACTOR = 4.0
-    _RP_SCALING = 1 / 1.4
-
-    def __init__(self, median_first_delay: float = 0.5, *, max_delay: float = 30.0) -> None:
-        _check_backoff(median_first_delay, 2.0, max_delay)
-        self.median_first_delay, self.max_delay = median_first_delay, max_delay
-
-    def delays(self, rng: random.Random) -> Iterator[float]:
-        previous = 0.0
-        n = 0
-        scale = self._RP_SCALING * self.median_first_delay
-        while True:
-            t = n + rng.random()
-            try:
-                current = math.pow(2.0, t) * math.tanh(math.sqrt(self._P_FACTOR * t))
-            except OverflowError:
-                current = math.inf
-            if math.isinf(current):
-                # Past ~1000 retries the formula overflows; the cap applies from then on.
-                while True:
-                    yield self.max_delay
-            yield min(self.max_delay, (current - previous) * scale)
-            previous = current
-            n += 1
-
-    def __repr__(self) -> str:
-        return f"DecorrelatedJitter(median_first_delay={self.median_first_delay}, max_delay={self.max_delay})"
-
-
-def _check_backoff(base: float, multiplier: float, max_delay: float) -> None:
-    if not base >= 0:
-        raise ConfigurationError(f"backoff base delay must be >= 0 seconds; got {base!r}")
-    if not multiplier >= 1:
-        raise ConfigurationError(f"backoff multiplier must be >= 1; got {multiplier!r}")
-    if not max_delay >= 0:
-        raise ConfigurationError(f"backoff max_delay must be >= 0 seconds; got {max_delay!r}")
 
 
 _BACKOFFS = {
@@ -230,20 +127,8 @@ _BACKOFFS = {
 
 
 def _parse_retry_after(value: Any, now: float) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return max(0.0, float(value))
-    text = str(value).strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None  # an unparseable header is ignored, as RFC 9110 allows
-    return max(0.0, when.timestamp() - now)
+    # The one parser (surefoot._retry_after); ``max_retry_after`` is the retry's own cap.
+    return parse_retry_after(value, now=now, max_delay=math.inf)
 
 
 def retry_after_of(outcome: Any, now: float | None = None) -> float | None:
@@ -455,7 +340,7 @@ class Retry:
 
             def call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
                 if in_retry_get():
-                    return fn(*args, **kwargs)
+                    return _checked(fn(*args, **kwargs))
                 token = in_retry_set(True)
                 try:
                     result = fn(*args, **kwargs)
@@ -463,6 +348,8 @@ class Retry:
                     return slow(fn, args, kwargs, exc, None, None)
                 finally:
                     in_retry_reset(token)
+                if type(result) in _DEFERRED:
+                    refuse_deferred(result, "Retry", "retry")
                 deposit()
                 return result
 
@@ -471,10 +358,10 @@ class Retry:
         def call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:  # type: ignore[no-redef]
             """Call ``fn(*args, **kwargs)`` with retries."""
             if in_retry_get():
-                return fn(*args, **kwargs)
+                return _checked(fn(*args, **kwargs))
             start = monotonic() if deadline is not None else None
             token = in_retry_set(True)
-            dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
+            dtoken = _deadline.set((start + deadline, clock)) if start is not None and deadline is not None else None
             try:
                 try:
                     result = fn(*args, **kwargs)
@@ -486,6 +373,8 @@ class Retry:
                 if dtoken is not None:
                     _deadline.reset(dtoken)
                 in_retry_reset(token)
+            if type(result) in _DEFERRED:
+                refuse_deferred(result, "Retry", "retry")
             deposit()
             return result
 
@@ -525,7 +414,7 @@ class Retry:
                 return await fn(*args, **kwargs)
             start = monotonic() if deadline is not None else None
             token = in_retry_set(True)
-            dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
+            dtoken = _deadline.set((start + deadline, clock)) if start is not None and deadline is not None else None
             try:
                 try:
                     result = await fn(*args, **kwargs)
@@ -582,7 +471,7 @@ class Retry:
                     return await target(*args, **kwargs)
                 start = monotonic() if deadline is not None else None
                 token = in_retry_set(True)
-                dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
+                dtoken = _deadline.set((start + deadline, clock)) if start is not None and deadline is not None else None
                 try:
                     try:
                         result = await target(*args, **kwargs)
@@ -604,7 +493,7 @@ class Retry:
 
             def run(*args: Any, **kwargs: Any) -> Any:
                 if in_retry_get():
-                    return target(*args, **kwargs)
+                    return _checked(target(*args, **kwargs))
                 token = in_retry_set(True)
                 try:
                     result = target(*args, **kwargs)
@@ -612,6 +501,8 @@ class Retry:
                     return slow(target, args, kwargs, exc, None, None)
                 finally:
                     in_retry_reset(token)
+                if type(result) in _DEFERRED:
+                    refuse_deferred(result, "Retry", "retry")
                 deposit()
                 return result
 
@@ -619,10 +510,10 @@ class Retry:
 
         def run_general(*args: Any, **kwargs: Any) -> Any:
             if in_retry_get():
-                return target(*args, **kwargs)
+                return _checked(target(*args, **kwargs))
             start = monotonic() if deadline is not None else None
             token = in_retry_set(True)
-            dtoken = _deadline.set((start + deadline, clock)) if deadline is not None else None
+            dtoken = _deadline.set((start + deadline, clock)) if start is not None and deadline is not None else None
             try:
                 try:
                     result = target(*args, **kwargs)
@@ -634,6 +525,8 @@ class Retry:
                 if dtoken is not None:
                     _deadline.reset(dtoken)
                 in_retry_reset(token)
+            if type(result) in _DEFERRED:
+                refuse_deferred(result, "Retry", "retry")
             deposit()
             return result
 
@@ -642,8 +535,9 @@ class Retry:
     # ----------------------------------------------------------------- decisions
 
     def _retryable(self, exc: BaseException) -> bool:
-        # Cancellation and interpreter exits are never retried, whatever ``on`` says.
-        if not isinstance(exc, Exception):
+        # Cancellation, interpreter exits and a misused call form (a bug in the caller, the
+        # same on every attempt) are never retried, whatever ``on`` says.
+        if not isinstance(exc, Exception) or type(exc) is UnsupportedCallableError:
             return False
         if self.retry_if is None:
             return True
@@ -834,13 +728,15 @@ class Retry:
             next(delays)
         return next(delays)
 
-    def attempts(self) -> Retrying:
+    def attempts(self) -> _retry_iter.Retrying:
         """The iterator form: ``for attempt in retry.attempts(): with attempt: ...``.
 
         Also ``async for attempt in retry.attempts(): with attempt: ...`` (waits are awaited).
         Only exceptions are retried in this form; after the last attempt the exception
         propagates out of the ``with`` block (with a note saying why retrying stopped).
         """
+        from ._retry_iter import Retrying
+
         return Retrying(self)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -849,17 +745,16 @@ class Retry:
         Generators are retried only while they fail before yielding their first item: once a
         value has reached the caller, a failure propagates (it cannot be replayed).
         """
-        if inspect.isasyncgenfunction(fn):
-            return _wrap_asyncgen(self, fn)
-        if inspect.isgeneratorfunction(fn):
-            return _wrap_gen(self, fn)
-        wrapper = self._runner(fn, inspect.iscoroutinefunction(fn))
-        functools.update_wrapper(wrapper, fn)
-        wrapper.retry = self  # type: ignore[attr-defined]
-        return wrapper
+        return wrap_callable(
+            fn, owner="Retry", var="retry", attribute="retry", component=self,
+            function=lambda f: self._runner(f, False), coroutine=lambda f: self._runner(f, True),
+            generator=lambda f: _wrap_gen(self, f), async_generator=lambda f: _wrap_asyncgen(self, f),
+        )
 
 
 _EMPTY = object()
+_DEFERRED = DEFERRED_TYPES
+_checked = guard_sync("Retry", "retry")
 
 
 def _wrap_gen(retry: Retry, fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
@@ -901,293 +796,3 @@ def _wrap_asyncgen(retry: Retry, fn: Callable[..., AsyncIterator[Any]]) -> Calla
 
     wrapper.retry = retry  # type: ignore[attr-defined]
     return wrapper
-
-
-# --------------------------------------------------------------------------- iterator form
-
-
-class Attempt:
-    """One attempt in the iterator form; use it as ``with attempt:``.
-
-    Attributes:
-        number: 1 for the first attempt.
-    """
-
-    __slots__ = ("number", "_owner", "_token", "succeeded", "delay")
-
-    def __init__(self, owner: Retrying, number: int) -> None:
-        self.number = number
-        self._owner = owner
-        self._token: contextvars.Token[bool] | None = None
-        self.succeeded = False
-        self.delay: float | None = None
-
-    def __enter__(self) -> Attempt:
-        self._token = _in_retry.set(True)
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if self._token is not None:
-            _in_retry.reset(self._token)
-            self._token = None
-        if exc is None:
-            self.succeeded = True
-            return False
-        return self._owner._failed(self, exc)
-
-    def __repr__(self) -> str:
-        return f"<Attempt {self.number}>"
-
-
-class Retrying:
-    """Iterator form of a :class:`Retry` (see :meth:`Retry.attempts` and :func:`retrying`)."""
-
-    def __init__(self, retry: Retry) -> None:
-        self.retry = retry
-        self._state: _CallState | None = None
-        self._nested = False
-
-    def get_delay(self, retry_number: int) -> float:
-        """Sample the wait before retry ``retry_number``."""
-        return self.retry.get_delay(retry_number)
-
-    def _failed(self, attempt: Attempt, exc: BaseException) -> bool:
-        retry = self.retry
-        if self._nested or not isinstance(exc, retry.on):
-            return False
-        if not retry._retryable(exc):
-            retry._on_not_retryable(self._state, exc)
-            return False
-        if self._state is None:
-            self._state = _CallState(retry, self._start)
-        state = self._state
-        state.attempt = attempt.number
-        delay = retry._next_delay(state, exc)
-        if delay is None:
-            try:
-                retry._give_up(state, exc, True)
-            except BaseException:  # _give_up re-raises exc with its note; let `with` propagate it
-                return False
-        retry._on_retry(state, exc, delay, True)  # type: ignore[arg-type]
-        attempt.delay = delay
-        return True
-
-    def _begin(self) -> None:
-        self._nested = _in_retry.get()
-        self._state = None
-        self._start = self.retry.clock.monotonic()
-
-    def __iter__(self) -> Iterator[Attempt]:
-        self._begin()
-        number = 0
-        while True:
-            number += 1
-            attempt = Attempt(self, number)
-            yield attempt
-            if attempt.delay is None:
-                # success (or the body never raised): the call is over
-                if attempt.succeeded:
-                    self._succeeded(number)
-                return
-            if attempt.delay > 0 and not _waits.is_testing():
-                self.retry.clock.sleep(attempt.delay)
-
-    async def __aiter__(self) -> AsyncIterator[Attempt]:
-        self._begin()
-        number = 0
-        while True:
-            number += 1
-            attempt = Attempt(self, number)
-            yield attempt
-            if attempt.delay is None:
-                if attempt.succeeded:
-                    self._succeeded(number)
-                return
-            if attempt.delay > 0 and not _waits.is_testing():
-                await self.retry.clock.asleep(attempt.delay)
-
-    def _succeeded(self, number: int) -> None:
-        if self._nested:
-            return
-        if number == 1:
-            if self.retry.budget is not None:
-                self.retry.budget.on_success()
-        else:
-            self.retry._on_success_after_retry(self._state)  # type: ignore[arg-type]
-
-
-def retrying(**options: Any) -> Retrying:
-    """The iterator/context-manager form, configured like :class:`Retry`::
-
-        for attempt in retrying(on=ConnectionError, max_attempts=5):
-            with attempt:
-                connect()
-
-        async for attempt in retrying(on=httpx.TransportError):
-            with attempt:
-                await client.get(url)
-    """
-    return Retrying(Retry(**options))
-
-
-# --------------------------------------------------------------------------- seed forms
-
-
-def _attempts_from(max_attempts: int | None, max_retries: int | None, default: int = 3) -> int:
-    if max_attempts is not None and max_retries is not None:
-        raise ConfigurationError(
-            "give max_attempts (counts the first call) or max_retries (does not), not both"
-        )
-    if max_retries is not None:
-        if max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0; got {max_retries}")
-        return max_retries + 1
-    return default if max_attempts is None else max_attempts
-
-
-def retry_with_backoff(
-    max_attempts: int | None = None,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
-    exponential_base: float = 2.0,
-    exceptions: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
-    jitter: bool = True,
-    *,
-    max_retries: int | None = None,
-    name: str | None = None,
-    **options: Any,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: retry with exponential backoff (full jitter unless ``jitter=False``).
-
-    Args:
-        max_attempts: attempts including the first (default 3). Alternatively ``max_retries``
-            counts only the retries (``max_retries=2`` == ``max_attempts=3``).
-        base_delay: first wait cap in seconds.
-        max_delay: the largest wait.
-        exponential_base: growth per retry.
-        exceptions: what is retried.
-        jitter: full jitter (default) or plain exponential waits.
-        name: budget/metric name (default: the function's qualified name).
-        **options: any other :class:`Retry` argument (``deadline``, ``clock``, ``hooks`` ...).
-    """
-    attempts = _attempts_from(max_attempts, max_retries)
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        retry = Retry(
-            name=name or getattr(fn, "__qualname__", "retry"),
-            max_attempts=attempts,
-            on=exceptions,
-            backoff="full_jitter" if jitter else "exponential",
-            base_delay=base_delay,
-            max_delay=max_delay,
-            multiplier=exponential_base,
-            **options,
-        )
-        return retry(fn)
-
-    return decorate
-
-
-def retry_on_failure(
-    fn: Callable[..., Any],
-    *args: Any,
-    max_attempts: int | None = None,
-    max_retries: int | None = None,
-    base_delay: float = 1.0,
-    max_delay: float = 60.0,
-    exceptions: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
-    retry: Retry | None = None,
-    **kwargs: Any,
-) -> Any:
-    """Call ``fn(*args, **kwargs)`` with retries (functional form).
-
-    A coroutine function returns an awaitable: ``await retry_on_failure(async_fn, ...)``.
-    The retry options are keyword-only and reserved; everything else goes to ``fn``.
-
-    Args:
-        fn: the function to call.
-        max_attempts / max_retries: see :func:`retry_with_backoff`.
-        base_delay, max_delay, exceptions: see :func:`retry_with_backoff`.
-        retry: a configured :class:`Retry` to use instead of the options.
-    """
-    if retry is None:
-        retry = Retry(
-            name=getattr(fn, "__qualname__", "retry"),
-            max_attempts=_attempts_from(max_attempts, max_retries),
-            on=exceptions,
-            base_delay=base_delay,
-            max_delay=max_delay,
-        )
-    if inspect.iscoroutinefunction(fn):
-        return retry.acall(fn, *args, **kwargs)
-    return retry.call(fn, *args, **kwargs)
-
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    errors: tuple[type[BaseException], ...] = NETWORK_ERRORS
-    httpx = sys.modules.get("httpx")
-    if httpx is not None:
-        errors = (*errors, httpx.TransportError)
-    return errors
-
-
-def _status_of(outcome: Any) -> int | None:
-    for obj in (outcome, getattr(outcome, "response", None)):
-        if obj is None:
-            continue
-        for attr in ("status_code", "status"):
-            value = getattr(obj, attr, None)
-            if isinstance(value, int):
-                return value
-    return None
-
-
-_network_retries: dict[str, Retry] = {}
-_api_retries: dict[str, Retry] = {}
-
-
-def retry_network_operation(fn: Callable[..., Any], *args: Any, name: str = "network", **kwargs: Any) -> Any:
-    """Call ``fn`` retrying network failures: 3 attempts, full jitter from 0.5 s, cap 10 s.
-
-    Retried: ``ConnectionError``, ``TimeoutError``, ``OSError`` and ``httpx.TransportError``
-    (when httpx is in use). Coroutine functions return an awaitable.
-    """
-    retry = _network_retries.get(name)
-    if retry is None:
-        retry = _network_retries[name] = Retry(
-            name=name, max_attempts=3, on=_network_errors(), base_delay=0.5, max_delay=10.0
-        )
-    if inspect.iscoroutinefunction(fn):
-        return retry.acall(fn, *args, **kwargs)
-    return retry.call(fn, *args, **kwargs)
-
-
-def _api_retryable_exception(exc: BaseException) -> bool:
-    if isinstance(exc, _network_errors()):
-        return True
-    status = _status_of(exc)
-    return status is not None and status in RETRYABLE_STATUS
-
-
-def _api_retryable_result(result: Any) -> bool:
-    status = _status_of(result)
-    return status is not None and status in RETRYABLE_STATUS
-
-
-def retry_api_call(fn: Callable[..., Any], *args: Any, name: str = "api", **kwargs: Any) -> Any:
-    """Call an HTTP API with retries: network failures and 408/425/429/5xx (exceptions or results).
-
-    3 attempts, full jitter from 1 s, cap 30 s, ``Retry-After`` honoured up to 30 s. A result
-    that is still a retryable response after the last attempt is returned (the caller checks
-    its status, as with any HTTP response); a retryable exception is re-raised.
-    """
-    retry = _api_retries.get(name)
-    if retry is None:
-        retry = _api_retries[name] = Retry(
-            name=name, max_attempts=3, on=Exception, retry_if=_api_retryable_exception,
-            retry_on_result=_api_retryable_result, base_delay=1.0, max_delay=30.0,
-            return_last_result=True,
-        )
-    if inspect.iscoroutinefunction(fn):
-        return retry.acall(fn, *args, **kwargs)
-    return retry.call(fn, *args, **kwargs)

@@ -26,7 +26,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import inspect
 import threading
 import time
 import weakref
@@ -38,6 +37,15 @@ import structlog
 
 from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, ServiceUnavailableError
+from ._callables import (
+    DEFERRED_TYPES,
+    athrough,
+    is_sync_function,
+    refuse_call,
+    refuse_deferred,
+    through,
+    wrap_callable,
+)
 from ._decisions import DecisionCounter
 from ._events import Hooks
 from .. import _config
@@ -289,6 +297,31 @@ class Timeout:
         """
         return await self._arun(self.seconds, fn, args, kwargs)
 
+    async def acall_within(self, seconds: float, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`acall` with another limit (e.g. what is left of a retry's deadline).
+
+        Raises:
+            CallTimeoutError: ``seconds`` passed.
+        """
+        entry = self._enter(seconds)
+        try:
+            return await fn(*args, **kwargs)
+        except asyncio.CancelledError as exc:
+            self._cancelled(entry, exc)
+            raise
+        finally:
+            self._exit(entry)
+
+    def call_within(self, seconds: float, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`call` (thread or check form) with another limit.
+
+        Raises:
+            CallTimeoutError: ``seconds`` passed.
+        """
+        if self.sync_mode == "thread":
+            return self._run_thread(seconds, fn, args, kwargs)
+        return self._run_check(seconds, fn, args, kwargs)
+
     async def _arun(self, seconds: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         entry = self._enter(seconds)
         try:
@@ -309,8 +342,17 @@ class Timeout:
             self._last = (_get_ident(), loop, queue, clock)
         return queue
 
-    def _enter(self, seconds: float) -> list[Any]:
-        """Start timing the current task (the Policy inlines this around the call)."""
+    # ---- the timer protocol: begin() before the awaited work, cancelled() on a
+    # CancelledError, end() in a ``finally`` (what :meth:`acall`, :meth:`scope` and Policy use)
+
+    def begin(self, seconds: float) -> list[Any]:
+        """Start timing the current asyncio task: cancel it ``seconds`` from now.
+
+        Returns an opaque handle for :meth:`cancelled` and :meth:`end`. Must run inside a task.
+
+        Raises:
+            RuntimeError: not inside a running event loop's task.
+        """
         # asyncio.get_running_loop() costs ~0.2 us on Python 3.11; the loop last seen running
         # in this thread is still the running one while its _thread_id is this thread.
         ident = _get_ident()
@@ -340,15 +382,16 @@ class Timeout:
         entry[5] = loop.call_at(deadline, _fire_one, entry)
         return entry
 
-    def _cancelled(self, entry: list[Any], exc: BaseException) -> None:
-        """On a cancellation: raise :class:`CallTimeoutError` if it was this timeout's."""
+    def cancelled(self, entry: list[Any], exc: BaseException) -> None:
+        """On a ``CancelledError``: raise :class:`CallTimeoutError` if the cancellation was ours."""
         if entry[2] == _FIRED:
             entry[2] = _HANDLED
             # Ours only if no one else asked for a cancellation meanwhile (as asyncio.timeout).
             if entry[1].uncancel() <= entry[3]:
                 raise self._expired(entry[6], False) from exc
 
-    def _exit(self, entry: list[Any]) -> None:
+    def end(self, entry: list[Any]) -> None:
+        """Stop timing (always, in a ``finally``); a swallowed cancellation of ours is balanced."""
         state = entry[2]
         if state == _PENDING:
             entry[2] = _DONE
@@ -362,6 +405,10 @@ class Timeout:
         entries = queue.entries
         while entries and entries[0][2]:
             entries.popleft()
+
+    _enter = begin
+    _cancelled = cancelled
+    _exit = end
 
     # ----------------------------------------------------------------- sync
 
@@ -386,15 +433,20 @@ class Timeout:
         return self._run_thread(self.seconds, fn, args, kwargs)
 
     def _run_thread(self, seconds: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        if not is_sync_function(fn):
+            refuse_call(fn, "Timeout", "timeout", generators=False)
         ctx = contextvars.copy_context()
         future = self._pool().submit(ctx.run, functools.partial(fn, *args, **kwargs))
         try:
-            return future.result(timeout=seconds)
+            result = future.result(timeout=seconds)
         except concurrent.futures.TimeoutError as exc:
             abandoned = not future.cancel()
             if abandoned:
                 future.add_done_callback(self._log_abandoned)
             raise self._expired(seconds, abandoned) from exc
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "Timeout", "timeout", generators=False)
+        return result
 
     def _log_abandoned(self, future: concurrent.futures.Future[Any]) -> None:
         error = None if future.cancelled() else future.exception()
@@ -411,6 +463,8 @@ class Timeout:
         monotonic = self.clock.monotonic
         start = monotonic()
         result = fn(*args, **kwargs)
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, "Timeout", "timeout", generators=False)
         if monotonic() - start > seconds:
             raise self._expired(seconds, False)
         return result
@@ -432,21 +486,20 @@ class Timeout:
         return _Scope(self)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Decorate a function or coroutine function."""
-        if inspect.iscoroutinefunction(fn):
-            acall = self.acall
+        """Decorate a function or coroutine function.
 
-            @functools.wraps(fn)
-            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                return await acall(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
+        Raises:
+            UnsupportedCallableError: ``fn`` is a generator or async generator function (a
+                stream has no single call to bound: use ``async with timeout.scope():`` around
+                the loop that consumes it, or bound the call that fetches each item).
+        """
+        return wrap_callable(
+            fn, owner="Timeout", var="timeout", attribute="timeout", component=self,
+            function=through(self.call),  # the thread or the check form
+            coroutine=athrough(self.acall),
+            refusal="a stream has no single call to bound; use `async with timeout.scope():` around the "
+            "loop that consumes it, or bound the call that fetches each item",
+        )
 
 
 class _Scope:

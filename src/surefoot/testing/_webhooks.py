@@ -72,7 +72,8 @@ def sign_twilio(
         url: the public URL, query included, exactly as Twilio would call it.
         params: the form parameters (repeat a name by passing pairs).
         token: the auth token.
-        idempotency_token: also send ``I-Twilio-Idempotency-Token``.
+        idempotency_token: also send ``I-Twilio-Idempotency-Token`` (a header outside the
+            signature, as Twilio sends it; the inbox stores it but never keys on it).
     """
     headers = {"X-Twilio-Signature": twilio_signature(token, url, list(params.items()) if isinstance(params, Mapping) else list(params)), "Content-Type": FORM}
     if idempotency_token is not None:
@@ -150,7 +151,12 @@ def sign_github(
     delivery_id: str | None = None,
     event: str = "push",
 ) -> dict[str, str]:
-    """Headers for a GitHub delivery (``X-Hub-Signature-256``, ``X-GitHub-Delivery``, ``X-GitHub-Event``)."""
+    """Headers for a GitHub delivery (``X-Hub-Signature-256``, ``X-GitHub-Delivery``, ``X-GitHub-Event``).
+
+    Only the body is signed: two calls for the same body are the same delivery to the inbox,
+    whatever ``delivery_id`` says. Vary the body (e.g. ``golden_github_push(ref=...)``) for
+    distinct deliveries.
+    """
     raw = _bytes(payload)
     return {
         "X-Hub-Signature-256": github_signature(secret, raw),

@@ -3,7 +3,8 @@
 Verifiers (no database needed)::
 
     TwilioVerifier, StripeVerifier, StandardWebhooksVerifier, GitHubVerifier,
-    Verifier (protocol for your own), VerifiedDelivery, SignatureError, PublicURL
+    Verifier (protocol for your own), VerifiedDelivery, SignatureError, PublicURL,
+    PayloadTooLargeError, twilio_dedupe_key, body_hash_key
 
 The inbox (SQLAlchemy, PostgreSQL or SQLite)::
 
@@ -20,16 +21,16 @@ The SQL parts are loaded on first use, so verifying signatures needs no SQLAlche
 
 from __future__ import annotations
 
-
+from ._twilio import PublicURL, TwilioVerifier, twilio_dedupe_key
 from ._verify import (
     GitHubVerifier,
-    PublicURL,
+    PayloadTooLargeError,
     SignatureError,
     StandardWebhooksVerifier,
     StripeVerifier,
-    TwilioVerifier,
     VerifiedDelivery,
     Verifier,
+    body_hash_key,
 )
 
 __all__ = [
@@ -41,6 +42,9 @@ __all__ = [
     "VerifiedDelivery",
     "SignatureError",
     "PublicURL",
+    "PayloadTooLargeError",
+    "twilio_dedupe_key",
+    "body_hash_key",
     "WebhookInbox",
     "Delivery",
     "Ignore",

@@ -43,9 +43,9 @@ from .._sql import dialect_name
 from ..errors import ConfigurationError, HTTPError
 from ..metrics._catalogue import WEBHOOK_DEDUPE_HITS, WEBHOOK_HANDLER_DURATION, WEBHOOK_SIGNATURE_FAILURES
 from . import _store
-from ._verify import SignatureError, VerifiedDelivery, Verifier
+from ._verify import PayloadTooLargeError, SignatureError, VerifiedDelivery, Verifier
 
-__all__ = ["WebhookInbox", "Delivery", "Ignore", "redact_headers", "REDACTED_HEADERS"]
+__all__ = ["WebhookInbox", "Delivery", "Ignore", "redact_headers", "REDACTED_HEADERS", "VERIFY_IN_THREAD_BYTES"]
 
 log = structlog.get_logger("surefoot.webhooks")
 
@@ -66,19 +66,15 @@ REDACTED_HEADERS = frozenset(
 )
 _MASK = "[redacted]"
 
+# Bodies larger than this are joined, verified and decoded in a worker thread, so that an
+# unauthenticated request never holds the event loop for more than a few milliseconds.
+VERIFY_IN_THREAD_BYTES = 64 * 1024
+
 
 def redact_headers(headers: Mapping[str, str], extra: frozenset[str] = frozenset()) -> dict[str, str]:
     """Return ``headers`` (names lower-cased) with signatures and credentials masked."""
     hidden = REDACTED_HEADERS | extra
     return {k.lower(): (_MASK if k.lower() in hidden else v) for k, v in headers.items()}
-
-
-class PayloadTooLargeError(HTTPError):
-    """The webhook body exceeds the inbox's ``max_body_bytes`` (413)."""
-
-    status = 413
-    code = "PAYLOAD_TOO_LARGE"
-    title = "Content Too Large"
 
 
 class Ignore(Exception):
@@ -176,6 +172,32 @@ def causation_id(provider: str, dedupe_key: str) -> str:
     return f"{provider[:50]}:sha256:{hashlib.sha256(dedupe_key.encode()).hexdigest()}"
 
 
+def _verify_joined(
+    verifier: Verifier, chunks: list[bytes], headers: Any, url: str, client: str | None
+) -> tuple[bytes, VerifiedDelivery, str]:
+    """Join the body, verify it and decode the text to store (in a worker thread for large bodies)."""
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    verified = verifier.verify(body, headers, url=url, client=client)
+    return body, verified, body.decode("utf-8", "replace")
+
+
+def _replaying(request: Any, body: bytes) -> Any:
+    """A request that replays ``body``, so the handler can still call ``request.body()``,
+    ``.form()`` or ``.json()``."""
+    from starlette.requests import Request
+
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return Request(request.scope, replay)
+
+
 def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
 
@@ -208,8 +230,12 @@ class WebhookInbox:
         registry: Prometheus registry for the webhook metrics (process default when ``None``).
         clock: time source for ``received_at`` / ``processed_at`` and durations.
         redact: extra header names to mask in stored rows.
-        max_body_bytes: larger bodies are refused with 413 before verification (default
-            25 MiB, GitHub's maximum payload size).
+        max_body_bytes: a ceiling for every endpoint: bodies larger than the smaller of this
+            and the verifier's own ``max_body_bytes`` (its provider default) are refused
+            with 413 before verification, from ``Content-Length`` or while streaming
+            (default 25 MiB).
+        verify_threads: how many large bodies (over 64 KiB) are verified in worker threads
+            at once; more wait their turn without blocking the event loop (default 4).
 
     Raises:
         ConfigurationError: the engine's database is neither PostgreSQL nor SQLite.
@@ -223,11 +249,16 @@ class WebhookInbox:
         clock: Clock = SYSTEM_CLOCK,
         redact: frozenset[str] | set[str] = frozenset(),
         max_body_bytes: int = 25 * 1024 * 1024,
+        verify_threads: int = 4,
     ) -> None:
         require("sqlalchemy", "sql")
         if max_body_bytes < 1:
             raise ConfigurationError("max_body_bytes must be positive")
+        if verify_threads < 1:
+            raise ConfigurationError("verify_threads must be positive")
         self.max_body_bytes = max_body_bytes
+        self.verify_threads = verify_threads
+        self._limiter: Any = None
         from sqlalchemy.ext.asyncio import AsyncEngine
 
         self.engine = engine
@@ -312,15 +343,22 @@ class WebhookInbox:
 
         started = self.clock.monotonic()
         provider = getattr(verifier, "provider", "custom")
-        try:
-            body, request = await self._read(request)
-        except PayloadTooLargeError as exc:
-            log.warning("webhook_rejected", provider=provider, endpoint=endpoint, error_code=exc.code, error_message=exc.detail)
-            self._observe(provider, endpoint, "rejected", started)
-            return self._problem(exc, request)
+        limit = self.body_limit(verifier)
         client = request.client.host if request.client else None
         try:
-            verified = verifier.verify(body, request.headers, url=str(request.url), client=client)
+            chunks, size = await self._read(request, limit)
+            if size > VERIFY_IN_THREAD_BYTES:
+                # Joining, hashing and (for Twilio) parsing a large body happen off the loop.
+                import anyio.to_thread
+
+                if self._limiter is None:
+                    self._limiter = anyio.CapacityLimiter(self.verify_threads)
+                headers, url = request.headers, str(request.url)
+                body, verified, payload_text = await anyio.to_thread.run_sync(
+                    lambda: _verify_joined(verifier, chunks, headers, url, client), limiter=self._limiter
+                )
+            else:
+                body, verified, payload_text = _verify_joined(verifier, chunks, request.headers, str(request.url), client)
         except SignatureError as exc:
             self._signature_failures.labels(provider, exc.reason).inc()
             log.warning(
@@ -336,6 +374,7 @@ class WebhookInbox:
             log.warning("webhook_rejected", provider=provider, endpoint=endpoint, error_code=exc.code, error_message=exc.detail)
             self._observe(provider, endpoint, "rejected", started)
             return self._problem(exc, request)
+        request = _replaying(request, body)
 
         received_at = _utc(self.clock.time())
         row = {
@@ -344,7 +383,7 @@ class WebhookInbox:
             "endpoint": endpoint,
             "received_at": received_at,
             "headers": redact_headers(verified.headers, self.redact),
-            "payload": body.decode("utf-8", "replace"),
+            "payload": payload_text,
         }
         if self.is_async:
             outcome, result = await self._process_async(verified, row, handler, request)
@@ -382,32 +421,28 @@ class WebhookInbox:
         self._observe(verified.provider, endpoint, outcome, started)
         return response
 
-    async def _read(self, request: Any) -> tuple[bytes, Any]:
-        """Read the raw body (at most ``max_body_bytes``) and return it with a request that
-        replays it, so the handler can still call ``request.body()``, ``.form()`` or ``.json()``."""
-        from starlette.requests import Request
+    def body_limit(self, verifier: Verifier) -> int:
+        """The largest body accepted for ``verifier``: the smaller of the inbox's ceiling and
+        the verifier's ``max_body_bytes`` (when it has one)."""
+        own = getattr(verifier, "max_body_bytes", None)
+        return min(self.max_body_bytes, own) if isinstance(own, int) and own > 0 else self.max_body_bytes
 
+    @staticmethod
+    async def _read(request: Any, limit: int) -> tuple[list[bytes], int]:
+        """Read the raw body in chunks, refusing more than ``limit`` bytes: from
+        ``Content-Length`` before reading, or as soon as the stream passes the limit."""
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise PayloadTooLargeError(f"the body is larger than {self.max_body_bytes} bytes")
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(f"the body is larger than {limit} bytes", limit=limit)
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > self.max_body_bytes:
-                raise PayloadTooLargeError(f"the body is larger than {self.max_body_bytes} bytes")
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return {"type": "http.disconnect"}
-
-        return body, Request(request.scope, replay)
+            if size > limit:
+                raise PayloadTooLargeError(f"the body is larger than {limit} bytes", limit=limit)
+            if chunk:
+                chunks.append(chunk)
+        return chunks, size
 
     def _observe(self, provider: str, endpoint: str, outcome: str, started: float) -> None:
         self._duration.labels(provider, endpoint, outcome).observe(max(0.0, self.clock.monotonic() - started))

@@ -1,7 +1,7 @@
 """Signature primitives of the webhook providers surefoot verifies (and signs, in tests).
 
 Each function computes exactly what the provider's official library computes; the verifiers
-in :mod:`surefoot.webhooks._verify` and the helpers in :mod:`surefoot.testing` are built on
+in :mod:`surefoot.webhooks._verify` and :mod:`surefoot.webhooks._twilio` and the helpers in :mod:`surefoot.testing` are built on
 them, and the Standard Webhooks ones are also used by the outbound HTTP sink.
 """
 
@@ -22,6 +22,8 @@ __all__ = [
     "stripe_signature",
     "github_signature",
     "twilio_signature",
+    "twilio_signature_of",
+    "twilio_param_string",
     "twilio_body_hash",
     "twilio_url_variants",
     "sorted_params",
@@ -48,8 +50,9 @@ def decode_standard_secret(secret: str | bytes) -> bytes:
 
 def standard_signature(key: bytes, msg_id: str, timestamp: int | str, body: bytes) -> str:
     """Return the ``v1,<base64>`` token for one message (HMAC-SHA256 of ``id.timestamp.body``)."""
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode("utf-8", "surrogatepass"), hashlib.sha256)
+    mac.update(body)  # no copy of a large body
+    return "v1," + base64.b64encode(mac.digest()).decode()
 
 
 def stripe_signature(secret: str, timestamp: int | str, body: bytes) -> str:
@@ -58,7 +61,9 @@ def stripe_signature(secret: str, timestamp: int | str, body: bytes) -> str:
     The key is the whole endpoint secret (``whsec_...``) as UTF-8 — Stripe does not
     base64-decode it, unlike Standard Webhooks.
     """
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode(), hashlib.sha256)
+    mac.update(body)  # no copy of a large body
+    return mac.hexdigest()
 
 
 def github_signature(secret: str | bytes, body: bytes) -> str:
@@ -68,21 +73,35 @@ def github_signature(secret: str | bytes, body: bytes) -> str:
 
 
 def sorted_params(params: Mapping[str, str | Iterable[str]] | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Normalise form parameters to ``(name, value)`` pairs sorted the way Twilio signs them.
+    """Normalise form parameters to the ``(name, value)`` pairs Twilio signs, in signing order.
 
-    Names are sorted; the values of a repeated name are sorted among themselves (the
-    official validators do the same for Flask's ``MultiDict`` and Django's ``QueryDict``).
+    Twilio's own validator (twilio-python ``RequestValidator.compute_signature``) iterates
+    ``sorted(set(names))`` and, per name, ``sorted(set(values))``: names are sorted, the
+    values of a repeated name are sorted among themselves, and a repeated identical
+    ``name=value`` pair counts once. Sorting the distinct pairs gives exactly that order.
     """
-    pairs: list[tuple[str, str]] = []
+    pairs: set[tuple[str, str]] = set()
     if isinstance(params, Mapping):
         for name, value in params.items():
             if isinstance(value, str):
-                pairs.append((name, value))
+                pairs.add((name, value))
             else:
-                pairs.extend((name, v) for v in value)
+                pairs.update((name, v) for v in value)
     else:
-        pairs.extend(params)
+        pairs.update(params)
     return sorted(pairs)
+
+
+def twilio_param_string(params: Mapping[str, str | Iterable[str]] | Iterable[tuple[str, str]] = ()) -> str:
+    """The part of Twilio's signed string after the URL: ``name1 + value1 + name2 + value2 ...``
+    over :func:`sorted_params`."""
+    return "".join(name + value for name, value in sorted_params(params))
+
+
+def twilio_signature_of(token: str, url: str, param_string: str) -> str:
+    """``X-Twilio-Signature`` of ``url`` followed by an already built :func:`twilio_param_string`."""
+    mac = hmac.new(token.encode(), (url + param_string).encode("utf-8", "surrogatepass"), hashlib.sha1).digest()
+    return base64.b64encode(mac).decode()
 
 
 def twilio_signature(token: str, url: str, params: Mapping[str, str | Iterable[str]] | Iterable[tuple[str, str]] = ()) -> str:
@@ -92,9 +111,7 @@ def twilio_signature(token: str, url: str, params: Mapping[str, str | Iterable[s
     :func:`sorted_params` order. For JSON requests pass no params: the ``bodySHA256`` query
     parameter in ``url`` carries the body's hash instead.
     """
-    data = url + "".join(name + value for name, value in sorted_params(params))
-    mac = hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()
-    return base64.b64encode(mac).decode()
+    return twilio_signature_of(token, url, twilio_param_string(params))
 
 
 def twilio_body_hash(body: bytes) -> str:

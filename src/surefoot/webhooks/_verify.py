@@ -1,4 +1,5 @@
-"""Webhook signature verifiers: Twilio, Stripe, Standard Webhooks (Svix) and GitHub.
+"""Webhook signature verifiers: Stripe, Standard Webhooks (Svix) and GitHub, and what every
+verifier shares (Twilio's, which also rebuilds the public URL, is in ``_twilio``).
 
 A verifier checks one delivery on its raw bytes, before anything parses them, and returns a
 :class:`VerifiedDelivery` (provider, dedupe key, lazily parsed payload) or raises
@@ -12,6 +13,14 @@ A verifier checks one delivery on its raw bytes, before anything parses them, an
 ``mismatch``        no signature matched any active secret (or a body hash differs)
 =================  ==============================================================
 
+Before anything is parsed or hashed, each verifier bounds the work an unauthenticated
+request can cause: a body over ``max_body_bytes`` (a provider-appropriate default) and, for
+Twilio forms, more than ``max_params`` parameters are refused with
+:class:`PayloadTooLargeError` (413).
+
+Dedupe keys come only from signed content (see each verifier), so a replay with an
+unsigned header changed is still a duplicate.
+
 Every verifier accepts several active secrets so a secret can be rotated without downtime:
 add the new one, switch the provider over, remove the old one. Comparisons use
 :func:`hmac.compare_digest`; the expected signature never appears in an error.
@@ -19,27 +28,21 @@ add the new one, switch the provider over, remove the old one. Comparisons use
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import ipaddress
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl
 
 from .._clock import SYSTEM_CLOCK, Clock
-from ..errors import AuthenticationError, ConfigurationError
+from ..errors import AuthenticationError, ConfigurationError, HTTPError
 from ._signing import (
     decode_standard_secret,
     github_signature,
     standard_signature,
     stripe_signature,
-    twilio_body_hash,
-    twilio_signature,
-    twilio_url_variants,
 )
 
 __all__ = [
@@ -47,11 +50,10 @@ __all__ = [
     "Reason",
     "VerifiedDelivery",
     "Verifier",
-    "PublicURL",
-    "TwilioVerifier",
     "StripeVerifier",
     "StandardWebhooksVerifier",
     "GitHubVerifier",
+    "PayloadTooLargeError",
     "body_hash_key",
 ]
 
@@ -60,6 +62,40 @@ REASONS: tuple[str, ...] = ("missing_header", "malformed", "stale", "future", "m
 
 # Dedupe keys longer than this are replaced by their SHA-256 so they fit the column.
 MAX_KEY_LENGTH = 200
+
+MiB = 1024 * 1024
+# Provider-appropriate body limits, checked before anything is parsed or hashed. Twilio's
+# form callbacks are a few KiB; GitHub caps its payloads at 25 MB.
+TWILIO_MAX_BODY_BYTES = 1 * MiB
+TWILIO_MAX_PARAMS = 1000
+STRIPE_MAX_BODY_BYTES = 5 * MiB
+STANDARD_MAX_BODY_BYTES = 5 * MiB
+GITHUB_MAX_BODY_BYTES = 25 * MiB
+# Signed timestamps are Unix seconds: 10 digits today, 12 until the year 33658.
+MAX_TIMESTAMP_DIGITS = 12
+
+
+class PayloadTooLargeError(HTTPError):
+    """A webhook body (or its parameter count) exceeds a limit checked before verification (413)."""
+
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+    title = "Content Too Large"
+
+
+def _positive(value: int, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_body_size(body: bytes, limit: int, provider: str) -> None:
+    """Raise :class:`PayloadTooLargeError` when ``body`` is longer than ``limit`` bytes."""
+    if len(body) > limit:
+        raise PayloadTooLargeError(
+            f"the {provider} webhook body is larger than {limit} bytes; raise max_body_bytes if the provider really sends more",
+            limit=limit,
+        )
 
 
 class SignatureError(AuthenticationError):
@@ -92,14 +128,14 @@ class SignatureError(AuthenticationError):
 def _fit_key(key: str) -> str:
     if len(key) <= MAX_KEY_LENGTH:
         return key
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def body_hash_key(body: bytes, *extra: str) -> str:
     """A dedupe key made of the SHA-256 of ``extra`` parts and the body (the fallback key)."""
     digest = hashlib.sha256()
     for part in extra:
-        digest.update(part.encode())
+        digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\x00")
     digest.update(body)
     return "sha256:" + digest.hexdigest()
@@ -165,7 +201,9 @@ class Verifier(Protocol):
     """What the inbox needs of a verifier; implement it for a provider surefoot does not know.
 
     ``verify`` must check the raw ``body`` before parsing it and raise :class:`SignatureError`
-    (with a ``reason``) when the delivery is not authentic.
+    (with a ``reason``) when the delivery is not authentic. Its dedupe key must come from
+    signed content only. An optional integer ``max_body_bytes`` attribute sets the body limit
+    the inbox enforces before calling it; ``verify`` may be called in a worker thread.
     """
 
     provider: str
@@ -223,211 +261,6 @@ def _check_window(now: float, ts: int, tolerance: float, future_tolerance: float
         )
 
 
-class PublicURL:
-    """Rebuilds the public URL a provider called, for signatures that cover the URL (Twilio).
-
-    Behind a TLS-terminating proxy the server sees ``http://internal:8000/path``, while the
-    provider signed ``https://api.example.com/path``. Either configure ``base_url`` (the
-    most robust choice), or list the proxies whose ``X-Forwarded-Proto``, ``X-Forwarded-Host``
-    and ``X-Forwarded-Port`` headers are trusted; those headers from any other peer are
-    ignored, because a client could otherwise choose the URL being checked.
-
-    Args:
-        base_url: scheme and authority (optionally a path prefix) of the public URL, e.g.
-            ``"https://api.example.com"``; the request's path and query are appended.
-        trusted_proxies: IP addresses or CIDR networks whose forwarded headers are believed.
-            When several values are listed in one header, the first one (set by the proxy
-            facing the internet) is used.
-    """
-
-    def __init__(self, base_url: str | None = None, *, trusted_proxies: Iterable[str] = ()) -> None:
-        self.base_url = base_url.rstrip("/") if base_url else None
-        if self.base_url is not None:
-            parts = urlsplit(self.base_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ConfigurationError(
-                    f"base_url must look like 'https://api.example.com', got {base_url!r}"
-                )
-        try:
-            self.trusted = [ipaddress.ip_network(p.strip(), strict=False) for p in trusted_proxies]
-        except ValueError as exc:
-            raise ConfigurationError(f"trusted_proxies: {exc}; give IP addresses or CIDR networks") from exc
-
-    def _trusted(self, client: str | None) -> bool:
-        if not client or not self.trusted:
-            return False
-        try:
-            address = ipaddress.ip_address(client)
-        except ValueError:
-            return False
-        return any(address in network for network in self.trusted)
-
-    def resolve(self, url: str, headers: Mapping[str, str], client: str | None) -> str:
-        """Return the public URL for a request the server saw at ``url``.
-
-        Args:
-            url: the URL as the server saw it.
-            headers: request headers, names in lower case.
-            client: the peer address.
-        """
-        parts = urlsplit(url)
-        if self.base_url is not None:
-            base = urlsplit(self.base_url)
-            return urlunsplit((base.scheme, base.netloc, base.path + parts.path, parts.query, ""))
-        if not self._trusted(client):
-            return url
-
-        def first(name: str) -> str | None:
-            value = headers.get(name)
-            if not value:
-                return None
-            return value.split(",", 1)[0].strip() or None
-
-        scheme = (first("x-forwarded-proto") or parts.scheme).lower()
-        host = first("x-forwarded-host") or parts.netloc
-        port = first("x-forwarded-port")
-        if port:
-            hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            default = {"https": "443", "http": "80"}.get(scheme)
-            host = hostname if port == default else f"{hostname}:{port}"
-        return urlunsplit((scheme, host, parts.path, parts.query, ""))
-
-
-class TwilioVerifier:
-    """Verifies ``X-Twilio-Signature`` on form-encoded and JSON (``bodySHA256``) requests.
-
-    The signature covers the public URL (see :class:`PublicURL`) and, for forms, every
-    parameter in sorted order; for JSON the URL carries ``bodySHA256``, the hex SHA-256 of
-    the raw body, which is checked too. Like Twilio's own validators, a signature over the
-    URL without its port or with the default port added is accepted. Twilio signs no
-    timestamp: replays are stopped by the inbox's dedupe key.
-
-    Dedupe key: the ``I-Twilio-Idempotency-Token`` header when present; otherwise the path
-    with ``CallSid`` + ``CallStatus`` (+ ``SequenceNumber``) or ``MessageSid`` +
-    ``SmsStatus``/``MessageStatus``; otherwise a hash of the URL and sorted parameters. Pass
-    ``dedupe_key=`` to choose another (e.g. when one call posts several ``<Gather>`` results
-    to the same path without an idempotency token).
-
-    Args:
-        auth_token: the account's auth token, or a list of active tokens during rotation.
-        public_url: how to rebuild the public URL; default: the URL the server saw.
-        base_url: shorthand for ``public_url=PublicURL(base_url)``.
-        trusted_proxies: shorthand for ``public_url=PublicURL(trusted_proxies=...)``.
-        provider: the provider name used in metrics, logs and the inbox (default ``twilio``).
-        dedupe_key: ``f(delivery) -> str`` replacing the default dedupe key.
-    """
-
-    header = "x-twilio-signature"
-
-    def __init__(
-        self,
-        auth_token: str | Sequence[str],
-        *,
-        public_url: PublicURL | None = None,
-        base_url: str | None = None,
-        trusted_proxies: Iterable[str] = (),
-        provider: str = "twilio",
-        dedupe_key: Callable[[VerifiedDelivery], str] | None = None,
-    ) -> None:
-        self.tokens: list[str] = _secrets(auth_token, "TwilioVerifier auth_token")
-        if public_url is not None and (base_url or trusted_proxies):
-            raise ConfigurationError("give either public_url= or base_url=/trusted_proxies=, not both")
-        self.public_url = public_url or PublicURL(base_url, trusted_proxies=trusted_proxies)
-        self.provider = provider
-        self._dedupe_key = dedupe_key
-
-    def verify(
-        self, body: bytes, headers: Mapping[str, str], *, url: str, client: str | None = None
-    ) -> VerifiedDelivery:
-        """Check a Twilio delivery; see the class docstring. Raises :class:`SignatureError`."""
-        h = _lower(headers)
-        given = h.get(self.header)
-        if given is None:
-            raise SignatureError("the X-Twilio-Signature header is missing", reason="missing_header", provider=self.provider)
-        given = given.strip()
-        try:
-            raw = base64.b64decode(given, validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != hashlib.sha1().digest_size:
-            raise SignatureError(
-                "the X-Twilio-Signature header is not a base64 HMAC-SHA1", reason="malformed", provider=self.provider
-            )
-        try:
-            public = self.public_url.resolve(url, h, client)
-            variants = twilio_url_variants(public)
-            query = parse_qsl(urlsplit(public).query, keep_blank_values=True)
-        except ValueError as exc:
-            raise SignatureError(
-                "the request URL (or its forwarded parts) cannot be parsed", reason="malformed", provider=self.provider
-            ) from exc
-        media_type = _media_type(h)
-        body_hashes = [v for k, v in query if k == "bodySHA256"]
-        params: list[tuple[str, str]] = []
-        if body_hashes:
-            claimed = body_hashes[0].strip().lower()
-            if len(claimed) != 64 or any(c not in "0123456789abcdef" for c in claimed):
-                raise SignatureError("the bodySHA256 query parameter is not a hex SHA-256", reason="malformed", provider=self.provider)
-            if not hmac.compare_digest(claimed, twilio_body_hash(body)):
-                raise SignatureError(
-                    "the request body does not match the bodySHA256 query parameter (was the body altered in transit?)",
-                    reason="mismatch", provider=self.provider,
-                )
-        elif media_type in ("application/x-www-form-urlencoded", "") or not body:
-            params = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        else:
-            # Only form parameters are covered by the signature; any other body must be bound
-            # to it through bodySHA256, or it could be swapped freely.
-            raise SignatureError(
-                f"a {media_type} body needs the bodySHA256 query parameter to be verifiable",
-                reason="malformed", provider=self.provider,
-            )
-        matched = False
-        for candidate in variants:
-            for token in self.tokens:
-                expected = twilio_signature(token, candidate, params)
-                # Evaluate every combination: the time taken does not reveal which one matched.
-                matched |= hmac.compare_digest(expected.encode(), given.encode())
-        if not matched:
-            raise SignatureError(
-                "X-Twilio-Signature does not match the public URL and parameters for any active auth token; "
-                "check the auth token and that the URL Twilio called is the one rebuilt here "
-                "(configure base_url or trusted_proxies behind a TLS proxy)",
-                reason="mismatch", provider=self.provider,
-            )
-        delivery = VerifiedDelivery(self.provider, "", body, h, public, media_type)
-        if not body_hashes:
-            delivery._form = params
-        delivery.dedupe_key = _fit_key(self._dedupe_key(delivery) if self._dedupe_key else self._default_key(delivery, params))
-        return delivery
-
-    def _default_key(self, delivery: VerifiedDelivery, params: list[tuple[str, str]]) -> str:
-        token = delivery.headers.get("i-twilio-idempotency-token")
-        if token:
-            return "token:" + token.strip()
-        values: dict[str, str] = dict(params)
-        if not params and delivery.content_type == "application/json":
-            try:
-                data = delivery.json()
-            except ValueError:
-                data = None
-            if isinstance(data, dict):
-                values = {str(k): str(v) for k, v in data.items() if isinstance(v, (str, int))}
-        path = urlsplit(delivery.url).path
-        if values.get("CallSid") and values.get("CallStatus"):
-            key = f"call:{path}:{values['CallSid']}:{values['CallStatus']}"
-            if values.get("SequenceNumber"):
-                key += ":" + values["SequenceNumber"]
-            return key
-        status = values.get("SmsStatus") or values.get("MessageStatus")
-        if values.get("MessageSid") and status:
-            return f"message:{path}:{values['MessageSid']}:{status}"
-        canonical = urlunsplit(urlsplit(twilio_url_variants(delivery.url)[0]))
-        return body_hash_key(
-            "".join(k + v for k, v in sorted(params)).encode() if params else delivery.body, canonical
-        )
-
-
 class StripeVerifier:
     """Verifies ``Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]``.
 
@@ -440,7 +273,10 @@ class StripeVerifier:
     ahead (default: the same 300 s) as ``future``, so a clock gone wrong is visible and a
     signature cannot be made to last forever.
 
-    Dedupe key: the event ``id`` from the verified JSON body (``dedupe_key=`` to override).
+    A ``t`` that is not 1 to 12 ASCII digits (e.g. 5,000 digits) is ``malformed``.
+
+    Dedupe key: the event ``id`` from the verified (signed) JSON body; a body without one is
+    keyed by its SHA-256 (``dedupe_key=`` to override).
 
     Args:
         secret: the endpoint's signing secret, or a list of active secrets.
@@ -449,6 +285,7 @@ class StripeVerifier:
         clock: the time source (tests pass a ``FakeClock``).
         provider: the provider name (default ``stripe``).
         dedupe_key: ``f(delivery) -> str`` replacing the default dedupe key.
+        max_body_bytes: largest body accepted before verification (default 5 MiB).
     """
 
     header = "stripe-signature"
@@ -462,8 +299,10 @@ class StripeVerifier:
         clock: Clock = SYSTEM_CLOCK,
         provider: str = "stripe",
         dedupe_key: Callable[[VerifiedDelivery], str] | None = None,
+        max_body_bytes: int = STRIPE_MAX_BODY_BYTES,
     ) -> None:
         self.secrets: list[str] = _secrets(secret, "StripeVerifier secret")
+        self.max_body_bytes = _positive(max_body_bytes, "StripeVerifier max_body_bytes")
         if tolerance <= 0:
             raise ConfigurationError("StripeVerifier tolerance must be positive (seconds)")
         self.tolerance = float(tolerance)
@@ -490,15 +329,17 @@ class StripeVerifier:
                 timestamps.append(val.strip())
             elif name == "v1":
                 candidates.append(val.strip())
-        if len(timestamps) != 1 or not timestamps[0].isascii() or not timestamps[0].isdigit():
+        if len(timestamps) != 1 or not _is_timestamp(timestamps[0]):
             raise SignatureError(
-                "the Stripe-Signature header needs exactly one numeric t=<unix time>", reason="malformed", provider=self.provider
+                f"the Stripe-Signature header needs exactly one t=<unix time in seconds> (1 to {MAX_TIMESTAMP_DIGITS} digits)",
+                reason="malformed", provider=self.provider,
             )
         ts = int(timestamps[0])
         if not candidates:
             raise SignatureError(
                 "the Stripe-Signature header carries no v1 signature", reason="mismatch", provider=self.provider
             )
+        check_body_size(body, self.max_body_bytes, self.provider)
         matched = False
         for secret in self.secrets:
             expected = stripe_signature(secret, ts, body).encode()
@@ -514,6 +355,10 @@ class StripeVerifier:
         delivery = VerifiedDelivery(self.provider, "", body, h, url, _media_type(h))
         delivery.dedupe_key = _fit_key(self._dedupe_key(delivery) if self._dedupe_key else _json_id(delivery))
         return delivery
+
+
+def _is_timestamp(text: str) -> bool:
+    return 0 < len(text) <= MAX_TIMESTAMP_DIGITS and text.isascii() and text.isdigit()
 
 
 def _json_id(delivery: VerifiedDelivery) -> str:
@@ -534,7 +379,8 @@ class StandardWebhooksVerifier:
     tokens (other versions, e.g. the asymmetric ``v1a``, are ignored). Timestamps more than
     ``tolerance`` away in either direction, and non-numeric ones, are refused.
 
-    Dedupe key: the ``webhook-id`` (or ``svix-id``) header.
+    Dedupe key: the ``webhook-id`` (or ``svix-id``) header, which is part of the signed
+    message, so it cannot be changed on a replay.
 
     Args:
         secret: ``whsec_...`` secret, or a list of active secrets during rotation.
@@ -542,6 +388,7 @@ class StandardWebhooksVerifier:
         clock: the time source.
         provider: the provider name (default ``standard``).
         dedupe_key: ``f(delivery) -> str`` replacing the default dedupe key.
+        max_body_bytes: largest body accepted before verification (default 5 MiB).
 
     Raises:
         ConfigurationError: a secret is not ``whsec_`` + base64.
@@ -555,8 +402,10 @@ class StandardWebhooksVerifier:
         clock: Clock = SYSTEM_CLOCK,
         provider: str = "standard",
         dedupe_key: Callable[[VerifiedDelivery], str] | None = None,
+        max_body_bytes: int = STANDARD_MAX_BODY_BYTES,
     ) -> None:
         self.keys = [decode_standard_secret(s) for s in _secrets(secret, "StandardWebhooksVerifier secret")]
+        self.max_body_bytes = _positive(max_body_bytes, "StandardWebhooksVerifier max_body_bytes")
         if tolerance <= 0:
             raise ConfigurationError("StandardWebhooksVerifier tolerance must be positive (seconds)")
         self.tolerance = float(tolerance)
@@ -577,7 +426,7 @@ class StandardWebhooksVerifier:
                 f"missing header(s): {', '.join(missing)}", reason="missing_header", provider=self.provider
             )
         msg_id, ts_text, signatures = str(msg_id), str(ts_text).strip(), str(signatures)
-        if not ts_text.isascii() or not ts_text.isdigit() or len(ts_text) > 12:
+        if not _is_timestamp(ts_text):
             raise SignatureError(f"{prefix}timestamp must be a Unix time in seconds", reason="malformed", provider=self.provider)
         if not msg_id.strip():
             raise SignatureError(f"{prefix}id is empty", reason="malformed", provider=self.provider)
@@ -601,6 +450,7 @@ class StandardWebhooksVerifier:
             raise SignatureError(
                 f"{prefix}signature carries no 'v1' signature", reason="mismatch", provider=self.provider
             )
+        check_body_size(body, self.max_body_bytes, self.provider)
         matched = False
         for key in self.keys:
             expected = standard_signature(key, msg_id, ts, body).partition(",")[2].encode()
@@ -618,12 +468,19 @@ class StandardWebhooksVerifier:
 class GitHubVerifier:
     """Verifies ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>``.
 
-    GitHub signs no timestamp; redeliveries keep ``X-GitHub-Delivery``, the dedupe key.
+    GitHub signs no timestamp and only the body.
+
+    Dedupe key: ``"sha256:" +`` the SHA-256 of the body. ``X-GitHub-Delivery`` (kept with
+    the stored headers) is outside the signature, so a replay could carry a fresh one; it is
+    never the key. A redelivery sends the same body, so it is a duplicate; two deliveries
+    with byte-identical bodies are one delivery.
 
     Args:
         secret: the webhook secret, or a list of active secrets during rotation.
         provider: the provider name (default ``github``).
         dedupe_key: ``f(delivery) -> str`` replacing the default dedupe key.
+        max_body_bytes: largest body accepted before verification (default 25 MiB,
+            GitHub's own cap).
     """
 
     header = "x-hub-signature-256"
@@ -634,8 +491,10 @@ class GitHubVerifier:
         *,
         provider: str = "github",
         dedupe_key: Callable[[VerifiedDelivery], str] | None = None,
+        max_body_bytes: int = GITHUB_MAX_BODY_BYTES,
     ) -> None:
         self.secrets: list[str] = _secrets(secret, "GitHubVerifier secret")
+        self.max_body_bytes = _positive(max_body_bytes, "GitHubVerifier max_body_bytes")
         self.provider = provider
         self._dedupe_key = dedupe_key
 
@@ -653,6 +512,7 @@ class GitHubVerifier:
             raise SignatureError(
                 "X-Hub-Signature-256 must be 'sha256=' followed by 64 hex digits", reason="malformed", provider=self.provider
             )
+        check_body_size(body, self.max_body_bytes, self.provider)
         given = ("sha256=" + hexdigest.lower()).encode()
         matched = False
         for secret in self.secrets:
@@ -662,9 +522,5 @@ class GitHubVerifier:
                 "X-Hub-Signature-256 does not match the body for any active secret", reason="mismatch", provider=self.provider
             )
         delivery = VerifiedDelivery(self.provider, "", body, h, url, _media_type(h))
-        if self._dedupe_key:
-            key = self._dedupe_key(delivery)
-        else:
-            key = h.get("x-github-delivery", "").strip() or body_hash_key(body)
-        delivery.dedupe_key = _fit_key(key)
+        delivery.dedupe_key = _fit_key(self._dedupe_key(delivery) if self._dedupe_key else body_hash_key(body))
         return delivery

@@ -37,7 +37,8 @@ HEADER_NAMES = [
 VALUES = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=80)
 INTERESTING = st.sampled_from(
     ["", "t=1,v1=", "v1,", "sha256=", "1700000000", "application/json", "application/x-www-form-urlencoded",
-     "[", "[::1]:x", "a:b:c", "https", "99999999999999999999", "t=abc", " v1,AAAA", "0" * 64]
+     "[", "[::1]:x", "a:b:c", "https", "99999999999999999999", "t=abc", " v1,AAAA", "0" * 64,
+     "9" * 5000, "t=" + "9" * 5000 + ",v1=" + "0" * 64]
 )
 
 
@@ -113,3 +114,22 @@ def test_validly_signed_arbitrary_bodies_never_cause_a_500(fuzz_client: Any, bod
     assert response.status_code == 200, response.text
     golden = golden_stripe_event(event_id="evt_fuzz")
     assert fuzz_client.post("/webhooks/stripe", content=golden, headers=sign_stripe(golden, STRIPE_SECRET, timestamp=now)).status_code == 200
+
+
+@pytest.mark.parametrize("digits", [13, 4301, 5000])
+def test_an_overlong_stripe_timestamp_is_a_401_malformed(fuzz_client: Any, digits: int) -> None:
+    body = golden_stripe_event(event_id="evt_overlong")
+    v1 = sign_stripe(body, STRIPE_SECRET, timestamp=fuzz_client.harness.clock.time())["Stripe-Signature"].split(",", 1)[1]
+    headers = {"Stripe-Signature": f"t={'9' * digits},{v1}", "Content-Type": "application/json"}
+    response = fuzz_client.post("/webhooks/stripe", content=body, headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["reason"] == "malformed"
+
+
+@pytest.mark.parametrize("header", ["webhook-timestamp", "svix-timestamp"])
+def test_an_overlong_standard_timestamp_is_a_401_malformed(fuzz_client: Any, header: str) -> None:
+    prefix = header.split("-")[0]
+    headers = {f"{prefix}-id": "msg_1", header: "9" * 5000, f"{prefix}-signature": "v1,AAAA"}
+    response = fuzz_client.post("/webhooks/standard", content=b"{}", headers=headers)
+    assert response.status_code == 401 and response.json()["reason"] == "malformed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import uuid
 from typing import Any
 
@@ -21,6 +22,8 @@ from surefoot.testing import (
     sign_twilio,
 )
 
+from surefoot.webhooks import twilio_dedupe_key
+
 from .conftest import OLD_SECRETS, BASE, GITHUB_SECRET, STANDARD_SECRET, STRIPE_SECRET, TWILIO_TOKEN, Harness, rows
 
 PROVIDERS = ("twilio", "stripe", "standard", "github")
@@ -31,15 +34,16 @@ def signed(provider: str, ident: str, now: float, *, secret: str | None = None) 
     path = f"/webhooks/{provider}"
     if provider == "twilio":
         params = golden_twilio_voice_status(CallSid=f"CA{ident}")
-        return path, form_body(params), sign_twilio(BASE + path, params, secret or TWILIO_TOKEN), f"call:{path}:CA{ident}:no-answer:0"
+        key = twilio_dedupe_key(BASE + path, list(params.items()))
+        return path, form_body(params), sign_twilio(BASE + path, params, secret or TWILIO_TOKEN), key
     if provider == "stripe":
         body = golden_stripe_event(event_id=f"evt_{ident}")
         return path, body, sign_stripe(body, secret or STRIPE_SECRET, timestamp=now), f"evt_{ident}"
     if provider == "standard":
         body = golden_standard_event()
         return path, body, sign_standard(body, secret or STANDARD_SECRET, msg_id=f"msg_{ident}", timestamp=now), f"msg_{ident}"
-    body = golden_github_push()
-    return path, body, sign_github(body, secret or GITHUB_SECRET, delivery_id=ident), ident
+    body = golden_github_push(ref=f"refs/heads/{ident}")
+    return path, body, sign_github(body, secret or GITHUB_SECRET, delivery_id=ident), "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 def counts(url: str, key: str) -> tuple[int, int]:
@@ -317,21 +321,23 @@ async def test_orm_sessions_join_the_delivery_transaction(inbox_url: str, regist
 
     @inbox.endpoint(app, "/gh", verifier=GitHubVerifier(GITHUB_SECRET))
     def on_push(delivery: Any) -> None:
+        branch = delivery.json()["ref"].rsplit("/", 1)[1]
         with Session(bind=delivery.conn) as session:
-            session.add(Push(delivery=delivery.dedupe_key))
+            session.add(Push(delivery=branch))
             session.commit()  # joins the delivery's transaction: nothing is committed yet
         delivery.add_event("Pushed", {"delivery": delivery.dedupe_key})
-        if delivery.dedupe_key.startswith("fail"):
+        if branch.startswith("fail"):
             raise RuntimeError("after the ORM commit")
 
-    body = golden_github_push()
+    ok, fail = golden_github_push(ref="refs/heads/ok-1"), golden_github_push(ref="refs/heads/fail-1")
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            assert (await c.post("/gh", content=body, headers=sign_github(body, GITHUB_SECRET, delivery_id="ok-1"))).status_code == 200
-            assert (await c.post("/gh", content=body, headers=sign_github(body, GITHUB_SECRET, delivery_id="fail-1"))).status_code == 500
+            assert (await c.post("/gh", content=ok, headers=sign_github(ok, GITHUB_SECRET))).status_code == 200
+            assert (await c.post("/gh", content=fail, headers=sign_github(fail, GITHUB_SECRET))).status_code == 500
         with engine.connect() as conn:
             assert [r[0] for r in conn.execute(sa.select(Push.delivery))] == ["ok-1"]
-        assert counts(inbox_url, "ok-1") == (1, 1) and counts(inbox_url, "fail-1") == (1, 0)
+        ok_key, fail_key = ("sha256:" + hashlib.sha256(b).hexdigest() for b in (ok, fail))
+        assert counts(inbox_url, ok_key) == (1, 1) and counts(inbox_url, fail_key) == (1, 0)
     finally:
         Base.metadata.drop_all(engine)
         engine.dispose()

@@ -14,17 +14,35 @@ def scope(headers: dict[str, str], client: tuple[str, int] | None = ("192.0.2.1"
     return {"type": "http", "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()], "client": client}
 
 
-def test_default_client_key_prefers_credentials_then_tenant_then_address() -> None:
+def test_default_scope_is_the_credential_else_the_address() -> None:
     from surefoot.idempotency import default_client_key
 
     a = default_client_key(scope({"Authorization": "Bearer secret-token"}))
     assert a.startswith("cred:") and "secret-token" not in a
     assert default_client_key(scope({"X-API-Key": "k1"})) != default_client_key(scope({"X-API-Key": "k2"}))
-    assert default_client_key(scope({"X-Tenant-ID": "t-9"})) == "tenant:t-9"
-    with bound(tenant_id="t-ctx"):
-        assert default_client_key(scope({})) == "tenant:t-ctx"
     assert default_client_key(scope({})) == "ip:192.0.2.1"
     assert default_client_key(scope({}, client=None)) == "ip:unknown"
+
+
+def test_client_controlled_tenant_is_not_part_of_the_default_scope() -> None:
+    from surefoot.idempotency import default_client_key
+
+    assert default_client_key(scope({"X-Tenant-ID": "t-9"})) == "ip:192.0.2.1"
+    with bound(tenant_id="t-ctx"):  # bound from the same client header by the HTTP middleware
+        assert default_client_key(scope({})) == "ip:192.0.2.1"
+    cred = default_client_key(scope({"Authorization": "Bearer x"}))
+    assert default_client_key(scope({"Authorization": "Bearer x", "X-Tenant-ID": "t-9"})) == cred
+
+
+def test_trusted_headers_narrow_the_scope() -> None:
+    from surefoot.idempotency import default_client_key
+
+    cred = default_client_key(scope({"Authorization": "Bearer x"}))
+    both = default_client_key(scope({"Authorization": "Bearer x", "X-Tenant-ID": "t-9"}), trusted_headers=["X-Tenant-ID"])
+    assert both == cred + "|x-tenant-id=t-9"
+    assert default_client_key(scope({"X-Tenant-ID": "t-9"}), trusted_headers=["x-tenant-id"]) == "x-tenant-id=t-9"
+    long = default_client_key(scope({"X-Tenant-ID": "t" * 400}), trusted_headers=["X-Tenant-ID"])
+    assert long.startswith("sha256:") and len(long) <= 255
 
 
 def test_bad_arguments_are_configuration_errors(tmp_path: Any) -> None:
@@ -36,6 +54,14 @@ def test_bad_arguments_are_configuration_errors(tmp_path: Any) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path}/k.db")
     with pytest.raises(ConfigurationError):
         IdempotencyMiddleware(None, engine=engine, ttl=dt.timedelta(0))
+    with pytest.raises(ConfigurationError, match="max_body_bytes"):
+        IdempotencyMiddleware(None, engine=engine, max_body_bytes=-1)
+    with pytest.raises(ConfigurationError, match="not both"):
+        IdempotencyMiddleware(None, engine=engine, scope=lambda s: "a", client_key=lambda s: "b")
+    with pytest.raises(ConfigurationError, match="trusted_headers"):
+        IdempotencyMiddleware(None, engine=engine, scope=lambda s: "a", trusted_headers=["X-Tenant-ID"])
+    with pytest.raises(ConfigurationError, match="list of header names"):
+        IdempotencyMiddleware(None, engine=engine, trusted_headers="X-Tenant-ID")
 
 
 async def test_other_scopes_and_methods_pass_through(tmp_path: Any) -> None:

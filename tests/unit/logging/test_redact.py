@@ -4,6 +4,7 @@ import io
 import json
 import re
 import string
+import urllib.parse
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +15,7 @@ from surefoot.logging import Redactor, configure_logging, get_logger, mask_pii
 # Text around the PII: anything but digits and "@" (so every digit and "@" left in the output
 # can only come from what the redactor let through).
 FILLER = st.text(
-    alphabet=st.characters(blacklist_categories=("Nd", "Cs"), blacklist_characters="@"),
+    alphabet=st.characters(blacklist_categories=("Nd", "Cs"), blacklist_characters="@%\uff20\ufe6b"),
     max_size=30,
 )
 # What separates PII from the text around it: a character that is neither part of a word nor
@@ -33,13 +34,15 @@ def phones(draw) -> str:
     if style == "e164":
         return "+" + draw(st.sampled_from("123456789")) + draw(_digits(draw(st.integers(6, 13))))
     if style == "us":
-        sep = draw(st.sampled_from(["-", ".", " "]))
+        sep = draw(st.sampled_from(["-", ".", " ", "/", "\u00a0", "\u2009", "\u202f"]))
         return sep.join([draw(_digits(3)), draw(_digits(3)), draw(_digits(4))])
     if style == "us_paren":
         prefix = draw(st.sampled_from(["", "+1 "]))
         return f"{prefix}({draw(_digits(3))}) {draw(_digits(3))}-{draw(_digits(4))}"
     groups = draw(st.lists(st.integers(2, 4), min_size=3, max_size=5))
-    sep = draw(st.sampled_from([" ", "-", "."]))
+    # Spaces as typographers and word processors write them (non-breaking, thin, narrow
+    # no-break, figure) and slashes (030/1234567) group digits too.
+    sep = draw(st.sampled_from([" ", "-", ".", "/", "\u00a0", "\u2009", "\u202f", "\u2007"]))
     body = sep.join(draw(_digits(n)) for n in groups)
     if sum(groups) < 7:
         body += sep + draw(_digits(4))
@@ -48,9 +51,24 @@ def phones(draw) -> str:
     return "0" + body
 
 
-EMAILS = st.emails()
-# A number shaped exactly like an ISO date (0000-00-00) is left alone by design.
-PHONES = phones().filter(lambda p: re.fullmatch(r"\d{4}-\d\d-\d\d", p) is None)
+# "@" as written, percent-encoded (an address inside a logged URL), fullwidth and small.
+AT_SIGNS = ["@", "%40", "\uff20", "\ufe6b"]
+
+
+@st.composite
+def emails(draw) -> str:
+    address = draw(st.emails())
+    local, _, domain = address.rpartition("@")
+    at = draw(st.sampled_from(AT_SIGNS))
+    if at == "%40":  # inside a URL the whole address is percent-encoded, not only its "@"
+        local = urllib.parse.quote(local, safe="")
+    return local + at + domain
+
+
+EMAILS = emails()
+# Numbers shaped exactly like a date (0000-00-00, 00/00/0000, 0000/00/00) are left alone by design.
+_DATES = re.compile(r"\d{4}-\d\d-\d\d|\d{1,2}/\d{1,2}/\d{2,4}|\d{4}/\d{1,2}/\d{1,2}")
+PHONES = phones().filter(lambda p: _DATES.fullmatch(p) is None)
 PII = st.one_of(PHONES, EMAILS)
 
 
@@ -64,9 +82,10 @@ def text_with_pii(draw) -> tuple[str, list[str]]:
 
 
 def _assert_clean(text: str) -> None:
-    assert "@" not in text, text
+    for at in AT_SIGNS:
+        assert at not in text, text
     # No run of more than 4 digits survives, even split by phone-style separators.
-    assert re.search(r"\d(?:[ \u00a0.\-()]{0,3}\d){4,}", text) is None, text
+    assert re.search(r"\d(?:[ \u00a0\u2007\u2009\u202f.\-()/]{0,3}\d){4,}", text) is None, text
 
 
 @given(text_with_pii())
@@ -94,7 +113,9 @@ def _nested(leaf: st.SearchStrategy) -> st.SearchStrategy:
 @given(
     st.dictionaries(
         st.text(alphabet=string.ascii_lowercase + "_", min_size=1, max_size=12).filter(
-            lambda k: k not in {"timestamp", "level", "trace_id", "span_id"}
+            # fixed-format fields and ids (``id``, ``*_id``, ``*_ids``) are logged as given
+            lambda k: k not in {"timestamp", "level", "trace_id", "span_id", "id"}
+            and not k.endswith(("_id", "_ids"))
         ),
         _nested(st.one_of(text_with_pii().map(lambda s: s[0]), FILLER, st.booleans(), st.none())),
         max_size=4,
@@ -137,6 +158,15 @@ def test_end_to_end_json_line_at_info_has_no_pii(sample) -> None:
         ("+44 7911 123456", "***3456"),
         ("06 12 34 56 78", "***5678"),
         ("tel:+4930123456", "tel:***3456"),
+        # the known gaps: percent-encoded and fullwidth "@", typographic spaces, slashes
+        ("GET /invite?to=user%40example.com", "GET /invite?to=***.com"),
+        ("user\uff20example.com", "***.com"),
+        ("user@example\uff0ecom", "***\uff0ecom"),
+        ("415\u2009555\u20092671", "***2671"),
+        ("+44\u00a07911\u00a0123456", "***3456"),
+        ("06\u202f12\u202f34\u202f56\u202f78", "***5678"),
+        ("030/1234567", "***4567"),
+        ("+49 (0)30/123 456 78", "***5678"),
     ],
 )
 def test_masking_scheme(raw: str, masked: str) -> None:
@@ -157,6 +187,8 @@ def test_masking_scheme(raw: str, masked: str) -> None:
         "/users/123/orders/4567",
         "HTTP/1.1 200",
         "GET",
+        "due 28/10/2025",
+        "archive/2025/10/28/report",
     ],
 )
 def test_common_non_pii_is_left_alone(kept: str) -> None:

@@ -372,10 +372,10 @@ async def test_async_limiters_are_awaited(fake_clock):
         await policy.acall(f)
 
 
-def test_generated_attempt_is_inspectable(fake_clock):
+def test_the_attempt_outline_is_inspectable(fake_clock):
     policy = Policy(name="p", timeout=1, breaker=FakeBreaker(fake_clock), bulkhead=1, rate_limit=10.0)
     source = policy.attempt_source(True)
-    assert source.index("rl_reserve") < source.index("bh_try") < source.index("br_acquire") < source.index("tm_enter")
+    assert source.index("rl_reserve") < source.index("bh_try") < source.index("br_acquire") < source.index("tm_begin")
     assert "await br_acquire()" in source  # a protocol-only breaker is awaited
     assert Policy().attempt_source() == ""
     real = Policy(name="q", breaker=CircuitBreaker("q-src", metrics=False))

@@ -272,3 +272,53 @@ def test_sync_scope_flags_a_late_block(fake_clock):
         with timeout.scope():
             fake_clock.advance(2)
             raise KeyError("k")
+
+
+async def test_acall_within_uses_the_given_limit():
+    timeout = Timeout(10.0, name="within")
+
+    async def slow():
+        await asyncio.sleep(1)
+
+    with pytest.raises(CallTimeoutError) as info:
+        await timeout.acall_within(0.01, slow)
+    assert info.value.timeout == pytest.approx(0.01)
+
+    async def quick(x):
+        return x
+
+    assert await timeout.acall_within(0.5, quick, 3) == 3
+
+
+def test_call_within_uses_the_given_limit_in_both_sync_modes(fake_clock):
+    checked = Timeout(10.0, name="within-check", sync_mode="check", clock=fake_clock)
+
+    def slow():
+        fake_clock.advance(2.0)
+        return "late"
+
+    with pytest.raises(CallTimeoutError):
+        checked.call_within(1.0, slow)
+    assert checked.call_within(5.0, slow) == "late"
+    threaded = Timeout(10.0, name="within-thread")
+    assert threaded.call_within(1.0, lambda: "ok") == "ok"
+    threaded.shutdown()
+
+
+async def test_the_timer_protocol_bounds_awaited_work():
+    timeout = Timeout(0.01, name="protocol")
+    handle = timeout.begin(0.01)
+    with pytest.raises(CallTimeoutError):
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError as exc:
+            timeout.cancelled(handle, exc)
+            raise
+        finally:
+            timeout.end(handle)
+    handle = timeout.begin(1.0)
+    try:
+        await asyncio.sleep(0)
+    finally:
+        timeout.end(handle)
+    await asyncio.sleep(0.02)  # the ended timer never fires

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -203,23 +204,68 @@ def test_twilio_forwarded_headers_only_from_trusted_proxies() -> None:
     assert pu.resolve("http://x/p?q=1", h, "127.0.0.1") == "https://a.example:8443/p?q=1"
 
 
-def test_twilio_dedupe_keys() -> None:
+def test_twilio_dedupe_keys_come_from_signed_content_only() -> None:
     url = "https://api.example.com/voice"
     v = TwilioVerifier("tok")
     params = golden_twilio_voice_status()
-    d = v.verify(form_body(params), sign_twilio(url, params, "tok", idempotency_token="tk-1"), url=url)
-    assert d.dedupe_key == "token:tk-1"
-    d = v.verify(form_body(params), sign_twilio(url, params, "tok"), url=url)
-    assert d.dedupe_key == "call:/voice:CA11111111111111111111111111111111:no-answer:0"
-    sms = golden_twilio_inbound_sms()
-    d = v.verify(form_body(sms), sign_twilio(url, sms, "tok"), url=url)
-    assert d.dedupe_key == "message:/voice:SM22222222222222222222222222222222:received"
-    other = {"Foo": "1"}
-    d1 = v.verify(form_body(other), sign_twilio(url, other, "tok"), url=url)
-    d2 = v.verify(form_body(other), sign_twilio(url, other, "tok"), url=url)
-    assert d1.dedupe_key == d2.dedupe_key and d1.dedupe_key.startswith("sha256:")
+    with_token = v.verify(form_body(params), sign_twilio(url, params, "tok", idempotency_token="tk-1"), url=url)
+    fresh_token = v.verify(form_body(params), sign_twilio(url, params, "tok", idempotency_token="tk-2"), url=url)
+    no_token = v.verify(form_body(params), sign_twilio(url, params, "tok"), url=url)
+    # I-Twilio-Idempotency-Token is not signed: a replay with a fresh one is the same delivery.
+    assert with_token.dedupe_key == fresh_token.dedupe_key == no_token.dedupe_key
+    assert with_token.dedupe_key.startswith("sha256:") and "tk-1" not in with_token.dedupe_key
+    # The key is a hash of exactly the string Twilio signs: the URL, then the sorted parameters.
+    signed = url + "".join(name + value for name, value in sorted(params.items()))
+    assert no_token.dedupe_key == "sha256:" + hashlib.sha256(signed.encode()).hexdigest()
+    # Parameter order, repeated identical pairs and the port variant sign the same: same key.
+    shuffled = list(reversed(list(params.items()))) + [("CallSid", params["CallSid"])]
+    d = v.verify(form_body(shuffled), sign_twilio(url, params, "tok"), url="https://api.example.com:443/voice")
+    assert d.dedupe_key == no_token.dedupe_key
+    # Another signed URL (query) or another value is another delivery.
+    d = v.verify(form_body(params), sign_twilio(url + "?step=2", params, "tok"), url=url + "?step=2")
+    assert d.dedupe_key != no_token.dedupe_key
     custom = TwilioVerifier("tok", dedupe_key=lambda d: d.form()["Foo"])
+    other = {"Foo": "1"}
     assert custom.verify(form_body(other), sign_twilio(url, other, "tok"), url=url).dedupe_key == "1"
+
+
+def test_a_replay_shifting_characters_between_url_and_form_has_the_same_key() -> None:
+    """Twilio signs URL + name1 + value1 + ... concatenated, so characters can be moved from
+    the form into the query without breaking the signature. The key follows the signed
+    string, so such a forgery is a duplicate of the original, not a new delivery."""
+    url = "https://api.example.com/voice?step=1"
+    v = TwilioVerifier("tok")
+    params = golden_twilio_voice_status()
+    original = v.verify(form_body(params), sign_twilio(url, params, "tok"), url=url)
+    rest = "".join(name + value for name, value in sorted(params.items()))
+    forged_params = [(rest[3:], "")]
+    forged = v.verify(form_body(forged_params), sign_twilio(url, params, "tok"), url=url + rest[:3])
+    assert forged.form() != original.form()  # a different request the signature cannot tell apart
+    assert forged.dedupe_key == original.dedupe_key
+
+
+def test_two_gather_results_of_one_call_are_two_deliveries() -> None:
+    """Two <Gather> actions of one call post CallSid + CallStatus=in-progress with different digits."""
+    url = "https://api.example.com/voice/gather"
+    v = TwilioVerifier("tok")
+    first = golden_twilio_voice_status(CallStatus="in-progress", Digits="1")
+    second = golden_twilio_voice_status(CallStatus="in-progress", Digits="2")
+    for p in (first, second):
+        del p["SequenceNumber"]
+    k1 = v.verify(form_body(first), sign_twilio(url, first, "tok"), url=url).dedupe_key
+    k2 = v.verify(form_body(second), sign_twilio(url, second, "tok"), url=url).dedupe_key
+    assert k1 != k2
+
+
+def test_twilio_json_dedupe_key_covers_the_body() -> None:
+    v = TwilioVerifier("tok")
+    keys = set()
+    for body in (b'{"a": 1}', b'{"a": 2}'):
+        url, raw, headers = sign_twilio_json("https://api.example.com/events", body, "tok")
+        keys.add(v.verify(raw, {**headers, "I-Twilio-Idempotency-Token": body.decode()}, url=url).dedupe_key)
+        again = v.verify(raw, {**headers, "I-Twilio-Idempotency-Token": "forged"}, url=url).dedupe_key
+        assert again in keys
+    assert len(keys) == 2
 
 
 # -- Stripe ------------------------------------------------------------------------------
@@ -348,7 +394,7 @@ def test_github_valid_failures_rotation() -> None:
     body = golden_github_push()
     v = GitHubVerifier(["new", "old"])
     d = v.verify(body, sign_github(body, "old", delivery_id="d-1"), url="")
-    assert d.dedupe_key == "d-1"
+    assert d.dedupe_key == "sha256:" + hashlib.sha256(body).hexdigest()  # the signed body, not X-GitHub-Delivery
     assert d.json()["ref"] == "refs/heads/main"
     good = sign_github(body, "new")
     cases = {

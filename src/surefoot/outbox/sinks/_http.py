@@ -9,9 +9,6 @@ with backoff.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import email.utils
-import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +17,7 @@ from typing import Any
 import structlog
 
 from ..._clock import SYSTEM_CLOCK, Clock
+from ..._retry_after import parse_retry_after
 from ..._extras import require
 from ...errors import ConfigurationError
 from ...webhooks._signing import decode_standard_secret, standard_signature
@@ -37,50 +35,7 @@ _RESERVED_HEADERS = frozenset({
     "content-type", "webhook-id", "webhook-timestamp", "webhook-signature", "x-event-name",
     "x-event-schema-version", "x-correlation-id", "x-causation-id", "x-tenant-id",
 })
-_SECONDS_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _MAX_SNIPPET = 512
-
-
-def parse_retry_after(value: str | None, *, now: float, max_delay: float = 86_400.0) -> float | None:
-    """Parse a ``Retry-After`` header value into a delay in seconds.
-
-    Accepts delta-seconds (``"120"``, also ``"1.5"``) and an HTTP-date
-    (``"Wed, 21 Oct 2015 07:28:00 GMT"``, relative to ``now``). A date in the past gives
-    ``0.0``; a delay beyond ``max_delay`` is capped to it. Never raises.
-
-    Args:
-        value: the header value, or ``None`` when absent.
-        now: the current wall time, seconds since the epoch.
-        max_delay: the largest delay returned.
-
-    Returns:
-        The delay in seconds, or ``None`` when the value is missing or unreadable.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if _SECONDS_RE.fullmatch(text):
-        # A huge number would be slow or impossible to convert; it is "a long time" anyway.
-        if len(text.split(".")[0]) > 12:
-            return float(max_delay)
-        return min(float(text), float(max_delay))
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    try:
-        delay = when.timestamp() - now
-    except (OverflowError, ValueError, OSError):
-        return None
-    if delay != delay:  # NaN from an absurd ``now``
-        return None
-    return min(max(0.0, delay), float(max_delay))
 
 
 @dataclass(frozen=True)

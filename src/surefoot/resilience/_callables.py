@@ -1,0 +1,286 @@
+"""One way for every resilience component to tell callables apart and to refuse misuse.
+
+Each component has a sync entry point (``call``), an async one (``acall``) and a decorator.
+The decorator dispatches on :func:`callable_kind` (functions, coroutine functions, generator
+functions and async generator functions; also ``functools.partial`` objects and instances
+whose ``__call__`` is one of these). A sync entry point that is handed an async callable would
+return a coroutine that has not run yet, so the component could not guard it: instead it
+raises :class:`UnsupportedCallableError` naming the async form (``await breaker.acall(fn)``).
+The check is made on the value the callable returned (one type test on the success path), so
+a sync lambda returning a coroutine is caught too, and the coroutine is closed (no "never
+awaited" warning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import types
+from collections.abc import Callable
+from typing import Any, Final, NoReturn
+
+from ..errors import ConfigurationError
+
+__all__ = [
+    "FUNCTION",
+    "COROUTINE",
+    "GENERATOR",
+    "ASYNC_GENERATOR",
+    "UnsupportedCallableError",
+    "callable_kind",
+    "DEFERRED_TYPES",
+    "refuse_deferred",
+    "refuse_kind",
+    "describe",
+    "around_generator",
+    "around_async_generator",
+    "is_sync_function",
+    "refuse_call",
+    "wrap_callable",
+    "through",
+    "athrough",
+]
+
+FUNCTION: Final = "function"
+COROUTINE: Final = "coroutine function"
+GENERATOR: Final = "generator function"
+ASYNC_GENERATOR: Final = "async generator function"
+
+#: Values a sync call may not return: their work runs after the call returned, out of reach.
+DEFERRED_TYPES: frozenset[type] = frozenset(
+    {types.CoroutineType, types.AsyncGeneratorType, types.GeneratorType, asyncio.Future, asyncio.Task}
+)
+
+
+class UnsupportedCallableError(ConfigurationError, TypeError):
+    """A resilience component was given a callable it cannot guard in that form.
+
+    Raised by a sync entry point (``call``, a sync decorator) handed an async callable, and by
+    decorators that do not support generator functions. The message names the form to use.
+    """
+
+
+def callable_kind(fn: Any) -> str:
+    """``FUNCTION``, ``COROUTINE``, ``GENERATOR`` or ``ASYNC_GENERATOR`` for ``fn``.
+
+    ``functools.partial`` objects, bound methods and ``functools.wraps`` wrappers are looked
+    through by :mod:`inspect`; an instance counts as the kind of its ``__call__``.
+    """
+    for target in (fn, _call_method(fn)):
+        if target is None:
+            continue
+        if inspect.isasyncgenfunction(target):
+            return ASYNC_GENERATOR
+        if inspect.iscoroutinefunction(target):
+            return COROUTINE
+        if inspect.isgeneratorfunction(target):
+            return GENERATOR
+    return FUNCTION
+
+
+def _call_method(fn: Any) -> Any:
+    if inspect.isroutine(fn) or isinstance(fn, (type, functools.partial)):
+        return None
+    call = getattr(fn, "__call__", None)  # noqa: B004 - the bound __call__ of an instance
+    return call if inspect.ismethod(call) else None
+
+
+def describe(fn: Any) -> str:
+    """A short name for ``fn`` in error messages."""
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+
+def refuse_deferred(result: Any, owner: str, var: str, *, generators: bool = True) -> NoReturn:
+    """Raise :class:`UnsupportedCallableError` for a coroutine/generator a sync call returned.
+
+    Args:
+        result: what the callable returned (a coroutine is closed first).
+        owner: the component class, e.g. ``"CircuitBreaker"``.
+        var: how code usually names an instance, e.g. ``"breaker"``.
+        generators: whether the component's decorator protects a whole (async) iteration.
+    """
+    kind = type(result)
+    if kind is types.CoroutineType or kind is types.GeneratorType:
+        result.close()
+    if kind is types.CoroutineType or isinstance(result, asyncio.Future):
+        what = "a coroutine" if kind is types.CoroutineType else "an asyncio future"
+        raise UnsupportedCallableError(
+            f"{owner}.call() got {what} from an async callable: it has not run yet, so {owner} "
+            f"cannot guard it. Use `await {var}.acall(fn, ...)`, or decorate the async function "
+            f"with `@{var}`."
+        )
+    form = "an async generator" if kind is types.AsyncGeneratorType else "a generator"
+    hint = (
+        f"decorate the generator function with `@{var}`, which protects the whole iteration"
+        if generators
+        else "wrap the call that produces the items instead"
+    )
+    raise UnsupportedCallableError(
+        f"{owner}.call() got {form}: its work runs while it is iterated, after the call "
+        f"returned, so {owner} cannot guard it; {hint}."
+    )
+
+
+def refuse_kind(fn: Any, owner: str, var: str, kind: str, advice: str) -> NoReturn:
+    """Raise :class:`UnsupportedCallableError` for a decorator that does not support ``kind``."""
+    raise UnsupportedCallableError(
+        f"{owner} cannot decorate the {kind} {describe(fn)}: {advice}"
+    )
+
+
+def guard_sync(owner: str, var: str, *, generators: bool = True) -> Callable[[Any], Any]:
+    """A function returning its argument, refusing deferred values (for the slow paths)."""
+
+    def check(result: Any) -> Any:
+        if type(result) in DEFERRED_TYPES:
+            refuse_deferred(result, owner, var, generators=generators)
+        return result
+
+    return check
+
+
+def around_generator(fn: Callable[..., Any], enter: Callable[[], Any], exit_: Callable[[], Any]) -> Callable[..., Any]:
+    """A generator function running ``fn``'s whole iteration between ``enter()`` and ``exit_()``.
+
+    ``enter`` runs when iteration starts (the first ``next()``), ``exit_`` when it ends for any
+    reason: exhausted, raised, closed early or garbage-collected. ``send`` and ``throw`` reach
+    ``fn``'s generator unchanged.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        enter()
+        try:
+            return (yield from fn(*args, **kwargs))
+        finally:
+            exit_()
+
+    return wrapper
+
+
+def around_async_generator(
+    fn: Callable[..., Any], enter: Callable[[], Any], exit_: Callable[[], Any]
+) -> Callable[..., Any]:
+    """The async twin of :func:`around_generator` (``enter`` is awaited; ``asend``/``athrow`` pass through)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        await enter()
+        try:
+            agen = fn(*args, **kwargs)
+            try:
+                value = await agen.__anext__()
+            except StopAsyncIteration:
+                return
+            while True:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    await agen.aclose()
+                    raise
+                except BaseException as thrown:
+                    try:
+                        value = await agen.athrow(thrown)
+                    except StopAsyncIteration:
+                        return
+                else:
+                    try:
+                        value = await agen.asend(sent)
+                    except StopAsyncIteration:
+                        return
+        finally:
+            exit_()
+
+    return wrapper
+
+
+_NOT_SYNC = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+
+
+def is_sync_function(fn: Any) -> bool:
+    """``callable_kind(fn) == FUNCTION``, with a fast path for plain functions and methods."""
+    kind = type(fn)
+    if kind is types.FunctionType:
+        return not fn.__code__.co_flags & _NOT_SYNC
+    if kind is types.MethodType and type(fn.__func__) is types.FunctionType:
+        return not fn.__func__.__code__.co_flags & _NOT_SYNC
+    return callable_kind(fn) is FUNCTION
+
+
+def refuse_call(fn: Any, owner: str, var: str, *, generators: bool = True) -> NoReturn:
+    """Raise :class:`UnsupportedCallableError` for a sync ``call`` handed a non-sync callable."""
+    kind = callable_kind(fn)
+    if kind is COROUTINE:
+        raise UnsupportedCallableError(
+            f"{owner}.call() got the coroutine function {describe(fn)}: a sync call cannot guard it. "
+            f"Use `await {var}.acall(fn, ...)`, or decorate the async function with `@{var}`."
+        )
+    hint = (
+        f"decorate the generator function with `@{var}`, which protects the whole iteration"
+        if generators
+        else "wrap the call that produces the items instead"
+    )
+    raise UnsupportedCallableError(
+        f"{owner}.call() got the {kind} {describe(fn)}: its work runs while it is iterated, after "
+        f"the call returned, so {owner} cannot guard it; {hint}."
+    )
+
+
+Factory = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def wrap_callable(
+    fn: Callable[..., Any],
+    *,
+    owner: str,
+    var: str,
+    function: Factory,
+    coroutine: Factory,
+    generator: Factory | None = None,
+    async_generator: Factory | None = None,
+    refusal: str = "wrap the call that produces the items instead",
+    attribute: str | None = None,
+    component: Any = None,
+) -> Callable[..., Any]:
+    """The one way every resilience decorator wraps a callable.
+
+    ``fn``'s kind (:func:`callable_kind`) picks the factory building the wrapper; a kind without
+    a factory is refused with :class:`UnsupportedCallableError` (``refusal`` says what to do
+    instead). The wrapper gets ``fn``'s name and docstring (``functools.update_wrapper``) and,
+    with ``attribute``, ``component`` as that attribute (``wrapper.breaker``, ...).
+    """
+    kind = callable_kind(fn)
+    factory = {FUNCTION: function, COROUTINE: coroutine, GENERATOR: generator, ASYNC_GENERATOR: async_generator}[kind]
+    if factory is None:
+        refuse_kind(fn, owner, var, kind, refusal)
+    wrapper = factory(fn)
+    if getattr(wrapper, "__wrapped__", None) is not fn:
+        functools.update_wrapper(wrapper, fn)
+    if attribute is not None:
+        setattr(wrapper, attribute, component)
+    return wrapper
+
+
+def through(call: Callable[..., Any]) -> Factory:
+    """A factory of sync wrappers running ``call(fn, *args, **kwargs)``."""
+
+    def factory(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return call(fn, *args, **kwargs)
+
+        return wrapper
+
+    return factory
+
+
+def athrough(acall: Callable[..., Any]) -> Factory:
+    """A factory of async wrappers awaiting ``acall(fn, *args, **kwargs)``."""
+
+    def factory(fn: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await acall(fn, *args, **kwargs)
+
+        return wrapper
+
+    return factory
