@@ -12,7 +12,7 @@ import contextlib
 from typing import Any
 
 from surefoot import get_logger
-from surefoot.metrics import MetricSpec
+from surefoot.metrics import KPI, MetricSpec
 
 log = get_logger("missed_call")
 
@@ -88,35 +88,9 @@ def span(name: str, **attributes: Any) -> Any:
 
 # -- KPIs and the service's own metrics ------------------------------------------------
 
-try:
-    from surefoot.metrics import KPI as _KPI  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - depends on the installed surefoot
-    _KPI = None
-
-
-class _Counter:
-    """A KPI (``kpi_<name>_total``) through ``surefoot.metrics.KPI``, or the same family by hand."""
-
-    def __init__(self, name: str, description: str, labels: dict[str, tuple[str, ...]] | None = None) -> None:
-        self.labelnames = tuple(labels or {})
-        if _KPI is not None:
-            self._kpi = _KPI(name, description=description, labels=labels or {})
-            self._spec = None
-        else:
-            self._kpi = None
-            self._spec = MetricSpec(f"kpi_{name}", "counter", description, self.labelnames)
-
-    def inc(self, amount: float = 1, **labels: str) -> None:
-        if self._kpi is not None:
-            self._kpi.inc(amount, **labels)
-        else:
-            family = self._spec.get()  # type: ignore[union-attr]
-            (family.labels(**labels) if labels else family).inc(amount)
-
-
-CALLS_DETECTED = _Counter("calls_detected", "calls classified by the voice webhook",
-                          {"outcome": ("missed", "answered", "in_progress")})
-CONVERSATIONS_STARTED = _Counter("conversations_started", "conversations opened by a first SMS")
+CALLS_DETECTED = KPI("calls_detected", description="calls classified by the voice webhook",
+                     labels={"outcome": ("missed", "answered")})
+CONVERSATIONS_STARTED = KPI("conversations_started", description="conversations opened by a first SMS")
 
 DELIVERY_FUNNEL = MetricSpec(
     "sms_delivery_status_total", "counter",

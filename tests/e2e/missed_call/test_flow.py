@@ -81,7 +81,7 @@ def test_unknown_number_is_a_200_no_op_with_a_warning(shared_service: Service) -
     call = svc.simulator(unknown).call(status="no-answer")
     assert call.status_code == 200
     assert svc.scalar("SELECT count(*) FROM calls WHERE called = :n", n=unknown) == 0
-    assert svc.scalar("SELECT status FROM webhook_events WHERE dedupe_key LIKE :k", k=f"%{call.call_sid}%") == "ignored"
+    assert svc.scalar("SELECT status FROM webhook_events WHERE payload LIKE :k", k=f"%{call.call_sid}%") == "ignored"
     warning = wait_until(lambda: [line for line in _log_lines(svc.output("web"))
                                   if line["event"] == "call_for_unknown_number" and line.get("call_sid") == call.call_sid],
                          what="the WARN line")[0]
@@ -110,7 +110,7 @@ def test_replays_sequential_and_concurrent_give_one_inbox_row_and_one_sms(shared
         statuses += list(pool.map(lambda _: sim.post(sim.voice_url, params).status_code, range(5)))
     assert statuses == [200] * 10
     wait_until(lambda: [m for m in svc.messages(tenant) if m["status"] == "delivered"], what="delivery")
-    inbox = svc.scalar("SELECT count(*) FROM webhook_events WHERE dedupe_key LIKE :k", k=f"%{params['CallSid']}%")
+    inbox = svc.scalar("SELECT count(*) FROM webhook_events WHERE payload LIKE :k", k=f"%{params['CallSid']}%")
     assert inbox == 1
     assert svc.scalar("SELECT count(*) FROM outbox_events WHERE tenant_id = :t AND event_name = 'CallDetected'",
                       t=tenant) == 1
