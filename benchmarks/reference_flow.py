@@ -57,9 +57,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
 
 
-def cpu_seconds(stack: Stack) -> float:
+def cpu_seconds(stack: Stack, only: str | None = None) -> float:
     total = 0.0
-    for process in stack.processes.values():
+    for name, process in stack.processes.items():
+        if only is not None and name != only:
+            continue
         try:
             parent = psutil.Process(process.pid)
             for proc in [parent, *parent.children(recursive=True)]:
@@ -101,7 +103,7 @@ def run_step(stack: Stack, fake: TwilioFake, engine: sa.Engine, rate: float, dur
     count = int(rate * duration)
     before_fake = len(fake.messages)
     sampler = LagSampler(engine)
-    cpu0 = cpu_seconds(stack)
+    cpu0, worker0 = cpu_seconds(stack), cpu_seconds(stack, "worker")
     sampler.start()
     started = time.monotonic()
     calls = sim.run(count, rate)
@@ -128,6 +130,7 @@ def run_step(stack: Stack, fake: TwilioFake, engine: sa.Engine, rate: float, dur
     sampler.stop.set()
     sampler.join(5)
     cpu = cpu_seconds(stack) - cpu0
+    worker_cpu = cpu_seconds(stack, "worker") - worker0
     message_call = {mid: sid for mid, sid in rows}
     sent_at = {c.call_sid: c.sent_at for c in calls}
     first_accept: dict[str, float] = {}
@@ -146,13 +149,14 @@ def run_step(stack: Stack, fake: TwilioFake, engine: sa.Engine, rate: float, dur
         "lag_p95": percentile(sampler.samples, 0.95), "lag_max": max(sampler.samples or [0.0]),
         "errors": errors, "lost": lost, "duplicates": sum(n - 1 for n in per_message.values() if n > 1),
         "cpu_ms_per_call": cpu * 1000 / max(1, count),
+        "worker_cpu_ms_per_call": worker_cpu * 1000 / max(1, count),
     }
 
 
 def fmt_row(r: dict[str, Any]) -> str:
     return (f"| {r['rate']:g}/s × {r['duration']:g} s | {r['calls']} | {r['p50'] * 1000:,.1f} | {r['p95'] * 1000:,.1f} | "
             f"{r['p99'] * 1000:,.1f} | {r['lag_p95']:.2f} / {r['lag_max']:.2f} | {r['errors']} | {r['lost']} | "
-            f"{r['duplicates']} | {r['cpu_ms_per_call']:.1f} |")
+            f"{r['duplicates']} | {r['cpu_ms_per_call']:.1f} ({r['worker_cpu_ms_per_call']:.1f}) |")
 
 
 def main() -> int:
@@ -208,9 +212,11 @@ def main() -> int:
     main_step = results[0]
     print(f"\nreference flow on {args.database} — web {args.web_workers} uvicorn workers + 1 worker, "
           f"Twilio fake at 0 ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine)\n")
-    print(f"first SMS P95 {main_step['p95'] * 1000:,.1f} ms at {main_step['rate']:g} calls/s: "
-          f"{5.0 / main_step['p95']:,.0f}x inside the seed's 5 s; {main_step['p95'] / 0.05:.2f}x the 50 ms target\n")
-    print("| step | calls | first SMS P50 (ms) | P95 (ms) | P99 (ms) | outbox lag P95 / max (s) | errors | lost | duplicates | CPU per call (ms) |")
+    p95 = main_step["p95"]
+    versus_seed = f"{5.0 / p95:,.1f}x inside the seed's 5 s" if p95 <= 5.0 else f"{p95 / 5.0:,.1f}x over the seed's 5 s"
+    print(f"first SMS P95 {p95 * 1000:,.1f} ms at {main_step['rate']:g} calls/s: {versus_seed}; "
+          f"{p95 / 0.05:,.2f}x the 50 ms target\n")
+    print("| step | calls | first SMS P50 (ms) | P95 (ms) | P99 (ms) | outbox lag P95 / max (s) | errors | lost | duplicates | CPU per call, web + worker (worker) ms |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in results:
         print(fmt_row(row))
