@@ -10,17 +10,28 @@ Process-global state lives here and only here; tests call :func:`reset_config`.
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
+import re
+import sys
 import threading
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ._compat.structlog import import_structlog as _import_structlog
 from .errors import ConfigurationError
+
+# surefoot/__init__ imports this module first (nothing above imports structlog): structlog
+# is imported here without rich (see surefoot._compat.structlog), before any other module.
+_import_structlog()
 
 __all__ = [
     "Settings",
+    "CommaList",
     "load_settings",
     "get_settings",
     "configure",
@@ -33,9 +44,38 @@ __all__ = [
 
 S = TypeVar("S", bound=BaseSettings)
 
+_LIST_FORM = "a comma-separated list (a,b) or a JSON list ([\"a\", \"b\"])"
+
+
+def _split_list(value: Any) -> Any:
+    """Accept ``a,b``, ``a, b``, a JSON list, or an empty value (the empty list)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ValueError(f"valid JSON, or {_LIST_FORM}") from None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+#: A ``list[str]`` setting written as ``a,b`` or as a JSON list in the environment.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
+
+#: The paths left out of the request metrics by default: probes, the metrics endpoint and the
+#: FastAPI documentation routes (moved with ``install``'s ``health_prefix``, the metrics path
+#: and the app's ``docs_url`` / ``redoc_url`` / ``openapi_url``).
+DEFAULT_METRICS_EXCLUDE = (
+    "/livez", "/readyz", "/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
+    "/openapi.json",
+)
+
 
 class Settings(BaseSettings):
     """Core settings, read from ``SUREFOOT_*`` environment variables.
+
+    List settings accept the comma-separated form (``10.0.0.0/8,127.0.0.1``) and a JSON list.
 
     Attributes:
         env: ``development``, ``production`` or ``test``.
@@ -47,11 +87,19 @@ class Settings(BaseSettings):
         log_message_bodies: log the first 50 characters of message bodies.
         metrics_enabled: ``false`` removes metrics from the request path entirely.
         metrics_path: where the Prometheus endpoint is mounted.
-        metrics_username / metrics_password: HTTP basic auth for the metrics endpoint.
+        metrics_username / metrics_password: HTTP basic auth for the metrics endpoint (both or
+            neither; an empty password is refused).
         metrics_allow_ips: client addresses or networks (CIDR) allowed to scrape.
+        metrics_exclude_paths: request paths left out of the request metrics (probes,
+            ``/metrics`` and the docs routes by default); an empty value measures everything.
         correlation_headers: request headers read for the correlation id, in priority order.
         tenant_header: request header carrying the tenant id.
         access_log_skip_paths: paths without an access log line.
+        access_log_client: add the client address (``client``) to access lines.
+        access_log_user_agent: add the ``User-Agent`` (``user_agent``, redacted, at most
+            ``access_log_max_path`` characters) to access lines.
+        access_log_max_path: the longest request path (and user agent) written on an access
+            line, in characters; longer ones are cut and end with ``...``.
         enable_events: ``false`` turns best-effort event emission (``emit``) off.
         database_url: SQLAlchemy URL of the service database (embedded SQLite by default).
     """
@@ -69,12 +117,16 @@ class Settings(BaseSettings):
     metrics_path: str = "/metrics"
     metrics_username: str | None = None
     metrics_password: str | None = None
-    metrics_allow_ips: list[str] = Field(default_factory=list)
-    correlation_headers: list[str] = Field(default_factory=lambda: ["X-Correlation-ID", "X-Request-ID"])
+    metrics_allow_ips: CommaList = Field(default_factory=list)
+    metrics_exclude_paths: CommaList = Field(default_factory=lambda: list(DEFAULT_METRICS_EXCLUDE))
+    correlation_headers: CommaList = Field(default_factory=lambda: ["X-Correlation-ID", "X-Request-ID"])
     tenant_header: str | None = "X-Tenant-ID"
-    access_log_skip_paths: list[str] = Field(
+    access_log_skip_paths: CommaList = Field(
         default_factory=lambda: ["/livez", "/readyz", "/health", "/metrics"]
     )
+    access_log_client: bool = False
+    access_log_user_agent: bool = False
+    access_log_max_path: int = Field(200, ge=16, le=8192)
     enable_events: bool = True
     database_url: str = "sqlite:///surefoot.db"
 
@@ -83,32 +135,152 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @pydantic.field_validator("metrics_allow_ips")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or CIDR network; expected addresses or "
+                    "networks such as 10.0.0.0/8,127.0.0.1"
+                ) from None
+        return value
+
+    @pydantic.field_validator("metrics_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("expected a path starting with '/', such as /metrics")
+        return value
+
+    @pydantic.field_validator("metrics_password")
+    @classmethod
+    def _password(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError(
+                "an empty password protects nothing; expected a non-empty password, or leave "
+                "SUREFOOT_METRICS_PASSWORD and SUREFOOT_METRICS_USERNAME unset"
+            )
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _both_credentials(self) -> Settings:
+        if (self.metrics_username is None) != (self.metrics_password is None):
+            missing = "SUREFOOT_METRICS_PASSWORD" if self.metrics_password is None else "SUREFOOT_METRICS_USERNAME"
+            raise ValueError(
+                f"{missing}: not set; expected both SUREFOOT_METRICS_USERNAME and "
+                "SUREFOOT_METRICS_PASSWORD for basic auth, or neither"
+            )
+        return self
+
+
+_EXPECTED = {
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "list_type": _LIST_FORM,
+    "string_type": "a string",
+    "json_invalid": "valid JSON",
+}
+
+
+def _expected(error: dict[str, Any]) -> str:
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    if kind == "literal_error" and "expected" in ctx:
+        return "one of " + str(ctx["expected"]).replace(" or ", ", ")
+    if kind == "value_error":
+        message = str(error.get("msg", ""))
+        return message.removeprefix("Value error, ")
+    for bound, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if bound in ctx:
+            return f"a number {word} {ctx[bound]}"
+    if kind in _EXPECTED:
+        return _EXPECTED[kind]
+    return str(error.get("msg", "a valid value"))
+
+
+def _raw(variable: str, error: dict[str, Any]) -> Any:
+    # What the user wrote: the environment's text when the value came from there.
+    for name, value in os.environ.items():
+        if name.upper() == variable:
+            return value
+    return error.get("input")
+
 
 def _describe(cls: type[BaseSettings], loc: tuple[Any, ...], error: dict[str, Any]) -> str:
-    field = str(loc[0]) if loc else "?"
+    if not loc:  # a check across fields: its message names the variables itself
+        return _expected(error)
+    field = str(loc[0])
     prefix = cls.model_config.get("env_prefix", "") or ""
     variable = f"{prefix}{field}".upper()
-    message = f"{variable}: {error.get('msg', 'invalid value')}"
-    ctx = error.get("ctx") or {}
-    if "expected" in ctx:
-        message += f" (allowed: {ctx['expected']})"
-    if "input" in error:
-        message += f"; got {error['input']!r}"
-    return message
+    expected = _expected(error)
+    if "got " in expected or "is not" in expected or "empty" in expected:
+        return f"{variable}: {expected}"
+    return f"{variable}: got {_raw(variable, error)!r}; expected {expected}"
+
+
+_SETTINGS_ERROR_FIELD = re.compile(r'field "([^"]+)"')
+
+
+class SettingsConfigurationError(ConfigurationError):
+    """A ``SUREFOOT_*`` setting is invalid. Uncaught, it prints as one line (no traceback)."""
+
+
+def _install_excepthook() -> None:
+    """Print an uncaught settings error as its one-line message instead of a traceback.
+
+    A bad variable is found while the application module is imported (``uvicorn app:app``);
+    the traceback would bury the one line that says what to fix.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_surefoot", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if isinstance(value, SettingsConfigurationError):
+            print(str(value), file=sys.stderr)
+            return
+        previous(kind, value, tb)
+
+    hook._surefoot = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build ``cls`` from the environment plus ``overrides``.
 
     Raises:
-        ConfigurationError: a value is invalid; the message names each variable, what it
-            accepts and what it got.
+        ConfigurationError: a value is invalid; the one-line message names each variable,
+            what it got and the form expected. Left uncaught, it is printed as that line
+            alone, without a traceback.
     """
+    from pydantic_settings import SettingsError
+
     try:
         return cls(**overrides)
     except pydantic.ValidationError as exc:
-        problems = [_describe(cls, tuple(e.get("loc", ())), dict(e)) for e in exc.errors()]
-        raise ConfigurationError("invalid surefoot settings: " + "; ".join(problems)) from None
+        problems = list(
+            dict.fromkeys(_describe(cls, tuple(e.get("loc", ())), dict(e)) for e in exc.errors())
+        )
+        message = "invalid surefoot settings: " + "; ".join(problems)
+    except SettingsError as exc:
+        match = _SETTINGS_ERROR_FIELD.search(str(exc))
+        field = match.group(1) if match else "?"
+        variable = f"{cls.model_config.get('env_prefix', '') or ''}{field}".upper()
+        message = (
+            f"invalid surefoot settings: {variable}: got {_raw(variable, {})!r}; expected valid JSON"
+        )
+    except ConfigurationError as exc:
+        message = str(exc)
+    _install_excepthook()
+    raise SettingsConfigurationError(message) from None
 
 
 _lock = threading.Lock()

@@ -42,14 +42,28 @@ class Installation:
 _DEFAULT_PROBES = ("/livez", "/readyz", "/health")
 
 
-def _skip_actual_probe_paths(settings: Settings, prefix: str) -> Settings:
-    """Point the access-log skip list's default probe paths at where they really are."""
+def _actual_paths(settings: Settings, prefix: str, app: Any) -> Settings:
+    """Point the default probe, metrics and docs paths of the skip lists at where they are.
+
+    ``access_log_skip_paths`` and ``metrics_exclude_paths`` name the default locations;
+    ``health_prefix``, ``SUREFOOT_METRICS_PATH`` and the app's ``docs_url`` / ``redoc_url`` /
+    ``openapi_url`` move them.
+    """
     mapping = {path: prefix + path for path in _DEFAULT_PROBES}
     mapping["/metrics"] = settings.metrics_path
-    skip = [mapping.get(path, path) for path in settings.access_log_skip_paths]
-    if skip == list(settings.access_log_skip_paths):
-        return settings
-    return settings.model_copy(update={"access_log_skip_paths": skip})
+    for default, attribute in (
+        ("/docs", "docs_url"), ("/redoc", "redoc_url"), ("/openapi.json", "openapi_url"),
+        ("/docs/oauth2-redirect", "swagger_ui_oauth2_redirect_url"),
+    ):
+        if hasattr(app, attribute):
+            mapping[default] = getattr(app, attribute) or ""
+    update: dict[str, Any] = {}
+    for name in ("access_log_skip_paths", "metrics_exclude_paths"):
+        current = list(getattr(settings, name))
+        moved = [path for path in (mapping.get(p, p) for p in current) if path]
+        if moved != current:
+            update[name] = moved
+    return settings.model_copy(update=update) if update else settings
 
 
 def install(
@@ -77,8 +91,9 @@ def install(
        (correlation ids, RED metrics, access log) and RFC 9457 exception handlers;
     3. **metrics endpoint** at ``settings.metrics_path`` exposing this app's registry and the
        process default one (domain metrics), with the configured auth;
-    4. **health endpoints** ``/livez``, ``/readyz``, ``/health`` (placed before the app's own
-       routes, so a catch-all route cannot shadow them);
+    4. **health endpoints** ``/livez``, ``/readyz``, ``/health``; these and the metrics endpoint
+       are answered by the middleware by exact path before the application's routes are
+       matched (a catch-all route cannot shadow them; user middleware does not run for them);
     5. **lifespan** — the app's own lifespan is wrapped, not replaced: on start-up, uvicorn's
        loggers are bridged again (``uvicorn.run`` reconfigures them after import), the
        loop-lag watchdog, the SIGTERM drain and (with metrics) the process monitor
@@ -137,9 +152,7 @@ def install(
         raise ConfigurationError(
             f"health_prefix must start with '/' and not end with it; got {health_prefix!r}"
         )
-    settings = _skip_actual_probe_paths(
-        settings if settings is not None else get_settings(), health_prefix
-    )
+    settings = _actual_paths(settings if settings is not None else get_settings(), health_prefix, app)
 
     from .health import Health, health_routes
     from .http import install_http
@@ -160,6 +173,11 @@ def install(
     # 1. logging first: everything below may log.
     log_options = dict(log_options or {})
     logging_config = configure_logging(settings, **log_options) if logging else None
+
+    # 1b. tracing and error reporting from the settings (SUREFOOT_TRACING, SUREFOOT_SENTRY_DSN).
+    from .tracing._setup import setup_from_settings
+
+    tracing_started = setup_from_settings()
 
     # 2. request path.
     metrics_on = bool(metrics) and settings.metrics_enabled
@@ -193,7 +211,13 @@ def install(
     health.use_registry(registry, metrics=metrics_on)
     if health_endpoints:
         front.extend(health_routes(health, prefix=health_prefix))
-    router.routes[0:0] = front
+    # Answered by the middleware by exact path, ahead of every route (one dict lookup, no
+    # matching): a catch-all route cannot shadow them and user middleware does not run for
+    # them. They also sit at the end of the router, for anything that lists or reaches the
+    # routes directly.
+    if middleware is not None:
+        middleware.serve_first(front)
+    router.routes.extend(front)
 
     # 5. lifespan, wrapping the application's own.
     original_lifespan = router.lifespan_context
@@ -203,6 +227,10 @@ def install(
     async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
         if logging:
             bridge_stdlib_loggers(uvicorn_access_log=uvicorn_access_log)
+        if metrics_on:
+            from .metrics.multiprocess import warn_if_unshared
+
+            warn_if_unshared()
         health.start_watchdog()
         health.install_signal_drain()
         monitor = None
@@ -224,6 +252,10 @@ def install(
             health.remove_signal_drain()
             await health.stop_watchdog()
             health.mark_stopped()
+            if tracing_started:
+                from .tracing._setup import shutdown_tracing
+
+                shutdown_tracing()  # flushes the batch queue and held failed traces
 
     router.lifespan_context = lifespan
 

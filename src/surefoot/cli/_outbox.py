@@ -12,31 +12,34 @@ from typing import Any
 
 import typer
 
+from ._common import (
+    describe_age,
+    fail,
+    friendly_errors,
+    open_engine,
+    parse_age,
+    resolve_url,
+    url_option,
+    yes_option,
+)
+
 __all__ = ["register"]
 
 outbox_app = typer.Typer(no_args_is_help=True, help="Operate the transactional outbox.")
 
-URL_HELP = "Database URL (default: SUREFOOT_DATABASE_URL, else the embedded SQLite file)."
+MIGRATE = "surefoot outbox migrate"
 
 
 def _url(url: str | None) -> str:
-    if url:
-        return url
-    from .._config import get_settings
-
-    return get_settings().database_url
+    return resolve_url(url)
 
 
-def _engine(url: str | None) -> Any:
-    import sqlalchemy as sa
-
-    from ..outbox._urls import sync_url
-
-    return sa.create_engine(sync_url(_url(url)))
+def _engine(url: str | None, *, creates: bool = False) -> Any:
+    return open_engine(url, creates=creates, migrate_hint=MIGRATE)
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _console() -> Any:
@@ -55,8 +58,9 @@ def _progress(console: Any) -> Any:
 
 
 @outbox_app.command()
+@friendly_errors(MIGRATE)
 def migrate(
-    url: str = typer.Option(None, "--url", help=URL_HELP),
+    url: str = url_option(),
     notify_trigger: bool = typer.Option(
         False, "--notify-trigger/--no-notify-trigger",
         help="PostgreSQL: NOTIFY on every insert, for writers that bypass outbox.add().",
@@ -65,7 +69,7 @@ def migrate(
     """Create the outbox tables, indexes and wake-up trigger (idempotent)."""
     from ..outbox._schema import create_tables
 
-    engine = _engine(url)
+    engine = _engine(url, creates=True)
     try:
         create_tables(engine, notify_trigger=notify_trigger)
     finally:
@@ -74,8 +78,9 @@ def migrate(
 
 
 @outbox_app.command()
+@friendly_errors(MIGRATE)
 def run(
-    url: str = typer.Option(None, "--url", help=URL_HELP),
+    url: str = url_option(),
     imports: list[str] = typer.Option(
         [], "--import", "-i",
         help="Module that registers handlers (@outbox.handler) or defines `router`; repeatable.",
@@ -85,12 +90,19 @@ def run(
     pause: list[str] = typer.Option([], "--pause", help="Event name pattern not to dispatch; repeatable."),
 ) -> None:
     """Run a dispatcher until SIGTERM or Ctrl-C (in-flight batches finish or are released)."""
+    _engine(url).dispose()  # a missing database is an error here, not a new empty file
     from ..outbox._dispatcher import Dispatcher
     from ..outbox._routing import Router, default_router
 
     router: Router = default_router
     for name in imports:
-        module = importlib.import_module(name)
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            if getattr(exc, "name", None) and name.startswith(str(exc.name)):
+                raise fail(f"cannot import {name!r} (--import): {exc}; check the module path and "
+                           "that the current directory or PYTHONPATH contains it") from None
+            raise
         candidate = getattr(module, "router", None)
         if isinstance(candidate, Router):
             router = candidate
@@ -116,8 +128,9 @@ def run(
 
 
 @outbox_app.command()
+@friendly_errors(MIGRATE)
 def status(
-    url: str = typer.Option(None, "--url", help=URL_HELP),
+    url: str = url_option(),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Pending events, lag, in-flight claims and dead letters, per event name."""
@@ -149,8 +162,8 @@ def status(
         f"pending [bold]{s.pending}[/]  lag [bold]{s.lag_seconds:.1f} s[/]  "
         f"in flight [bold]{s.in_flight}[/]  dead letters [bold]{s.dead_letters}[/]"
     )
-    for p, r in paused:
-        console.print(f"[bold red]paused[/] {p}" + (f" ({r})" if r else ""))
+    for pattern, reason in paused:
+        console.print(f"[bold red]paused[/] {pattern}" + (f" ({reason})" if reason else ""))
     if per_name:
         table = Table("event_name", "pending", "max attempts", "lag (s)")
         for n, p, a, lag in per_name:
@@ -159,8 +172,9 @@ def status(
 
 
 @outbox_app.command()
+@friendly_errors(MIGRATE)
 def tail(
-    url: str = typer.Option(None, "--url", help=URL_HELP),
+    url: str = url_option(),
     lines: int = typer.Option(20, "-n", "--lines", help="How many recent rows to show."),
     dead: bool = typer.Option(False, "--dead", help="Show dead letters instead of events."),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new rows."),
@@ -202,20 +216,27 @@ def _format_row(row: dict[str, Any], dead: bool) -> str:
 
 
 @outbox_app.command()
+@friendly_errors(MIGRATE)
 def requeue(
     ids: list[str] = typer.Argument(None, help="Dead-letter ids or event ids (UUIDs)."),
-    url: str = typer.Option(None, "--url", help=URL_HELP),
+    url: str = url_option(),
     dead: bool = typer.Option(False, "--dead", help="Requeue every dead letter (see --event-name)."),
     event_name: str = typer.Option(None, "--event-name", help="With --dead: only this name pattern."),
 ) -> None:
-    """Send dead letters back to the outbox (or make retrying events due now)."""
+    """Send dead letters back to the outbox (or make retrying events due now).
+
+    Every given id must be found (a dead letter, or an event not yet dispatched): otherwise
+    nothing is changed and the command fails naming the unknown ids.
+    """
+    import sqlalchemy as sa
+
     from ..outbox import _store
 
     if not ids and not dead:
-        typer.echo("give dead-letter ids / event ids, or --dead for all dead letters", err=True)
-        raise typer.Exit(2)
-    numeric = [int(i) for i in ids or [] if i.isdigit()]
-    uuids = [i for i in ids or [] if not i.isdigit()]
+        raise fail("give dead-letter ids / event ids, or --dead for all dead letters", 2)
+    wanted = list(dict.fromkeys(ids or []))  # each id once, in the order given
+    numeric = [int(i) for i in wanted if i.isdigit()]
+    uuids = [i for i in wanted if not i.isdigit()]
     engine = _engine(url)
     console = _console()
     total = 0
@@ -232,39 +253,65 @@ def requeue(
                     progress.advance(task, n)
                     if n == 0:
                         break
-        else:
+        if wanted:
             with engine.begin() as conn:
+                found: set[str] = set()
                 if numeric:
+                    rows = conn.execute(
+                        sa.text("SELECT id FROM outbox_dead_letters WHERE id IN :ids").bindparams(
+                            sa.bindparam("ids", expanding=True)), {"ids": numeric},
+                    ).scalars().all()
+                    found |= {str(r) for r in rows}
                     total += _store.requeue_dead(conn, ids=numeric, limit=len(numeric), now=_now())
                 if uuids:
-                    moved = _store.requeue_dead(conn, event_ids=uuids, limit=len(uuids), now=_now())
-                    total += moved
-                    total += _store.retry_now(conn, event_ids=uuids, now=_now())
+                    dead_events = set(conn.execute(
+                        sa.text("SELECT event_id FROM outbox_dead_letters WHERE event_id IN :ids").bindparams(
+                            sa.bindparam("ids", expanding=True)), {"ids": uuids},
+                    ).scalars().all())
+                    pending = set(conn.execute(
+                        sa.text("SELECT event_id FROM outbox_events WHERE dispatched_at IS NULL "
+                                "AND event_id IN :ids").bindparams(sa.bindparam("ids", expanding=True)),
+                        {"ids": [u for u in uuids if u not in dead_events]},
+                    ).scalars().all()) if len(dead_events) < len(uuids) else set()
+                    found |= {str(u) for u in dead_events | pending}
+                    if dead_events:
+                        total += _store.requeue_dead(conn, event_ids=sorted(dead_events),
+                                                     limit=len(dead_events), now=_now())
+                    if pending:
+                        total += _store.retry_now(conn, event_ids=sorted(pending), now=_now())
+                missing = [i for i in wanted if i not in found]
+                if missing:  # raised inside the transaction: it rolls back
+                    raise fail(
+                        f"not found (neither a dead letter nor an event waiting for delivery): "
+                        f"{', '.join(missing)}; nothing was requeued"
+                    )
     finally:
         engine.dispose()
     typer.echo(f"requeued {total} events")
-    if ids and total < len(ids):
-        typer.echo(f"{len(ids) - total} of the given ids were not found", err=True)
-        raise typer.Exit(1)
 
 
 @outbox_app.command()
+@friendly_errors(MIGRATE)
 def purge(
-    url: str = typer.Option(None, "--url", help=URL_HELP),
-    older_than_days: float = typer.Option(
-        None, help="Age in days (default: SUREFOOT_OUTBOX_RETENTION_DAYS, 30)."
+    url: str = url_option(),
+    older_than: str = typer.Option(
+        None, "--older-than", help="Age with a unit: 12h, 30d, 2w (default: SUREFOOT_OUTBOX_RETENTION_DAYS, 30d).",
     ),
     dead: bool = typer.Option(False, "--dead", help="Purge dead letters instead of dispatched events."),
-    batch_size: int = typer.Option(1000, help="Rows per short transaction."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    batch_size: int = typer.Option(1000, min=1, help="Rows per short transaction."),
+    yes: bool = yes_option(),
 ) -> None:
     """Delete dispatched events (or dead letters) older than the retention, in small batches."""
     from .._config import load_settings
     from ..outbox import _store
     from ..outbox._settings import OutboxSettings
 
-    days = older_than_days if older_than_days is not None else load_settings(OutboxSettings).retention_days
-    before = _now() - dt.timedelta(days=days)
+    if older_than is not None:
+        age = parse_age(older_than)
+    else:
+        age = dt.timedelta(days=load_settings(OutboxSettings).retention_days)
+    shown_age = describe_age(age)
+    before = _now() - age
     engine = _engine(url)
     console = _console()
     total = 0
@@ -273,10 +320,10 @@ def purge(
             todo = _store.count_dead(conn, before) if dead else _store.count_dispatched_before(conn, before)
         what = "dead letters" if dead else "dispatched events"
         if todo == 0:
-            typer.echo(f"no {what} older than {days:g} days")
+            typer.echo(f"no {what} older than {shown_age}")
             return
         if not yes:
-            typer.confirm(f"delete {todo} {what} older than {days:g} days?", abort=True)
+            typer.confirm(f"delete {todo} {what} older than {shown_age}?", abort=True)
         with _progress(console) as progress:
             task = progress.add_task(f"purge {what}", total=todo)
             while True:
@@ -295,9 +342,10 @@ def purge(
 
 
 @outbox_app.command("pause")
+@friendly_errors(MIGRATE)
 def pause_cmd(
     pattern: str = typer.Argument(..., help="Event name or `*` pattern, e.g. SendSms or 'sms.*'."),
-    url: str = typer.Option(None, "--url", help=URL_HELP),
+    url: str = url_option(),
     reason: str = typer.Option(None, "--reason", help="Why (shown by `status`)."),
 ) -> None:
     """Kill switch: stop every dispatcher delivering events matching PATTERN (within seconds)."""
@@ -313,9 +361,10 @@ def pause_cmd(
 
 
 @outbox_app.command("resume")
+@friendly_errors(MIGRATE)
 def resume_cmd(
     pattern: str = typer.Argument(None, help="The paused pattern to resume."),
-    url: str = typer.Option(None, "--url", help=URL_HELP),
+    url: str = url_option(),
     all_: bool = typer.Option(False, "--all", help="Resume every paused pattern."),
 ) -> None:
     """Undo `pause`: dispatchers deliver PATTERN again."""

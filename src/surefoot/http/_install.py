@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._compat.starlette import let_errors_propagate, mounted_apps, wrap_outermost
 from .._config import Settings, get_settings
 from ..errors import ConfigurationError, HTTPError
+from ..tracing._asgi import tracing_layer
 from ._middleware import ERROR_SCOPE_KEY, LOGGED_SCOPE_KEY, SurefootMiddleware, log_unhandled
 from ._problem import PROBLEM_CONTENT_TYPE, problem_from_exception
 
@@ -143,22 +145,36 @@ def install_http(
     settings = settings if settings is not None else get_settings()
     middleware = SurefootMiddleware(_NotBuilt(), settings=settings, registry=registry, **middleware_options)
     install_error_handlers(app, validation_status=validation_status)
-    original_build = app.build_middleware_stack
+    validation = validation_status
 
-    def build_middleware_stack() -> Any:
-        stack = original_build()
-        outer = stack
-        # Go below ServerErrorMiddleware (always the outermost layer Starlette builds).
-        if type(outer).__name__ == "ServerErrorMiddleware":
-            middleware.app = outer.app
-            outer.app = middleware
-            return outer
-        middleware.app = stack
+    def wrap(inner: Any) -> Any:
+        # Runs when Starlette builds the stack (first request): mounts added after install
+        # are known by then.
+        _adopt_mounted_apps(app, validation)
+        middleware.app = tracing_layer(inner, middleware.routes, app)
         return middleware
 
-    app.build_middleware_stack = build_middleware_stack
+    wrap_outermost(app, wrap)
     setattr(app, _INSTALLED_ATTR, middleware)
     return middleware
+
+
+def _adopt_mounted_apps(app: Any, validation_status: int) -> None:
+    """Give every mounted Starlette/FastAPI app surefoot's error handling.
+
+    A mounted application has its own exception handlers and its own
+    ``ServerErrorMiddleware``: left alone, a surefoot error raised inside is a ``text/plain``
+    500 and the exception is logged two or three times. Its handlers become surefoot's (the
+    ones the user registered are kept) and its unhandled exceptions propagate to the outer
+    middleware, which renders the problem and logs it once. An app with its own surefoot
+    installation is left as it is.
+    """
+    router = getattr(app, "router", None)
+    for sub in mounted_apps(getattr(router, "routes", None)):
+        if getattr(sub, _INSTALLED_ATTR, None) is not None:
+            continue
+        install_error_handlers(sub, validation_status=validation_status)
+        let_errors_propagate(sub)
 
 
 def _framework_default_handlers() -> tuple[Any, ...]:

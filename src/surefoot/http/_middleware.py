@@ -20,23 +20,26 @@ no-op function).
 
 from __future__ import annotations
 
-import collections
-import itertools
-import threading
 import random
+import threading
 import time
-from bisect import bisect_left as _bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
-from prometheus_client.values import MutexValue as _MutexValue
 
 from .. import context
+from .._compat.prometheus import CountValue as _CountValue  # noqa: F401  (tests read it here)
+from .._compat.prometheus import active_pair as _active_pair
+from .._compat.prometheus import adder as _adder  # noqa: F401  (tests read it here)
+from .._compat.prometheus import observer as _observer
 from .._config import Settings, get_settings
 from ..errors import ConfigurationError
 from ..logging._setup import AccessLogger
 from ..metrics import _catalogue as cat
+from ..tracing._api import active_tracer, report_exception
+from ..tracing._asgi import tracing_layer
+from ..tracing._exemplars import exemplar_observer
 from ._problem import problem_from_exception, send_problem
 from ._routes import RouteTemplates
 
@@ -84,6 +87,7 @@ def _valid(raw: bytes) -> str | None:
 def log_unhandled(scope: Scope, exc: BaseException) -> None:
     """Log an unhandled exception once, with its stack trace, and mark the scope."""
     scope[LOGGED_SCOPE_KEY] = exc
+    report_exception(exc, scope=scope)  # Sentry, when set up
     structlog.get_logger("surefoot.http").error(
         "unhandled_exception",
         exc_info=exc,
@@ -93,172 +97,6 @@ def log_unhandled(scope: Scope, exc: BaseException) -> None:
         method=scope.get("method"),
         path=scope.get("path"),
     )
-
-
-def _count_of(counter: Any) -> int:
-    # itertools.count exposes its next value only through repr: "count(5)".
-    return int(repr(counter)[6:-1])
-
-
-class _CountValue:
-    """A bucket value incremented by ``next()`` on an ``itertools.count``.
-
-    ``next()`` on a count is one C call under the GIL: atomic across threads without the lock
-    (and the Python frame) of prometheus_client's ``MutexValue.inc``. prometheus_client reads
-    it through ``get()`` at scrape time.
-    """
-
-    __slots__ = ("_counter", "_base", "_exemplar")
-
-    def __init__(self, start: float) -> None:
-        self._counter = itertools.count()
-        self._base = start
-        self._exemplar: Any = None
-
-    def inc(self, amount: float) -> None:
-        # Histogram.observe increments buckets by 1 only.
-        for _ in range(int(amount)):
-            next(self._counter)
-
-    def set(self, value: float, timestamp: Any = None) -> None:
-        self._base = value - _count_of(self._counter)
-
-    def get(self) -> float:
-        return float(self._base + _count_of(self._counter))
-
-    def set_exemplar(self, exemplar: Any) -> None:
-        self._exemplar = exemplar
-
-    def get_exemplar(self) -> Any:
-        return self._exemplar
-
-
-class _SumValue:
-    """A histogram sum added to by ``deque.append`` (atomic, lock-free), folded when read.
-
-    Observations queue in a deque; ``get()`` (a scrape) and every 4096th observation fold
-    them into the total under a lock, so memory stays bounded without scrapes and nothing is
-    lost to a race: ``popleft`` hands each queued value to exactly one folder.
-    """
-
-    __slots__ = ("pending", "_total", "_lock", "_exemplar")
-
-    FOLD_AT = 4096
-
-    def __init__(self, start: float) -> None:
-        self.pending: collections.deque[float] = collections.deque()
-        self._total = start
-        self._lock = threading.Lock()
-        self._exemplar: Any = None
-
-    def fold(self) -> float:
-        pending = self.pending
-        with self._lock:
-            total = self._total
-            while pending:
-                try:
-                    total += pending.popleft()
-                except IndexError:  # emptied by another thread between the two calls
-                    break
-            self._total = total
-        return total
-
-    def inc(self, amount: float) -> None:
-        self.pending.append(amount)
-        if len(self.pending) > self.FOLD_AT:
-            self.fold()
-
-    def set(self, value: float, timestamp: Any = None) -> None:
-        with self._lock:
-            self.pending.clear()
-            self._total = value
-
-    def get(self) -> float:
-        return self.fold()
-
-    def set_exemplar(self, exemplar: Any) -> None:
-        self._exemplar = exemplar
-
-    def get_exemplar(self) -> Any:
-        return self._exemplar
-
-
-def _single_process(*values: Any) -> bool:
-    # Values prometheus_client keeps in process memory (not the multi-process files).
-    return all(type(v) is _MutexValue for v in values)
-
-
-def _observer(child: Any) -> Callable[[float], None]:
-    """Return a fast ``observe`` for a histogram child: one bisect, two value increments.
-
-    The same work as ``Histogram.observe`` without its per-call checks and bucket loop,
-    through the child's value objects (which are the multi-process ones in that mode). In
-    a single process the buckets become :class:`_CountValue` s and the sum a :class:`_SumValue`:
-    no lock per observation.
-    Falls back to the public method if a prometheus_client release lays its children out
-    otherwise.
-    """
-    try:
-        sum_inc = child._sum.inc
-        buckets = child._buckets
-        bounds = tuple(child._upper_bounds)
-    except AttributeError:
-        return child.observe  # type: ignore[no-any-return]
-    if len(buckets) != len(bounds):
-        return child.observe  # type: ignore[no-any-return]
-    if _single_process(child._sum, *buckets):
-        buckets[:] = [_CountValue(bucket.get()) for bucket in buckets]
-        nexts = tuple(bucket._counter.__next__ for bucket in buckets)
-        total = child._sum = _SumValue(child._sum.get())
-        append = total.pending.append
-        pending = total.pending
-        fold_at = _SumValue.FOLD_AT
-
-        def observe(amount: float) -> None:
-            nexts[_bisect_left(bounds, amount)]()
-            append(amount)
-            if len(pending) > fold_at:
-                total.fold()
-
-        return observe
-    bucket_incs = tuple(bucket.inc for bucket in buckets)
-
-    def observe_shared(amount: float) -> None:
-        bucket_incs[_bisect_left(bounds, amount)](1)
-        sum_inc(amount)
-
-    return observe_shared
-
-
-def _adder(child: Any) -> Callable[[float], None]:
-    """Return a fast ``inc(amount)`` for a gauge child (negative to decrement)."""
-    value = getattr(child, "_value", None)
-    inc = getattr(value, "inc", None)
-    if inc is None:
-        return child.inc  # type: ignore[no-any-return]
-    return inc  # type: ignore[no-any-return]
-
-
-def _active_pair(child: Any) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """Return ``(started, finished)`` callables keeping a gauge child at "in progress".
-
-    In a single process the gauge reads two ``itertools.count`` at scrape time (started
-    minus finished), so a request pays two C calls and no lock; in multi-process mode the
-    gauge's shared value is incremented and decremented.
-    """
-    existing = getattr(child, "_surefoot_active", None)
-    if existing is not None:  # another middleware on the same registry set it up
-        return existing  # type: ignore[no-any-return]
-    value = getattr(child, "_value", None)
-    if _single_process(value) and hasattr(child, "set_function"):
-        started, finished = itertools.count(), itertools.count()
-        base = value.get()  # type: ignore[union-attr]
-        child.set_function(lambda: base + _count_of(started) - _count_of(finished))
-        pair = (started.__next__, finished.__next__)
-        child._surefoot_active = pair
-        return pair
-    add = _adder(child)
-    return (lambda: add(1)), (lambda: add(-1))
 
 
 class _NoMeter:
@@ -281,6 +119,22 @@ class _NoMeter:
 
     def websocket_close(self, route: str) -> None:
         return None
+
+    # Never called (the request path checks _active/_children first); here so both meters
+    # have one interface.
+    def new_active(self, method: str, scheme: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        return _nothing, _nothing
+
+    def _new_child(self, key: tuple[str, str, int, str, str]) -> Callable[[float], None]:
+        return _ignore
+
+
+def _nothing() -> None:
+    return None
+
+
+def _ignore(value: float) -> None:
+    return None
 
 
 class _Meter:
@@ -346,7 +200,10 @@ class _Meter:
         name = cat.HTTP_SERVER_REQUEST_DURATION.name
         capped_route = self._capped("http_route", route, name)
         capped_error = self._capped("error_type", error_type, name)
-        observe = _observer(self._duration.labels(method, capped_route, str(status), scheme, capped_error))
+        child = self._duration.labels(method, capped_route, str(status), scheme, capped_error)
+        observe = _observer(child)
+        if active_tracer() is not None:  # observations in a sampled span carry its trace id
+            observe = exemplar_observer(child, observe)
         if capped_route == route and capped_error == error_type:
             # Overflowed keys are not cached, so every overflowing request is counted.
             self._children[key] = observe
@@ -418,7 +275,7 @@ class SurefootMiddleware:
             if not isinstance(bound, (int, float)) or not bound > 0:
                 raise ConfigurationError(f"extra_buckets must be positive seconds; got {bound!r}")
             buckets.add(float(bound))
-        self.app = app
+        self.buckets = tuple(sorted(buckets))  # of http_server_request_duration_seconds
         self.settings = settings = settings if settings is not None else get_settings()
         self.metrics_enabled = settings.metrics_enabled if metrics_enabled is None else bool(metrics_enabled)
         self.registry = registry
@@ -426,6 +283,10 @@ class SurefootMiddleware:
             _Meter(registry, max_label_values, tuple(sorted(buckets))) if self.metrics_enabled else _NoMeter()
         )
         self.routes = RouteTemplates()
+        # Tracing (own server span, or ids on FastAPI's/contrib's), decided here once; off: app as is.
+        self.app = tracing_layer(app, self.routes, app)
+        # route template (or "*") -> callables(method, status, seconds); SLO objectives bound to routes.
+        self.route_observers: dict[str, list[Callable[[str, int, float], None]]] = {}
         self._id_headers = tuple(h.lower().encode("latin-1") for h in settings.correlation_headers)
         self._echo_header = (
             self._id_headers[0] if self._id_headers else b"x-correlation-id"
@@ -439,8 +300,40 @@ class SurefootMiddleware:
             wanted[self._tenant_header] = -2
         self._wanted = wanted
         self._skip = frozenset(settings.access_log_skip_paths)
+        # Probes, the metrics endpoint and the docs routes are not traffic: no metric work.
+        self._unmeasured = frozenset(settings.metrics_exclude_paths)
         self._access = AccessLogger("surefoot.access").write if access_log else None
+        self._access_logger = structlog.get_logger("surefoot.access")
+        self._max_path = settings.access_log_max_path
+        self._log_client = settings.access_log_client
+        self._log_user_agent = settings.access_log_user_agent
+        # Every line needs more than the fixed fields: take the structlog chain each time.
+        self._detailed = self._log_client or self._log_user_agent
         self._errors = structlog.get_logger("surefoot.http")
+        # exact path -> (route, route.handle) answered before the application (see serve_first)
+        self._first: dict[str, tuple[Any, Any]] = {}
+
+    def serve_first(self, routes: Sequence[Any]) -> None:
+        """Answer requests for these routes' exact paths before the application sees them.
+
+        ``surefoot.install`` registers the probe and metrics routes here: found with one dict
+        lookup instead of being matched, ahead of the application's routes, on every request,
+        and never shadowed by a catch-all route or blocked by user middleware. The routes
+        keep everything else (ids, error bodies, access lines); they stay in the app's
+        router too.
+
+        Args:
+            routes: Starlette ``Route`` objects with parameter-free paths.
+
+        Raises:
+            ConfigurationError: a route has path parameters or no ``handle``.
+        """
+        for route in routes:
+            path = getattr(route, "path", None)
+            handle = getattr(route, "handle", None)
+            if not isinstance(path, str) or "{" in path or handle is None:
+                raise ConfigurationError(f"serve_first needs routes with fixed paths; got {route!r}")
+            self._first[path] = (route, handle)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -524,7 +417,7 @@ class SurefootMiddleware:
         # meter.start(), inline: the middleware runs it on every request.
         meter = self.meter
         pairs = meter._active
-        if pairs is not None:
+        if pairs is not None and scope["path"] not in self._unmeasured:
             pair = pairs.get((method, scheme)) or meter.new_active(method, scheme)
             pair[0]()
             active = pair[1]
@@ -570,8 +463,19 @@ class SurefootMiddleware:
                 return
             await send(message)
 
+        app = self.app
+        first = self._first
+        if first:
+            path = scope["path"]
+            root = scope.get("root_path")
+            if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
+                path = path[len(root):]  # what the router would match (behind a root path)
+            hit = first.get(path)
+            if hit is not None:
+                scope["route"] = hit[0]
+                app = hit[1]
         try:
-            await self.app(scope, wrapped_receive, wrapped_send)
+            await app(scope, wrapped_receive, wrapped_send)
         except BaseException as exc:
             if done:
                 # The response is complete (a BackgroundTask failed): log it once; the
@@ -635,15 +539,51 @@ class SurefootMiddleware:
         # meter.finish(), inline.
         meter = self.meter
         children = meter._children
-        if children is not None:
+        if children is not None and active is not None:
             active()
             key = (method, route, status, scheme, error_type)
             (children.get(key) or meter._new_child(key))(seconds)
+        if self.route_observers:
+            for observe in (*self.route_observers.get(route, ()), *self.route_observers.get("*", ())):
+                observe(method, status, seconds)
         access = self._access
         if access is not None and scope["path"] not in self._skip:
             # Milliseconds to the microsecond: the same value as round(ms, 3) but for halves, without
             # round()'s decimal conversion.
-            access(scope["method"], route, status, (seconds * 1_000_000.0 + 0.5) // 1 / 1000, nbytes, generated)
+            ms = (seconds * 1_000_000.0 + 0.5) // 1 / 1000
+            if route and not self._detailed:
+                access(scope["method"], route, status, ms, nbytes, generated)
+            else:
+                self._access_detailed(scope, route, status, ms, nbytes)
+
+    def _bounded(self, text: str) -> str:
+        limit = self._max_path
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+    def _access_detailed(self, scope: Scope, route: str, status: int, ms: float, nbytes: int) -> None:
+        """The access line with the fields the fixed line has not: through the structlog chain.
+
+        An unmatched request (no route template) carries its path, cut to
+        ``access_log_max_path`` characters and redacted like every field, so a burst of 404s
+        can be told apart; the client address and user agent when the settings ask for them.
+        """
+        extra: dict[str, Any] = {}
+        if not route:
+            extra["path"] = self._bounded(scope.get("path") or "")
+        if self._log_client:
+            client = scope.get("client")
+            extra["client"] = client[0] if client else None
+        if self._log_user_agent:
+            agent = None
+            for name, value in scope["headers"]:
+                if name == b"user-agent":
+                    agent = self._bounded(value.decode("latin-1"))
+                    break
+            extra["user_agent"] = agent
+        logger = self._access_logger
+        log = logger.error if status >= 500 else logger.info
+        log("http_request", method=scope["method"], route=route, status=status, latency_ms=ms, bytes=nbytes,
+            **extra)
 
     async def _websocket(self, scope: Scope, receive: Any, send: Any) -> None:
         cid, causation, tenant = self._ids(scope)

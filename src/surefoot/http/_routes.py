@@ -6,7 +6,8 @@ scope.
 * ``scope["route"]`` is the route that handled the request (the innermost one when mounts
   or sub-applications nest). Its own template is ``route.path_format``; FastAPI (0.120+)
   keeps included routers unexpanded and records the *effective* route, whose
-  ``path_format`` carries every ``include_router`` prefix, in ``scope["fastapi"]``.
+  ``path_format`` carries every ``include_router`` prefix, in ``scope["fastapi"]`` (read
+  by :mod:`surefoot._compat.fastapi`).
 * Each ``Mount`` appends the text it matched to ``scope["root_path"]`` (and remembers the
   outermost value in ``app_root_path``). That text is turned back into the mount's
   template (``/tenants/{tenant}``) through a table built once from the top-level router
@@ -22,6 +23,8 @@ from __future__ import annotations
 import re
 import threading
 from typing import Any
+
+from .._compat.fastapi import effective_route as _effective_route
 
 __all__ = ["RouteTemplates"]
 
@@ -63,13 +66,12 @@ class RouteTemplates:
         """Return the template of the route that handled ``scope`` ("" when none matched)."""
         route = scope.get("route")
         own = None
-        fastapi_scope = scope.get("fastapi")
-        if fastapi_scope is not None:
+        if "fastapi" in scope:
             # FastAPI sets scope["route"] for its own routes only; Starlette routes and
             # mounts it dispatched are known through the effective route context.
-            effective = fastapi_scope.get("effective_route_context")
-            if effective is not None:
-                original = getattr(effective, "original_route", None)
+            found = _effective_route(scope)
+            if found is not None:
+                effective, original = found
                 if route is None or original is route:
                     own = self._own_template(effective, original)
         if own is None:

@@ -13,6 +13,7 @@ Nothing is configured at import time. See :mod:`surefoot.logging._redact` for ex
 masked.
 """
 
+from ._file import LogFile, LogFileSettings
 from ._kinds import (
     log_business_event,
     log_db_query,
@@ -59,4 +60,6 @@ __all__ = [
     "log_integration_call",
     "log_business_event",
     "log_security_event",
+    "LogFile",
+    "LogFileSettings",
 ]

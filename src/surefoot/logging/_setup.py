@@ -97,17 +97,48 @@ def _set_min_level(level: int) -> None:
 class _Sink:
     """Where rendered lines go; shared by both paths so lines never interleave."""
 
-    __slots__ = ("stream", "lock")
+    __slots__ = ("stream", "lock", "file")
 
     def __init__(self, stream: IO[str] | None) -> None:
         self.stream = stream
         self.lock = threading.Lock()
+        #: the optional JSON log file (a :class:`~surefoot.logging._file.LogFile`)
+        self.file: Any = None
 
-    def write(self, line: str) -> None:
+    def write(self, line: Any) -> None:
         stream = self.stream if self.stream is not None else sys.stdout
+        json_line = line
+        if type(line) is _Tee:
+            json_line = line.json
         with self.lock:
             stream.write(line + "\n")
             stream.flush()
+        if self.file is not None:
+            self.file.write_line(json_line)
+
+
+class _Tee(str):
+    """A console line (the string itself) carrying the JSON line of the same event."""
+
+    __slots__ = ("json",)
+
+    def __new__(cls, console: str, json: str) -> _Tee:
+        tee = super().__new__(cls, console)
+        tee.json = json
+        return tee
+
+
+class _TeeRenderer:
+    """Console text for the terminal, JSON for the log file."""
+
+    __slots__ = ("console",)
+
+    def __init__(self, console: Processor) -> None:
+        self.console = console
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> _Tee:
+        json_line = render_json(logger, method_name, event_dict)
+        return _Tee(self.console(logger, method_name, dict(event_dict)), json_line)
 
 
 _SINK = _Sink(None)
@@ -353,6 +384,7 @@ def configure_logging(
     body_keys: Iterable[str] = DEFAULT_BODY_KEYS,
     uvicorn_access_log: bool = False,
     replace_console_handlers: bool = True,
+    log_file: Any = None,
 ) -> LoggingConfig:
     """Configure structlog and stdlib logging to write one format to one stream.
 
@@ -375,6 +407,9 @@ def configure_logging(
             ``uvicorn.access`` logger left without handlers uvicorn skips its formatting work.
         replace_console_handlers: remove plain ``StreamHandler``s writing to stdout/stderr from
             the root logger (``logging.basicConfig``'s), so the service has one format.
+        log_file: also write every line as JSON to a rotating file: a path, a
+            :class:`~surefoot.logging.LogFile`, ``False`` for none; ``None`` reads
+            ``SUREFOOT_LOG_FILE*`` (see ``docs/tracing.md``, "Log files").
 
     Returns:
         The resolved :class:`LoggingConfig`.
@@ -399,18 +434,27 @@ def configure_logging(
         raise ConfigurationError(
             f"log level must be one of {', '.join(_LEVELS)}; got {level!r}"
         )
+    from ._file import LogFile, open_log_file
+
+    file = None if log_file is False else log_file if isinstance(log_file, LogFile) else open_log_file(log_file)
+    colors = resolved == "console" and _is_tty(target) and "NO_COLOR" not in os.environ
     chain, redactor = build_processors(
         settings,
         fmt=resolved,
-        colors=resolved == "console" and _is_tty(target) and "NO_COLOR" not in os.environ,
+        colors=colors,
         processors=processors,
         body_keys=body_keys,
+        renderer=_TeeRenderer(_ConsoleRenderer(colors)) if file is not None and resolved == "console" else None,
     )
     with _lock:
         _SINK.stream = stream
+        if _SINK.file is not None and _SINK.file is not file:
+            _SINK.file.close()
+        _SINK.file = file
         # In place: loggers bound earlier hold a reference to this very list.
         _PROCESSORS[:] = chain
-        _access_fast.enable(redactor if resolved == "json" and not processors else None)
+        # With a log file every line takes the chain (the direct access path writes the console only).
+        _access_fast.enable(redactor if resolved == "json" and not processors and file is None else None)
         _set_min_level(_LEVELS[level_name])
         structlog.configure(
             processors=_PROCESSORS,
@@ -476,6 +520,9 @@ def reset_logging() -> None:
         _PROCESSORS[:] = build_processors(Settings(), fmt="json")[0]
         _access_fast.enable(None)
         _SINK.stream = None
+        if _SINK.file is not None:
+            _SINK.file.close()
+            _SINK.file = None
         _set_min_level(logging.NOTSET)
         structlog.reset_defaults()
         _current = None

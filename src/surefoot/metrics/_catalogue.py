@@ -167,6 +167,23 @@ OUTBOX_DISPATCH_DURATION = _spec(
     "outbox_dispatch_duration_seconds", "histogram", "Time from commit to delivery of an outbox event.",
     ("event_name", "sink"), LAG_BUCKETS,
 )
+OUTBOX_DISPATCHER_HEARTBEAT = _spec(
+    "outbox_dispatcher_heartbeat_timestamp_seconds", "gauge",
+    "Unix time at which the outbox dispatcher last found all its workers alive and making progress.", (),
+    multiprocess_mode="livemin",
+)
+OUTBOX_DISPATCHER_WORKER_RESTARTS = _spec(
+    "outbox_dispatcher_worker_restarts_total", "counter",
+    "Outbox dispatcher workers that died or hung and were replaced.", ("reason",),
+)
+OUTBOX_DISPATCHER_DB_ERRORS = _spec(
+    "outbox_dispatcher_db_errors_total", "counter",
+    "Database operations of the outbox dispatcher that failed or timed out.", ("loop",),
+)
+OUTBOX_DELIVERIES_ABANDONED = _spec(
+    "outbox_deliveries_abandoned_total", "counter",
+    "Outbox deliveries that ignored cancellation and were left running.", ("reason",),
+)
 EVENTS_EMIT_FAILURES = _spec(
     "events_emit_failures_total", "counter", "Best-effort events that could not be emitted.", ("event_name",)
 )

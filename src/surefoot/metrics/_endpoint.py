@@ -86,6 +86,11 @@ class MetricsApp:
         self.settings = settings
         username = username if username is not None else settings.metrics_username
         password = password if password is not None else settings.metrics_password
+        if password is not None and not password.strip():
+            raise ConfigurationError(
+                "the metrics password is empty: an empty password protects nothing; give a "
+                "non-empty one (SUREFOOT_METRICS_PASSWORD) or no basic auth at all"
+            )
         if (username is None) != (password is None):
             raise ConfigurationError(
                 "metrics basic auth needs both a username and a password "

@@ -54,6 +54,8 @@ __all__ = [
     "on_starting",
     "child_exit",
     "run_uvicorn",
+    "worker_count",
+    "warn_if_unshared",
 ]
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -67,9 +69,9 @@ def directory() -> str | None:
 
 def is_active() -> bool:
     """True when this process records metric values in the multi-process directory."""
-    from prometheus_client import values
+    from .._compat.prometheus import multiprocess_values_active
 
-    return directory() is not None and values.ValueClass is not values.MutexValue
+    return directory() is not None and multiprocess_values_active()
 
 
 def prepare(path: str | os.PathLike[str] | None = None, *, clear: bool = True) -> Path:
@@ -109,10 +111,9 @@ def activate() -> bool:
     """
     if directory() is None:
         return False
-    from prometheus_client import values
+    from .._compat.prometheus import use_multiprocess_values
 
-    if values.ValueClass is values.MutexValue:
-        values.ValueClass = values.get_value_class()
+    use_multiprocess_values()
     return True
 
 
@@ -162,6 +163,116 @@ def registry(path: str | None = None) -> Any:
     aggregated = CollectorRegistry()
     multiprocess.MultiProcessCollector(aggregated, path=target)
     return aggregated
+
+
+def _argv_workers(argv: list[str]) -> int:
+    for i, arg in enumerate(argv):
+        value = None
+        if arg in ("--workers", "-w") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--workers="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith("-w") and arg[2:].isdigit():
+            value = arg[2:]
+        if value is not None and value.strip().isdigit():
+            return int(value)
+    return 1
+
+
+def _proc_cmdline(pid: int | str) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    # spawned workers differ only in their pipe numbers: compare without digits
+    return re.sub(rb"\d+", b"#", raw).decode("utf-8", "replace")
+
+
+def _proc_ppid(pid: str) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _siblings() -> int:
+    """Processes started by this one's parent with the same command line (self included)."""
+    import multiprocessing
+    import sys
+
+    forked_worker = any(name.startswith("gunicorn.workers") for name in sys.modules)
+    if multiprocessing.parent_process() is None and not forked_worker:
+        return 1  # not a worker process of a pre-fork or spawning server
+    own = _proc_cmdline(os.getpid())
+    if own is None:
+        return 1
+    parent = os.getppid()
+    count = 0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return 1
+    for entry in entries:
+        if entry.isdigit() and _proc_ppid(entry) == parent and _proc_cmdline(entry) == own:
+            count += 1
+    return max(count, 1)
+
+
+def worker_count(argv: list[str] | None = None) -> int:
+    """Best estimate of how many worker processes serve this application (at least 1).
+
+    The largest of: ``--workers N`` / ``-w N`` on the server's command line, the
+    ``WEB_CONCURRENCY`` variable both uvicorn and gunicorn read, and (Linux) the processes the
+    same parent started with the same command line.
+    """
+    import sys
+
+    hints = [_argv_workers(list(sys.argv if argv is None else argv))]
+    concurrency = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if concurrency.isdigit():
+        hints.append(int(concurrency))
+    hints.append(_siblings())
+    return max(hints)
+
+
+def warn_if_unshared(logger: Any = None) -> bool:
+    """Log an ERROR when several workers run without the shared multi-process directory.
+
+    Each worker then counts alone: every scrape sees one worker's counters, which seem to
+    reset as the load balancer alternates. ``surefoot.install`` calls this at start-up.
+
+    Returns:
+        True when the warning was logged.
+    """
+    workers = worker_count()
+    if workers <= 1:
+        return False
+    if directory() is not None and is_active():
+        return False
+    if logger is None:
+        import structlog
+
+        logger = structlog.get_logger("surefoot.metrics")
+    reason = (
+        f"{ENV} is not set" if directory() is None
+        else f"{ENV} was set after prometheus_client was imported"
+    )
+    logger.error(
+        "metrics_not_shared_between_workers",
+        workers=workers,
+        error_code="METRICS_NOT_SHARED",
+        error_message=(
+            f"{workers} worker processes but {reason}: each scrape sees one worker's counters, "
+            "which look like resets. Start the server with "
+            "surefoot.metrics.multiprocess.run_uvicorn(...) or gunicorn with "
+            "surefoot.metrics.multiprocess.on_starting/child_exit (README: Several workers)."
+        ),
+    )
+    return True
 
 
 def on_starting(server: Any = None) -> None:

@@ -16,6 +16,7 @@ import structlog
 from .. import context
 from .._config import get_settings
 from ..errors import ConfigurationError
+from ..tracing._hooks import outbox_added
 from ._catalogue import EventCatalogue, default_catalogue
 from ._event import Event
 
@@ -86,7 +87,7 @@ def build_event(
         occurred_at = dt.datetime.now(dt.timezone.utc)
     elif occurred_at.tzinfo is None:
         raise ConfigurationError("occurred_at must be timezone-aware (use UTC)")
-    return Event(
+    event = Event(
         event_name=event_name,
         payload=payload,
         event_id=str(event_id) if event_id is not None else str(uuid.uuid4()),
@@ -98,6 +99,8 @@ def build_event(
         key=key,
         headers=hdrs,
     )
+    outbox_added(event)  # event id on the current span
+    return event
 
 
 _COLUMNS = (
@@ -240,8 +243,11 @@ def add(
     added to ``headers``.
 
     Args:
-        conn: a SQLAlchemy ``Connection`` or ``Session`` (returns the event), or an
-            ``AsyncConnection`` or ``AsyncSession`` (returns an awaitable of the event).
+        conn: a SQLAlchemy ``Connection`` or ``Session`` (returns the event), an
+            ``AsyncConnection`` or ``AsyncSession`` (returns an awaitable of the event), or
+            an event store with ``add_event(event, available_at=None)`` such as
+            :class:`~surefoot.outbox.MemoryStore` or ``surefoot.testing.InMemoryOutbox``
+            (returns the event).
         event_name: the event name, e.g. ``"CallDetected"``.
         payload: a JSON object; checked against the catalogue when the name is registered.
         key: ordering key: events with the same key are delivered one at a time in order.
@@ -263,13 +269,6 @@ def add(
         ConfigurationError: an argument is invalid.
         sqlalchemy.exc.IntegrityError: ``event_id`` is already in the outbox.
     """
-    fake = getattr(conn, "_outbox_add", None)
-    if fake is not None:  # surefoot.testing.InMemoryOutbox stands in for a connection
-        return fake(
-            event_name, payload, key=key, tenant_id=tenant_id, schema_version=schema_version,
-            headers=headers, event_id=event_id, correlation_id=correlation_id,
-            causation_id=causation_id, catalogue=catalogue,
-        )
     event = build_event(
         event_name,
         payload,
@@ -283,6 +282,9 @@ def add(
         catalogue=catalogue,
     )
     when = _available_at(available_at)
+    writer = getattr(conn, "add_event", None)
+    if writer is not None:  # an event store standing in for a connection (outbox.MemoryStore)
+        return writer(event, available_at=when)
     if _is_async(conn):
         return _aadd(conn, event, when)
     target = conn if hasattr(conn, "exec_driver_sql") else conn.connection()

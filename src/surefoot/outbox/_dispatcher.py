@@ -5,32 +5,36 @@ a lease (``lease_seconds``): if the dispatcher dies, its events come back when t
 acks, failures and releases are guarded by the claim token, so a dispatcher whose lease ran
 out can no longer touch events someone else reclaimed. Attempts are counted when an event is
 claimed, so even an event that crashes its dispatcher every time ends in the dead letters.
+
+This module holds the public class and what a batch goes through (claim, plan, settle); the
+worker loop and its supervision live in :mod:`._loop`, delivery in :mod:`._delivery`,
+wake-ups in :mod:`._wakeup`, database access in :mod:`._database`, retention in
+:mod:`._retention`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._config import load_settings
-from .._extras import require
 from ..errors import ConfigurationError
 from ..metrics import _catalogue as cat
 from ._backoff import Backoff, FullJitter
-from ._event import Event, RetryLater, Sink, SinkDisabled, SinkError
+from ._delivery import Delivery, HandlerThreads, NotStarted, _Stopped, deliver
+from ._event import Event, RetryLater, SinkDisabled, SinkError
+from ._loop import Runner, StopReport
 from ._routing import Router, default_router
 from ._settings import OutboxSettings
-from ._urls import async_url, sync_url
 
-__all__ = ["Dispatcher"]
+__all__ = ["Dispatcher", "StopReport"]
 
 _log = structlog.get_logger("surefoot.outbox")
 
@@ -43,158 +47,17 @@ def _error_text(exc: BaseException) -> str:
 class _Plan:
     """What to write back for one delivered batch."""
 
-    __slots__ = ("token", "ok", "failed", "dead")
+    __slots__ = ("token", "ok", "failed", "dead", "released")
 
     def __init__(self, token: str) -> None:
         self.token = token
         self.ok: list[int] = []
+        self.released: list[int] = []
         self.failed: list[tuple[int, dt.datetime, str]] = []
         self.dead: list[tuple[Any, str]] = []
 
 
-class _Connection:
-    """One connection kept by a worker for its lifetime (no pool checkout per batch)."""
-
-    def __init__(self, db: _Database) -> None:
-        self.db = db
-        self.conn: Any = None
-        self._busy: asyncio.Future[Any] | None = None
-
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        lock = self.db.write_lock
-        if lock is None:
-            return await self._run(fn, *args)
-        # SQLite has one writer: queueing our own workers here is cheaper than letting them
-        # collide in SQLite's busy handler, which sleeps in steps of milliseconds
-        async with lock:
-            return await self._run(fn, *args)
-
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.db.is_async:
-            if self.conn is None:
-                self.conn = await self.db.engine.connect()
-                if self.db.autocommit:
-                    await self.conn.execution_options(isolation_level="AUTOCOMMIT")
-            if self.db.autocommit:
-                return await self.conn.run_sync(fn, *args)
-            async with self.conn.begin():
-                return await self.conn.run_sync(fn, *args)
-        # a cancelled await cannot stop the thread: remember it so close() waits for it
-        self._busy = asyncio.ensure_future(asyncio.to_thread(self._run_sync, fn, args))
-        return await asyncio.shield(self._busy)
-
-    def _run_sync(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        if self.conn is None:
-            self.conn = self.db.engine.connect()
-            if self.db.autocommit:
-                self.conn = self.conn.execution_options(isolation_level="AUTOCOMMIT")
-        if self.db.autocommit:
-            return fn(self.conn, *args)
-        with self.conn.begin():
-            return fn(self.conn, *args)
-
-    async def settle_after_cancel(self) -> Any:
-        """After a cancelled :meth:`run` on a sync engine, wait for the thread and return its
-        result (``None`` if it failed), so claims it made can be released."""
-        busy = self._busy
-        if busy is None:
-            return None
-        if not busy.done():
-            await asyncio.wait([busy])
-        if busy.cancelled() or busy.exception() is not None:
-            return None
-        return busy.result()
-
-    async def reset(self) -> None:
-        """Drop the connection after an error; the next run opens a fresh one."""
-        await self.close()
-
-    async def close(self) -> None:
-        busy, self._busy = self._busy, None
-        if busy is not None and not busy.done():
-            await asyncio.wait([busy])
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        try:
-            if self.db.is_async:
-                await conn.close()
-            else:
-                await asyncio.to_thread(conn.close)
-        except Exception as exc:  # closing a broken connection: nothing more to do than say so
-            _log.warning("outbox_connection_close_failed", error_message=str(exc)[:300])
-
-
-class _Database:
-    """Runs store functions in short transactions on a sync or async SQLAlchemy engine."""
-
-    def __init__(self, bind: Any) -> None:
-        require("sqlalchemy", "sql")
-        import sqlalchemy as sa
-        from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-        self.owned = False
-        if isinstance(bind, (str, sa.engine.URL)):
-            url = sa.engine.make_url(sync_url(bind))
-            if url.get_backend_name() == "sqlite":
-                # SQLite runs in-process: one thread hop per transaction (sync engine in a
-                # worker thread) beats aiosqlite's hop per operation
-                bind = sa.create_engine(url)
-            else:
-                bind = create_async_engine(async_url(bind))
-            self.owned = True
-        if isinstance(bind, AsyncEngine):
-            self.engine = bind
-            self.is_async = True
-            self.url = bind.url
-        elif isinstance(bind, sa.engine.Engine):
-            self.engine = bind
-            self.is_async = False
-            self.url = bind.url
-        else:
-            raise ConfigurationError(
-                f"Dispatcher needs a database URL, an Engine or an AsyncEngine, got {bind!r}"
-            )
-        self.dialect = self.engine.dialect.name
-        self._write_lock: asyncio.Lock | None = None
-        # PostgreSQL: every statement of a worker cycle (claim, ack, fail, dead-letter) is
-        # atomic on its own, so workers run them in autocommit: one round trip each instead
-        # of BEGIN + statement + COMMIT. SQLite's dead-lettering takes two statements.
-        self.autocommit = self.dialect == "postgresql"
-
-    @property
-    def write_lock(self) -> asyncio.Lock | None:
-        if self.dialect != "sqlite":
-            return None
-        if self._write_lock is None:  # created lazily, on the running loop
-            self._write_lock = asyncio.Lock()
-        return self._write_lock
-
-    def dedicated(self) -> _Connection:
-        return _Connection(self)
-
-    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self.is_async:
-            async with self.engine.begin() as conn:
-                return await conn.run_sync(fn, *args, **kwargs)
-        return await asyncio.to_thread(self._run_sync, fn, args, kwargs)
-
-    def _run_sync(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        with self.engine.begin() as conn:
-            return fn(conn, *args, **kwargs)
-
-    disposed = False
-
-    async def dispose(self) -> None:
-        if self.owned:
-            self.disposed = True
-            if self.is_async:
-                await self.engine.dispose()
-            else:
-                self.engine.dispose()
-
-
-class Dispatcher:
+class Dispatcher(Runner):
     """Delivers outbox events to handlers and sinks, at least once.
 
     Run it in a worker (``surefoot outbox run``) or in the application's lifespan::
@@ -208,7 +71,8 @@ class Dispatcher:
 
     Args:
         bind: a database URL, a SQLAlchemy ``AsyncEngine`` or a sync ``Engine`` (run in a
-            thread). A URL gets an async engine the dispatcher owns and disposes.
+            thread), or a :class:`~surefoot.outbox.Store` (e.g. :class:`MemoryStore`). A URL
+            gets an async engine the dispatcher owns and disposes.
         router: where events go; default: ``handlers``/``sinks`` if given, else the routes
             registered with :func:`surefoot.outbox.handler`.
         handlers: ``{pattern: handler or [handlers]}`` (builds a router).
@@ -216,15 +80,15 @@ class Dispatcher:
         settings: :class:`OutboxSettings`; default: ``SUREFOOT_OUTBOX_*`` from the
             environment, with the keyword overrides below applied.
         batch_size, concurrency, lease_seconds, max_attempts, poll_interval, listen,
-            ordering, paused: override the settings of the same name.
+            ordering, paused, db_timeout: override the settings of the same name.
         backoff: anything with ``delay(attempts, rng)``; default :class:`FullJitter` from
             the settings.
         clock: time source (deciding what is due, leases, backoff).
         rng: random source for jitter.
         registry: Prometheus registry for the outbox metrics.
-        handler_timeout: seconds a batch's deliveries may take before they count as failed
-            (default: 80 % of the lease, so an event is never delivered twice concurrently
-            because a slow handler outlived its lease).
+        handler_timeout: seconds one delivery may take before it fails (default:
+            ``handler_timeout_seconds``, else 80 % of the lease, so an event is never
+            delivered twice concurrently because a slow handler outlived its lease).
 
     Raises:
         ConfigurationError: invalid settings or arguments.
@@ -246,6 +110,7 @@ class Dispatcher:
         listen: bool | None = None,
         ordering: bool | None = None,
         paused: Sequence[str] | None = None,
+        db_timeout: float | None = None,
         backoff: Backoff | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
@@ -263,6 +128,7 @@ class Dispatcher:
                 "listen": listen,
                 "ordering": ordering,
                 "paused_events": list(paused) if paused is not None else None,
+                "db_timeout_seconds": db_timeout,
             }.items()
             if v is not None
         }
@@ -281,11 +147,15 @@ class Dispatcher:
         )
         self.clock = clock
         self.rng = rng or random.Random()
+        if handler_timeout is None:
+            handler_timeout = settings.handler_timeout_seconds
         self.handler_timeout = handler_timeout if handler_timeout is not None else settings.lease_seconds * 0.8
-        self._db = _Database(bind)
-        from . import _store
+        if self.handler_timeout <= 0:
+            raise ConfigurationError(f"handler_timeout must be > 0 seconds, got {self.handler_timeout!r}")
+        from ._stores import open_store
 
-        self._store_mod = _store
+        self._backend = open_store(bind, settings)
+        self._db = self._backend.database
         self._paused: set[str] = set(settings.paused_events)
         self._db_paused: frozenset[str] = frozenset()
         self._store = self._make_store()
@@ -297,25 +167,25 @@ class Dispatcher:
         self._lag = cat.OUTBOX_DISPATCH_LAG.get(registry)
         self._pending = cat.OUTBOX_PENDING_EVENTS.get(registry)
         self._depth = cat.WORKER_QUEUE_DEPTH.get(registry)
+        self._heartbeat = cat.OUTBOX_DISPATCHER_HEARTBEAT.get(registry)
+        self._restarts = cat.OUTBOX_DISPATCHER_WORKER_RESTARTS.get(registry)
+        self._db_errors = cat.OUTBOX_DISPATCHER_DB_ERRORS.get(registry)
+        self._abandoned_metric = cat.OUTBOX_DELIVERIES_ABANDONED.get(registry)
         self._children: dict[Any, Any] = {}
-        self._wakers: list[asyncio.Event] = []
-        self._idle: list[int] = []
-        self._stop_event: asyncio.Event | None = None
-        self._stopping = False
-        self._tasks: list[asyncio.Task[Any]] = []
-        self._aux: list[asyncio.Task[Any]] = []
+        self._threads = HandlerThreads(settings.handler_threads)
+        self._orphans: dict[asyncio.Task[Any], list[int]] = {}
         self._in_flight: dict[str, list[int]] = {}
+        self._released = 0
         self._opened = False
+        self._init_runner()
         self.delivered = 0
         """Events delivered by this dispatcher since it started (for tests and the CLI)."""
 
     # -- kill switch ---------------------------------------------------------------------
 
     def _make_store(self) -> Any:
-        include = self.router.patterns
-        return self._store_mod.Store(
-            self._db.dialect,
-            include=include,
+        return self._backend.statements(
+            include=self.router.patterns,
             exclude=sorted(self._paused | self._db_paused),
             ordering=self.settings.ordering,
         )
@@ -347,9 +217,7 @@ class Dispatcher:
 
         A running dispatcher does this with its stats, every ``stats_interval_seconds``.
         """
-        from ._store import paused_patterns
-
-        found = frozenset(p for p, _ in await self._db.run(paused_patterns))
+        found = frozenset(p for p, _ in await self._db.run(self._backend.ops.paused_patterns))
         if found != self._db_paused:
             resumed = self._db_paused - found
             self._db_paused = found
@@ -358,6 +226,29 @@ class Dispatcher:
             if resumed:
                 self.wake()
         return self.paused
+
+    async def refresh_stats(self, _stats: Any = None) -> Any:
+        """Query pending count and lag and update the gauges; returns the :class:`Stats`."""
+        s = await self._db.run(_stats or self._backend.ops.stats)
+        self._lag.set(s.lag_seconds)
+        self._pending.set(s.pending)
+        self._depth.set(s.pending)
+        return s
+
+    async def apply_retention(self, *, older_than_days: float | None = None) -> int:
+        """Delete events dispatched more than ``retention_days`` ago, in short batches."""
+        from ._retention import apply_retention
+
+        days = older_than_days if older_than_days is not None else self.settings.retention_days
+        total = await apply_retention(
+            self._db.run,
+            self._backend.ops.delete_dispatched_batch,
+            before=self._now() - dt.timedelta(days=days),
+            batch_size=self.settings.retention_batch_size,
+        )
+        if total:
+            _log.info("outbox_retention_deleted", count=total, older_than_days=days)
+        return total
 
     # -- one batch -----------------------------------------------------------------------
 
@@ -383,11 +274,15 @@ class Dispatcher:
             return 0
         self._in_flight[token] = [c.event.outbox_id for c in claimed]
         try:
-            outcomes = await self._deliver(claimed)
-            plan = self._plan(token, claimed, outcomes)
+            delivery = await self._deliver(claimed)
+            plan = self._plan(token, claimed, delivery)
             _, settled = await self._db.run(self._cycle, store, plan, None)
             self._after_settle(plan, settled)
-        except asyncio.CancelledError:
+        except _Stopped as stopped:
+            self._keep_leased(token, claimed, stopped.abandoned)
+            await self._release(store, token)
+            raise asyncio.CancelledError() from None
+        except BaseException:
             await self._release(store, token)
             raise
         finally:
@@ -410,6 +305,8 @@ class Dispatcher:
                 store.fail(conn, plan.failed, token=plan.token),
                 store.dead_letter(conn, [(c.event.outbox_id, e) for c, e in plan.dead], token=plan.token, now=now),
             )
+            if plan.released:
+                store.release(conn, plan.released, token=plan.token, now=now)
         claimed: list[Any] = []
         if token is not None:
             claimed = store.claim(
@@ -417,6 +314,13 @@ class Dispatcher:
                 limit=self.settings.batch_size, token=token,
             )
         return claimed, settled
+
+    def _keep_leased(self, token: str, claimed: Sequence[Any], abandoned: set[int]) -> None:
+        """Leave events whose delivery was abandoned leased: they come back after the lease."""
+        if not abandoned:
+            return
+        keep = {claimed[i].event.outbox_id for i in abandoned}
+        self._in_flight[token] = [i for i in self._in_flight.get(token, []) if i not in keep]
 
     async def _release(self, store: Any, token: str) -> None:
         ids = self._in_flight.get(token)
@@ -429,70 +333,54 @@ class Dispatcher:
             released = await asyncio.shield(task)
         except asyncio.CancelledError:
             released = await task
+        except Exception as exc:  # the leases run out instead; say so
+            _log.warning("outbox_release_failed", count=len(ids), error_message=str(exc)[:300])
+            return
+        finally:
+            self._in_flight.pop(token, None)
+        self._released += released
         _log.info("outbox_released", count=released)
 
-    async def _deliver(self, claimed: Sequence[Any]) -> list[BaseException | None]:
-        outcomes: list[BaseException | None] = [None] * len(claimed)
-        groups: dict[int, tuple[Any, list[int]]] = {}
-        for i, c in enumerate(claimed):
-            destinations = self.router.resolve(c.event.event_name)
-            if not destinations:
-                outcomes[i] = LookupError(f"no handler or sink routes event {c.event.event_name!r}")
-                continue
-            for d in destinations:
-                groups.setdefault(id(d), (d, []))[1].append(i)
-        if not groups:
-            return outcomes
-        items = list(groups.values())
+    async def _deliver(self, claimed: Sequence[Any]) -> Delivery:
+        delivery = await deliver(
+            self.router,
+            claimed,
+            timeout=self.handler_timeout,
+            cancel_grace=self.settings.cancel_grace_seconds,
+            threads=self._threads,
+            on_delivered=self._observe_delivered,
+            orphans=self._orphans,
+        )
+        if delivery.abandoned:
+            self._child(self._abandoned_metric, "handler_timeout").inc(len(delivery.abandoned))
+        return delivery
 
-        async def send(dest: Any, idx: list[int]) -> list[BaseException | None]:
-            try:
-                results = await dest.send_many([claimed[i].event for i in idx])
-            except Exception as exc:  # a sink broke its contract: fail its whole share
-                return [exc] * len(idx)
-            if len(results) != len(idx):
-                err = RuntimeError(
-                    f"sink {getattr(dest, 'name', dest)!r} returned {len(results)} results for {len(idx)} events"
-                )
-                return [err] * len(idx)
-            return list(results)
+    def _observe_delivered(self, c: Any, sink_name: str) -> None:
+        self._child(self._duration, c.event.event_name, sink_name).observe(
+            max(0.0, self.clock.time() - c.created_at.timestamp())
+        )
 
-        try:
-            async with asyncio.timeout(self.handler_timeout):
-                if len(items) == 1:
-                    all_results = [await send(*items[0])]
-                else:
-                    all_results = await asyncio.gather(*(send(d, idx) for d, idx in items))
-        except TimeoutError:
-            timeout = TimeoutError(
-                f"delivery did not finish within {self.handler_timeout:g} s (handler_timeout)"
-            )
-            return [o if o is not None else timeout for o in outcomes]
-        now = self.clock.time()
-        for (dest, idx), results in zip(items, all_results):
-            sink_name = getattr(dest, "name", type(dest).__name__)
-            for i, result in zip(idx, results):
-                c = claimed[i]
-                if result is None:
-                    self._child(self._duration, c.event.event_name, sink_name).observe(
-                        max(0.0, now - c.created_at.timestamp())
-                    )
-                elif outcomes[i] is None or isinstance(result, SinkDisabled):
-                    outcomes[i] = result
-        return outcomes
+    def _plan(self, token: str, claimed: Sequence[Any], delivery: Delivery) -> _Plan:
+        """Decide what happens to each event of a delivered batch (no I/O).
 
-    def _plan(
-        self, token: str, claimed: Sequence[Any], outcomes: Sequence[BaseException | None]
-    ) -> _Plan:
-        """Decide what happens to each event of a delivered batch (no I/O)."""
+        Events whose delivery was abandoned are left out: they stay leased until the lease
+        ends, so they are not delivered again while their handler may still run.
+        """
         plan = _Plan(token)
         now_s = self.clock.time()
         max_attempts = self.settings.max_attempts
         counts: dict[str, int] = {}
-        for c, outcome in zip(claimed, outcomes):
+        abandoned = delivery.abandoned
+        for pos, (c, outcome) in enumerate(zip(claimed, delivery.outcomes)):
             event: Event = c.event
             name = event.event_name
+            if isinstance(outcome, NotStarted):  # never attempted: back at once, attempt undone
+                plan.released.append(event.outbox_id)  # type: ignore[arg-type]
+                continue
             counts[name] = counts.get(name, 0) + 1
+            if pos in abandoned:
+                self._child(self._failures, name).inc()
+                continue
             if outcome is None:
                 plan.ok.append(event.outbox_id)  # type: ignore[arg-type]
                 continue
@@ -546,7 +434,7 @@ class Dispatcher:
                 error_message=error[:500],
             )
 
-    # -- running ------------------------------------------------------------------------
+    # -- one-shot use --------------------------------------------------------------------
 
     async def drain(self, *, max_batches: int | None = None) -> int:
         """Deliver every event due now, batch after batch, until none is left; returns the count.
@@ -586,286 +474,25 @@ class Dispatcher:
         if not self._opened:
             return
         self._opened = False
+        grace = max(self.settings.cancel_grace_seconds, 1.0)
         for destination in self.router.destinations:
-            try:
-                await destination.close()
-            except Exception as exc:  # closing must not hide the others; report it
-                _log.error("outbox_sink_close_failed", sink=getattr(destination, "name", "?"), error_message=str(exc))
-
-    def wake(self) -> None:
-        """Make a worker claim now instead of at its next poll (NOTIFY does this).
-
-        One idle worker is woken (it wakes another if it finds a full batch), so a single
-        new event costs one claim, not one per worker. With no worker idle, every busy
-        worker is flagged and claims again as soon as its batch is done.
-        """
-        if self._idle:
-            self._wakers[self._idle.pop()].set()
-        else:
-            self._wake_all()
-
-    def _wake_all(self) -> None:
-        for waker in self._wakers:
-            waker.set()
-
-    async def _worker(self, slot: int) -> None:
-        poll = self.settings.poll_interval_seconds
-        waker = self._wakers[slot]
-        conn = self._db.dedicated()
-        plan: _Plan | None = None
-        try:
-            while True:
-                # cleared before claiming: a notification that arrives during the claim or
-                # the batch leaves the flag set, so the next wait returns at once
-                waker.clear()
-                token = None if self._stopping else str(uuid.uuid4())
-                if token is None and plan is None:
-                    break
-                store = self._store
-                try:
-                    claimed, settled = await conn.run(self._cycle, store, plan, token)
-                except asyncio.CancelledError:
-                    # a thread may still complete the claim: give its events back at once
-                    late = await conn.settle_after_cancel()
-                    if late is not None and late[0] and token is not None:
-                        self._in_flight[token] = [c.event.outbox_id for c in late[0]]
-                        await self._release(store, token)
-                        self._in_flight.pop(token, None)
-                    raise
-                except Exception as exc:  # the database went away: log, wait, try again
-                    _log.error(
-                        "outbox_claim_failed", error_type=type(exc).__name__, error_message=str(exc)[:500]
-                    )
-                    await conn.reset()
-                    if self._stopping:
-                        # cannot settle on the way out: the leases run out and another
-                        # dispatcher delivers these events again (at least once)
-                        break
-                    await self._sleep(min(5.0, poll * 2))
-                    continue
-                if plan is not None:
-                    self._after_settle(plan, settled)
-                    plan = None
-                if not claimed:
-                    if self._stopping:
-                        break
-                    self._idle.append(slot)
-                    try:
-                        async with asyncio.timeout(poll):
-                            await waker.wait()
-                    except TimeoutError:
-                        pass  # the poll interval elapsed: the safety net, claim again
-                    finally:
-                        if slot in self._idle:
-                            self._idle.remove(slot)
-                    continue
-                if len(claimed) >= self.settings.batch_size and self._idle:
-                    self.wake()  # more may be waiting: bring in an idle worker
-                self._in_flight[token] = [c.event.outbox_id for c in claimed]
-                try:
-                    outcomes = await self._deliver(claimed)
-                except asyncio.CancelledError:
-                    await self._release(store, token)
-                    raise
-                finally:
-                    self._in_flight.pop(token, None)
-                plan = self._plan(token, claimed, outcomes)
-        finally:
-            await conn.close()
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep ``seconds`` or until the dispatcher stops."""
-        if self._stop_event is None:
-            self._stop_event = asyncio.Event()
-        try:
-            async with asyncio.timeout(seconds):
-                await self._stop_event.wait()
-        except TimeoutError:
-            pass  # slept the full time without a stop request
-
-    async def _listen(self) -> None:
-        psycopg = require("psycopg", "postgres")
-        from ._schema import NOTIFY_CHANNEL
-
-        conninfo = self._db.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        delay = 0.5
-        while not self._stopping:
-            try:
-                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    delay = 0.5
-                    self._wake_all()  # events may have arrived while we were not listening
-                    async for _ in conn.notifies():
-                        self.wake()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # LISTEN is only a hint: polling goes on; reconnect later
-                _log.warning("outbox_listen_failed", error_message=str(exc)[:300], retry_in_seconds=delay)
-                await self._sleep(delay)
-                delay = min(delay * 2, 30.0)
-
-    async def _watch_sqlite(self) -> None:
-        """SQLite has no NOTIFY: watch ``PRAGMA data_version``, which changes whenever another
-        connection (this process or another) commits to the file, and wake a worker."""
-        import sqlite3
-
-        database = self._db.url.database
-        if not database or database == ":memory:" or database.startswith("file::memory"):
-            return
-        interval = self.settings.sqlite_watch_interval_seconds
-        watcher = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
-        try:
-            last = watcher.execute("PRAGMA data_version").fetchone()[0]
-            while not self._stopping:
-                await self._sleep(interval)
-                # microseconds: it reads a counter in the WAL index, no lock waits
-                version = watcher.execute("PRAGMA data_version").fetchone()[0]
-                if version != last:
-                    last = version
-                    self.wake()
-        finally:
-            watcher.close()
-
-    async def _stats_loop(self) -> None:
-        from ._store import stats
-
-        while not self._stopping:
-            try:
-                await self.refresh_paused()
-                await self.refresh_stats(stats)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # stats are advisory; the next round tries again
-                _log.warning("outbox_stats_failed", error_message=str(exc)[:300])
-            await self._sleep(self.settings.stats_interval_seconds)
-
-    async def refresh_stats(self, _stats: Any = None) -> Any:
-        """Query pending count and lag and update the gauges; returns the :class:`Stats`."""
-        from ._store import stats
-
-        s = await self._db.run(_stats or stats)
-        self._lag.set(s.lag_seconds)
-        self._pending.set(s.pending)
-        self._depth.set(s.pending)
-        return s
-
-    async def _retention_loop(self) -> None:
-        interval = self.settings.retention_interval_seconds
-        while not self._stopping:
-            try:
-                await self.apply_retention()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # retention retries at the next interval
-                _log.warning("outbox_retention_failed", error_message=str(exc)[:300])
-            await self._sleep(interval)
-
-    async def apply_retention(self, *, older_than_days: float | None = None) -> int:
-        """Delete events dispatched more than ``retention_days`` ago, in short batches."""
-        from ._store import delete_dispatched_batch
-
-        days = older_than_days if older_than_days is not None else self.settings.retention_days
-        before = self._now() - dt.timedelta(days=days)
-        total = 0
-        while True:
-            n = await self._db.run(
-                delete_dispatched_batch, before=before, limit=self.settings.retention_batch_size
-            )
-            total += n
-            if n < self.settings.retention_batch_size:
-                break
-        if total:
-            _log.info("outbox_retention_deleted", count=total, older_than_days=days)
-        return total
-
-    async def start(self) -> None:
-        """Start the worker tasks (and listener, stats, retention) on the running loop."""
-        if self._tasks:
-            raise RuntimeError("this dispatcher is already running")
-        if self._db.disposed:
-            raise RuntimeError("a stopped dispatcher cannot start again; create a new one")
-        if not self.router.patterns:
-            raise ConfigurationError(
-                "the dispatcher has no routes: register handlers with @outbox.handler(...) "
-                "or pass handlers= / sinks= / router="
-            )
-        self._stopping = False
-        self._stop_event = asyncio.Event()
-        self._wakers = [asyncio.Event() for _ in range(self.settings.concurrency)]
-        self._idle = []
-        await self._open()
-        await self.refresh_paused()
-        loop = asyncio.get_running_loop()
-        for slot in range(self.settings.concurrency):
-            self._tasks.append(loop.create_task(self._worker(slot), name=f"surefoot-outbox-{slot}"))
-        if self.settings.listen and self._db.dialect == "postgresql":
-            self._aux.append(loop.create_task(self._listen(), name="surefoot-outbox-listen"))
-        if self.settings.listen and self._db.dialect == "sqlite" and self.settings.sqlite_watch_interval_seconds > 0:
-            self._aux.append(loop.create_task(self._watch_sqlite(), name="surefoot-outbox-watch"))
-        self._aux.append(loop.create_task(self._stats_loop(), name="surefoot-outbox-stats"))
-        if self.settings.retention_interval_seconds > 0:
-            self._aux.append(loop.create_task(self._retention_loop(), name="surefoot-outbox-retention"))
-        _log.info(
-            "outbox_dispatcher_started",
-            batch_size=self.settings.batch_size,
-            concurrency=self.settings.concurrency,
-            lease_seconds=self.settings.lease_seconds,
-            routes=self.router.patterns,
-            paused=sorted(self._paused),
-        )
-
-    async def stop(self, timeout: float | None = None) -> None:
-        """Stop claiming; let in-flight batches finish for ``timeout`` s, then release them.
-
-        Released events are given back at once (no lease wait) with their attempt undone.
-        """
-        if timeout is None:
-            timeout = self.settings.shutdown_timeout_seconds
-        self._stopping = True
-        if self._stop_event is not None:
-            self._stop_event.set()
-        self._wake_all()
-        tasks, self._tasks = self._tasks, []
-        aux, self._aux = self._aux, []
-        # the listener, stats and retention hold no events: stop them at once
-        for task in aux:
-            task.cancel()
-        if aux:
-            await asyncio.wait(aux)
-        if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=timeout)
-            for task in pending:
+            # in a task of its own: a close() that ignores cancellation is left behind, not awaited
+            task = asyncio.ensure_future(destination.close())
+            done, _ = await asyncio.wait([task], timeout=grace)
+            if not done:
                 task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-            for task in tasks:
-                if not task.cancelled() and task.exception() is not None:
-                    _log.error("outbox_task_failed", task=task.get_name(), error_message=str(task.exception()))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                self._orphans[task] = []
+                task.add_done_callback(lambda t: self._orphans.pop(t, None))
+                _log.error("outbox_sink_close_failed", sink=getattr(destination, "name", "?"),
+                           error_type="TimeoutError", error_message=f"close() took longer than {grace:g} s")
+            elif task.exception() is not None:  # closing must not hide the others; report it
+                exc = task.exception()
+                _log.error("outbox_sink_close_failed", sink=getattr(destination, "name", "?"),
+                           error_type=type(exc).__name__, error_message=str(exc))
+
+    async def aclose(self) -> None:
+        """Close sinks, handler threads and an owned engine (after :meth:`drain` use)."""
         await self._close()
+        self._threads.shutdown()
         await self._db.dispose()
-        _log.info("outbox_dispatcher_stopped", delivered=self.delivered)
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[Dispatcher]:
-        """Run the dispatcher for the duration of an ``async with`` block (app lifespan)."""
-        await self.start()
-        try:
-            yield self
-        finally:
-            await self.stop()
-
-    def request_stop(self) -> None:
-        """Ask a :meth:`run` in progress to stop gracefully (signal handlers call this)."""
-        self._stopping = True
-        if self._stop_event is not None:
-            self._stop_event.set()
-        self._wake_all()
-
-    async def run(self) -> None:
-        """Run until :meth:`request_stop` or cancellation, then stop gracefully."""
-        await self.start()
-        try:
-            if self._stop_event is not None:
-                await self._stop_event.wait()
-        finally:
-            await self.stop()

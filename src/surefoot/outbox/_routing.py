@@ -9,10 +9,10 @@ them, so destinations sharing an event must be idempotent (every event carries a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fnmatch
 import functools
 import inspect
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +20,8 @@ import structlog
 
 from .. import context
 from ..errors import ConfigurationError
+from ..tracing._api import active_tracer
+from ..tracing._hooks import dispatch_span, mark_failed
 from ._event import Event, Sink
 
 __all__ = ["Router", "HandlerSink", "handler", "default_router"]
@@ -30,11 +32,16 @@ Handler = Callable[[Event], Any]
 class HandlerSink:
     """A sink that calls one in-process handler per event.
 
-    Async handlers run on the dispatcher's event loop, the events of a batch concurrently;
-    sync handlers run in the default thread pool so they never block it. While a handler
-    runs, :mod:`surefoot.context` carries the event's ids (``causation_id`` is the event's
-    own id, so events the handler writes point back at it) and structlog's context carries
-    ``event_name``, ``outbox_id`` and ``attempts``.
+    Each delivery runs in its own :class:`asyncio.Task` with a copy of the context, so a
+    handler may use anything a normal coroutine can: ``httpx.AsyncClient``, anyio cancel
+    scopes (``anyio.move_on_after``), ``async with asyncio.timeout(...)``, surefoot's
+    ``Timeout``/``Policy``, and context variables (``structlog.contextvars.bind_contextvars``)
+    that never leak into another delivery or into the dispatcher's own log lines. Sync
+    handlers run in a thread: the dispatcher's bounded handler pool, or the default executor
+    when called through :meth:`send_many`. While a handler runs, :mod:`surefoot.context`
+    carries the event's ids (``causation_id`` is the event's own id, so events the handler
+    writes point back at it) and structlog's context carries ``event_name``, ``outbox_id``
+    and ``attempts``.
 
     Args:
         fn: ``def handler(event)`` or ``async def handler(event)``; raising is a failure
@@ -61,158 +68,86 @@ class HandlerSink:
     async def close(self) -> None:
         return None
 
-    def _bind(self, event: Event) -> tuple[dict[str, Any], dict[str, Any]]:
-        tokens = context.bind(
+    @staticmethod
+    def _bind(event: Event) -> None:
+        # called inside the delivery's own task, whose context is a copy: nothing to undo
+        context.bind(
             correlation_id=event.correlation_id,
             causation_id=event.event_id,
             tenant_id=event.tenant_id,
         )
-        log_tokens = structlog.contextvars.bind_contextvars(
+        structlog.contextvars.bind_contextvars(
             event_name=event.event_name, outbox_id=event.outbox_id, attempts=event.attempts + 1
         )
-        return tokens, log_tokens
 
-    @staticmethod
-    def _unbind(tokens: dict[str, Any], log_tokens: dict[str, Any]) -> None:
-        structlog.contextvars.reset_contextvars(**log_tokens)
-        for name, token in tokens.items():
-            getattr(context, name).reset(token)
+    async def run(self, event: Event, threads: Any = None) -> None:
+        """Deliver one event; raises what the handler raised.
 
-    async def _threaded(self, event: Event) -> BaseException | None:
-        tokens, log_tokens = self._bind(event)
-        try:
-            result = await asyncio.to_thread(self.fn, event)  # copies the bound context
-            if inspect.isawaitable(result):  # e.g. a lambda returning a coroutine
-                await result
-            return None
-        except Exception as exc:  # a handler failure is recorded on the event, not raised
-            return exc
-        finally:
-            self._unbind(tokens, log_tokens)
-
-    def _start(self, event: Event) -> Any:
-        """Run an async handler eagerly up to its first suspension.
-
-        Returns the outcome (``None`` or the exception) when the handler finished without
-        waiting, otherwise a task that finishes it. Handlers that complete at once (cache
-        writes, in-memory fan-out) then cost no task; the others still run concurrently.
-        The task is created while the event's ids are bound, so it keeps them.
+        Meant to be the whole body of a task created with a copied context (the dispatcher
+        does this). ``threads`` runs sync handlers (anything with ``async run(fn, *args)``);
+        default: the loop's default executor.
         """
-        tokens, log_tokens = self._bind(event)
-        try:
-            coro = self.fn(event)
-            try:
-                first = coro.send(None)
-            except StopIteration:
-                return None
-            except Exception as exc:  # a handler failure is recorded on the event, not raised
-                return exc
-            return asyncio.get_running_loop().create_task(_finish(coro, first))
-        except Exception as exc:  # calling the handler itself failed (bad signature, ...)
-            return exc
-        finally:
-            self._unbind(tokens, log_tokens)
+        tracer = _tracer()
+        if tracer is None:
+            self._bind(event)
+            await self._call(event, threads)
+            return
+        await self._traced(event, tracer, threads)
 
-    async def _traced(self, event: Event, tracer: Any) -> BaseException | None:
+    async def _call(self, event: Event, threads: Any) -> None:
+        if self.is_async:
+            await self.fn(event)
+            return
+        if threads is not None:
+            result = await threads.run(self.fn, event)
+        else:
+            ctx = contextvars.copy_context()
+            result = await asyncio.get_running_loop().run_in_executor(None, ctx.run, self.fn, event)
+        if inspect.isawaitable(result):  # e.g. a lambda returning a coroutine
+            await result
+
+    async def _traced(self, event: Event, tracer: Any, threads: Any) -> None:
         """Run one delivery inside an ``outbox.dispatch`` span continuing the event's trace."""
-        from opentelemetry import propagate, trace
-
-        parent = propagate.extract(dict(event.headers))
-        attributes = {
-            "messaging.operation": "process",
-            "messaging.destination.name": event.event_name,
-            "messaging.message.id": event.event_id,
-            "surefoot.outbox_id": event.outbox_id or 0,
-            "surefoot.attempts": event.attempts + 1,
-        }
-        if event.correlation_id:
-            attributes["correlation_id"] = event.correlation_id
-        with tracer.start_as_current_span(
-            "outbox.dispatch", context=parent, kind=trace.SpanKind.CONSUMER, attributes=attributes
-        ) as span:
-            if self.is_async:
-                outcome = self._start(event)
-                if isinstance(outcome, asyncio.Task):
-                    outcome = await outcome
-            else:
-                outcome = await self._threaded(event)
-            if outcome is not None:
-                span.record_exception(outcome)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, type(outcome).__name__))
-            return outcome
+        # The span is opened before the handler's ids are bound: it carries the event's own
+        # correlation and causation, the handler's context points back at the event.
+        with dispatch_span(event, self.name) as span:
+            self._bind(event)
+            try:
+                await self._call(event, threads)
+            except Exception as exc:
+                mark_failed(span, exc)
+                raise
 
     async def send_many(self, events: Sequence[Event]) -> list[BaseException | None]:
-        tracer = _tracer()
-        if tracer is not None:
-            return list(await asyncio.gather(*(self._traced(e, tracer) for e in events)))
-        if not self.is_async:
-            if len(events) == 1:
-                return [await self._threaded(events[0])]
-            return list(await asyncio.gather(*(self._threaded(e) for e in events)))
-        results: list[Any] = [self._start(e) for e in events]
-        waiting = [(i, r) for i, r in enumerate(results) if isinstance(r, asyncio.Task)]
-        if waiting:
-            try:
-                done = await asyncio.gather(*(t for _, t in waiting))
-            except BaseException:
-                for _, task in waiting:
-                    task.cancel()
-                raise
-            for (i, _), outcome in zip(waiting, done):
-                results[i] = outcome
-        return results
+        """The :class:`Sink` form: each event in its own task; outcomes position by position."""
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(self.run(e), context=contextvars.copy_context()) for e in events]
+        try:
+            await asyncio.wait(tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            raise
+        return [outcome_of(t) for t in tasks]
 
     def __repr__(self) -> str:
         return f"HandlerSink({self.name})"
 
 
+def outcome_of(task: asyncio.Task[Any]) -> BaseException | None:
+    """A finished delivery task's outcome: ``None`` or what stopped it (never raises)."""
+    if task.cancelled():
+        return HandlerCancelled("the handler was cancelled before it finished")
+    return task.exception()
+
+
+class HandlerCancelled(Exception):
+    """A handler's task ended cancelled without the dispatcher asking (a failed delivery)."""
+
+
 def _tracer() -> Any:
-    # OpenTelemetry is never imported here: spans only make sense when the application
-    # already uses it, and then its modules are loaded
-    if "opentelemetry.trace" not in sys.modules:
-        return None
-    from opentelemetry import trace
-
-    if type(trace.get_tracer_provider()).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
-        return None  # the API without an SDK: spans would record nothing
-    return trace.get_tracer("surefoot.outbox")
-
-
-class _Resume:
-    """Drives a coroutine that was started outside a task, from its first suspension on."""
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Any, first: Any) -> None:
-        self.coro = coro
-        self.first = first
-
-    def __await__(self) -> Any:
-        coro, to_yield = self.coro, self.first
-        while True:
-            try:
-                sent = yield to_yield
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # cancellation and the like go into the handler
-                try:
-                    to_yield = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    to_yield = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _finish(coro: Any, first: Any) -> BaseException | None:
-    try:
-        await _Resume(coro, first)
-        return None
-    except Exception as exc:  # a handler failure is recorded on the event, not raised
-        return exc
+    # OpenTelemetry is never imported here: spans only make sense when tracing is on.
+    return active_tracer()
 
 
 class Router:
@@ -261,6 +196,11 @@ class Router:
     def patterns(self) -> list[str]:
         """Every routed pattern (what a dispatcher using this router claims)."""
         return sorted({p for p, _ in self._routes})
+
+    @property
+    def routes(self) -> list[tuple[str, Any]]:
+        """Every ``(pattern, destination)`` in registration order."""
+        return list(self._routes)
 
     @property
     def destinations(self) -> list[Any]:

@@ -35,6 +35,18 @@ class OutboxSettings(BaseSettings):
         stats_interval_seconds: how often the lag and pending gauges are refreshed.
         shutdown_timeout_seconds: how long a stopping dispatcher lets in-flight batches
             finish before releasing them.
+        handler_timeout_seconds: how long one delivery may take before it fails (default:
+            80 % of ``lease_seconds``).
+        cancel_grace_seconds: how long a cancelled delivery (timed out, or cut by
+            ``stop()``) may take to end before it is abandoned.
+        handler_threads: size of the thread pool that runs sync handlers.
+        db_timeout_seconds: the longest one database operation of the dispatcher may take
+            (claim, settle, stats, LISTEN probe, connect); beyond it the connection is
+            dropped, the failure logged and the operation retried on a fresh connection.
+        listen_check_interval_seconds: how often the ``LISTEN`` connection must answer a
+            probe.
+        watchdog_interval_seconds: how often the supervisor checks the workers and sets the
+            heartbeat.
     """
 
     model_config = SettingsConfigDict(env_prefix="SUREFOOT_OUTBOX_", extra="ignore")
@@ -55,6 +67,12 @@ class OutboxSettings(BaseSettings):
     retention_interval_seconds: float = Field(3600.0, ge=0)
     stats_interval_seconds: float = Field(5.0, gt=0)
     shutdown_timeout_seconds: float = Field(10.0, ge=0)
+    handler_timeout_seconds: float | None = Field(None, gt=0)
+    cancel_grace_seconds: float = Field(2.0, ge=0)
+    handler_threads: int = Field(8, ge=1, le=1024)
+    db_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    listen_check_interval_seconds: float = Field(10.0, gt=0)
+    watchdog_interval_seconds: float = Field(1.0, gt=0)
 
     @field_validator("paused_events", mode="before")
     @classmethod

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .._extras import require
@@ -29,8 +28,9 @@ import sqlalchemy as sa  # noqa: E402
 
 from ._event import Event  # noqa: E402
 from ._schema import _TS  # noqa: E402
+from ._store_types import Claimed, Stats  # noqa: E402
 
-__all__ = ["Store", "Claimed", "Stats"]
+__all__ = ["SqlStatements", "Claimed", "Stats"]
 
 _EVENT_COLS = (
     "id, event_id, event_name, schema_version, key, tenant_id, correlation_id, causation_id, "
@@ -58,25 +58,7 @@ def _ts(value: Any) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    """One claimed row: the event and its commit time (``created_at``, database clock)."""
-
-    event: Event
-    created_at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """Pending events, the age of the oldest (database clock) and dead letters."""
-
-    pending: int
-    lag_seconds: float
-    in_flight: int
-    dead_letters: int
-
-
-class Store:
+class SqlStatements:
     """The outbox statements for one dialect and one name filter.
 
     Args:

@@ -47,6 +47,8 @@ from .._extras import require
 from ..errors import ConfigurationError, RateLimitError, ServiceUnavailableError
 from ._policy import Policy
 from ._retry import RETRYABLE_STATUS, Retry
+from ..tracing._api import NOOP_SPAN, active_tracer
+from ..tracing._hooks import client_attempt, client_result, client_span, trace_resilience
 from ._timeout import CallTimeoutError
 
 __all__ = [
@@ -243,8 +245,15 @@ class _Instrumentation:
             headers["X-Causation-ID"] = causation
         self._inject_trace(request)
 
+    def span(self, request: Any, policy: Any) -> Any:
+        if active_tracer() is None:
+            return NOOP_SPAN
+        trace_resilience(policy)  # once per policy: decisions become span events
+        return client_span(self.provider, request, self.endpoint_of(request))
+
     def record(self, request: Any, status: str, seconds: float) -> None:
         endpoint = self.endpoint_of(request)
+        client_attempt(status, seconds)
         child = self._children.get((endpoint, status))
         if child is None:
             child = self._children[(endpoint, status)] = self._requests.labels(self.provider, endpoint, status)
@@ -295,14 +304,17 @@ class ResilientTransport(httpx.BaseTransport):
         self._buffer = self.policy.retry is not None
 
     def handle_request(self, request: Any) -> Any:
-        self._instr.prepare(request)
-        if self._buffer:
-            request.read()  # a retried request must be able to send its body again
-        token = _current_request.set(request)
-        try:
-            return self.policy.call(self._attempt, request)
-        finally:
-            _current_request.reset(token)
+        with self._instr.span(request, self.policy) as span:  # CLIENT span when tracing is on
+            self._instr.prepare(request)
+            if self._buffer:
+                request.read()  # a retried request must be able to send its body again
+            token = _current_request.set(request)
+            try:
+                response = self.policy.call(self._attempt, request)
+            finally:
+                _current_request.reset(token)
+            client_result(span, response)
+            return response
 
     def _attempt(self, request: Any) -> Any:
         start = time.perf_counter()
@@ -349,14 +361,17 @@ class AsyncResilientTransport(httpx.AsyncBaseTransport):
         self._buffer = self.policy.retry is not None
 
     async def handle_async_request(self, request: Any) -> Any:
-        self._instr.prepare(request)
-        if self._buffer:
-            await request.aread()
-        token = _current_request.set(request)
-        try:
-            return await self.policy.acall(self._attempt, request)
-        finally:
-            _current_request.reset(token)
+        with self._instr.span(request, self.policy) as span:  # CLIENT span when tracing is on
+            self._instr.prepare(request)
+            if self._buffer:
+                await request.aread()
+            token = _current_request.set(request)
+            try:
+                response = await self.policy.acall(self._attempt, request)
+            finally:
+                _current_request.reset(token)
+            client_result(span, response)
+            return response
 
     async def _attempt(self, request: Any) -> Any:
         start = time.perf_counter()

@@ -6,8 +6,9 @@ from ._logs import CapturedLogs, capture_logs
 from ._metrics import fresh_registry, metric_value
 from ._outbox import DrainResult, InMemoryOutbox, adrain, drain
 from ._overrides import override_dependencies
-from ._twilio import CallSimulator, FakeMessage, SimulatedCall, TwilioFake
 from ._resilience import EventRecorder, is_testing, no_waits, provider_failures, set_testing
+from ._slo import SloExpectationError, expect_slo
+from ._twilio import CallSimulator, FakeMessage, SimulatedCall, TwilioFake
 from ._webhooks import (
     form_body,
     golden_github_push,
@@ -49,6 +50,9 @@ __all__ = [
     "FakeMessage",
     "CallSimulator",
     "SimulatedCall",
+    # service level objectives
+    "expect_slo",
+    "SloExpectationError",
     # webhook signing and golden payloads
     "sign_twilio",
     "sign_twilio_json",

@@ -1,17 +1,49 @@
-"""Trace context for logs (and, with the ``otel`` extra, tracer set-up).
+"""Tracing: spans at the request, webhook, outbox and provider-call boundaries.
+
+* :func:`span` — ``with``/``async with`` a named span; a shared no-op when tracing is off.
+* :func:`setup_tracing` — one call (or ``SUREFOOT_TRACING=true`` with
+  :func:`surefoot.install`) turns tracing on: parent-based ratio head sampling, in-process
+  tail keep of failed traces, OTLP over HTTP or gRPC; :func:`shutdown_tracing` flushes.
+* :func:`collector_config` — the equivalent OpenTelemetry Collector ``tail_sampling`` setup.
+* :func:`setup_sentry` — optional error reporting, scrubbed by surefoot's redaction.
 
 :func:`current_trace_ids` never imports OpenTelemetry: when the process has not imported
 ``opentelemetry.trace`` no span can be active, so a log line pays one dictionary lookup.
+Nothing here imports OpenTelemetry at import time.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .._extras import require
+from .._extras import lazy_exports
+from ._api import NOOP_SPAN, active_tracer, report_exception, span
+from ._settings import TracingSettings
 
-__all__ = ["current_trace_ids", "setup_tracing"]
+__all__ = [
+    "span",
+    "setup_tracing",
+    "shutdown_tracing",
+    "reset_tracing",
+    "head_sampler",
+    "default_exporter",
+    "current_trace_ids",
+    "active_tracer",
+    "inject_headers",
+    "collector_config",
+    "write_collector_config",
+    "collector_config_yaml",
+    "setup_sentry",
+    "reset_sentry",
+    "scrub_event",
+    "report_exception",
+    "trace_exemplar",
+    "TracingSettings",
+    "TailKeepSampler",
+    "TailKeepProcessor",
+    "NOOP_SPAN",
+]
 
 
 def current_trace_ids() -> tuple[str, str] | None:
@@ -29,53 +61,45 @@ def current_trace_ids() -> tuple[str, str] | None:
     return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
 
 
-def setup_tracing(
-    *,
-    service_name: str | None = None,
-    service_version: str | None = None,
-    exporter: Any = None,
-    sampler: Any = None,
-    set_global: bool = True,
-) -> Any:
-    """Create an OpenTelemetry ``TracerProvider`` for this service (extra ``otel``).
+def inject_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Add the current trace context (``traceparent``, ``tracestate``) to ``headers``.
 
-    Args:
-        service_name: the ``service.name`` resource attribute (default: settings).
-        service_version: ``service.version`` (default: settings).
-        exporter: a span exporter; default OTLP over HTTP (configured by the standard
-            ``OTEL_EXPORTER_OTLP_*`` variables). Pass an ``InMemorySpanExporter`` in tests.
-        sampler: an OpenTelemetry sampler (default: parent-based, always on).
-        set_global: install the provider as the global tracer provider.
-
-    Returns:
-        The ``TracerProvider``.
-
-    Raises:
-        MissingExtraError: OpenTelemetry's SDK is not installed (``pip install 'surefoot[otel]'``).
+    A no-op when no span is active or OpenTelemetry is not in use. Returns ``headers``.
     """
-    from .._config import get_settings
+    if "opentelemetry.trace" in sys.modules:
+        from opentelemetry import propagate
 
-    trace = require("opentelemetry.trace", "otel")
-    sdk_trace = require("opentelemetry.sdk.trace", "otel")
-    export = require("opentelemetry.sdk.trace.export", "otel")
-    resources = require("opentelemetry.sdk.resources", "otel")
-    settings = get_settings()
-    resource = resources.Resource.create(
-        {
-            "service.name": service_name or settings.service_name,
-            "service.version": service_version or settings.service_version,
-        }
+        propagate.inject(headers)
+    return headers
+
+
+_LAZY = {
+    "setup_tracing": "._setup",
+    "shutdown_tracing": "._setup",
+    "reset_tracing": "._setup",
+    "head_sampler": "._setup",
+    "default_exporter": "._setup",
+    "collector_config": "._collector",
+    "collector_config_yaml": "._collector",
+    "write_collector_config": "._collector",
+    "setup_sentry": "._sentry",
+    "reset_sentry": "._sentry",
+    "scrub_event": "._sentry",
+    "TailKeepSampler": "._tail",
+    "trace_exemplar": "._exemplars",
+    "TailKeepProcessor": "._tail",
+}
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._collector import collector_config, collector_config_yaml, write_collector_config
+    from ._exemplars import trace_exemplar
+    from ._sentry import reset_sentry, scrub_event, setup_sentry
+    from ._setup import (
+        default_exporter,
+        head_sampler,
+        reset_tracing,
+        setup_tracing,
+        shutdown_tracing,
     )
-    kwargs: dict[str, Any] = {"resource": resource}
-    if sampler is not None:
-        kwargs["sampler"] = sampler
-    provider = sdk_trace.TracerProvider(**kwargs)
-    if exporter is None:
-        otlp = require("opentelemetry.exporter.otlp.proto.http.trace_exporter", "otel")
-        exporter = otlp.OTLPSpanExporter()
-        provider.add_span_processor(export.BatchSpanProcessor(exporter))
-    else:
-        provider.add_span_processor(export.SimpleSpanProcessor(exporter))
-    if set_global:
-        trace.set_tracer_provider(provider)
-    return provider
+    from ._tail import TailKeepProcessor, TailKeepSampler

@@ -42,6 +42,7 @@ from .._extras import require
 from .._sql import dialect_name
 from ..errors import ConfigurationError, HTTPError
 from ..metrics._catalogue import WEBHOOK_DEDUPE_HITS, WEBHOOK_HANDLER_DURATION, WEBHOOK_SIGNATURE_FAILURES
+from ..tracing._hooks import webhook_delivery, webhook_outcome, webhook_span
 from . import _store
 from ._verify import PayloadTooLargeError, SignatureError, VerifiedDelivery, Verifier
 
@@ -338,7 +339,12 @@ class WebhookInbox:
         """Process one request end to end and return the response to send.
 
         Usable directly from a route of your own: ``return await inbox.handle(request, ...)``.
+        With tracing on, it runs in a ``webhook.<provider>.<endpoint>`` span.
         """
+        with webhook_span(getattr(verifier, "provider", "custom"), endpoint, request):
+            return await self._handle(request, verifier=verifier, handler=handler, endpoint=endpoint)
+
+    async def _handle(self, request: Any, *, verifier: Verifier, handler: Handler, endpoint: str) -> Any:
         from starlette.responses import Response
 
         started = self.clock.monotonic()
@@ -361,6 +367,7 @@ class WebhookInbox:
                 body, verified, payload_text = _verify_joined(verifier, chunks, request.headers, str(request.url), client)
         except SignatureError as exc:
             self._signature_failures.labels(provider, exc.reason).inc()
+            webhook_outcome("signature_failure")
             log.warning(
                 "webhook_signature_rejected",
                 provider=provider,
@@ -376,6 +383,7 @@ class WebhookInbox:
             return self._problem(exc, request)
         request = _replaying(request, body)
 
+        webhook_delivery(verified.provider, verified.dedupe_key)
         received_at = _utc(self.clock.time())
         row = {
             "provider": verified.provider,
@@ -403,6 +411,7 @@ class WebhookInbox:
             )
             response = result.response if result.response is not None else Response(status_code=200)
         elif outcome == "failed":
+            webhook_outcome("failed", result)
             log.error(
                 "webhook_handler_failed",
                 provider=verified.provider,
@@ -445,6 +454,7 @@ class WebhookInbox:
         return chunks, size
 
     def _observe(self, provider: str, endpoint: str, outcome: str, started: float) -> None:
+        webhook_outcome(outcome)
         self._duration.labels(provider, endpoint, outcome).observe(max(0.0, self.clock.monotonic() - started))
 
     @staticmethod

@@ -76,7 +76,7 @@ def test_migrate_status_tail_requeue_purge(cli, db_url, registry):
 
     # purge: nothing old yet; then everything dispatched before "now + 1 day"
     assert "no dispatched events" in cli("outbox", "purge", "--url", db_url, "-y").stdout
-    result = cli("outbox", "purge", "--url", db_url, "--older-than-days", "-1", "-y", "--batch-size", "2")
+    result = cli("outbox", "purge", "--url", db_url, "--older-than", "0s", "-y", "--batch-size", "2")
     assert "deleted 5 dispatched events" in result.stdout
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(events_table)).scalar_one() == 1

@@ -100,11 +100,11 @@ def test_cli_purges_old_deliveries(tmp_path: Any, subprocess_env: dict[str, str]
                 headers={}, payload="{}", status="processed",
             ))
     out = subprocess.run(
-        [sys.executable, "-m", "surefoot", "webhooks", "purge", "--database-url", url, "--batch-size", "1"],
+        [sys.executable, "-m", "surefoot", "webhooks", "purge", "--url", url, "--batch-size", "1", "--yes"],
         env=subprocess_env, capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert "deleted 2 webhook event(s)" in out.stdout
+    assert "deleted 2 webhook event(s) older than 90d" in out.stdout
     with engine.connect() as conn:
         assert [r[0] for r in conn.execute(sa.select(webhook_events.c.dedupe_key))] == ["d2"]
     engine.dispose()
