@@ -40,11 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "examples"))
 
-import psutil
-import sqlalchemy as sa
-from missed_call.stack import Stack
+import psutil  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from missed_call.stack import Stack  # noqa: E402
 
-from surefoot.testing import CallSimulator, TwilioFake
+from surefoot.testing import CallSimulator, TwilioFake  # noqa: E402
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TENANT_NUMBER = "+14155550100"

@@ -111,7 +111,7 @@ def create_app(settings: ServiceSettings | None = None, *, engine: AsyncEngine |
         tenant_id, compliance = tenant
         outcome = (await classifications.get(conn)).get(call_status, "in_progress")
         duration = int(form.get("CallDuration") or 0) if (form.get("CallDuration") or "0").isdigit() else 0
-        if call_status == "completed" and 0 < settings.short_call_seconds and duration < settings.short_call_seconds:
+        if call_status == "completed" and settings.short_call_seconds > 0 and duration < settings.short_call_seconds:
             outcome = "missed"  # the short-completed-call rule (off unless SHORT_CALL_SECONDS is set)
         with context.bound(tenant_id=tenant_id):
             if outcome == "in_progress":

@@ -80,7 +80,7 @@ class Stack:
     def _output(self, name: str) -> Any:
         if self.log_dir is None:
             return None
-        handle = open(self.log_dir / f"{name}.log", "ab")
+        handle = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115  (closed by stop())
         self._logs.append(handle)
         return handle
 

@@ -85,7 +85,7 @@ def purge_batch(conn: Any, rule: RetentionRule, *, batch_size: int = 1000, clock
     result = conn.execute(statement)
     if hasattr(result, "__await__"):
         async def count() -> int:
-            return (await result).rowcount
+            return int((await result).rowcount)
         return count()
     return result.rowcount
 

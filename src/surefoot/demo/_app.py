@@ -9,6 +9,7 @@ failures, surefoot's own errors and unhandled exceptions, and health probes back
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None, *, drain_seconds: float | None 
     import contextlib
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Any):
+    async def lifespan(app: Any) -> AsyncIterator[None]:
         metadata.create_all(engine)
         log.info("demo_started", database=engine.url.render_as_string(hide_password=True))
         yield

@@ -64,7 +64,7 @@ def run_missed_call(host: str = "127.0.0.1", port: int = 8000, *, rate: float = 
     folder = examples_dir()
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
-    from missed_call.stack import Stack  # type: ignore[import-not-found]
+    from missed_call.stack import Stack
 
     from ..testing import CallSimulator, TwilioFake
 

@@ -62,9 +62,11 @@ def admin_app(*, token: str | None = None, actor: str = "admin-endpoint") -> Any
         async def run(request: Request) -> Response:
             try:
                 check(request)
-                return await endpoint(request)
+                response: Response = await endpoint(request)
+                return response
             except (AuthenticationError, AuthorizationError, NotFoundError, ValidationError) as exc:
-                return problem_response(exc, instance=request.url.path)
+                problem: Response = problem_response(exc, instance=request.url.path)
+                return problem
         return run
 
     async def list_flags(request: Request) -> Response:

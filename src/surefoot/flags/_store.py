@@ -26,7 +26,7 @@ __all__ = [
 
 sa = require("sqlalchemy", "sql")
 
-from .._sql import metadata
+from .._sql import metadata  # noqa: E402
 
 _log = get_logger("surefoot.flags")
 
@@ -157,7 +157,7 @@ def _iso(value: Any) -> str | None:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
-        return value.isoformat()
+        return str(value.isoformat())
     return str(value)
 
 
@@ -235,7 +235,7 @@ def _require_store() -> FlagStore:
         raise ConfigurationError(
             "flags are not connected to a database: call surefoot.flags.configure(engine_or_url) first"
         )
-    return store
+    return store  # type: ignore[no-any-return]
 
 
 def refresh() -> dict[str, bool]:

@@ -23,7 +23,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
-from missed_call.stack import Stack
+from missed_call.stack import Stack  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 

@@ -22,7 +22,7 @@ def test_demo_turns_missed_calls_into_sms_and_ctrl_c_stops_everything(tmp_path, 
     env = {**subprocess_env, "SUREFOOT_LOG_FORMAT": "json"}
     for name in ("DATABASE_URL", "SUREFOOT_DATABASE_URL"):
         env.pop(name, None)
-    log = open(tmp_path / "demo.log", "wb")
+    log = open(tmp_path / "demo.log", "wb")  # noqa: SIM115  (closed after the process ends)
     demo = subprocess.Popen([sys.executable, "-m", "surefoot", "demo", "--port", str(port), "--rate", "4"],
                             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
