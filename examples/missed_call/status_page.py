@@ -83,7 +83,7 @@ async def snapshot(engine: AsyncEngine) -> dict[str, Any]:
     return {
         "generated_at": now.isoformat(),
         "first_sms": {
-            "source": "surefoot.slo" if obs.slo_available() else "service tables",
+            "source": "service tables",
             "window": "5m",
             "count": len(latencies),
             "p50_seconds": percentile(latencies, 0.50),

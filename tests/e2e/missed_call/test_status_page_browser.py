@@ -63,6 +63,12 @@ def test_status_page_moves_with_calls_and_toggles_the_kill_switch(start_service,
     wait_until(lambda: _text(browser, "calls-missed") == "3" and _text(browser, "sms-sent") == "3", timeout=20,
                what="the page's numbers to move")
     assert _text(browser, "p95").endswith(" s") and _text(browser, "samples") == "3"
+    import httpx
+
+    if httpx.get(svc.url + "/slo").status_code == 200:  # budget and burn come from the SLO engine
+        wait_until(lambda: _text(browser, "budget").endswith("%") and _text(browser, "burn") != "–",
+                   timeout=20, what="the error budget from /slo")
+        assert _text(browser, "slo-source") == "surefoot.slo (/slo)"
 
     # a wrong token is refused and says so
     browser.find_element(By.ID, "admin-token").send_keys("wrong")
