@@ -12,12 +12,13 @@ _URL_HELP = "SQLAlchemy URL of the service's database (default: SUREFOOT_DATABAS
 
 def _connect(url: str | None) -> None:
     from .._config import get_settings
-    from ..errors import ConfigurationError
-    from ..flags import configure
+    from ..errors import ConfigurationError, MissingExtraError
 
     try:
+        from ..flags import configure
+
         configure(url or get_settings().database_url, refresh_interval=0)
-    except ConfigurationError as exc:
+    except (ConfigurationError, MissingExtraError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 

@@ -216,9 +216,11 @@ def reset() -> None:
 
     Declared flags stay declared. ``surefoot._config.reset_all()`` runs this too.
     """
-    from . import _store
+    import sys
 
-    _store.stop_refresher()
+    store_module = sys.modules.get("surefoot.flags._store")  # only loaded when flags use a database
+    if store_module is not None:
+        store_module.stop_refresher()
     with _state.lock:
         _state.overrides = {}
         _state.details = {}

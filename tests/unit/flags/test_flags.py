@@ -8,9 +8,7 @@ import textwrap
 import time
 import uuid
 
-import httpx
 import pytest
-import sqlalchemy as sa
 
 from surefoot import flags
 from surefoot.errors import ConfigurationError, NotFoundError
@@ -173,6 +171,8 @@ def test_refresher_keeps_the_last_view_when_the_database_goes_away(tmp_path) -> 
     path = tmp_path / "flags.db"
     flags.configure(f"sqlite:///{path}", refresh_interval=0.05)
     flags.set(name, True, actor="t")
+    import sqlalchemy as sa
+
     engine = sa.create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE feature_flags"))
@@ -182,7 +182,7 @@ def test_refresher_keeps_the_last_view_when_the_database_goes_away(tmp_path) -> 
 
 # -- admin endpoint ----------------------------------------------------------------------
 
-def _admin_client(token: str | None = "s3cret") -> httpx.Client:
+def _admin_client(token: str | None = "s3cret"):  # type: ignore[no-untyped-def]
     from fastapi import FastAPI
 
     import surefoot
@@ -233,6 +233,7 @@ def test_admin_endpoint_without_a_token_refuses_everything(monkeypatch) -> None:
 # -- CLI ---------------------------------------------------------------------------------
 
 def test_cli_set_list_clear_history(sqlite_url: str) -> None:
+    pytest.importorskip("sqlalchemy")
     from typer.testing import CliRunner
 
     from surefoot.cli import _register, app
