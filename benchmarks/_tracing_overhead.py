@@ -125,7 +125,7 @@ async def run(rounds: int, n: int, driver: Any) -> None:
         return statistics.median(samples[name])
 
     def over(name: str, base: str) -> float:
-        return statistics.median([v - b for v, b in zip(samples[name], samples[base])])
+        return statistics.median([v - b for v, b in zip(samples[name], samples[base], strict=False)])
 
     rows = []
     verdicts = []

@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -104,7 +102,7 @@ def plain_row(i: int) -> dict[str, Any]:
     return {"event_id": str(uuid.uuid4()), "event_name": "CallDetected", "schema_version": 1,
             "key": f"k{i % 50}", "tenant_id": None, "correlation_id": None, "causation_id": None,
             "payload": orjson.dumps(PAYLOAD).decode(), "headers": None,
-            "occurred_at": dt.datetime.now(dt.timezone.utc)}
+            "occurred_at": dt.datetime.now(dt.UTC)}
 
 
 def bench_writes(engine: sa.Engine, n: int, *, blocks: int = 10) -> dict[str, float]:
@@ -422,7 +420,7 @@ def main() -> None:
             engine = sa.create_engine(url)
             r: dict[str, Any] = {}
 
-            def best(key: str, value: float) -> None:
+            def best(key: str, value: float, r: dict[str, Any] = r) -> None:
                 r[key] = max(r.get(key, 0.0), value)
 
             # the machine is shared: repeat and interleave, keep the best of each

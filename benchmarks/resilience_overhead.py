@@ -286,7 +286,7 @@ def measure(cases: dict[str, tuple[str, Any, str]], n: int, rounds: int) -> dict
     samples: dict[str, list[float]] = {name: [] for name in cases}
     loop = asyncio.new_event_loop()
     try:
-        for name, (kind, fn, _) in cases.items():  # warm-up (first-use initialisation)
+        for kind, fn, _ in cases.values():  # warm-up (first-use initialisation)
             if kind == "sync":
                 fn(100)
             else:

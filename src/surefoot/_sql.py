@@ -23,12 +23,14 @@ def dialect_name(bind: object) -> str:
     for attr in ("dialect",):
         dialect = getattr(bind, attr, None)
         if dialect is not None:
-            return dialect.name
+            name: str = dialect.name
+            return name
     for attr in ("bind", "engine", "sync_engine", "sync_connection"):
         inner = getattr(bind, attr, None)
         if inner is not None and inner is not bind:
             return dialect_name(inner)
     get_bind = getattr(bind, "get_bind", None)
     if get_bind is not None:
-        return get_bind().dialect.name
+        bound_name: str = get_bind().dialect.name
+        return bound_name
     raise TypeError(f"cannot tell the SQL dialect of {bind!r}")

@@ -405,7 +405,7 @@ def test_shared_traffic_percentage_half_open(make):
         a.call(lambda: (_ for _ in ()).throw(ConnectionError()))
     clock.advance(60)
     admitted = 0
-    for second in range(31):
+    for _second in range(31):
         for breaker in (a, b):
             for _ in range(10):
                 try:

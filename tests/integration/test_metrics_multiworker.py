@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -118,48 +119,45 @@ def worker_pids(master: int) -> list[int]:
 def served(tmp_path: Path, subprocess_env: dict[str, str]):
     (tmp_path / "mwapp.py").write_text(APP)
     procs: list[subprocess.Popen] = []
-    logs: list = []
+    with contextlib.ExitStack() as logs:  # closed after the processes are gone
 
-    def start(kind: str) -> tuple[str, subprocess.Popen, Path]:
-        port = free_port()
-        prom = tmp_path / f"prom-{kind}"
-        prom.mkdir()
-        (prom / "counter_1.db").write_bytes(b"stale")  # a previous run's leftovers
-        env = dict(subprocess_env)
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        if kind == "uvicorn":
-            (tmp_path / "launch.py").write_text(UVICORN)
-            cmd = [sys.executable, str(tmp_path / "launch.py"), str(port), str(prom), str(tmp_path)]
-        else:
-            (tmp_path / "gunicorn.conf.py").write_text(GUNICORN_CONF)
-            env["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
-            env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
-            cmd = [sys.executable, "-m", "gunicorn", "-c", str(tmp_path / "gunicorn.conf.py"),
-                   "-k", "uvicorn.workers.UvicornWorker", "-w", "2", "-b", f"127.0.0.1:{port}",
-                   "--log-level", "warning", "mwapp:app"]
-        log = open(tmp_path / f"{kind}.log", "w")  # a file, never a pipe nobody drains
-        logs.append(log)
-        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(base, proc)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{(tmp_path / f'{kind}.log').read_text()}") from None
-        return base, proc, prom
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+        def start(kind: str) -> tuple[str, subprocess.Popen, Path]:
+            port = free_port()
+            prom = tmp_path / f"prom-{kind}"
+            prom.mkdir()
+            (prom / "counter_1.db").write_bytes(b"stale")  # a previous run's leftovers
+            env = dict(subprocess_env)
+            env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            if kind == "uvicorn":
+                (tmp_path / "launch.py").write_text(UVICORN)
+                cmd = [sys.executable, str(tmp_path / "launch.py"), str(port), str(prom), str(tmp_path)]
+            else:
+                (tmp_path / "gunicorn.conf.py").write_text(GUNICORN_CONF)
+                env["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+                env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+                cmd = [sys.executable, "-m", "gunicorn", "-c", str(tmp_path / "gunicorn.conf.py"),
+                       "-k", "uvicorn.workers.UvicornWorker", "-w", "2", "-b", f"127.0.0.1:{port}",
+                       "--log-level", "warning", "mwapp:app"]
+            log = logs.enter_context(open(tmp_path / f"{kind}.log", "w"))  # a file, never a pipe nobody drains
+            proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=log,
+                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            procs.append(proc)
+            base = f"http://127.0.0.1:{port}"
             try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    for log in logs:
-        log.close()
+                wait_ready(base, proc)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{(tmp_path / f'{kind}.log').read_text()}") from None
+            return base, proc, prom
+
+        yield start
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
 
 
 @pytest.mark.parametrize("kind", ["uvicorn", "gunicorn"])

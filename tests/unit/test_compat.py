@@ -176,3 +176,75 @@ def test_prometheus_value_class_switch(tmp_path, subprocess_env):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['counter']"
+
+
+def test_opentelemetry_context_is_read_in_one_call_and_ids_come_from_the_public_api():
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from surefoot._compat import opentelemetry as compat_otel
+
+    assert compat_otel.fast_context_available()
+    getter = compat_otel.context_getter()
+    assert getter is not None
+    tracer = TracerProvider().get_tracer("compat")
+    assert compat_otel.current_trace_ids() is None
+    with tracer.start_as_current_span("s") as span:
+        assert getter()  # a span is current: the context is not empty
+        ids = compat_otel.current_trace_ids()
+        context = span.get_span_context()
+        assert ids == (format(context.trace_id, "032x"), format(context.span_id, "016x"))
+    assert not getter() or trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_structlog_state_reads_find_the_configuration_and_the_context_variables():
+    import structlog
+
+    from surefoot._compat import structlog as compat_structlog
+
+    config = compat_structlog.structlog_config()
+    assert config is not None and isinstance(config.default_processors, list)
+    structlog.contextvars.bind_contextvars(compat_probe=1)
+    try:
+        table = compat_structlog.structlog_context_vars()
+        assert table is not None
+        assert any(var.get() == 1 for key, var in table.items() if key.endswith("compat_probe"))
+    finally:
+        structlog.contextvars.unbind_contextvars("compat_probe")
+
+
+def test_prometheus_registry_names_table_finds_a_registered_family():
+    registry = CollectorRegistry()
+    gauge = Gauge("compat_names_total", "t", registry=registry)
+    assert compat_prometheus.collector_names(registry)["compat_names_total"] is gauge
+    assert compat_prometheus.collector_names(object()) == {}
+
+
+def test_sqlalchemy_pool_max_overflow_is_read():
+    import sqlalchemy as sa
+
+    from surefoot._compat import sqlalchemy as compat_sqlalchemy
+
+    engine = sa.create_engine("sqlite://", poolclass=sa.pool.QueuePool, pool_size=3, max_overflow=7)
+    try:
+        assert compat_sqlalchemy.max_overflow(engine.pool) == 7
+        assert compat_sqlalchemy.max_overflow(object()) is None
+    finally:
+        engine.dispose()
+
+
+async def test_asyncio_running_loop_and_current_task_in_one_call():
+    import asyncio
+
+    from surefoot._compat import asyncio as compat_asyncio
+
+    assert compat_asyncio.fast_paths_available()
+    loop = asyncio.get_running_loop()
+    assert compat_asyncio.running_loop_or_none() is loop
+    assert compat_asyncio.current_task_getter()(loop) is asyncio.current_task()
+
+
+def test_asyncio_running_loop_is_none_outside_a_loop():
+    from surefoot._compat import asyncio as compat_asyncio
+
+    assert compat_asyncio.running_loop_or_none() is None

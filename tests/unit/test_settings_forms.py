@@ -96,6 +96,7 @@ def test_empty_metrics_password_stops_install(monkeypatch):
 
 
 def test_uncaught_settings_error_prints_one_line_without_traceback(tmp_path, subprocess_env):
+    pytest.importorskip("fastapi", reason="the service in the subprocess is a FastAPI app")
     (tmp_path / "service.py").write_text(textwrap.dedent(
         """
         from fastapi import FastAPI

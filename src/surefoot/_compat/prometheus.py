@@ -38,7 +38,8 @@ except ImportError:  # pragma: no cover - a prometheus_client without it: public
 
 __all__ = [
     "CountValue", "SumValue", "observer", "adder", "active_pair", "internals_available",
-    "multiprocess_values_active", "use_multiprocess_values",
+    "multiprocess_values_active", "use_multiprocess_values", "observer_parts", "fast_observer",
+    "FOLD_MASK", "Parts", "collector_names",
 ]
 
 
@@ -249,3 +250,96 @@ def use_multiprocess_values() -> bool:
     if not multiprocess_values_active():
         values.ValueClass = get_value_class()
     return multiprocess_values_active()
+
+
+# -- histograms observed from hot paths outside the request path (database queries) ------------
+#
+# The same rewiring as :func:`observer`, handed out as parts that a caller inlines: a query may
+# cost 10 µs, so even one Python call per observation shows.
+
+Parts = tuple[tuple[Callable[[], int], ...], tuple[float, ...], Callable[[float], None], int,
+              Callable[[], Any]]
+
+#: A child's pending sums are folded whenever one of its buckets reaches a multiple of
+#: ``FOLD_MASK + 1``, so at most ``FOLD_MASK`` observations per bucket wait in the deque.
+FOLD_MASK = 255
+_NEVER = -1  # ``count & -1 == count``, never -1: no fold
+
+
+def _nothing() -> None:
+    return None
+
+
+def _zero() -> int:
+    return 0
+
+
+def _counting(inc: Callable[[float], Any]) -> Callable[[], int]:
+    def count() -> int:
+        inc(1)
+        return 0
+
+    return count
+
+
+def observer_parts(child: Any) -> Parts:
+    """Return ``(nexts, bounds, add_to_sum, fold_mask, fold)`` to observe into ``child``.
+
+    An observation of ``amount`` is::
+
+        add_to_sum(amount)
+        if nexts[_bisect_left(bounds, amount)]() & fold_mask == fold_mask:
+            fold()
+
+    (each ``nexts`` entry counts one observation in its bucket and returns the bucket's count
+    so far). Hot paths inline these few C calls instead of calling a function per
+    observation. For children this module cannot rewire (multi-process values, another
+    prometheus_client layout) the parts call the values' public ``inc`` (or, failing that,
+    the child's ``observe``) and never fold.
+    """
+    existing = getattr(child, "_surefoot_parts", None)
+    if existing is not None:  # the same child was rewired before (several engines, one pool name)
+        return existing  # type: ignore[no-any-return]
+    public: Parts = ((_zero,), (float("inf"),), child.observe, _NEVER, _nothing)
+    try:
+        buckets = child._buckets
+        total = child._sum
+        bounds = tuple(float(b) for b in child._upper_bounds)
+    except AttributeError:
+        return public
+    if len(buckets) != len(bounds) or not bounds or bounds[-1] != float("inf"):
+        return public
+    if _MutexValue is None or not all(type(v) is _MutexValue for v in (total, *buckets)):
+        parts: Parts = (tuple(_counting(bucket.inc) for bucket in buckets), bounds, total.inc, _NEVER, _nothing)
+    else:
+        counts = [CountValue(bucket.get()) for bucket in buckets]
+        summed = SumValue(total.get())
+        buckets[:] = counts
+        child._sum = summed
+        parts = (tuple(c._counter.__next__ for c in counts), bounds, summed.pending.append,
+                 FOLD_MASK, summed.fold)
+    child._surefoot_parts = parts
+    return parts
+
+
+def fast_observer(child: Any) -> Callable[[float], None]:
+    """Return a cheap ``observe(amount)`` for histogram ``child`` (see the module docstring)."""
+    nexts, bounds, append, mask, fold = observer_parts(child)
+
+    def observe(amount: float) -> None:
+        append(amount)
+        if nexts[_bisect_left(bounds, amount)]() & mask == mask:
+            fold()
+
+    return observe
+
+
+def collector_names(registry: Any) -> dict[str, Any]:
+    """The registry's name -> collector table (to find a family registered earlier).
+
+    prometheus_client keeps it in ``_names_to_collectors`` without a public accessor; a
+    release without it gives an empty table (callers then register, and a duplicate
+    registration error names the clash).
+    """
+    names = getattr(registry, "_names_to_collectors", None)
+    return names if isinstance(names, dict) else {}

@@ -1,4 +1,12 @@
-"""structlog: importing it without rich (or greenlet), which surefoot's logging never uses.
+"""structlog: importing it without rich (or greenlet); the two reads of its state the access
+line's direct path needs.
+
+The access line skips structlog's processor chain only when that chain is exactly surefoot's
+and no context variable is bound; structlog exposes neither fact publicly, so
+:func:`structlog_config` returns its global configuration object (``structlog._config._CONFIG``)
+and :func:`structlog_context_vars` its table of bound context variables
+(``structlog.contextvars._CONTEXT_VARS``). Either returns ``None`` when a release lays them
+out otherwise, and every line then takes structlog's public chain (slower, never wrong).
 
 ``import structlog`` imports ``structlog.dev`` and ``structlog.tracebacks``, which import
 rich when it is installed (typer, surefoot's CLI dependency, installs it), for their
@@ -21,8 +29,9 @@ from __future__ import annotations
 import os
 import sys
 from types import ModuleType
+from typing import Any
 
-__all__ = ["import_structlog"]
+__all__ = ["import_structlog", "structlog_config", "structlog_context_vars"]
 
 # optional imports of structlog that surefoot does not use (already imported ones are kept)
 _OPTIONAL = ("rich", "greenlet")
@@ -47,3 +56,17 @@ def import_structlog() -> ModuleType:
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]
     return structlog
+
+
+def structlog_config() -> Any:
+    """structlog's global configuration (``default_processors`` ...), or ``None``."""
+    structlog = import_structlog()
+    config = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
+    return config if hasattr(config, "default_processors") else None
+
+
+def structlog_context_vars() -> dict[str, Any] | None:
+    """structlog's bound context variables by key (``Ellipsis`` = unbound), or ``None``."""
+    structlog = import_structlog()
+    table = getattr(getattr(structlog, "contextvars", None), "_CONTEXT_VARS", None)
+    return table if isinstance(table, dict) else None

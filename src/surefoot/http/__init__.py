@@ -9,7 +9,7 @@
 from ._install import exception_handlers, install_error_handlers, install_http
 from ._middleware import SurefootMiddleware
 from ._openapi import PROBLEM_SCHEMA, problem_openapi, problem_responses
-from ._problem import (
+from .._problem import (
     PROBLEM_CONTENT_TYPE,
     Problem,
     code_for_status,

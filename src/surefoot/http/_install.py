@@ -28,7 +28,7 @@ from .._config import Settings, get_settings
 from ..errors import ConfigurationError, HTTPError
 from ..tracing._asgi import tracing_layer
 from ._middleware import ERROR_SCOPE_KEY, LOGGED_SCOPE_KEY, SurefootMiddleware, log_unhandled
-from ._problem import PROBLEM_CONTENT_TYPE, problem_from_exception
+from .._problem import PROBLEM_CONTENT_TYPE, problem_from_exception
 
 __all__ = ["install_http", "install_error_handlers", "exception_handlers"]
 

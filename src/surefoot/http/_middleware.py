@@ -40,7 +40,7 @@ from ..metrics import _catalogue as cat
 from ..tracing._api import active_tracer, report_exception
 from ..tracing._asgi import tracing_layer
 from ..tracing._exemplars import exemplar_observer
-from ._problem import problem_from_exception, send_problem
+from .._problem import problem_from_exception, send_problem
 from ._routes import RouteTemplates
 
 __all__ = ["SurefootMiddleware", "OVERFLOW", "ERROR_SCOPE_KEY", "LOGGED_SCOPE_KEY", "log_unhandled"]

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ConfigurationError
-from ._problem import PROBLEM_CONTENT_TYPE
+from .._problem import PROBLEM_CONTENT_TYPE
 
 __all__ = ["PROBLEM_SCHEMA", "problem_openapi", "problem_responses"]
 

@@ -18,7 +18,6 @@ Importing this package does not import SQLAlchemy; the names are loaded on first
 
 from __future__ import annotations
 
-
 __all__ = [
     "IdempotencyMiddleware",
     "default_client_key",

@@ -46,8 +46,14 @@ import structlog
 from .._clock import SYSTEM_CLOCK, Clock
 from .._extras import require
 from .._sql import dialect_name
-from ..errors import ConfigurationError, ConflictError, HTTPError, UnprocessableError, ValidationError
-from ..http._problem import Problem, problem_from_exception, problem_from_status
+from ..errors import (
+    ConfigurationError,
+    ConflictError,
+    HTTPError,
+    UnprocessableError,
+    ValidationError,
+)
+from .._problem import Problem, problem_from_exception, problem_from_status
 from . import _store
 
 __all__ = ["IdempotencyMiddleware", "default_client_key", "REPLAYED_HEADER"]
@@ -73,6 +79,8 @@ Scope = dict[str, Any]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
+    k: bytes
+    v: bytes
     for k, v in scope.get("headers") or ():
         if k.lower() == name:
             return v.decode("latin-1")
@@ -231,7 +239,7 @@ class IdempotencyMiddleware:
         return await anyio.to_thread.run_sync(run)
 
     def _now(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.clock.time(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.clock.time(), dt.UTC)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] not in self.methods or not self._path_ok(scope["path"]):
@@ -323,7 +331,8 @@ class IdempotencyMiddleware:
             if not replayed:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+            message: dict[str, Any] = await receive()
+            return message
 
         status = 500
         stored_headers: list[list[str]] = []

@@ -19,7 +19,7 @@ __all__ = ["purge_expired_keys", "apurge_expired_keys"]
 def _now(clock: Clock, batch_size: int) -> dt.datetime:
     if batch_size < 1:
         raise ConfigurationError("batch_size must be at least 1")
-    return dt.datetime.fromtimestamp(clock.time(), dt.timezone.utc)
+    return dt.datetime.fromtimestamp(clock.time(), dt.UTC)
 
 
 def purge_expired_keys(engine: Any, *, batch_size: int = 1000, clock: Clock = SYSTEM_CLOCK) -> int:
@@ -44,7 +44,7 @@ async def apurge_expired_keys(engine: Any, *, batch_size: int = 1000, clock: Clo
     total = 0
     while True:
         async with engine.begin() as conn:
-            deleted = await conn.run_sync(lambda c: _store.purge_batch(c, now=now, batch_size=batch_size))
+            deleted: int = await conn.run_sync(lambda c: _store.purge_batch(c, now=now, batch_size=batch_size))
         total += deleted
         if deleted < batch_size:
             return total

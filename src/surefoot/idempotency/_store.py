@@ -44,7 +44,7 @@ idempotency_keys = sa.Table(
 
 def _aware(value: dt.datetime) -> dt.datetime:
     # SQLite hands datetimes back without an offset; everything is stored in UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,12 @@ class Claim:
 
 def _insert(conn: Any) -> Any:
     if dialect_name(conn) == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(idempotency_keys)
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(idempotency_keys)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(idempotency_keys)
 
 
 def claim(

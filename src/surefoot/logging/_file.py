@@ -174,7 +174,7 @@ class LogFile:
                                         encoding="utf-8", utc=True)
         except ValueError as exc:
             raise ConfigurationError(f"bad log file rotation setting: {exc}") from exc
-        handler._plock = _ProcessLock(str(target) + ".lock")  # type: ignore[attr-defined]
+        handler._plock = _ProcessLock(str(target) + ".lock")
         handler.setFormatter(logging.Formatter("%(message)s"))
         self.path = target
         self.handler = handler

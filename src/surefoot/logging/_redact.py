@@ -103,6 +103,7 @@ DEFAULT_ID_KEYS = frozenset(
 
 _SCALARS = (int, float, bool, type(None))
 _PASSTHROUGH = (datetime.date, datetime.time, datetime.timedelta, uuid.UUID)
+_KEPT_AS_IS = _SCALARS + _PASSTHROUGH
 _SCALAR_TYPES = frozenset({int, float, bool, type(None)})
 _CACHE_MAX = 4096
 _CACHEABLE_LEN = 160
@@ -345,7 +346,7 @@ class Redactor:
                 masked = self._cache.get(value)
                 return masked if masked is not None else self._mask_str(value)
             return redact_secrets(value)
-        if isinstance(value, _SCALARS) or isinstance(value, _PASSTHROUGH):
+        if isinstance(value, _KEPT_AS_IS):
             return value
         if isinstance(value, str):  # str subclasses such as StrEnum members
             return self._walk(str(value), mask)

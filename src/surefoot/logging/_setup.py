@@ -18,28 +18,32 @@ context variables or :func:`surefoot.testing.capture_logs` it goes through the c
 
 Nothing here runs at import time; :func:`configure_logging` does it, once per call, and
 calling it again replaces the previous configuration (no duplicated handlers).
+
+This module is over 600 lines on purpose: the direct access-line path must write exactly the
+bytes the processor chain writes, and keeping the two side by side is what keeps them equal
+(the rotating file lives in :mod:`._file`, redaction in :mod:`._redact` and :mod:`._secrets`).
 """
 
 from __future__ import annotations
 
-import contextvars
 import datetime
 import logging
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 import orjson
 import structlog
 
 from .. import context as _context
+from .._compat.opentelemetry import context_getter, current_trace_ids
+from .._compat.structlog import structlog_config, structlog_context_vars
 from .._config import Settings, get_settings, on_reset
 from ..errors import ConfigurationError
-from ..tracing import current_trace_ids
 from ._redact import DEFAULT_BODY_KEYS, Redactor, mask_pii, redact_secrets
 
 __all__ = [
@@ -121,6 +125,7 @@ class _Tee(str):
     """A console line (the string itself) carrying the JSON line of the same event."""
 
     __slots__ = ("json",)
+    json: str
 
     def __new__(cls, console: str, json: str) -> _Tee:
         tee = super().__new__(cls, console)
@@ -166,7 +171,7 @@ class _LineLogger:
 def _caller_module() -> str:
     frame = sys._getframe(2)
     while frame is not None:
-        name = frame.f_globals.get("__name__", "")
+        name: str = frame.f_globals.get("__name__", "")
         if not name.startswith(_IGNORE_FRAMES):
             return name
         frame = frame.f_back  # type: ignore[assignment]
@@ -244,10 +249,10 @@ _stack_info = structlog.processors.StackInfoRenderer()
 _format_exc_info = structlog.processors.format_exc_info
 
 
-def _exceptions(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _exceptions(logger: Any, method_name: str, event_dict: dict[str, Any]) -> MutableMapping[str, Any]:
     """Format ``exc_info``/``stack_info`` into text (before redaction, so it is redacted)."""
     if "exc_info" in event_dict or "stack_info" in event_dict:
-        event_dict = _format_exc_info(logger, method_name, _stack_info(logger, method_name, event_dict))
+        return _format_exc_info(logger, method_name, _stack_info(logger, method_name, event_dict))
     return event_dict
 
 
@@ -428,7 +433,7 @@ def configure_logging(
         # Production is JSON even with a TTY attached (``docker run -t``): log shippers parse it.
         resolved = "console" if settings.env != "production" and _is_tty(target) else "json"
     else:
-        resolved = fmt_name  # type: ignore[assignment]
+        resolved = fmt_name
     level_name = (level or settings.log_level).upper()
     if level_name not in _LEVELS:
         raise ConfigurationError(
@@ -457,7 +462,9 @@ def configure_logging(
         _access_fast.enable(redactor if resolved == "json" and not processors and file is None else None)
         _set_min_level(_LEVELS[level_name])
         structlog.configure(
-            processors=_PROCESSORS,
+            # The same list object (updated in place above); structlog hands it plain dicts
+            # (context_class=dict), which is what surefoot's processors are typed to take.
+            processors=cast("list[structlog.typing.Processor]", _PROCESSORS),
             wrapper_class=SurefootBoundLogger,
             logger_factory=_logger_factory,
             context_class=dict,
@@ -538,8 +545,8 @@ on_reset(reset_logging)
 #: verbatim (ids are never masked).
 _ACCESS_KEYS = ("event", "module", "method", "route", "status", "latency_ms", "bytes")
 _ACCESS_IDS = ("correlation_id", "causation_id", "tenant_id")
-_structlog_config = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
-_structlog_vars: dict[str, Any] = getattr(structlog.contextvars, "_CONTEXT_VARS", None)  # type: ignore[assignment]
+_structlog_config = structlog_config()
+_structlog_vars: dict[str, Any] = structlog_context_vars()  # type: ignore[assignment]
 
 
 class _AccessFast:
@@ -623,7 +630,7 @@ class AccessLogger:
         if (
             cached is None
             or _PROCESSORS[-1] is not render_json
-            or _structlog_config.default_processors is not _PROCESSORS  # type: ignore[union-attr]
+            or _structlog_config.default_processors is not _PROCESSORS
             or (_structlog_vars and _bound_structlog_vars())
         ):
             log = self._logger.error if status >= 500 else self._logger.info
@@ -665,14 +672,14 @@ class AccessLogger:
             if ids is not None:
                 trace = f'"trace_id":"{ids[0]}","span_id":"{ids[1]}",'
         # The same text orjson writes for the event dict the chain builds (same keys, same
-        # order, no spaces; %06d truncates like the chain's int(), %d and repr() are how
-        # orjson writes ints, int enums and floats); strings that could need escaping went
-        # through orjson itself.
+        # order, no spaces; int() truncates like the chain's, int() and repr() are how orjson
+        # writes ints, int enums and floats); strings that could need escaping went through
+        # orjson itself.
         line = (
-            f'{{"timestamp":"{stamp[1]}.{"%06d" % ((now - second) * 1_000_000)}Z{head}{correlation},'
+            f'{{"timestamp":"{stamp[1]}.{int((now - second) * 1_000_000):06d}Z{head}{correlation},'
             f'"causation_id":{causation},"tenant_id":{tenant},{trace}"method":{method_json},'
-            f'"route":{route_json},"status":{"%d" % status},"latency_ms":{latency_ms!r},'
-            f'"bytes":{"%d" % nbytes}}}\n'
+            f'"route":{route_json},"status":{int(status)},"latency_ms":{latency_ms!r},'
+            f'"bytes":{int(nbytes)}}}\n'
         )
         # _Sink.write, inline.
         sink = _SINK
@@ -719,21 +726,15 @@ _otel_context_get: Callable[[], Any] | None = None
 
 def _resolve_otel_context_get() -> Callable[[], Any]:
     global _otel_context_get
-    otel_context = _modules.get("opentelemetry.context")
-    if otel_context is None:  # pragma: no cover - opentelemetry.trace imports it
+    getter = context_getter()
+    if getter is None:  # pragma: no cover - opentelemetry.trace imports opentelemetry.context
         return lambda: True
-    # The default runtime context keeps the current Context in a ContextVar: read it with
-    # one C call. Any other runtime context goes through the public function.
-    var = getattr(getattr(otel_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
-    _otel_context_get = var.get if isinstance(var, contextvars.ContextVar) else otel_context.get_current
-    return _otel_context_get
+    _otel_context_get = getter
+    return getter
 
 
 def _bound_structlog_vars() -> bool:
-    for var in _structlog_vars.values():
-        if var.get() is not Ellipsis:
-            return True
-    return False
+    return any(var.get() is not Ellipsis for var in _structlog_vars.values())
 
 
 def get_logger(name: str | None = None, **initial_values: Any) -> Any:

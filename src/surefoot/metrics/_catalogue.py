@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from .._compat.prometheus import collector_names
 from .._config import default_registry
 
 __all__ = ["MetricSpec", "CATALOGUE", "HTTP_DURATION_BUCKETS"]
@@ -63,8 +64,7 @@ class MetricSpec:
         return family
 
     def _existing(self, reg: CollectorRegistry) -> Any:
-        names = getattr(reg, "_names_to_collectors", {})
-        return names.get(self.name)
+        return collector_names(reg).get(self.name)
 
     def _create(self, reg: CollectorRegistry, buckets: tuple[float, ...] | None) -> Any:
         if self.kind == "counter":
@@ -72,7 +72,8 @@ class MetricSpec:
         if self.kind == "gauge":
             return Gauge(
                 self.name, self.documentation, self.labelnames, registry=reg,
-                multiprocess_mode=self.multiprocess_mode,
+                # Any str is accepted here; prometheus_client rejects an unknown mode itself.
+                multiprocess_mode=cast(Any, self.multiprocess_mode),
             )
         return Histogram(
             self.name, self.documentation, self.labelnames, registry=reg,

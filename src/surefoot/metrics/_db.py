@@ -4,7 +4,7 @@
 instrumented through its ``sync_engine``) for every dialect. Statements are timed around the
 dialect's execute methods (``do_execute``, ``do_executemany``, ``do_execute_no_params``),
 which see exactly the time the driver spent, failures included. The methods are wrapped on
-the engine's own dialect instance (:mod:`._sa_compat`); SQLAlchemy's public ``DialectEvents``
+the engine's own dialect instance (:mod:`surefoot._compat.sqlalchemy`); SQLAlchemy's public ``DialectEvents``
 for the same methods are the fallback. Both are far cheaper than a
 ``before_cursor_execute``/``after_cursor_execute`` pair: registering any ``ConnectionEvents``
 listener moves every execution of the engine onto SQLAlchemy's slower event path (+30 % on a
@@ -31,12 +31,12 @@ from typing import Any
 
 import structlog
 
+from .._compat.prometheus import Parts, observer_parts
+from .._compat.sqlalchemy import max_overflow, wrap_dialect
 from .._config import default_registry
 from ..errors import ConfigurationError
 from . import _catalogue as cat
 from ._labels import OVERFLOW, LabelCap, metrics_enabled, metrics_settings
-from ._prom_compat import Parts, observer_parts
-from ._sa_compat import max_overflow, wrap_dialect
 
 __all__ = ["instrument_engine", "EngineInstrumentation", "OPERATIONS", "classify_statement", "pool_readings"]
 
@@ -271,7 +271,7 @@ class EngineInstrumentation:
         from sqlalchemy import event
 
         timed = self._timed
-        wrappers = {
+        wrappers: dict[str, Callable[[Callable[..., Any]], Callable[..., bool]]] = {
             "do_execute": lambda original: timed(original, 3),
             "do_executemany": lambda original: timed(original, 3),
             "do_execute_no_params": lambda original: timed(original, 2),

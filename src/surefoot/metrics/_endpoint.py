@@ -139,7 +139,7 @@ class MetricsApp:
                 await _lifespan(receive, send)
                 return
             raise ConfigurationError(f"the metrics endpoint serves HTTP only; got a {scope['type']!r} scope")
-        from ..http._problem import problem_from_status, send_problem
+        from .._problem import problem_from_status, send_problem
 
         headers = dict(scope.get("headers") or ())
         path = scope.get("path")

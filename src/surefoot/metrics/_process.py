@@ -80,7 +80,7 @@ def resident_memory_bytes() -> float | None:
         with contextlib.suppress(ValueError, IndexError, OSError):
             return float(int(statm.split()[1]) * os.sysconf("SC_PAGE_SIZE"))
     try:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
     except ImportError:
         return None
     return float(psutil.Process().memory_info().rss)

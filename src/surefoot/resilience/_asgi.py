@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import context as _context
 from .._extras import require
-from ..http._problem import problem_from_exception, send_problem
+from .._problem import problem_from_exception, send_problem
 from ._ratelimit import RateLimitDecision, RateLimitExceededError
 
 __all__ = [
@@ -55,7 +55,7 @@ def forwarded_ip(trusted_hops: int = 1) -> Callable[[Any], str]:
     def key(request: Any) -> str:
         raw = request.headers.get("x-forwarded-for")
         if raw:
-            hops = [h.strip() for h in raw.split(",") if h.strip()]
+            hops: list[str] = [h.strip() for h in raw.split(",") if h.strip()]
             if len(hops) >= trusted_hops:
                 return hops[-trusted_hops]
         return client_ip(request)
@@ -89,9 +89,12 @@ def tenant_key(request: Any) -> str:
 
 async def _decide(limiter: Any, key: str, cost: float) -> RateLimitDecision:
     atry = getattr(limiter, "atry_acquire", None)
+    decision: RateLimitDecision
     if atry is not None:
-        return await atry(key, cost)
-    return limiter.try_acquire(key, cost)
+        decision = await atry(key, cost)
+    else:
+        decision = limiter.try_acquire(key, cost)
+    return decision
 
 
 def _headers(limiter: Any, decision: RateLimitDecision) -> dict[str, str]:

@@ -364,7 +364,7 @@ class BreakerCore:
             if self.hooks.active:
                 self.hooks.emit("circuit_breaker", self.name, "not_permitted", state="forced_open", retry_after=ra)
             return CircuitOpenError(self.name, ra, "forced_open")
-        elif st == CLOSED or st == DISABLED:
+        elif st in (CLOSED, DISABLED):
             return None
         return self._permit_locked()
 

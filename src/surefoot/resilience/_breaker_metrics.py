@@ -65,9 +65,9 @@ _KINDS = ("successful", "failed", "slow", "ignored", "not_permitted")
 
 def _multiprocess_metrics() -> bool:
     """True when prometheus_client runs in multiprocess mode (PROMETHEUS_MULTIPROC_DIR)."""
-    from prometheus_client import values
+    from .._compat.prometheus import multiprocess_values_active
 
-    return values.ValueClass is not values.MutexValue
+    return multiprocess_values_active()
 
 
 class _Metrics:

@@ -29,6 +29,9 @@ trying Redis again after ``retry_interval`` seconds. Local decisions are not wri
 once Redis answers, the shared state is authoritative again (``backend_recovered`` is
 logged).
 
+This module is over 600 lines on purpose: about half of it is the Lua source of the two
+scripts, which must stay next to the Python that calls them and mirrors their state layout.
+
 The latency rule is judged by each process on the durations it sees (its baseline is its
 own); when one process's judgement trips, it opens the shared breaker for everyone (reason
 ``latency``). Count windows are not shared (use ``window="time"``).
@@ -41,16 +44,9 @@ from typing import Any
 
 from .._extras import require
 from ..errors import ConfigurationError
-from ._breaker import (
-    CLOSED,
-    DISABLED,
-    FAILURE,
-    FORCED_OPEN,
-    HALF_OPEN,
-    OPEN,
-    SLOW,
-    CircuitBreaker,
-)
+from ._breaker import CircuitBreaker
+from ._breaker_rules import _STATE_ENUM, CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN
+from ._window import FAILURE, SLOW
 
 __all__ = ["RedisCircuitBreaker"]
 
@@ -729,8 +725,6 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def current_state(self) -> Any:
         """The shared state as last seen by this process (:meth:`get_stats` refreshes it)."""
-        from ._breaker import _STATE_ENUM
-
         return _STATE_ENUM[self._state]
 
     # ------------------------------------------------------------------ manual states, stats

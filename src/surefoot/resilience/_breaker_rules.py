@@ -20,7 +20,7 @@ from ..errors import ConfigurationError, ServiceUnavailableError
 CLOSED, OPEN, HALF_OPEN, DISABLED, FORCED_OPEN = 0, 1, 2, 3, 4
 
 
-class CircuitState(str, Enum):
+class CircuitState(str, Enum):  # noqa: UP042 - StrEnum would change str() of a member
     """The state of a breaker (values as in seed 001, plus the operational states)."""
 
     CLOSED = "closed"
@@ -61,23 +61,26 @@ class CircuitOpenError(ServiceUnavailableError):
     # Built on every rejection, so construction is the C-level BaseException init storing
     # (name, retry_after, state) in ``args``; the message, headers and problem members are
     # derived on first access (__getattr__).
-    __init__ = BaseException.__init__  # type: ignore[assignment]
-
     if TYPE_CHECKING:  # pragma: no cover
 
         def __init__(self, name: str, retry_after: float, state: str = "open") -> None: ...
 
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.args[0]  # type: ignore[no-any-return]
+    else:
+        __init__ = BaseException.__init__
 
     @property
-    def retry_after(self) -> float:  # type: ignore[override]
-        return self.args[1]  # type: ignore[no-any-return]
+    def name(self) -> str:
+        name: str = self.args[0]
+        return name
+
+    @property
+    def retry_after(self) -> float:  # type: ignore[override]  # narrows the base's float | None
+        retry_after: float = self.args[1]
+        return retry_after
 
     @property
     def state(self) -> str:
-        return self.args[2] if len(self.args) > 2 else "open"  # type: ignore[no-any-return]
+        return self.args[2] if len(self.args) > 2 else "open"
 
     def __getattr__(self, item: str) -> Any:
         if item == "detail":

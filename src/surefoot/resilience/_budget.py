@@ -29,9 +29,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .. import _config
 from .._clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError
-from .. import _config
 
 __all__ = ["RetryBudget", "get_retry_budget", "reset_retry_budgets"]
 

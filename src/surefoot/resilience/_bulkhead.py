@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._compat.asyncio import running_loop_or_none
 from ..errors import ConfigurationError, ServiceUnavailableError
 from ._callables import (
     DEFERRED_TYPES,
@@ -248,7 +249,7 @@ class Bulkhead:
                 loop, future = waiters.popleft()
                 if future.done():
                     continue
-                if asyncio._get_running_loop() is loop:
+                if running_loop_or_none() is loop:
                     future.set_result(None)
                     return
                 if loop.is_closed():

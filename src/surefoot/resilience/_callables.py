@@ -18,7 +18,7 @@ import functools
 import inspect
 import types
 from collections.abc import Callable
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TypeVar
 
 from ..errors import ConfigurationError
 
@@ -41,6 +41,8 @@ __all__ = [
     "through",
     "athrough",
 ]
+
+_R = TypeVar("_R")
 
 FUNCTION: Final = "function"
 COROUTINE: Final = "coroutine function"
@@ -129,10 +131,10 @@ def refuse_kind(fn: Any, owner: str, var: str, kind: str, advice: str) -> NoRetu
     )
 
 
-def guard_sync(owner: str, var: str, *, generators: bool = True) -> Callable[[Any], Any]:
+def guard_sync(owner: str, var: str, *, generators: bool = True) -> Callable[[_R], _R]:
     """A function returning its argument, refusing deferred values (for the slow paths)."""
 
-    def check(result: Any) -> Any:
+    def check(result: _R) -> _R:
         if type(result) in DEFERRED_TYPES:
             refuse_deferred(result, owner, var, generators=generators)
         return result

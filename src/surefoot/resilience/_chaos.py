@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -209,7 +209,8 @@ class Chaos:
             if self._roll("fault", self.fault_rate):
                 raise self._make_fault()
             if self._roll("result", self.result_rate):
-                return self.result()  # type: ignore[misc]
+                # __init__ guarantees a factory whenever result_rate > 0.
+                return cast(T, self.result())  # type: ignore[misc]
             result = fn(*args, **kwargs)
         if type(result) in DEFERRED_TYPES:
             refuse_deferred(result, "Chaos", "chaos", generators=False)

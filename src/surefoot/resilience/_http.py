@@ -40,15 +40,15 @@ import importlib.util
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import context as _context
 from .._extras import require
 from ..errors import ConfigurationError, RateLimitError, ServiceUnavailableError
-from ._policy import Policy
-from ._retry import RETRYABLE_STATUS, Retry
 from ..tracing._api import NOOP_SPAN, active_tracer
 from ..tracing._hooks import client_attempt, client_result, client_span, trace_resilience
+from ._policy import Policy
+from ._retry import RETRYABLE_STATUS, Retry
 from ._timeout import CallTimeoutError
 
 __all__ = [
@@ -60,7 +60,10 @@ __all__ = [
     "IDEMPOTENT_METHODS",
 ]
 
-httpx = require("httpx", "http")
+if TYPE_CHECKING:
+    import httpx
+else:
+    httpx = require("httpx", "http")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)

@@ -37,7 +37,13 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
 from ._bulkhead import Bulkhead
-from ._callables import DEFERRED_TYPES, is_sync_function, refuse_call, refuse_deferred, wrap_callable
+from ._callables import (
+    DEFERRED_TYPES,
+    is_sync_function,
+    refuse_call,
+    refuse_deferred,
+    wrap_callable,
+)
 from ._chaos import Chaos
 from ._ratelimit import RateLimiter
 from ._retry import Retry, time_left
@@ -152,7 +158,7 @@ class Policy:
         """
         if not is_sync_function(fn):
             refuse_call(fn, "Policy", "policy", generators=False)
-        result = self._sync(fn, args, kwargs)
+        result: T = self._sync(fn, args, kwargs)
         if type(result) in DEFERRED_TYPES:
             refuse_deferred(result, "Policy", "policy", generators=False)
         return result
@@ -180,7 +186,7 @@ class Policy:
         # The chain is rebuilt with ``fn`` bound: a decorated call costs one frame less.
         wrapper = self._build(is_async, bound=fn)
         if wrapper is not fn:
-            return wrapper  # type: ignore[no-any-return]
+            return wrapper
         # No component at all: still return a distinct wrapper carrying .policy.
         if is_async:
             async def passthrough_async(*args: Any, **kwargs: Any) -> Any:
@@ -201,7 +207,7 @@ class Policy:
     def _build_async(self) -> Stage:
         return self._build(True)
 
-    def _build(self, is_async: bool, bound: Callable[..., Any] | None = None) -> Any:
+    def _build(self, is_async: bool, bound: Callable[..., Any] | None = None) -> Callable[..., Any]:
         """Build the entry point: the retry (its decorator form) around one attempt.
 
         Which components exist is decided here, once; the attempt then runs them in one frame.
@@ -225,7 +231,7 @@ class Policy:
 # --------------------------------------------------------------------------- the attempt
 
 
-def _attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -> Any:
+def _attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -> Callable[..., Any] | None:
     """One attempt: rate limit -> bulkhead -> breaker -> timeout -> chaos -> call, in one frame.
 
     Each component is driven through its public methods, bound here once; which ones are
@@ -253,9 +259,9 @@ def _attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -
 
     if is_async:
         br_local = has_br and bool(getattr(breaker, "local_decisions", False))
-        rl_reserve = limiter.reserve if rl_local else _nothing  # type: ignore[union-attr]
-        rl_wait = limiter.await_reserved if rl_local else _nothing  # type: ignore[union-attr]
-        rl_aacquire = limiter.aacquire if has_rl else _nothing  # type: ignore[union-attr]
+        rl_reserve = limiter.reserve if rl_local else _nothing
+        rl_wait = limiter.await_reserved if rl_local else _nothing
+        rl_aacquire = limiter.aacquire if has_rl else _nothing
         bh_try = bulkhead.try_acquire if has_bh else _nothing  # type: ignore[union-attr]
         bh_aacquire = bulkhead.aacquire if has_bh else _nothing  # type: ignore[union-attr]
         bh_release = bulkhead.release if has_bh else _nothing  # type: ignore[union-attr]
@@ -325,7 +331,7 @@ def _attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -
 
         return attempt
 
-    rl_acquire = limiter.acquire if has_rl else _nothing  # type: ignore[union-attr]
+    rl_acquire = limiter.acquire if has_rl else _nothing
     bh_acquire = bulkhead.acquire if has_bh else _nothing  # type: ignore[union-attr]
     bh_release_sync = bulkhead.release if has_bh else _nothing  # type: ignore[union-attr]
     br_acquire_sync = breaker.acquire if has_br else _nothing
@@ -452,7 +458,7 @@ def _breaker(name: str, value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, dict):
-        from . import _breaker as breaker_module  # type: ignore[attr-defined]
+        from . import _breaker as breaker_module
 
         return breaker_module.CircuitBreaker(**{"name": name, **value})
     missing = [m for m in _PROTOCOL if not callable(getattr(value, m, None))]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from .. import _config
 from ..errors import ConfigurationError
 from ._breaker import CircuitBreaker
-from .. import _config
 
 __all__ = [
     "get_circuit_breaker",

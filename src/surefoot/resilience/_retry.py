@@ -41,8 +41,8 @@ import itertools
 import math
 import random
 import time as _time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import structlog
 
@@ -115,7 +115,7 @@ added by the helpers when httpx is in use)."""
 # --------------------------------------------------------------------------- backoff
 
 
-_BACKOFFS = {
+_BACKOFFS: dict[str, Callable[[float, float, float], Backoff]] = {
     "full_jitter": lambda base, mult, cap: FullJitter(base, multiplier=mult, max_delay=cap),
     "decorrelated_jitter": lambda base, mult, cap: DecorrelatedJitter(base, max_delay=cap),
     "exponential": lambda base, mult, cap: Exponential(base, multiplier=mult, max_delay=cap),
@@ -345,7 +345,7 @@ class Retry:
                 try:
                     result = fn(*args, **kwargs)
                 except on as exc:
-                    return slow(fn, args, kwargs, exc, None, None)
+                    return cast(T, slow(fn, args, kwargs, exc, None, None))
                 finally:
                     in_retry_reset(token)
                 if type(result) in _DEFERRED:
@@ -366,9 +366,9 @@ class Retry:
                 try:
                     result = fn(*args, **kwargs)
                 except on as exc:
-                    return slow(fn, args, kwargs, exc, None, start)
+                    return cast(T, slow(fn, args, kwargs, exc, None, start))
                 if check is not None and check(result):
-                    return slow(fn, args, kwargs, None, result, start)
+                    return cast(T, slow(fn, args, kwargs, None, result, start))
             finally:
                 if dtoken is not None:
                     _deadline.reset(dtoken)
@@ -757,10 +757,12 @@ _DEFERRED = DEFERRED_TYPES
 _checked = guard_sync("Retry", "retry")
 
 
-def _wrap_gen(retry: Retry, fn: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+def _wrap_gen(
+    retry: Retry, fn: Callable[..., Generator[Any, Any, Any]]
+) -> Callable[..., Generator[Any, Any, Any]]:
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        def start() -> tuple[Iterator[Any], Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        def start() -> tuple[Generator[Any, Any, Any], Any]:
             gen = fn(*args, **kwargs)
             try:
                 return gen, next(gen)

@@ -35,7 +35,9 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 
+from .. import _config
 from .._clock import SYSTEM_CLOCK
+from .._compat.asyncio import current_task_getter, running_loop_or_none
 from ..errors import ConfigurationError, ServiceUnavailableError
 from ._callables import (
     DEFERRED_TYPES,
@@ -48,7 +50,6 @@ from ._callables import (
 )
 from ._decisions import DecisionCounter
 from ._events import Hooks
-from .. import _config
 
 __all__ = [
     "Timeout",
@@ -64,12 +65,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-_get_running_loop = asyncio._get_running_loop
-_current_task = asyncio.current_task
+_get_running_loop = running_loop_or_none
 _get_ident = threading.get_ident
-# The loop -> task map asyncio keeps (private but stable since 3.7): a C dict lookup instead
-# of the Python-level current_task(); asyncio.current_task is used when it is missing.
-_tasks_by_loop: dict[Any, Any] | None = getattr(asyncio.tasks, "_current_tasks", None)
+# The loop's current task in one C call where asyncio allows it (surefoot._compat.asyncio).
+_task_of_loop = current_task_getter()
 
 _log = structlog.get_logger("surefoot.resilience")
 
@@ -367,7 +366,7 @@ class Timeout:
                 raise RuntimeError("Timeout.acall must run inside a running event loop")
             queue = self._queue_for(loop)
             now = loop.time()
-        task = _tasks_by_loop.get(loop) if _tasks_by_loop is not None else _current_task(loop)
+        task = _task_of_loop(loop)
         if task is None:  # pragma: no cover - only outside a task (callbacks)
             raise RuntimeError("Timeout.acall must run inside an asyncio task")
         deadline = now + seconds
@@ -432,7 +431,7 @@ class Timeout:
         """
         return self._run_thread(self.seconds, fn, args, kwargs)
 
-    def _run_thread(self, seconds: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    def _run_thread(self, seconds: float, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
         if not is_sync_function(fn):
             refuse_call(fn, "Timeout", "timeout", generators=False)
         ctx = contextvars.copy_context()
@@ -459,7 +458,7 @@ class Timeout:
         """Run ``fn`` inline; raise :class:`CallTimeoutError` afterwards if it was too slow."""
         return self._run_check(self.seconds, fn, args, kwargs)
 
-    def _run_check(self, seconds: float, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    def _run_check(self, seconds: float, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
         monotonic = self.clock.monotonic
         start = monotonic()
         result = fn(*args, **kwargs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from .._compat.opentelemetry import current_trace_ids
 from .._extras import lazy_exports
 from ._api import NOOP_SPAN, active_tracer, report_exception, span
 from ._settings import TracingSettings
@@ -44,21 +45,6 @@ __all__ = [
     "TailKeepProcessor",
     "NOOP_SPAN",
 ]
-
-
-def current_trace_ids() -> tuple[str, str] | None:
-    """Return ``(trace_id, span_id)`` in W3C hex form when an OpenTelemetry span is active.
-
-    Returns:
-        ``None`` when OpenTelemetry is not in use or no valid span is current.
-    """
-    trace = sys.modules.get("opentelemetry.trace")
-    if trace is None:
-        return None
-    span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
-        return None
-    return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
 
 
 def inject_headers(headers: dict[str, str]) -> dict[str, str]:

@@ -54,6 +54,6 @@ def exemplar_observer(child: Any, observe: Callable[[float], None]) -> Callable[
         observe(amount)
         ctx = current().get_span_context()
         if ctx.trace_flags & 1:  # sampled
-            setters[bisect_left(bounds, amount)](Exemplar({"trace_id": "%032x" % ctx.trace_id}, amount, wall()))
+            setters[bisect_left(bounds, amount)](Exemplar({"trace_id": f"{ctx.trace_id:032x}"}, amount, wall()))
 
     return observe_with_exemplar

@@ -155,7 +155,8 @@ class _ParentedScope:
 
     def __exit__(self, *exc: Any) -> bool:
         try:
-            return self._scope.__exit__(*exc)
+            suppressed: bool = self._scope.__exit__(*exc)
+            return suppressed
         finally:
             self._release()
 

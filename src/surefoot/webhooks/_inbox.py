@@ -41,7 +41,11 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._extras import require
 from .._sql import dialect_name
 from ..errors import ConfigurationError, HTTPError
-from ..metrics._catalogue import WEBHOOK_DEDUPE_HITS, WEBHOOK_HANDLER_DURATION, WEBHOOK_SIGNATURE_FAILURES
+from ..metrics._catalogue import (
+    WEBHOOK_DEDUPE_HITS,
+    WEBHOOK_HANDLER_DURATION,
+    WEBHOOK_SIGNATURE_FAILURES,
+)
 from ..tracing._hooks import webhook_delivery, webhook_outcome, webhook_span
 from . import _store
 from ._verify import PayloadTooLargeError, SignatureError, VerifiedDelivery, Verifier
@@ -200,7 +204,7 @@ def _replaying(request: Any, body: bytes) -> Any:
 
 
 def _utc(ts: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -318,7 +322,8 @@ class WebhookInbox:
             async def route(request: Any) -> Any:
                 return await self.handle(request, verifier=verifier, handler=handler, endpoint=path)
 
-            route.__name__ = name or getattr(handler, "__name__", "webhook")
+            route_name: str = name if name else getattr(handler, "__name__", "webhook")
+            route.__name__ = route_name
             route.__doc__ = handler.__doc__
             if hasattr(router, "add_api_route"):
                 from starlette.requests import Request

@@ -24,7 +24,7 @@ def _cutoff(older_than: dt.timedelta, batch_size: int, clock: Clock) -> dt.datet
         raise ConfigurationError("older_than must be a positive duration, e.g. timedelta(days=90)")
     if batch_size < 1:
         raise ConfigurationError("batch_size must be at least 1")
-    return dt.datetime.fromtimestamp(clock.time(), dt.timezone.utc) - older_than
+    return dt.datetime.fromtimestamp(clock.time(), dt.UTC) - older_than
 
 
 def purge_webhook_events(

@@ -56,13 +56,18 @@ webhook_events = sa.Table(
 
 
 def _insert(conn: Any) -> Any:
-    if dialect_name(conn) == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect_name(conn) == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - guarded at inbox construction
-        raise NotImplementedError(f"the webhook inbox supports PostgreSQL and SQLite, not {dialect_name(conn)}")
-    return insert(webhook_events)
+    dialect = dialect_name(conn)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(webhook_events)
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(webhook_events)
+    raise NotImplementedError(  # pragma: no cover - guarded at inbox construction
+        f"the webhook inbox supports PostgreSQL and SQLite, not {dialect}"
+    )
 
 
 _CLAIM: dict[str, Any] = {}
@@ -131,7 +136,8 @@ def claim(
         "headers": dict(headers),
         "payload": payload,
     }
-    return conn.execute(stmt, params).scalar_one_or_none()
+    row_id: int | None = conn.execute(stmt, params).scalar_one_or_none()
+    return row_id
 
 
 def lookup(conn: Any, *, provider: str, dedupe_key: str) -> tuple[int, str, int | None] | None:

@@ -366,8 +366,10 @@ def _json_id(delivery: VerifiedDelivery) -> str:
         data = delivery.json()
     except ValueError:
         data = None
-    if isinstance(data, dict) and isinstance(data.get("id"), str) and data["id"]:
-        return data["id"]
+    if isinstance(data, dict):
+        event_id = data.get("id")
+        if isinstance(event_id, str) and event_id:
+            return event_id
     return body_hash_key(delivery.body)
 
 
@@ -420,7 +422,7 @@ class StandardWebhooksVerifier:
         h = _lower(headers)
         prefix = "webhook-" if "webhook-signature" in h or "webhook-id" in h else "svix-"
         msg_id, ts_text, signatures = (h.get(prefix + n) for n in ("id", "timestamp", "signature"))
-        missing = [prefix + n for n, v in zip(("id", "timestamp", "signature"), (msg_id, ts_text, signatures)) if v is None]
+        missing = [prefix + n for n, v in zip(("id", "timestamp", "signature"), (msg_id, ts_text, signatures), strict=True) if v is None]
         if missing:
             raise SignatureError(
                 f"missing header(s): {', '.join(missing)}", reason="missing_header", provider=self.provider

@@ -202,7 +202,7 @@ async def test_keys_expire_and_abandoned_originals_are_taken_over(app: App, db_u
 
         found = claim(
             conn, scope="ip:10.0.0.1", key=stuck, fingerprint="f" * 64, method="POST", path="/orders",
-            now=dt.datetime.fromtimestamp(app.clock.time(), dt.timezone.utc),
+            now=dt.datetime.fromtimestamp(app.clock.time(), dt.UTC),
             lock_for=dt.timedelta(seconds=30), ttl=dt.timedelta(hours=24),
         )
         assert found.outcome == "new"

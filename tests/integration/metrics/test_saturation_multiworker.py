@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.integration.test_metrics_multiworker import free_port, wait_ready
 
 from surefoot.metrics._process import available_memory_bytes
-from tests.integration.test_metrics_multiworker import free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 

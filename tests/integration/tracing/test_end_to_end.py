@@ -72,37 +72,36 @@ def test_webhook_to_provider_call_is_one_trace(
         env = _env(subprocess_env, otlp.url, pg_url, provider.url, "web")
         env["TEST_FASTAPI_TELEMETRY"] = "1" if fastapi_telemetry else "0"
         port = free_port()
-        log = open(tmp_path / "web.log", "w")
-        web = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "_webapp:app", "--port", str(port), "--log-level", "warning"],
-            cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            def up() -> bool:
-                if web.poll() is not None:
-                    raise AssertionError("uvicorn died: " + (tmp_path / "web.log").read_text())
-                try:
-                    return httpx.get(base + "/livez", timeout=1).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            _wait_until(up, 30, "uvicorn")
-            path = "/webhooks/twilio/sms"
-            params = golden_twilio_inbound_sms(MessageSid="SM" + uuid.uuid4().hex)  # a new delivery
-            r = httpx.post(base + path, content=form_body(params), headers=sign_twilio(base + path, params, TOKEN),
-                           timeout=10)
-            assert r.status_code == 200, r.text
-            worker = subprocess.run(
-                [sys.executable, str(HERE / "_worker.py"), "1"],
-                env=_env(subprocess_env, otlp.url, pg_url, provider.url, "worker"),
-                capture_output=True, text=True, timeout=120,
+        with open(tmp_path / "web.log", "w") as log:
+            web = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "_webapp:app", "--port", str(port), "--log-level", "warning"],
+                cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
-            assert worker.returncode == 0, worker.stdout + worker.stderr
-        finally:
-            os.killpg(web.pid, signal.SIGTERM)  # the lifespan's shutdown flushes the web spans
-            web.wait(timeout=30)
-            log.close()
+            base = f"http://127.0.0.1:{port}"
+            try:
+                def up() -> bool:
+                    if web.poll() is not None:
+                        raise AssertionError("uvicorn died: " + (tmp_path / "web.log").read_text())
+                    try:
+                        return httpx.get(base + "/livez", timeout=1).status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                _wait_until(up, 30, "uvicorn")
+                path = "/webhooks/twilio/sms"
+                params = golden_twilio_inbound_sms(MessageSid="SM" + uuid.uuid4().hex)  # a new delivery
+                r = httpx.post(base + path, content=form_body(params), headers=sign_twilio(base + path, params, TOKEN),
+                               timeout=10)
+                assert r.status_code == 200, r.text
+                worker = subprocess.run(
+                    [sys.executable, str(HERE / "_worker.py"), "1"],
+                    env=_env(subprocess_env, otlp.url, pg_url, provider.url, "worker"),
+                    capture_output=True, text=True, timeout=120,
+                )
+                assert worker.returncode == 0, worker.stdout + worker.stderr
+            finally:
+                os.killpg(web.pid, signal.SIGTERM)  # the lifespan's shutdown flushes the web spans
+                web.wait(timeout=30)
 
         names = {"webhook.twilio.sms_inbound", "outbox.dispatch", "conversation.first_reply", "POST"}
         _wait_until(lambda: names <= {s["name"] for s in otlp.received}, 20, "every span at the OTLP receiver")
@@ -169,36 +168,35 @@ def test_a_provider_failure_keeps_the_workers_trace_at_zero_head_sampling(
         env = _env(subprocess_env, otlp.url, pg_url, provider.url, "web")
         env["SUREFOOT_TRACING_SAMPLE_RATIO"] = "0"
         port = free_port()
-        log = open(tmp_path / "web.log", "w")
-        web = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "_webapp:app", "--port", str(port), "--log-level", "warning"],
-            cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            def up() -> bool:
-                if web.poll() is not None:
-                    raise AssertionError("uvicorn died: " + (tmp_path / "web.log").read_text())
-                try:
-                    return httpx.get(base + "/livez", timeout=1).status_code == 200
-                except httpx.TransportError:
-                    return False
+        with open(tmp_path / "web.log", "w") as log:
+            web = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "_webapp:app", "--port", str(port), "--log-level", "warning"],
+                cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+            base = f"http://127.0.0.1:{port}"
+            try:
+                def up() -> bool:
+                    if web.poll() is not None:
+                        raise AssertionError("uvicorn died: " + (tmp_path / "web.log").read_text())
+                    try:
+                        return httpx.get(base + "/livez", timeout=1).status_code == 200
+                    except httpx.TransportError:
+                        return False
 
-            _wait_until(up, 30, "uvicorn")
-            path = "/webhooks/twilio/sms"
-            params = golden_twilio_inbound_sms(MessageSid="SM" + uuid.uuid4().hex)
-            r = httpx.post(base + path, content=form_body(params), headers=sign_twilio(base + path, params, TOKEN),
-                           timeout=10)
-            assert r.status_code == 200, r.text
-            worker_env = _env(subprocess_env, otlp.url, pg_url, provider.url, "worker")
-            worker_env["SUREFOOT_TRACING_SAMPLE_RATIO"] = "0"
-            worker = subprocess.run([sys.executable, str(HERE / "_worker.py"), "0"], env=worker_env,
-                                    capture_output=True, text=True, timeout=120)
-            assert worker.returncode == 0, worker.stdout + worker.stderr
-        finally:
-            os.killpg(web.pid, signal.SIGTERM)
-            web.wait(timeout=30)
-            log.close()
+                _wait_until(up, 30, "uvicorn")
+                path = "/webhooks/twilio/sms"
+                params = golden_twilio_inbound_sms(MessageSid="SM" + uuid.uuid4().hex)
+                r = httpx.post(base + path, content=form_body(params), headers=sign_twilio(base + path, params, TOKEN),
+                               timeout=10)
+                assert r.status_code == 200, r.text
+                worker_env = _env(subprocess_env, otlp.url, pg_url, provider.url, "worker")
+                worker_env["SUREFOOT_TRACING_SAMPLE_RATIO"] = "0"
+                worker = subprocess.run([sys.executable, str(HERE / "_worker.py"), "0"], env=worker_env,
+                                        capture_output=True, text=True, timeout=120)
+                assert worker.returncode == 0, worker.stdout + worker.stderr
+            finally:
+                os.killpg(web.pid, signal.SIGTERM)
+                web.wait(timeout=30)
         _wait_until(lambda: {"outbox.dispatch", "POST"} <= {s["name"] for s in otlp.received}, 20, "worker spans")
         time.sleep(0.5)  # anything the web process might (wrongly) still send
         spans = list(otlp.received)

@@ -21,10 +21,18 @@ from surefoot.testing import (
     sign_stripe,
     sign_twilio,
 )
-
 from surefoot.webhooks import twilio_dedupe_key
 
-from .conftest import OLD_SECRETS, BASE, GITHUB_SECRET, STANDARD_SECRET, STRIPE_SECRET, TWILIO_TOKEN, Harness, rows
+from .conftest import (
+    BASE,
+    GITHUB_SECRET,
+    OLD_SECRETS,
+    STANDARD_SECRET,
+    STRIPE_SECRET,
+    TWILIO_TOKEN,
+    Harness,
+    rows,
+)
 
 PROVIDERS = ("twilio", "stripe", "standard", "github")
 

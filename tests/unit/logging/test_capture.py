@@ -13,10 +13,9 @@ from surefoot.testing import capture_logs
 
 def test_capture_without_configuration_configures_then_resets() -> None:
     assert current_config() is None
-    with capture_logs() as logs:
-        with context.bound(correlation_id="c-9"):
-            structlog.get_logger("svc").info("hello", email="alice@example.com")
-            logging.getLogger("lib").warning("from stdlib")
+    with capture_logs() as logs, context.bound(correlation_id="c-9"):
+        structlog.get_logger("svc").info("hello", email="alice@example.com")
+        logging.getLogger("lib").warning("from stdlib")
     assert current_config() is None
     assert logs.events() == ["hello", "from stdlib"]
     hello = logs.one(event="hello")

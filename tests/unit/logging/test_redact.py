@@ -104,10 +104,16 @@ def _nested(leaf: st.SearchStrategy) -> st.SearchStrategy:
         lambda children: st.one_of(
             st.lists(children, max_size=3),
             st.tuples(children, children),
-            st.dictionaries(FILLER, children, max_size=3),
+            # id-named keys (``ID``, ``order-id``, ...) are logged as given, at any depth
+            st.dictionaries(FILLER.filter(lambda k: not _id_named(k)), children, max_size=3),
         ),
         max_leaves=8,
     )
+
+
+def _id_named(key: str) -> bool:
+    normalised = key.lower().replace("-", "_")
+    return normalised == "id" or normalised.endswith(("_id", "_ids"))
 
 
 @given(

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
 from surefoot.metrics import KPI, declared_kpis, instrument_engine
-from surefoot.metrics._prom_compat import FOLD_MASK, fast_observer, observer_parts
-from surefoot.metrics._sa_compat import max_overflow, wrap_dialect
+from surefoot._compat.prometheus import FOLD_MASK, fast_observer, observer_parts
+from surefoot._compat.sqlalchemy import max_overflow, wrap_dialect
 
 BUCKETS = (0.001, 0.01, 0.1, 1.0, 10.0)
 

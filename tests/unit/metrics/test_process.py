@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 
@@ -31,13 +32,11 @@ def test_sample_sets_the_saturation_gauges(tmp_path) -> None:
     assert _gauge(registry, "cpu_utilization_percent") == values["cpu_utilization_percent"]
     assert 0 < _gauge(registry, "memory_utilization_percent") < 100
     before = _gauge(registry, "process_open_file_descriptors")
-    files = [open(tmp_path / f"f{i}", "w") for i in range(10)]
-    try:
+    with contextlib.ExitStack() as files:
+        for i in range(10):
+            files.enter_context(open(tmp_path / f"f{i}", "w"))
         monitor.sample()
         assert _gauge(registry, "process_open_file_descriptors") == before + 10
-    finally:
-        for f in files:
-            f.close()
     assert _gauge(registry, "process_max_file_descriptors") > 10
     assert 0 < _gauge(registry, "process_file_descriptors_utilization_percent") < 100
 

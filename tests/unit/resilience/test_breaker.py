@@ -135,7 +135,7 @@ class TestTimeWindow:
 
     def test_trips_within_window(self, make, clock):
         b = make(failure_rate_threshold=0.02, window="time", window_size=180, minimum_calls=100)
-        for i in range(98):
+        for _ in range(98):
             succeed(b, 1)
             clock.advance(1)
         assert b.state == CircuitState.CLOSED
@@ -714,7 +714,7 @@ def test_seed_004_twilio_policy(registry):
         twilio.acquire()
         twilio.on_result(latency, Response(status))
 
-    for second in range(600):  # ten healthy minutes, 10 sends a second
+    for _second in range(600):  # ten healthy minutes, 10 sends a second
         for _ in range(10):
             send(200)
         clock.advance(1)
@@ -731,7 +731,7 @@ def test_seed_004_twilio_policy(registry):
     assert twilio.state == CircuitState.OPEN
     clock.advance(120)
     admitted = 0
-    for second in range(301):
+    for _second in range(301):
         for _ in range(10):
             try:
                 send(200)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import subprocess
+import sys
 
 import pytest
 from prometheus_client import CollectorRegistry

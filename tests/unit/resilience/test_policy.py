@@ -477,7 +477,7 @@ async def test_async_pipeline_under_mixed_load_leaks_nothing():
 
     kinds = [rng.choice(["ok", "ok", "ok", "fail", "hang"]) for _ in range(60)]
     results = await asyncio.gather(*(policy.acall(call, k) for k in kinds), return_exceptions=True)
-    for kind, result in zip(kinds, results):
+    for kind, result in zip(kinds, results, strict=True):
         if kind == "ok":
             assert result == "ok"
         elif kind == "fail":

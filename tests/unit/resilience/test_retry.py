@@ -405,9 +405,8 @@ def test_hooks_and_metrics_on_each_retry(fake_clock):
 def test_gave_up_is_logged(fake_clock):
     import structlog
 
-    with structlog.testing.capture_logs() as logs:
-        with pytest.raises(ConnectionError):
-            make(fake_clock, name="svc", max_attempts=2).call(Flaky(5))
+    with structlog.testing.capture_logs() as logs, pytest.raises(ConnectionError):
+        make(fake_clock, name="svc", max_attempts=2).call(Flaky(5))
     gave_up = [line for line in logs if line["event"] == "retry_gave_up"]
     assert gave_up and gave_up[0]["attempts"] == 2 and gave_up[0]["error_type"] == "ConnectionError"
 

@@ -8,10 +8,15 @@ import threading
 import pytest
 
 from surefoot.errors import ConfigurationError, ServiceUnavailableError
-from surefoot.resilience import CallTimeoutError, Timeout, get_timeout, set_timeout, validate_timeout
+from surefoot.resilience import (
+    CallTimeoutError,
+    Timeout,
+    get_timeout,
+    set_timeout,
+    validate_timeout,
+)
 from surefoot.resilience._timeout import DEFAULT_TIMEOUT, DEFAULT_TIMEOUTS
 from surefoot.testing import EventRecorder
-
 
 # ----------------------------------------------------------------- table
 
@@ -265,13 +270,11 @@ def test_sync_scope_flags_a_late_block(fake_clock):
     timeout = Timeout(1.0, clock=fake_clock)
     with timeout.scope():
         fake_clock.advance(0.5)
-    with pytest.raises(CallTimeoutError):
-        with timeout.scope():
-            fake_clock.advance(2)
-    with pytest.raises(KeyError):  # the block's own error wins
-        with timeout.scope():
-            fake_clock.advance(2)
-            raise KeyError("k")
+    with pytest.raises(CallTimeoutError), timeout.scope():
+        fake_clock.advance(2)
+    with pytest.raises(KeyError), timeout.scope():  # the block's own error wins
+        fake_clock.advance(2)
+        raise KeyError("k")
 
 
 async def test_acall_within_uses_the_given_limit():

@@ -39,11 +39,13 @@ def _setup(registry: Any, **kwargs: Any) -> Any:
 def _request(fail_at: int | None = None, status: int = 200) -> None:
     """A local trace three levels deep; optionally an error at the deepest level."""
     try:
-        with tracing.span("GET /calls", **{"http.response.status_code": status}):
-            with tracing.span("scheduling.book"):
-                with tracing.span("provider.call"):
-                    if fail_at is not None:
-                        raise RuntimeError("deep")
+        with (
+            tracing.span("GET /calls", **{"http.response.status_code": status}),
+            tracing.span("scheduling.book"),
+            tracing.span("provider.call"),
+        ):
+            if fail_at is not None:
+                raise RuntimeError("deep")
     except RuntimeError:
         pass
 
@@ -176,9 +178,8 @@ def test_shutdown_flushes_failed_traces_still_waiting_for_their_root(registry: A
     root = tracer.start_span("long-running")
     from opentelemetry import trace
 
-    with trace.use_span(root, end_on_exit=False):
-        with pytest.raises(KeyError), tracing.span("child"):
-            raise KeyError("x")
+    with trace.use_span(root, end_on_exit=False), pytest.raises(KeyError), tracing.span("child"):
+        raise KeyError("x")
     assert mem.get_finished_spans() == ()
     tracing.shutdown_tracing()
     assert [s.name for s in mem.get_finished_spans()] == ["child"]

@@ -23,11 +23,13 @@ async def test_noop_span_works_with_async_with() -> None:
 
 
 def test_span_names_attributes_parentage_and_ids(exporter: Any) -> None:
-    with context.bound(correlation_id="corr-1", causation_id="cause-1", tenant_id="acme"):
-        with tracing.span("conversation.first_reply", event_id="ev-1", skipped=None) as outer:
-            assert outer.is_recording()
-            with tracing.span("scheduling.book", slots=[1, 2]):
-                pass
+    with (
+        context.bound(correlation_id="corr-1", causation_id="cause-1", tenant_id="acme"),
+        tracing.span("conversation.first_reply", event_id="ev-1", skipped=None) as outer,
+    ):
+        assert outer.is_recording()
+        with tracing.span("scheduling.book", slots=[1, 2]):
+            pass
     inner, outer_span = exporter.get_finished_spans()
     assert (outer_span.name, inner.name) == ("conversation.first_reply", "scheduling.book")
     assert inner.parent.span_id == outer_span.context.span_id

@@ -92,7 +92,7 @@ def test_cli_purges_old_deliveries(tmp_path: Any, subprocess_env: dict[str, str]
     url = f"sqlite:///{tmp_path}/cli.db"
     engine = sa.create_engine(url)
     create_tables(engine)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
         for i, age in enumerate((100, 91, 10)):
             conn.execute(webhook_events.insert().values(
