@@ -6,9 +6,6 @@
     app = SurefootMiddleware(any_asgi_app)  # any other ASGI app
 """
 
-from ._install import exception_handlers, install_error_handlers, install_http
-from ._middleware import SurefootMiddleware
-from ._openapi import PROBLEM_SCHEMA, problem_openapi, problem_responses
 from .._problem import (
     PROBLEM_CONTENT_TYPE,
     Problem,
@@ -18,6 +15,9 @@ from .._problem import (
     problem_response,
     send_problem,
 )
+from ._install import exception_handlers, install_error_handlers, install_http
+from ._middleware import SurefootMiddleware
+from ._openapi import PROBLEM_SCHEMA, problem_openapi, problem_responses
 
 __all__ = [
     "SurefootMiddleware",
