@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import ConfigurationError
 from .._problem import PROBLEM_CONTENT_TYPE
+from ..errors import ConfigurationError
 
 __all__ = ["PROBLEM_SCHEMA", "problem_openapi", "problem_responses"]
 
