@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from surefoot import outbox
 
-from . import observability as obs
 from . import schema as db
 from .config import ServiceSettings
 from .flags import PAUSE_OUTBOUND_SMS
