@@ -51,7 +51,7 @@ def start_demo(tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator[Calla
         full_env.pop("SUREFOOT_DATABASE_URL", None)
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "surefoot", "demo", "--port", str(port), *args],
+                [sys.executable, "-m", "surefoot", "demo", "--tour", "--port", str(port), *args],
                 cwd=tmp_path, env=full_env, stdout=log_file, stderr=subprocess.STDOUT,
             )
         server = Server(process, f"http://127.0.0.1:{port}", log_path)

@@ -32,7 +32,7 @@ def _root(
 def _register() -> None:
     from . import _demo  # noqa: F401  (registers `surefoot demo`)
 
-    for module_name in ("_outbox", "_webhooks", "_observability"):
+    for module_name in ("_outbox", "_webhooks", "_observability", "_flags"):
         try:
             module = __import__(f"surefoot.cli.{module_name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

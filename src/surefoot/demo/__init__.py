@@ -1,7 +1,6 @@
-"""The demo service (to grow into the reference service: missed call → first SMS).
-
-``surefoot demo`` runs it on uvicorn; :func:`create_app` builds the application for tests.
-"""
+"""The demo: ``surefoot demo`` runs the missed-call reference service (examples/missed_call)
+with its worker, a Twilio fake and simulated missed calls; ``surefoot demo --tour`` runs the
+small tour app of surefoot's request path (:func:`create_app`)."""
 
 from __future__ import annotations
 
@@ -9,11 +8,12 @@ import os
 import sys
 
 from ._app import create_app
+from ._missed_call import examples_dir, run_missed_call
 
-__all__ = ["run", "create_app"]
+__all__ = ["create_app", "examples_dir", "run", "run_missed_call"]
 
 _BANNER = """\
-surefoot demo — {service} on http://{host}:{port}  (logs: {log_format}; Ctrl-C to stop)
+surefoot demo --tour — {service} on http://{host}:{port}  (logs: {log_format}; Ctrl-C to stop)
 
   curl -i 'http://{host}:{port}/hello?name=Ada'            a fast route, a business event in the log
   curl -i 'http://{host}:{port}/slow?seconds=1'            latency in the access log and histogram
@@ -33,7 +33,7 @@ surefoot demo — {service} on http://{host}:{port}  (logs: {log_format}; Ctrl-C
 
 
 def run(host: str = "127.0.0.1", port: int = 8000, *, drain_seconds: float | None = None) -> None:
-    """Start the demo service on uvicorn and print where to look.
+    """Start the tour app on uvicorn and print where to look.
 
     Args:
         host: interface to bind.

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from .._config import Settings, get_settings
 
-__all__ = ["create_app", "ContactIn"]
+__all__ = ["ContactIn", "create_app"]
 
 MAX_SLOW_SECONDS = 10.0
 

@@ -17,6 +17,7 @@ from .._problem import (
 )
 from ._install import exception_handlers, install_error_handlers, install_http
 from ._middleware import SurefootMiddleware
+from ._openapi import PROBLEM_SCHEMA, problem_openapi, problem_responses
 
 __all__ = [
     "SurefootMiddleware",
@@ -30,4 +31,7 @@ __all__ = [
     "problem_response",
     "send_problem",
     "code_for_status",
+    "problem_openapi",
+    "problem_responses",
+    "PROBLEM_SCHEMA",
 ]

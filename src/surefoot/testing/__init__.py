@@ -8,6 +8,7 @@ from ._outbox import DrainResult, InMemoryOutbox, adrain, drain
 from ._overrides import override_dependencies
 from ._resilience import EventRecorder, is_testing, no_waits, provider_failures, set_testing
 from ._slo import SloExpectationError, expect_slo
+from ._twilio import CallSimulator, FakeMessage, SimulatedCall, TwilioFake
 from ._webhooks import (
     form_body,
     golden_github_push,
@@ -44,6 +45,11 @@ __all__ = [
     "DrainResult",
     "drain",
     "adrain",
+    # Twilio fake (Messages API over HTTP) and call simulator
+    "TwilioFake",
+    "FakeMessage",
+    "CallSimulator",
+    "SimulatedCall",
     # service level objectives
     "expect_slo",
     "SloExpectationError",
