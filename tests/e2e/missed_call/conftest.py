@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from tests._services import need
 
 from surefoot.testing import CallSimulator, TwilioFake
+
+from tests._services import need
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 if str(EXAMPLES) not in sys.path:

@@ -10,9 +10,9 @@ import sys
 import httpx
 import psutil
 import pytest
-from tests.e2e.conftest import free_port
 
 from .conftest import wait_until
+from tests.e2e.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
