@@ -38,7 +38,10 @@ APP = textwrap.dedent(
 
     @app.get("/hold")
     def hold():
-        HELD.append(engine.connect())
+        # Hold up to the pool's maximum (2 + 1 overflow), never wait for a fourth: requests
+        # keep arriving here until one reaches the other worker.
+        if len(HELD) < 3:
+            HELD.append(engine.connect())
         return {"pid": os.getpid(), "held": len(HELD)}
 
     surefoot.install(app, logging=False)
