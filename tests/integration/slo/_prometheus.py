@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[3]
 @functools.cache
 def _bin_dir() -> tuple[Path | None, str]:
     env = os.environ.get("SUREFOOT_PROMETHEUS_BIN")
-    candidates = [Path(env)] if env else []
+    candidates = [Path(env) if Path(env).is_absolute() else ROOT / env] if env else []
     candidates.append(ROOT / ".cache/prometheus/usr/bin")
     which = shutil.which("promtool")
     if which:
