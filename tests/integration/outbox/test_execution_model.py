@@ -315,7 +315,9 @@ async def test_hung_sync_handlers_never_stop_other_deliveries(engine, registry, 
                    handlers={"Hangs": hangs, "Ok": ok})
     try:
         async with d.running():
-            assert await _until(lambda: sorted(delivered) == list(range(20)), timeout=30), sorted(delivered)
+            # every event delivered (at least once: on a loaded machine an Ok handler may pass
+            # its 0.3 s timeout and be delivered again, which is the outbox's contract)
+            assert await _until(lambda: set(delivered) == set(range(20)), timeout=30), sorted(delivered)
             assert await _until(lambda: registry.get_sample_value(
                 "outbox_dead_letters_total", {"event_name": "Hangs"}) == 8, timeout=30)
     finally:
