@@ -65,7 +65,7 @@ def _app(framework: str, telemetry: Any = None) -> tuple[Any, str]:
 
 
 def _surefoot(app: Any) -> None:
-    from surefoot._config import Settings
+    from surefoot._core.settings import Settings
     from surefoot.http import install_http
 
     install_http(app, registry=CollectorRegistry(auto_describe=True), settings=Settings(env="production"))

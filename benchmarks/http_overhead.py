@@ -80,7 +80,7 @@ def configure_logs() -> str:
     The typical stack's structlog access log goes through the same pipeline, so both pay for
     the same fields, redaction and rendering.
     """
-    from surefoot._config import Settings
+    from surefoot._core.settings import Settings
     from surefoot.logging import configure_logging
 
     configure_logging(Settings(env="production"), stream=_devnull(), fmt="json", level="INFO")
@@ -118,7 +118,7 @@ def build(framework: str, stack: str, n_routes: int) -> tuple[Any, str]:
         # probe and /metrics routes and configures logging (JSON, INFO, redaction; the lines
         # go to /dev/null, as every variant's do).
         import surefoot
-        from surefoot._config import Settings
+        from surefoot._core.settings import Settings
 
         surefoot.install(app, settings=Settings(env="production"), access_log=stack == "surefoot",
                          log_options={"stream": _devnull(), "fmt": "json"})

@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 @pytest.fixture(autouse=True)
 def _fresh_surefoot_config() -> Iterator[None]:
     """Every test starts from surefoot's start-up state: settings, registry, logging, breakers, ..."""
-    from surefoot._config import reset_all
+    from surefoot._core.state import reset_all
 
     reset_all()
     yield

@@ -4,7 +4,7 @@
     surefoot.install(app)
 """
 
-from ._config import Settings, configure, get_settings
+from ._core.settings import Settings, configure, get_settings
 from ._install import Installation, install
 from .errors import (
     AuthenticationError,

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import Settings, default_registry, get_settings
+from ._core.settings import Settings, get_settings
+from ._core.state import default_registry
 from .errors import ConfigurationError
 
 __all__ = ["install", "Installation"]

@@ -7,7 +7,7 @@ this module must only be imported by them.
 
 from __future__ import annotations
 
-from ._extras import require
+from ._core.extras import require
 
 require("sqlalchemy", "sql")
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._clock import SYSTEM_CLOCK, Clock
-from ._extras import require
+from ._core.clock import SYSTEM_CLOCK, Clock
+from ._core.extras import require
 from .errors import ConfigurationError
 
 __all__ = ["RetentionRule", "arun_retention", "purge_batch", "run_retention"]

@@ -1,7 +1,7 @@
 from prometheus_client import CollectorRegistry, generate_latest
 
+from surefoot._core.catalogue import CIRCUIT_BREAKER_CALLS
 from surefoot.metrics import CATALOGUE
-from surefoot.metrics._catalogue import CIRCUIT_BREAKER_CALLS
 
 
 def test_get_is_idempotent_per_registry():

@@ -1,6 +1,6 @@
 import pytest
 
-from surefoot._clock import SYSTEM_CLOCK, Clock
+from surefoot._core.clock import SYSTEM_CLOCK, Clock
 from surefoot.testing import FakeClock
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from surefoot import ConfigurationError
-from surefoot._config import configure, get_settings
+from surefoot._core.settings import configure, get_settings
 
 
 def test_bad_env_value_names_variable_and_allowed_values(monkeypatch):

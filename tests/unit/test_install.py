@@ -150,7 +150,7 @@ def test_metrics_off_removes_the_endpoint_and_the_registry() -> None:
 
 
 def test_metrics_endpoint_also_exposes_the_process_default_registry() -> None:
-    from surefoot.metrics._catalogue import OUTBOX_DEAD_LETTERS
+    from surefoot._core.catalogue import OUTBOX_DEAD_LETTERS
 
     with fresh_registry() as default:
         OUTBOX_DEAD_LETTERS.get(default).labels("sms.send").inc()

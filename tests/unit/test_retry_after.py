@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from surefoot._retry_after import parse_retry_after
+from surefoot._core.retry_after import parse_retry_after
 from surefoot.outbox.sinks import parse_retry_after as sink_parse
 from surefoot.resilience import retry_after_of as breaker_retry_after_of
 from surefoot.resilience._retry import retry_after_of as retry_retry_after_of

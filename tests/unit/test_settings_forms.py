@@ -11,7 +11,7 @@ import pytest
 
 import surefoot
 from surefoot import ConfigurationError
-from surefoot._config import get_settings, load_settings
+from surefoot._core.settings import get_settings, load_settings
 from surefoot.logging import reset_logging
 
 
@@ -124,7 +124,7 @@ def test_uncaught_settings_error_prints_one_line_without_traceback(tmp_path, sub
 
 
 def test_other_exceptions_keep_their_traceback(tmp_path, subprocess_env):
-    script = "import surefoot._config as c; c._install_excepthook(); raise KeyError('x')"
+    script = "import surefoot._core.settings as c; c._install_excepthook(); raise KeyError('x')"
     out = subprocess.run([sys.executable, "-c", script], env=subprocess_env, capture_output=True, text=True,
                          timeout=60)
     assert "Traceback" in out.stderr and "KeyError" in out.stderr
@@ -150,7 +150,7 @@ _TOKEN = st.text(
 def test_comma_and_json_forms_read_back_the_same_list(values):
     import json
 
-    from surefoot._config import _split_list
+    from surefoot._core.settings import _split_list
 
     assert _split_list(",".join(values)) == values
     assert _split_list(" , ".join(values)) == values
@@ -159,7 +159,7 @@ def test_comma_and_json_forms_read_back_the_same_list(values):
 
 @given(st.text(max_size=60))
 def test_any_header_list_text_is_a_list_or_one_line_error(text):
-    from surefoot._config import Settings
+    from surefoot._core.settings import Settings
 
     try:
         settings = load_settings(Settings, correlation_headers=text)

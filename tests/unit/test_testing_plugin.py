@@ -8,7 +8,7 @@ def test_plugin_fixtures(pytester) -> None:
     pytester.makepyfile(
         """
         import structlog
-        from surefoot._config import default_registry
+        from surefoot._core.state import default_registry
         from surefoot.testing import metric_value
 
 

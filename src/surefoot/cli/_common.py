@@ -82,7 +82,7 @@ def describe_age(age: dt.timedelta) -> str:
 def resolve_url(url: str | None) -> str:
     if url:
         return url
-    from .._config import get_settings
+    from .._core.settings import get_settings
 
     return get_settings().database_url
 
@@ -121,7 +121,7 @@ def open_engine(url: str | None, *, creates: bool = False, migrate_hint: str = "
         creates: the command may create the database (``migrate``).
         migrate_hint: the command that creates the tables, for the error message.
     """
-    from .._extras import require
+    from .._core.extras import require
 
     target = resolve_url(url)
     if "://" not in target:

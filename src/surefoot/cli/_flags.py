@@ -11,7 +11,7 @@ _URL_HELP = "SQLAlchemy URL of the service's database (default: SUREFOOT_DATABAS
 
 
 def _connect(url: str | None) -> None:
-    from .._config import get_settings
+    from .._core.settings import get_settings
     from ..errors import ConfigurationError, MissingExtraError
 
     try:

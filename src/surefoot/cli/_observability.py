@@ -87,7 +87,7 @@ def migrate(url: str = typer.Option(None, "--url", help="Database URL (default: 
     """Create surefoot_slo_pairs and surefoot_slo_counts."""
     import sqlalchemy as sa
 
-    from .._config import get_settings
+    from .._core.settings import get_settings
     from ..outbox._urls import sync_url
     from ..slo import migrate as run
 

@@ -302,14 +302,15 @@ def purge(
     yes: bool = yes_option(),
 ) -> None:
     """Delete dispatched events (or dead letters) older than the retention, in small batches."""
-    from .._config import load_settings
+    from .._core.settings import section
     from ..outbox import _store
+    from ..outbox._retention import apply_retention
     from ..outbox._settings import OutboxSettings
 
     if older_than is not None:
         age = parse_age(older_than)
     else:
-        age = dt.timedelta(days=load_settings(OutboxSettings).retention_days)
+        age = dt.timedelta(days=section(OutboxSettings).retention_days)
     shown_age = describe_age(age)
     before = _now() - age
     engine = _engine(url)
@@ -324,18 +325,18 @@ def purge(
             return
         if not yes:
             typer.confirm(f"delete {todo} {what} older than {shown_age}?", abort=True)
+        delete_batch = _store.delete_dead_batch if dead else _store.delete_dispatched_batch
         with _progress(console) as progress:
             task = progress.add_task(f"purge {what}", total=todo)
-            while True:
+
+            async def run(batch: Any, **options: Any) -> int:
+                # one short transaction per batch, as the dispatcher's retention does
                 with engine.begin() as conn:
-                    if dead:
-                        n = _store.delete_dead_batch(conn, before=before, limit=batch_size)
-                    else:
-                        n = _store.delete_dispatched_batch(conn, before=before, limit=batch_size)
-                total += n
+                    n: int = batch(conn, **options)
                 progress.advance(task, n)
-                if n < batch_size:
-                    break
+                return n
+
+            total = asyncio.run(apply_retention(run, delete_batch, before=before, batch_size=batch_size))
     finally:
         engine.dispose()
     typer.echo(f"deleted {total} {what}")

@@ -44,8 +44,8 @@ def run(host: str = "127.0.0.1", port: int = 8000, *, drain_seconds: float | Non
     Raises:
         MissingExtraError: FastAPI/uvicorn or SQLAlchemy is missing (``pip install 'surefoot[all]'``).
     """
-    from .._config import Settings, load_settings
-    from .._extras import require
+    from .._core.extras import require
+    from .._core.settings import Settings, load_settings
 
     uvicorn = require("uvicorn", "fastapi")
     overrides = {}

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .._config import Settings, get_settings
+from .._core.settings import Settings, get_settings
 
 __all__ = ["ContactIn", "create_app"]
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, *, drain_seconds: float | None 
     Returns:
         The FastAPI application.
     """
-    from .._extras import require
+    from .._core.extras import require
 
     require("fastapi", "fastapi")
     sa = require("sqlalchemy", "sql")

@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any
 
-from .._extras import require
+from .._core.extras import require
 from ..errors import AuthenticationError, AuthorizationError, NotFoundError, ValidationError
 from ..http import problem_response
 from . import _flag, _store

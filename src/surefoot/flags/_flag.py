@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._config import on_reset
+from .._core.state import STATE as PROCESS_STATE
 from ..errors import ConfigurationError
 from ..logging import get_logger
 from ..metrics import MetricSpec
@@ -210,11 +210,10 @@ def apply_overrides(rows: dict[str, dict[str, Any]], *, source: str) -> None:
             _declared[name]._notify(value)
 
 
-@on_reset
 def reset() -> None:
     """Forget overrides, cached environment defaults and the configured store (tests).
 
-    Declared flags stay declared. ``surefoot._config.reset_all()`` runs this too.
+    Declared flags stay declared. ``surefoot.testing.reset_all()`` runs this too.
     """
     import sys
 
@@ -228,3 +227,6 @@ def reset() -> None:
         _state.registry = None
         for flag in _declared.values():
             flag._env_value = None
+
+
+PROCESS_STATE.own("flags", _state, reset=reset)

@@ -6,7 +6,7 @@ import datetime as dt
 import threading
 from typing import Any
 
-from .._extras import require
+from .._core.extras import require
 from ..errors import ConfigurationError, NotFoundError
 from ..logging import get_logger
 from . import _flag

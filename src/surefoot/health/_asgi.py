@@ -75,7 +75,7 @@ def health_routes(health: Health, *, prefix: str = "") -> list[Any]:
     Raises:
         MissingExtraError: Starlette is not installed (extra ``fastapi``).
     """
-    from .._extras import require
+    from .._core.extras import require
 
     routing = require("starlette.routing", "fastapi")
     return [

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Container
 from typing import Any
 
-from .._extras import require
+from .._core.extras import require
 from ..errors import ConfigurationError
 
 __all__ = ["sqlalchemy_check", "redis_check", "tcp_check", "http_check"]

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import structlog
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._core.clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError
-from ..logging._redact import mask_pii
+from ..logging import mask_pii
 
 __all__ = ["Health", "Check", "CheckResult", "HealthReport", "Phase"]
 
@@ -150,10 +150,10 @@ class Health:
         registry: Any = None,
         metrics: bool = True,
     ) -> None:
-        from .._config import load_settings
+        from .._core.settings import section
         from ._settings import HealthSettings
 
-        env = load_settings(HealthSettings)
+        env = section(HealthSettings)
         cache_seconds = env.cache_seconds if cache_seconds is None else cache_seconds
         default_timeout = env.check_timeout if default_timeout is None else default_timeout
         drain_seconds = env.drain_seconds if drain_seconds is None else drain_seconds
@@ -170,7 +170,7 @@ class Health:
         if loop_lag_interval <= 0:
             raise ConfigurationError(f"Health loop_lag_interval must be > 0; got {loop_lag_interval}")
         if service is None or version is None:
-            from .._config import get_settings
+            from .._core.settings import get_settings
 
             settings = get_settings()
             service = service if service is not None else settings.service_name
@@ -381,7 +381,7 @@ class Health:
     def _record(self, name: str, status: Status, seconds: float) -> None:
         meters = self._meters.get(name)
         if meters is None:
-            from ..metrics import _catalogue as cat
+            from .._core import catalogue as cat
 
             state = cat.HEALTH_CHECK_STATUS.get(self._registry)
             duration = cat.HEALTH_CHECK_DURATION.get(self._registry).labels(name)

@@ -6,7 +6,7 @@
     app = SurefootMiddleware(any_asgi_app)  # any other ASGI app
 """
 
-from .._problem import (
+from .._core.problem import (
     PROBLEM_CONTENT_TYPE,
     Problem,
     code_for_status,

@@ -24,8 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._compat.starlette import let_errors_propagate, mounted_apps, wrap_outermost
-from .._config import Settings, get_settings
-from .._problem import PROBLEM_CONTENT_TYPE, problem_from_exception
+from .._core.problem import PROBLEM_CONTENT_TYPE, problem_from_exception
+from .._core.settings import Settings, get_settings
 from ..errors import ConfigurationError, HTTPError
 from ..tracing._asgi import tracing_layer
 from ._middleware import ERROR_SCOPE_KEY, LOGGED_SCOPE_KEY, SurefootMiddleware, log_unhandled
@@ -49,7 +49,7 @@ def exception_handlers(*, validation_status: int = 400) -> dict[Any, Any]:
     Returns:
         ``{exception class: async handler(request, exc)}``.
     """
-    from .._extras import require
+    from .._core.extras import require
 
     exceptions = require("starlette.exceptions", "fastapi")
     responses = require("starlette.responses", "fastapi")

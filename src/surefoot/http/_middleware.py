@@ -37,11 +37,11 @@ from .._compat.prometheus import CountValue as _CountValue  # noqa: F401  (tests
 from .._compat.prometheus import active_pair as _active_pair
 from .._compat.prometheus import adder as _adder  # noqa: F401  (tests read it here)
 from .._compat.prometheus import observer as _observer
-from .._config import Settings, get_settings
-from .._problem import problem_from_exception, send_problem
+from .._core import catalogue as cat
+from .._core.problem import problem_from_exception, send_problem
+from .._core.settings import Settings, get_settings
 from ..errors import ConfigurationError
 from ..logging._setup import AccessLogger
-from ..metrics import _catalogue as cat
 from ..tracing._api import active_tracer, report_exception
 from ..tracing._asgi import tracing_layer
 from ..tracing._exemplars import exemplar_observer

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .._problem import PROBLEM_CONTENT_TYPE
+from .._core.problem import PROBLEM_CONTENT_TYPE
 from ..errors import ConfigurationError
 
 __all__ = ["PROBLEM_SCHEMA", "problem_openapi", "problem_responses"]

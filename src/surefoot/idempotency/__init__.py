@@ -41,6 +41,6 @@ _LAZY = {
 }
 
 
-from .._extras import lazy_exports  # noqa: E402
+from .._core.extras import lazy_exports  # noqa: E402
 
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -43,9 +43,9 @@ from typing import Any
 
 import structlog
 
-from .._clock import SYSTEM_CLOCK, Clock
-from .._extras import require
-from .._problem import Problem, problem_from_exception, problem_from_status
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.extras import require
+from .._core.problem import Problem, problem_from_exception, problem_from_status
 from .._sql import dialect_name
 from ..errors import (
     ConfigurationError,

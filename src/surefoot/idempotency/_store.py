@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from .._extras import require
+from .._core.extras import require
 from .._sql import dialect_name, metadata
 
 sa = require("sqlalchemy", "sql")

@@ -192,10 +192,10 @@ class LogFile:
 
 def open_log_file(path: str | os.PathLike[str] | None = None, **options: Any) -> LogFile | None:
     """A :class:`LogFile` from arguments, else from ``SUREFOOT_LOG_FILE*``; ``None`` when unset."""
-    from .._config import load_settings
+    from .._core.settings import section
 
     if path is None:
-        settings = load_settings(LogFileSettings)
+        settings = section(LogFileSettings)
         if not settings.log_file:
             return None
         path = settings.log_file

@@ -42,7 +42,8 @@ import structlog
 from .. import context as _context
 from .._compat.opentelemetry import context_getter, current_trace_ids
 from .._compat.structlog import structlog_config, structlog_context_vars
-from .._config import Settings, get_settings, on_reset
+from .._core.settings import Settings, get_settings
+from .._core.state import STATE
 from ..errors import ConfigurationError
 from ._redact import DEFAULT_BODY_KEYS, Redactor, mask_pii, redact_secrets
 
@@ -535,7 +536,7 @@ def reset_logging() -> None:
         _current = None
 
 
-on_reset(reset_logging)
+STATE.own("logging", _SINK, reset=reset_logging)
 
 
 # -- the access line's direct path ------------------------------------------------------------

@@ -9,8 +9,8 @@ database engines, caches, business KPIs and process saturation (see docs/metrics
                 labels={"outcome": ("missed", "answered")})
 """
 
+from .._core.catalogue import CATALOGUE, HTTP_DURATION_BUCKETS, MetricSpec
 from ._cache import CACHE_RESULTS, CacheMetrics
-from ._catalogue import CATALOGUE, HTTP_DURATION_BUCKETS, MetricSpec
 from ._db import (
     OPERATIONS,
     EngineInstrumentation,

@@ -23,9 +23,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
-from .._config import default_registry, get_settings
+from .._core import catalogue as cat
+from .._core.settings import get_settings
+from .._core.state import default_registry
 from ..errors import ConfigurationError
-from . import _catalogue as cat
 from ._labels import LabelCap, metrics_settings
 
 __all__ = ["CacheMetrics", "CACHE_RESULTS"]

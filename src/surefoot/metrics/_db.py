@@ -33,9 +33,9 @@ import structlog
 
 from .._compat.prometheus import Parts, observer_parts
 from .._compat.sqlalchemy import max_overflow, wrap_dialect
-from .._config import default_registry
+from .._core import catalogue as cat
+from .._core.state import default_registry
 from ..errors import ConfigurationError
-from . import _catalogue as cat
 from ._labels import OVERFLOW, LabelCap, metrics_enabled, metrics_settings
 
 __all__ = ["instrument_engine", "EngineInstrumentation", "OPERATIONS", "classify_statement", "pool_readings"]
@@ -481,7 +481,7 @@ def instrument_engine(
         ConfigurationError: ``engine`` is not a SQLAlchemy engine, or an option is invalid.
         MissingExtraError: SQLAlchemy is not installed (extra ``sql``).
     """
-    from .._extras import require
+    from .._core.extras import require
 
     require("sqlalchemy", "sql")
     sync_engine = getattr(engine, "sync_engine", engine)

@@ -24,7 +24,8 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from .._config import Settings, default_registry, get_settings
+from .._core.settings import Settings, get_settings
+from .._core.state import default_registry
 from ..errors import ConfigurationError
 from . import multiprocess
 from ._summary import summary
@@ -139,7 +140,7 @@ class MetricsApp:
                 await _lifespan(receive, send)
                 return
             raise ConfigurationError(f"the metrics endpoint serves HTTP only; got a {scope['type']!r} scope")
-        from .._problem import problem_from_status, send_problem
+        from .._core.problem import problem_from_status, send_problem
 
         headers = dict(scope.get("headers") or ())
         path = scope.get("path")
@@ -216,7 +217,7 @@ def metrics_app(
 
     Args:
         registries: registries to expose, each family once (first wins). Default: the
-            process default registry (:func:`surefoot._config.default_registry`), where
+            process default registry (:func:`surefoot._core.state.default_registry`), where
             domain metrics live; pass ``[app_registry, default_registry()]`` to add an
             application's own registry. In multi-process mode the workers' aggregated
             values come first.

@@ -20,9 +20,10 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .._config import default_registry, get_settings
+from .._core.catalogue import MetricSpec
+from .._core.settings import get_settings
+from .._core.state import default_registry
 from ..errors import ConfigurationError
-from ._catalogue import MetricSpec
 
 __all__ = ["KPI", "declared_kpis"]
 

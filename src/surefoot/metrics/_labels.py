@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .._config import get_settings, load_settings
+from .._core.settings import get_settings, load_settings
 
 __all__ = ["OVERFLOW", "MAX_VALUE_CHARS", "LabelCap", "MetricsSettings", "metrics_settings", "metrics_enabled"]
 
@@ -98,7 +98,7 @@ class LabelCap:
                 values.add(value)
                 return value
         if self._overflow is None:
-            from ._catalogue import HTTP_LABEL_OVERFLOW
+            from .._core.catalogue import HTTP_LABEL_OVERFLOW
 
             self._overflow = HTTP_LABEL_OVERFLOW.get(self._registry).labels(self._metric, self._label)
         self._overflow.inc()

@@ -11,8 +11,9 @@ import threading
 import weakref
 from typing import Any
 
-from .._config import default_registry, get_settings
-from . import _catalogue as cat
+from .._core import catalogue as cat
+from .._core.settings import get_settings
+from .._core.state import default_registry
 from ._labels import OVERFLOW, LabelCap, metrics_settings
 
 __all__ = ["record_llm_call", "record_db_query", "UNKNOWN_PROVIDER"]

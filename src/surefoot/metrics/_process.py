@@ -29,9 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._config import default_registry, get_settings
+from .._core import catalogue as cat
+from .._core.settings import get_settings
+from .._core.state import default_registry
 from ..errors import ConfigurationError
-from . import _catalogue as cat
 from ._labels import metrics_settings
 
 __all__ = ["ProcessMonitor", "available_cpus", "available_memory_bytes", "resident_memory_bytes"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ._catalogue import HTTP_SERVER_REQUEST_DURATION
+from .._core.catalogue import HTTP_SERVER_REQUEST_DURATION
 
 __all__ = ["summary"]
 
@@ -49,7 +49,7 @@ def summary(
         unmatched requests (404 without a route) count in the totals but not as routes.
     """
     if module is None:
-        from .._config import get_settings
+        from .._core.settings import get_settings
 
         module = get_settings().service_name
     registries = registry if isinstance(registry, (list, tuple)) else [registry]

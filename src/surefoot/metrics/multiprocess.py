@@ -296,7 +296,7 @@ def run_uvicorn(app: str, *, workers: int = 2, multiproc_dir: str | None = None,
             temporary one, removed on exit).
         **options: passed to ``uvicorn.run``.
     """
-    from .._extras import require
+    from .._core.extras import require
 
     uvicorn = require("uvicorn", "fastapi")
     owned = multiproc_dir is None and directory() is None

@@ -14,7 +14,7 @@ import orjson
 import structlog
 
 from .. import context
-from .._config import get_settings
+from .._core.settings import get_settings
 from ..errors import ConfigurationError
 from ..tracing._hooks import outbox_added
 from ._catalogue import EventCatalogue, default_catalogue
@@ -420,7 +420,7 @@ async def _aemit(
 def _emit_failed(event_name: Any, exc: BaseException, registry: Any) -> None:
     name = event_name if isinstance(event_name, str) and event_name else "unknown"
     try:
-        from ..metrics._catalogue import EVENTS_EMIT_FAILURES
+        from .._core.catalogue import EVENTS_EMIT_FAILURES
 
         EVENTS_EMIT_FAILURES.get(registry).labels(event_name=name[:255]).inc()
     finally:

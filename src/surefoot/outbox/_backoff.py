@@ -1,14 +1,14 @@
 """When to try a failed event again: exponential backoff with full jitter.
 
 The dispatcher only needs ``delay(attempts, rng) -> seconds``: every policy of surefoot's one
-backoff protocol (:mod:`surefoot._backoff`, also exported by ``surefoot.resilience``:
+backoff protocol (:mod:`surefoot._core.backoff`, also exported by ``surefoot.resilience``:
 ``FullJitter``, ``Exponential``, ``Constant``, ``DecorrelatedJitter``) provides it.
 """
 
 from __future__ import annotations
 
-from .._backoff import Backoff
-from .._backoff import FullJitter as _FullJitter
+from .._core.backoff import Backoff
+from .._core.backoff import FullJitter as _FullJitter
 
 __all__ = ["Backoff", "FullJitter"]
 

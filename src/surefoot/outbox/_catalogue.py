@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .._extras import require
+from .._core.extras import require
 from ..errors import ConfigurationError, SurefootError
 
 __all__ = ["EventCatalogue", "EventSchemaError", "default_catalogue", "register_event"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from .._extras import require
+from .._core.extras import require
 from ..errors import ConfigurationError
 from ._urls import async_url, sync_url
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import structlog
 
-from .._clock import SYSTEM_CLOCK, Clock
-from .._config import load_settings
+from .._core import catalogue as cat
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.settings import load_settings
 from ..errors import ConfigurationError
-from ..metrics import _catalogue as cat
 from ._backoff import Backoff, FullJitter
 from ._delivery import Delivery, HandlerThreads, NotStarted, _Stopped, deliver
 from ._event import Event, RetryLater, SinkDisabled, SinkError

@@ -20,7 +20,7 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._core.clock import SYSTEM_CLOCK, Clock
 from ._event import Event
 from ._store_types import Claimed, Stats
 

@@ -1,7 +1,7 @@
 """Retention: delete events dispatched more than ``retention_days`` ago, in short batches.
 
 A running dispatcher applies it every ``retention_interval_seconds``; ``surefoot outbox
-purge`` does the same on demand. Each batch is its own short transaction, so retention
+purge`` runs the same :func:`apply_retention` on demand. Each batch is its own short transaction, so retention
 never holds long locks or bloats one transaction.
 """
 

@@ -19,7 +19,7 @@ import fnmatch
 from collections.abc import Sequence
 from typing import Any
 
-from .._extras import require
+from .._core.extras import require
 
 require("sqlalchemy", "sql")
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from .._extras import require
+from .._core.extras import require
 from ._database import DatabaseTimeout, pg_connect_args
 
 if TYPE_CHECKING:

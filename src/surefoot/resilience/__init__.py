@@ -1,5 +1,6 @@
 """Resilience: circuit breaker, retry, timeout, bulkhead, rate limiter and chaos as one policy."""
 
+from .._core.callables import UnsupportedCallableError
 from ._breaker import (
     CircuitBreaker,
     CircuitOpenError,
@@ -11,7 +12,6 @@ from ._breaker import (
 from ._breaker_redis import RedisCircuitBreaker
 from ._budget import RetryBudget, get_retry_budget, reset_retry_budgets
 from ._bulkhead import Bulkhead, BulkheadFullError
-from ._callables import UnsupportedCallableError
 from ._chaos import Chaos, ChaosError, ChaosSettings
 from ._compat import circuit_breaker
 from ._events import Hooks, ResilienceEvent
@@ -114,6 +114,6 @@ _LAZY = {
 }
 
 
-from .._extras import lazy_exports  # noqa: E402
+from .._core.extras import lazy_exports  # noqa: E402
 
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)

@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import context as _context
-from .._extras import require
-from .._problem import problem_from_exception, send_problem
+from .._core.extras import require
+from .._core.problem import problem_from_exception, send_problem
 from ._ratelimit import RateLimitDecision, RateLimitExceededError
 
 __all__ = [

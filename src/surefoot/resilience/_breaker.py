@@ -47,6 +47,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .._core.callables import DEFERRED_TYPES, refuse_deferred, wrap_callable
 from ._breaker_core import BreakerCore
 from ._breaker_rules import (  # noqa: F401 - re-exported: the breaker's vocabulary lives here too
     _STATE_ENUM,
@@ -63,7 +64,6 @@ from ._breaker_rules import (  # noqa: F401 - re-exported: the breaker's vocabul
     http_failure,
     retry_after_of,
 )
-from ._callables import DEFERRED_TYPES, refuse_deferred, wrap_callable
 from ._window import FAILURE, SLOW  # noqa: F401 - re-exported for the Redis breaker
 
 __all__ = [

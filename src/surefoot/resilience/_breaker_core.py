@@ -16,7 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._core.callables import UnsupportedCallableError
+from .._core.clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError
 from ._breaker_metrics import _AtomicCounter, _flusher_for, _Metrics, _multiprocess_metrics
 from ._breaker_rules import (
@@ -34,7 +35,6 @@ from ._breaker_rules import (
     _types,
     retry_after_of,
 )
-from ._callables import UnsupportedCallableError
 from ._events import Hooks
 from ._window import FAILURE, SLOW, CountWindow, LatencyBaseline, TimeWindow
 
@@ -263,7 +263,7 @@ class BreakerCore:
         self._c_rejected = _AtomicCounter()
         self._inc_success = self._c_success.inc
         if metrics:
-            from .._config import default_registry
+            from .._core.state import default_registry
 
             reg = registry if registry is not None else default_registry()
             self._registry = reg

@@ -74,7 +74,7 @@ class _Metrics:
     __slots__ = ("children", "state_children", "counters", "flushed", "lock")
 
     def __init__(self, name: str, registry: Any, counters: tuple[_AtomicCounter, ...]) -> None:
-        from ..metrics._catalogue import CIRCUIT_BREAKER_CALLS, CIRCUIT_BREAKER_STATE
+        from .._core.catalogue import CIRCUIT_BREAKER_CALLS, CIRCUIT_BREAKER_STATE
 
         calls = CIRCUIT_BREAKER_CALLS.get(registry)
         state = CIRCUIT_BREAKER_STATE.get(registry)

@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .._extras import require
+from .._core.extras import require
 from ..errors import ConfigurationError
 from ._breaker import CircuitBreaker
 from ._breaker_rules import _STATE_ENUM, CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, OPEN
@@ -396,7 +396,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         self._retry_interval = float(retry_interval)
         self._down_until = 0.0
         self._down = False
-        from ..metrics._catalogue import CIRCUIT_BREAKER_BACKEND_ERRORS
+        from .._core.catalogue import CIRCUIT_BREAKER_BACKEND_ERRORS
 
         self._backend_errors = (
             CIRCUIT_BREAKER_BACKEND_ERRORS.get(self._registry).labels(name)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from .._retry_after import parse_retry_after
+from .._core.retry_after import parse_retry_after
 from ..errors import ConfigurationError, ServiceUnavailableError
 
 # States as ints: the hot path compares ints, never Enum members.
@@ -138,7 +138,7 @@ def http_failure(result: object) -> bool:
 
 
 def _parse_retry_after(value: Any, now_wall: float) -> float | None:
-    # The one parser (surefoot._retry_after); only a positive delay forces the breaker open.
+    # The one parser (surefoot._core.retry_after); only a positive delay forces the breaker open.
     seconds = parse_retry_after(value, now=now_wall, max_delay=math.inf)
     return seconds if seconds is not None and seconds > 0 else None
 

@@ -29,8 +29,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .. import _config
-from .._clock import SYSTEM_CLOCK
+from .._core.clock import SYSTEM_CLOCK
+from .._core.state import STATE
 from ..errors import ConfigurationError
 
 __all__ = ["RetryBudget", "get_retry_budget", "reset_retry_budgets"]
@@ -180,4 +180,4 @@ def reset_retry_budgets() -> None:
         _budgets.clear()
 
 
-_config.on_reset(reset_retry_budgets)
+STATE.own("resilience.retry_budgets", _budgets, reset=reset_retry_budgets)

@@ -24,8 +24,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .._compat.asyncio import running_loop_or_none
-from ..errors import ConfigurationError, ServiceUnavailableError
-from ._callables import (
+from .._core.callables import (
     DEFERRED_TYPES,
     around_async_generator,
     around_generator,
@@ -34,6 +33,7 @@ from ._callables import (
     through,
     wrap_callable,
 )
+from ..errors import ConfigurationError, ServiceUnavailableError
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -124,7 +124,7 @@ class Bulkhead:
     def _bind_metrics(self) -> None:
         """Expose the free slots as a gauge read at scrape time; bound on first use so that
         building a Bulkhead at import time registers nothing."""
-        from ..metrics._catalogue import BULKHEAD_AVAILABLE
+        from .._core.catalogue import BULKHEAD_AVAILABLE
 
         ref = weakref.ref(self)
 

@@ -31,11 +31,11 @@ from typing import Any, TypeVar, cast
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .._clock import SYSTEM_CLOCK
-from .._config import load_settings
+from .._core.callables import DEFERRED_TYPES, athrough, refuse_deferred, through, wrap_callable
+from .._core.clock import SYSTEM_CLOCK
+from .._core.settings import load_settings, section
 from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
-from ._callables import DEFERRED_TYPES, athrough, refuse_deferred, through, wrap_callable
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -118,7 +118,7 @@ class Chaos:
         registry: Any = None,
     ) -> None:
         self.name = name
-        self.enabled = load_settings(ChaosSettings).enabled if enabled is None else bool(enabled)
+        self.enabled = section(ChaosSettings).enabled if enabled is None else bool(enabled)
         self.fault_rate = _rate(fault_rate, "fault_rate")
         self.latency_rate = _rate(latency_rate, "latency_rate")
         self.result_rate = _rate(result_rate, "result_rate")
@@ -258,7 +258,7 @@ class Chaos:
             burst: consecutive injected answers once triggered.
             **options: other :class:`Chaos` arguments (``enabled``, ``rng`` ...).
         """
-        from .._extras import require
+        from .._core.extras import require
 
         httpx = require("httpx", "http")
         headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
@@ -274,7 +274,7 @@ class Chaos:
     @classmethod
     def http_timeout(cls, *, rate: float = 1.0, latency: float = 0.0, burst: int = 1, **options: Any) -> Chaos:
         """Raise ``httpx.ReadTimeout`` (optionally after ``latency`` seconds)."""
-        from .._extras import require
+        from .._core.extras import require
 
         httpx = require("httpx", "http")
         options.setdefault("enabled", True)
@@ -287,7 +287,7 @@ class Chaos:
     @classmethod
     def connection_reset(cls, *, rate: float = 1.0, burst: int = 1, **options: Any) -> Chaos:
         """Raise ``httpx.ConnectError`` (connection reset by peer)."""
-        from .._extras import require
+        from .._core.extras import require
 
         httpx = require("httpx", "http")
         options.setdefault("enabled", True)

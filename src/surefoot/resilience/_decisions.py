@@ -26,7 +26,7 @@ class DecisionCounter:
         """Count one ``event`` (e.g. ``timeout``, ``rejected``, ``fault``)."""
         child = self._children.get(event)
         if child is None:
-            from ..metrics._catalogue import RESILIENCE_EVENTS
+            from .._core.catalogue import RESILIENCE_EVENTS
 
             child = RESILIENCE_EVENTS.get(self.registry).labels(self.component, self.name, event)
             self._children[event] = child

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import context as _context
-from .._extras import require
+from .._core.extras import require
 from ..errors import ConfigurationError, RateLimitError, ServiceUnavailableError
 from ..tracing._api import NOOP_SPAN, active_tracer
 from ..tracing._hooks import client_attempt, client_result, client_span, trace_resilience
@@ -208,7 +208,7 @@ class _Instrumentation:
         self, provider: str, endpoints: Iterable[str] | None, max_endpoints: int, registry: Any,
         propagate: bool,
     ) -> None:
-        from ..metrics._catalogue import INTEGRATION_HTTP_LATENCY, INTEGRATION_HTTP_REQUESTS
+        from .._core.catalogue import INTEGRATION_HTTP_LATENCY, INTEGRATION_HTTP_REQUESTS
 
         self.provider = provider
         self.endpoint_of = _Endpoints(endpoints, max_endpoints)

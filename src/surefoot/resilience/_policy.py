@@ -35,15 +35,15 @@ from asyncio import CancelledError
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..errors import ConfigurationError
-from ._bulkhead import Bulkhead
-from ._callables import (
+from .._core.callables import (
     DEFERRED_TYPES,
     is_sync_function,
     refuse_call,
     refuse_deferred,
     wrap_callable,
 )
+from ..errors import ConfigurationError
+from ._bulkhead import Bulkhead
 from ._chaos import Chaos
 from ._ratelimit import RateLimiter
 from ._retry import Retry, time_left

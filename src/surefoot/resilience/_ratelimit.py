@@ -25,10 +25,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .._clock import SYSTEM_CLOCK
-from ..errors import ConfigurationError, RateLimitError
-from . import _waits
-from ._callables import (
+from .._core.callables import (
     DEFERRED_TYPES,
     around_async_generator,
     around_generator,
@@ -37,6 +34,9 @@ from ._callables import (
     through,
     wrap_callable,
 )
+from .._core.clock import SYSTEM_CLOCK
+from ..errors import ConfigurationError, RateLimitError
+from . import _waits
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -148,7 +148,7 @@ class RateLimiter:
         return f"RateLimiter({self.name!r}, {self._describe})"
 
     def _bind_metrics(self) -> None:
-        from ..metrics._catalogue import RATE_LIMITER_AVAILABLE
+        from .._core.catalogue import RATE_LIMITER_AVAILABLE
 
         ref = weakref.ref(self)
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import structlog
 
-from .._clock import SYSTEM_CLOCK
-from .._extras import require
+from .._core.clock import SYSTEM_CLOCK
+from .._core.extras import require
 from ..errors import ConfigurationError
 from . import _waits
 from ._decisions import DecisionCounter

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .. import _config
+from .._core.state import STATE
 from ..errors import ConfigurationError
 from ._breaker import CircuitBreaker
 
@@ -75,4 +75,4 @@ def remove_circuit_breaker(name: str | None = None) -> None:
             _breakers.pop(name, None)
 
 
-_config.on_reset(remove_circuit_breaker)
+STATE.own("resilience.breakers", _breakers, reset=remove_circuit_breaker)

@@ -46,19 +46,19 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import structlog
 
-from .._backoff import Backoff, Constant, DecorrelatedJitter, Exponential, FullJitter
-from .._clock import SYSTEM_CLOCK
-from .._retry_after import parse_retry_after
-from ..errors import ConfigurationError, ExternalServiceError
-from . import _waits
-from ._budget import RetryBudget, get_retry_budget
-from ._callables import (
+from .._core.backoff import Backoff, Constant, DecorrelatedJitter, Exponential, FullJitter
+from .._core.callables import (
     DEFERRED_TYPES,
     UnsupportedCallableError,
     guard_sync,
     refuse_deferred,
     wrap_callable,
 )
+from .._core.clock import SYSTEM_CLOCK
+from .._core.retry_after import parse_retry_after
+from ..errors import ConfigurationError, ExternalServiceError
+from . import _waits
+from ._budget import RetryBudget, get_retry_budget
 from ._events import Hooks
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ _BACKOFFS: dict[str, Callable[[float, float, float], Backoff]] = {
 
 
 def _parse_retry_after(value: Any, now: float) -> float | None:
-    # The one parser (surefoot._retry_after); ``max_retry_after`` is the retry's own cap.
+    # The one parser (surefoot._core.retry_after); ``max_retry_after`` is the retry's own cap.
     return parse_retry_after(value, now=now, max_delay=math.inf)
 
 
@@ -571,7 +571,7 @@ class Retry:
     def _counter(self, outcome: str) -> Any:
         counters = self._counters
         if counters is None:
-            from ..metrics._catalogue import RETRY_ATTEMPTS
+            from .._core.catalogue import RETRY_ATTEMPTS
 
             family = RETRY_ATTEMPTS.get(self._registry)
             counters = self._counters = {

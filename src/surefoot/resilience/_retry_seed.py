@@ -12,8 +12,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .._core.callables import COROUTINE, callable_kind
 from ..errors import ConfigurationError
-from ._callables import COROUTINE, callable_kind
 from ._retry import NETWORK_ERRORS, RETRYABLE_STATUS, Retry
 
 __all__ = ["retry_with_backoff", "retry_on_failure", "retry_network_operation", "retry_api_call"]

@@ -35,11 +35,8 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 
-from .. import _config
-from .._clock import SYSTEM_CLOCK
 from .._compat.asyncio import current_task_getter, running_loop_or_none
-from ..errors import ConfigurationError, ServiceUnavailableError
-from ._callables import (
+from .._core.callables import (
     DEFERRED_TYPES,
     athrough,
     is_sync_function,
@@ -48,6 +45,9 @@ from ._callables import (
     through,
     wrap_callable,
 )
+from .._core.clock import SYSTEM_CLOCK
+from .._core.state import STATE
+from ..errors import ConfigurationError, ServiceUnavailableError
 from ._decisions import DecisionCounter
 from ._events import Hooks
 
@@ -183,7 +183,7 @@ def _reset_timeouts() -> None:
         _overrides.clear()
 
 
-_config.on_reset(_reset_timeouts)
+STATE.own("resilience.timeouts", _overrides, reset=_reset_timeouts)
 
 
 # --------------------------------------------------------------------------- Timeout

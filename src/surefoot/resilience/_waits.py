@@ -10,12 +10,23 @@ paths (when a wait is about to happen), never on the success path.
 
 from __future__ import annotations
 
-from .. import _config
+from .._core.state import STATE
 
 __all__ = ["set_testing", "is_testing", "testing_attempts"]
 
-_testing = False
-_attempts: int | None = None
+
+
+class _Waits:
+    """The switch (one object, registered with the process state)."""
+
+    __slots__ = ("testing", "attempts")
+
+    def __init__(self) -> None:
+        self.testing = False
+        self.attempts: int | None = None
+
+
+_waits = _Waits()
 
 
 def set_testing(testing: bool, *, attempts: int | None = None) -> None:
@@ -30,27 +41,26 @@ def set_testing(testing: bool, *, attempts: int | None = None) -> None:
     Raises:
         ConfigurationError: ``attempts`` is smaller than 1.
     """
-    global _testing, _attempts
     if attempts is not None and attempts < 1:
         from ..errors import ConfigurationError
 
         raise ConfigurationError(f"attempts must be at least 1 (one attempt = no retry); got {attempts}")
-    _testing = bool(testing)
-    _attempts = attempts if testing else None
+    _waits.testing = bool(testing)
+    _waits.attempts = attempts if testing else None
 
 
 def is_testing() -> bool:
     """True when waits are turned off."""
-    return _testing
+    return _waits.testing
 
 
 def testing_attempts() -> int | None:
     """The attempt cap set with :func:`set_testing`, or ``None``."""
-    return _attempts
+    return _waits.attempts
 
 
 def _reset_waits() -> None:
     set_testing(False)
 
 
-_config.on_reset(_reset_waits)
+STATE.own("resilience.waits", _waits, reset=_reset_waits)

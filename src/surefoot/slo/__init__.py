@@ -17,7 +17,7 @@ See ``docs/slo.md``.
 
 from __future__ import annotations
 
-from .._extras import lazy_exports
+from .._core.extras import lazy_exports
 from ._objectives import EventPair, Latency, Objective, Ratio
 from ._tracker import BurnEvent, Tracker
 from ._windows import DEFAULT_TIERS, REPORTED_WINDOWS, WINDOWS, Condition, Tier

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._extras import require
+from .._core.extras import require
 from ._objectives import EventPair, Latency, Objective, decimal_str
 
 __all__ = ["dashboards", "provisioning", "panel_queries", "DATASOURCE_UID"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._extras import require
+from .._core.extras import require
 from ..errors import ConfigurationError
 from ._lint import LintFinding, lint
 from ._objectives import Objective

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._core.clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError
 from ._objectives import Latency, Objective, Ratio
 from ._tracker import BurnEvent, Tracker
@@ -32,7 +32,7 @@ def _route_bound(objectives: Iterable[Objective]) -> list[Ratio | Latency]:
 
 
 def _http_distribution(middleware: Any, route: str, method: str | None) -> Callable[[], tuple[list[float], list[float]]]:
-    from ..metrics._catalogue import HTTP_SERVER_REQUEST_DURATION
+    from .._core.catalogue import HTTP_SERVER_REQUEST_DURATION
 
     family = HTTP_SERVER_REQUEST_DURATION.get(middleware.registry)  # the middleware's own family
 

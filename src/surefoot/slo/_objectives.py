@@ -14,10 +14,10 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from .._clock import SYSTEM_CLOCK, Clock
-from .._config import default_registry
+from .._core.catalogue import LAG_BUCKETS, SLO_EVENTS, MetricSpec
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.state import default_registry
 from ..errors import ConfigurationError
-from ..metrics._catalogue import LAG_BUCKETS, SLO_EVENTS, MetricSpec
 
 __all__ = ["Objective", "Ratio", "Latency", "EventPair", "SLO_PAIR_DURATION", "decimal_str"]
 

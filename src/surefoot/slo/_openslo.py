@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .._extras import require
+from .._core.extras import require
 from ..errors import ConfigurationError
 from ._objectives import EventPair, Latency, Objective, Ratio, decimal_str
 

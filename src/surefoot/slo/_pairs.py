@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._core.clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError
 from ._objectives import EventPair
 from ._schema import insert_ignore, pairs_table

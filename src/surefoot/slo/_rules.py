@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ..metrics._catalogue import CATALOGUE
+from .._core.catalogue import CATALOGUE
 from ._objectives import EventPair, Latency, Objective, decimal_str
 from ._windows import DEFAULT_TIERS, PERIOD, WINDOWS, Condition, Tier, duration_text
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._extras import require
+from .._core.extras import require
 
 require("sqlalchemy", "sql")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from .._clock import SYSTEM_CLOCK, Clock
+from .._core.clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError
 from ._objectives import EventPair, Objective
 from ._store import HIST_PREFIX, HIST_WINDOW, MemoryCounts, SqlCounts, Sums
@@ -59,7 +59,7 @@ def bind_all(objectives: Iterable[Objective], registry: Any = None) -> None:
     objectives = list(objectives)
     pairs = [o for o in objectives if isinstance(o, EventPair)]
     if pairs:
-        from .._config import default_registry
+        from .._core.state import default_registry
         from ._objectives import SLO_PAIR_DURATION
 
         buckets = sorted({b for p in pairs for b in p.buckets})

@@ -1,6 +1,6 @@
 """Test helpers for services built with surefoot. Never import this from production code."""
 
-from .._config import reset_all
+from .._core.state import reset_all
 from ._clock import FakeClock
 from ._logs import CapturedLogs, capture_logs
 from ._metrics import fresh_registry, metric_value

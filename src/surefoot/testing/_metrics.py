@@ -36,12 +36,12 @@ def fresh_registry() -> Iterator[Any]:
     """
     from prometheus_client import CollectorRegistry
 
-    from .. import _config
+    from .._core.state import STATE, set_default_registry
 
-    previous = _config._registry
+    previous = STATE.registry
     registry = CollectorRegistry()
-    _config.set_default_registry(registry)
+    set_default_registry(registry)
     try:
         yield registry
     finally:
-        _config.set_default_registry(previous)
+        set_default_registry(previous)

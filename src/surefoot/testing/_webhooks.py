@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from ..webhooks._signing import (
+from .._core.signing import (
     decode_standard_secret,
     github_signature,
     standard_signature,

@@ -18,7 +18,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .._compat.opentelemetry import current_trace_ids
-from .._extras import lazy_exports
+from .._core.extras import lazy_exports
 from ._api import NOOP_SPAN, active_tracer, report_exception, span
 from ._settings import TracingSettings
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from typing import Any, Literal
 
+from .._core.state import STATE as PROCESS_STATE
+
 __all__ = ["span", "active_tracer", "NOOP_SPAN", "clean_attributes", "report_exception"]
 
 
@@ -32,6 +34,22 @@ class _State:
 
 
 STATE = _State()
+
+
+def _reset_state() -> None:
+    # reset_all(): stop what was set up (Sentry, a tracer surefoot owns), forget a discovered one.
+    if STATE.reporter is not None:
+        from ._sentry import reset_sentry
+
+        reset_sentry()
+    if STATE.provider is not None or STATE.tracer is not None or STATE.discovered is not None:
+        from ._setup import reset_tracing
+
+        reset_tracing()
+    STATE.server_span = "auto"
+
+
+PROCESS_STATE.own("tracing", STATE, reset=_reset_state)
 
 
 class _NoopSpan:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import context
-from .._config import get_settings
-from .._extras import require
+from .._core.extras import require
+from .._core.settings import get_settings
 from ..errors import ConfigurationError
 from ._api import STATE
 
@@ -104,12 +104,12 @@ def setup_sentry(
         MissingExtraError: ``sentry-sdk`` is not installed (``pip install 'surefoot[sentry]'``).
         ConfigurationError: no DSN given or configured.
     """
-    from .._config import load_settings
+    from .._core.settings import section
     from ._settings import TracingSettings
 
     sentry_sdk = require("sentry_sdk", "sentry")
     logging_integration = require("sentry_sdk.integrations.logging", "sentry")
-    tsettings = load_settings(TracingSettings)
+    tsettings = section(TracingSettings)
     dsn = dsn or tsettings.sentry_dsn
     if not dsn:
         raise ConfigurationError("setup_sentry needs a DSN: pass dsn=... or set SUREFOOT_SENTRY_DSN")

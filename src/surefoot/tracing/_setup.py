@@ -6,8 +6,8 @@ import os
 from typing import Any
 
 from .. import context
-from .._config import get_settings, load_settings
-from .._extras import require
+from .._core.extras import require
+from .._core.settings import get_settings, section
 from ..errors import ConfigurationError
 from ._api import STATE
 from ._settings import TracingSettings
@@ -57,7 +57,7 @@ def head_sampler(ratio: float | None = None, *, env: str | None = None) -> Any:
         ConfigurationError: ``ratio`` is outside [0, 1].
     """
     sampling = require("opentelemetry.sdk.trace.sampling", "otel")
-    tsettings = load_settings(TracingSettings)
+    tsettings = section(TracingSettings)
     if ratio is None:
         ratio = tsettings.tracing_sample_ratio
     if ratio is None and os.environ.get("OTEL_TRACES_SAMPLER"):
@@ -151,7 +151,7 @@ def setup_tracing(
     export = require("opentelemetry.sdk.trace.export", "otel")
     resources = require("opentelemetry.sdk.resources", "otel")
     settings = get_settings()
-    tsettings = load_settings(TracingSettings)
+    tsettings = section(TracingSettings)
     if server_span is not None and server_span not in ("auto", "own", "existing"):
         raise ConfigurationError(f"server_span must be auto, own or existing; got {server_span!r}")
     head = sampler if sampler is not None else head_sampler(sample_ratio, env=settings.env)
@@ -243,7 +243,7 @@ def setup_from_settings() -> bool:
     Returns:
         Whether this call turned tracing on (then the app's shutdown flushes it).
     """
-    tsettings = load_settings(TracingSettings)
+    tsettings = section(TracingSettings)
     started = False
     if tsettings.tracing and STATE.provider is None:
         setup_tracing()

@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 from opentelemetry.util.types import Attributes
 
-from ..metrics._catalogue import MetricSpec
+from .._core.catalogue import MetricSpec
 
 __all__ = ["TailKeepSampler", "TailKeepProcessor", "TAIL_DROPPED"]
 

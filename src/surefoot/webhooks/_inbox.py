@@ -37,15 +37,15 @@ from typing import Any
 
 import structlog
 
-from .._clock import SYSTEM_CLOCK, Clock
-from .._extras import require
-from .._sql import dialect_name
-from ..errors import ConfigurationError, HTTPError
-from ..metrics._catalogue import (
+from .._core.catalogue import (
     WEBHOOK_DEDUPE_HITS,
     WEBHOOK_HANDLER_DURATION,
     WEBHOOK_SIGNATURE_FAILURES,
 )
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.extras import require
+from .._sql import dialect_name
+from ..errors import ConfigurationError, HTTPError
 from ..tracing._hooks import webhook_delivery, webhook_outcome, webhook_span
 from . import _store
 from ._verify import PayloadTooLargeError, SignatureError, VerifiedDelivery, Verifier

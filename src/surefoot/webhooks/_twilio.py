@@ -14,13 +14,13 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from ..errors import ConfigurationError
-from ._signing import (
+from .._core.signing import (
     twilio_body_hash,
     twilio_param_string,
     twilio_signature_of,
     twilio_url_variants,
 )
+from ..errors import ConfigurationError
 from ._verify import (
     TWILIO_MAX_BODY_BYTES,
     TWILIO_MAX_PARAMS,
@@ -113,7 +113,7 @@ def twilio_dedupe_key(url: str, params: Iterable[tuple[str, str]] = ()) -> str:
 
     ``"sha256:" + hex SHA-256`` of the public URL without its port (query included; for
     JSON requests it carries ``bodySHA256``) followed by the form parameters in Twilio's
-    canonical order (:func:`~surefoot.webhooks._signing.twilio_param_string`). Nothing
+    canonical order (:func:`~surefoot._core.signing.twilio_param_string`). Nothing
     outside the signature (no header, no ``I-Twilio-Idempotency-Token``) goes in, so a replay
     cannot be made to look new: any request the signature cannot tell apart from a stored
     one — even one that moves characters between the URL and the form — has its key. Two

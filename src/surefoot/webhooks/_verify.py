@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
-from .._clock import SYSTEM_CLOCK, Clock
-from ..errors import AuthenticationError, ConfigurationError, HTTPError
-from ._signing import (
+from .._core.clock import SYSTEM_CLOCK, Clock
+from .._core.signing import (
     decode_standard_secret,
     github_signature,
     standard_signature,
     stripe_signature,
 )
+from ..errors import AuthenticationError, ConfigurationError, HTTPError
 
 __all__ = [
     "SignatureError",

@@ -114,7 +114,7 @@ def test_emit_never_breaks_the_business_transaction(engine, registry, monkeypatc
         assert outbox.emit(conn, "Strict", {"id": 2}, registry=registry) is None
     monkeypatch.delenv("ENABLE_EVENTS")
     monkeypatch.setenv("SUREFOOT_ENABLE_EVENTS", "false")
-    from surefoot._config import reset_config
+    from surefoot._core.state import reset_config
 
     reset_config()
     with engine.begin() as conn:

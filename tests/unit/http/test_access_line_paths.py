@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from surefoot._config import Settings
+from surefoot._core.settings import Settings
 from surefoot.http import install_http
 from surefoot.logging import _setup, configure_logging, reset_logging
 from surefoot.testing import capture_logs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 
-from surefoot._config import Settings
+from surefoot._core.settings import Settings
 from surefoot.http import install_http
 
 from .conftest import client

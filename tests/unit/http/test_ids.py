@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from starlette.concurrency import run_in_threadpool
 
 from surefoot import context
-from surefoot._config import Settings
+from surefoot._core.settings import Settings
 from surefoot.http import install_http
 from surefoot.http._middleware import _fast_uuid4, _valid
 

@@ -15,7 +15,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Host, Mount, Route, Router
 
 from surefoot import context
-from surefoot._config import Settings
+from surefoot._core.settings import Settings
 from surefoot.http import SurefootMiddleware, install_http
 from surefoot.http import _middleware as mw
 

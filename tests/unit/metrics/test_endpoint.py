@@ -11,7 +11,8 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from surefoot._config import Settings, set_default_registry
+from surefoot._core.settings import Settings
+from surefoot._core.state import set_default_registry
 from surefoot.errors import ConfigurationError
 from surefoot.http import install_http
 from surefoot.metrics import metrics_app

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+from surefoot._core.catalogue import HTTP_SERVER_REQUEST_DURATION
 from surefoot.metrics import summary
-from surefoot.metrics._catalogue import HTTP_SERVER_REQUEST_DURATION
 
 
 def test_summary_from_the_histogram(registry):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from surefoot._config import load_settings
+from surefoot._core.settings import load_settings
 from surefoot.errors import ConfigurationError
 from surefoot.outbox import OutboxSettings
 

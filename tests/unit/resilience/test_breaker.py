@@ -636,7 +636,7 @@ class TestInstrumentation:
         assert registry.get_sample_value("circuit_breaker_state", {"name": "dep", "state": "closed"}) is None
 
     def test_default_registry(self, clock):
-        from surefoot._config import set_default_registry
+        from surefoot._core.state import set_default_registry
 
         reg = CollectorRegistry()
         set_default_registry(reg)

@@ -7,6 +7,13 @@ import json
 
 import pytest
 
+from surefoot._core.signing import (
+    decode_standard_secret,
+    github_signature,
+    standard_signature,
+    twilio_body_hash,
+    twilio_signature,
+)
 from surefoot.errors import AuthenticationError, ConfigurationError
 from surefoot.testing import (
     FakeClock,
@@ -30,13 +37,6 @@ from surefoot.webhooks import (
     StripeVerifier,
     TwilioVerifier,
     Verifier,
-)
-from surefoot.webhooks._signing import (
-    decode_standard_secret,
-    github_signature,
-    standard_signature,
-    twilio_body_hash,
-    twilio_signature,
 )
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -417,7 +417,7 @@ def test_github_valid_failures_rotation() -> None:
 def test_signature_error_problem_body_never_shows_the_expected_signature(clock: FakeClock) -> None:
     body = golden_stripe_event()
     v = StripeVerifier("whsec_test", clock=clock)
-    from surefoot.webhooks._signing import stripe_signature
+    from surefoot._core.signing import stripe_signature
 
     expected = stripe_signature("whsec_test", int(clock.time()), body)
     with pytest.raises(SignatureError) as e:

@@ -16,11 +16,11 @@ from typing import Any
 
 import structlog
 
-from ..._clock import SYSTEM_CLOCK, Clock
-from ..._extras import require
-from ..._retry_after import parse_retry_after
+from ..._core.clock import SYSTEM_CLOCK, Clock
+from ..._core.extras import require
+from ..._core.retry_after import parse_retry_after
+from ..._core.signing import decode_standard_secret, standard_signature
 from ...errors import ConfigurationError
-from ...webhooks._signing import decode_standard_secret, standard_signature
 from .._event import Event, RetryLater, SinkDisabled, SinkError
 from ._base import BaseSink, NameResolver, encode, outcome
 
@@ -227,7 +227,7 @@ class HttpSink(BaseSink):
     async def _connect(self) -> None:
         httpx = require("httpx", "http")
         if self._requests is None:
-            from ...metrics import _catalogue as catalogue
+            from ..._core import catalogue
 
             self._requests = catalogue.INTEGRATION_HTTP_REQUESTS.get(self._registry)
             self._latency = catalogue.INTEGRATION_HTTP_LATENCY.get(self._registry)

@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 
-from ..._extras import require
+from ..._core.extras import require
 from ...errors import ConfigurationError
 from .._event import Event, SinkError
 from ._base import BaseSink, NameResolver, Naming, encode, event_headers

@@ -13,7 +13,7 @@ import math
 import random
 from collections.abc import Iterator
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 __all__ = ["Backoff", "FullJitter", "Exponential", "Constant", "DecorrelatedJitter"]
 

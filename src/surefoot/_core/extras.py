@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
-from .errors import MissingExtraError
+from ..errors import MissingExtraError
 
 
 def require(module: str, extra: str) -> ModuleType:

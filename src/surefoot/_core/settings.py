@@ -1,11 +1,13 @@
-"""Settings and the only process-global state of surefoot.
+"""Settings: the core ``Settings`` and the loader every settings section goes through.
 
 Settings come from ``SUREFOOT_*`` environment variables (and keyword overrides). Each area
 may declare its own settings class with its own prefix (``SUREFOOT_OUTBOX_*``) and load it
 through :func:`load_settings`, so that a bad value fails at start-up with a message naming
 the variable and the values it accepts.
 
-Process-global state lives here and only here; tests call :func:`reset_config`.
+Each section is resolved once per process (:func:`section`) and kept, with the core settings,
+in the process state (:mod:`surefoot._core.state`); :func:`configure` and ``reset_all()``
+forget them so the next use reads the environment again.
 """
 
 from __future__ import annotations
@@ -15,15 +17,15 @@ import json
 import os
 import re
 import sys
-import threading
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ._compat.structlog import import_structlog as _import_structlog
-from .errors import ConfigurationError
+from .._compat.structlog import import_structlog as _import_structlog
+from ..errors import ConfigurationError
+from .state import STATE
 
 # surefoot/__init__ imports this module first (nothing above imports structlog): structlog
 # is imported here without rich (see surefoot._compat.structlog), before any other module.
@@ -35,11 +37,9 @@ __all__ = [
     "load_settings",
     "get_settings",
     "configure",
-    "reset_config",
-    "default_registry",
-    "set_default_registry",
-    "on_reset",
-    "reset_all",
+    "section",
+    "SettingsConfigurationError",
+    "DEFAULT_METRICS_EXCLUDE",
 ]
 
 S = TypeVar("S", bound=BaseSettings)
@@ -283,80 +283,50 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
     raise SettingsConfigurationError(message) from None
 
 
-_lock = threading.Lock()
-_settings: Settings | None = None
-
-
 def get_settings() -> Settings:
     """Return the process settings, loading them from the environment on first use."""
-    global _settings
-    settings = _settings
+    settings = STATE.settings
     if settings is None:
-        with _lock:
-            if _settings is None:
-                _settings = load_settings(Settings)
-            settings = _settings
-    return settings
+        with STATE.lock:
+            settings = STATE.settings
+            if settings is None:
+                settings = STATE.settings = load_settings(Settings)
+    return settings  # type: ignore[no-any-return]
 
 
 def configure(**overrides: Any) -> Settings:
-    """Replace the process settings with the environment plus ``overrides`` and return them."""
-    global _settings
+    """Replace the process settings with the environment plus ``overrides`` and return them.
+
+    Settings sections resolved earlier (``SUREFOOT_OUTBOX_*``, ``SUREFOOT_TRACING_*``, ...) are
+    forgotten too, so the next use reads the environment again.
+    """
     settings = load_settings(Settings, **overrides)
-    with _lock:
-        _settings = settings
+    with STATE.lock:
+        STATE.settings = settings
+        STATE.sections.clear()
     return settings
 
 
-def reset_config() -> None:
-    """Forget the process settings and the default registry override (tests)."""
-    global _settings, _registry
-    with _lock:
-        _settings = None
-        _registry = None
+def section(cls: type[S]) -> S:
+    """The settings section ``cls`` (e.g. ``OutboxSettings``), resolved once per environment.
 
-
-_registry: Any = None
-_resets: list[Any] = []
-
-
-def on_reset(function: Any) -> Any:
-    """Register ``function`` to run on :func:`reset_all` (usable as a decorator).
-
-    Every module that keeps process-global state (the logging configuration, the breaker
-    registry, retry budgets, the timeout table, test waits) registers its reset here when it
-    is first imported, so one call puts the whole process back to its start-up state.
+    Every area resolves its section through here, so each ``SUREFOOT_*`` prefix is parsed and
+    validated once and every component of the area shares the same typed object. The object
+    is kept in the process state against the variables of its prefix: when those change
+    (a test's ``monkeypatch.setenv``, a reload), the next use reads them again. A bad value
+    fails the first use with the one-line message of :func:`load_settings`. Explicit
+    overrides go to :func:`load_settings` instead (they are not kept).
     """
-    if function not in _resets:
-        _resets.append(function)
-    return function
+    key = _environment_of(cls)
+    found = STATE.sections.get(cls)
+    if found is None or found[0] != key:
+        with STATE.lock:
+            found = STATE.sections.get(cls)
+            if found is None or found[0] != key:
+                found = STATE.sections[cls] = (key, load_settings(cls))
+    return found[1]
 
 
-def reset_all() -> None:
-    """Forget every piece of surefoot's process-global state (tests).
-
-    Resets the settings and the default registry, then runs each registered reset in the
-    order the modules were imported. Modules never imported hold no state and need none.
-    """
-    reset_config()
-    for function in list(_resets):
-        function()
-
-
-def default_registry() -> Any:
-    """Return the process-default Prometheus registry (``prometheus_client.REGISTRY`` unless set).
-
-    Domain metrics (breakers, outbox, webhooks) register here unless a component is given
-    its own ``registry=``; the metrics endpoint always exposes it.
-    """
-    if _registry is not None:
-        return _registry
-    import prometheus_client
-
-    return prometheus_client.REGISTRY
-
-
-def set_default_registry(registry: Any) -> None:
-    """Make ``registry`` the process default (``None`` restores ``prometheus_client.REGISTRY``)."""
-    global _registry
-    _registry = registry
+def _environment_of(cls: type[BaseSettings]) -> frozenset[tuple[str, str]]:
+    prefix = str(cls.model_config.get("env_prefix", "") or "").upper()
+    return frozenset((k, v) for k, v in os.environ.items() if k.upper().startswith(prefix))

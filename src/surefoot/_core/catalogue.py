@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .._compat.prometheus import collector_names
-from .._config import default_registry
+from .state import default_registry
 
 __all__ = ["MetricSpec", "CATALOGUE", "HTTP_DURATION_BUCKETS"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from . import context
-from .errors import HTTPError
+from .. import context
+from ..errors import HTTPError
 
 __all__ = [
     "PROBLEM_CONTENT_TYPE",
@@ -263,7 +263,7 @@ def problem_response(
     Raises:
         MissingExtraError: Starlette is not installed.
     """
-    from ._extras import require
+    from .extras import require
 
     responses = require("starlette.responses", "fastapi")
     if isinstance(exc, int):
