@@ -3,7 +3,8 @@
 Two paths share one processor chain and one output stream:
 
 * structlog loggers (``structlog.get_logger`` / :func:`get_logger`) run the chain directly and
-  write the rendered line; levels below the minimum are no-op methods (nothing is built).
+  write the rendered line; below the minimum level a method returns after one comparison
+  (nothing is built), and the minimum is read on every call, so cached loggers follow it.
 * stdlib loggers (``logging.getLogger``, uvicorn, libraries) reach a handler on the root logger
   that turns the ``LogRecord`` into an event dict and runs the same chain.
 
@@ -32,7 +33,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Literal, cast
 
@@ -78,25 +79,143 @@ _LEVEL_NAMES = {
 }
 
 
-class SurefootBoundLogger(structlog.make_filtering_bound_logger(logging.NOTSET)):  # type: ignore[misc]
-    """The bound logger class surefoot configures structlog with.
-
-    Its level methods are swapped when :func:`configure_logging` runs, so loggers created
-    (and cached) earlier follow a new minimum level too; a disabled level is a method that
-    returns ``None`` at once.
-    """
-
-
+# The minimum level of every SurefootBoundLogger, read on each call: configure_logging sets it.
 _min_level = logging.NOTSET
+
+# structlog's level names by number (what its filtering loggers pass to the processors).
+_LEVEL_TO_NAME = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
+
+# structlog's filtering logger with every level enabled: its async methods (run in a thread
+# with the caller's context and call site) are what SurefootBoundLogger's hand their work to.
+_Unfiltered: Any = structlog.make_filtering_bound_logger(logging.NOTSET)
 
 
 def _set_min_level(level: int) -> None:
     global _min_level
     _min_level = level
-    source = structlog.make_filtering_bound_logger(level)
-    for name, member in vars(source).items():
-        if not name.startswith("__"):
-            setattr(SurefootBoundLogger, name, member)
+
+
+def _interpolate(event: str, args: tuple[Any, ...]) -> str:
+    # ``log.info("x=%s", x)``: positional arguments, or one non-empty mapping, as structlog does.
+    if not args:
+        return event
+    if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+        return event % args[0]
+    return event % args
+
+
+async def _disabled() -> None:
+    return None
+
+
+class SurefootBoundLogger(structlog.BoundLoggerBase):
+    """The bound logger class surefoot configures structlog with.
+
+    It has the methods of structlog's filtering bound logger
+    (``structlog.make_filtering_bound_logger``) with the same behaviour, except that the
+    minimum level is not fixed in the class: each method compares its level with the one
+    :func:`configure_logging` set last, so loggers created (and cached) earlier follow a new
+    minimum level too. A call at a disabled level costs that comparison and builds nothing.
+
+    The ``a*`` methods (``ainfo`` ...) check the level when called and, when it is enabled,
+    return structlog's coroutine, which renders the line in a worker thread; a disabled one
+    returns a coroutine that does nothing. Await the result in both cases.
+    """
+
+    def debug(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _min_level > logging.DEBUG:
+            return None
+        return self._proxy_to_logger("debug", _interpolate(event, args) if args else event, **kw)
+
+    def info(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _min_level > logging.INFO:
+            return None
+        return self._proxy_to_logger("info", _interpolate(event, args) if args else event, **kw)
+
+    def warning(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _min_level > logging.WARNING:
+            return None
+        return self._proxy_to_logger("warning", _interpolate(event, args) if args else event, **kw)
+
+    def error(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _min_level > logging.ERROR:
+            return None
+        return self._proxy_to_logger("error", _interpolate(event, args) if args else event, **kw)
+
+    def critical(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _min_level > logging.CRITICAL:
+            return None
+        return self._proxy_to_logger("critical", _interpolate(event, args) if args else event, **kw)
+
+    def exception(self, event: str, *args: Any, **kw: Any) -> Any:
+        """An ``error`` line with the exception being handled (``exc_info=True`` by default)."""
+        if _min_level > logging.ERROR:
+            return None
+        kw.setdefault("exc_info", True)
+        return self.error(event, *args, **kw)
+
+    def log(self, level: int, event: str, *args: Any, **kw: Any) -> Any:
+        """A line at ``level`` (``logging.INFO`` ...), like ``logging.Logger.log``."""
+        if level < _min_level:
+            return None
+        return self._proxy_to_logger(_LEVEL_TO_NAME[level], _interpolate(event, args), **kw)
+
+    msg = info
+    warn = warning
+    fatal = critical
+
+    def adebug(self, event: str, *args: Any, **kw: Any) -> Coroutine[Any, Any, Any]:
+        if _min_level > logging.DEBUG:
+            return _disabled()
+        return cast("Coroutine[Any, Any, Any]", _Unfiltered.adebug(self, event, *args, **kw))
+
+    def ainfo(self, event: str, *args: Any, **kw: Any) -> Coroutine[Any, Any, Any]:
+        if _min_level > logging.INFO:
+            return _disabled()
+        return cast("Coroutine[Any, Any, Any]", _Unfiltered.ainfo(self, event, *args, **kw))
+
+    def awarning(self, event: str, *args: Any, **kw: Any) -> Coroutine[Any, Any, Any]:
+        if _min_level > logging.WARNING:
+            return _disabled()
+        return cast("Coroutine[Any, Any, Any]", _Unfiltered.awarning(self, event, *args, **kw))
+
+    def aerror(self, event: str, *args: Any, **kw: Any) -> Coroutine[Any, Any, Any]:
+        if _min_level > logging.ERROR:
+            return _disabled()
+        return cast("Coroutine[Any, Any, Any]", _Unfiltered.aerror(self, event, *args, **kw))
+
+    def acritical(self, event: str, *args: Any, **kw: Any) -> Coroutine[Any, Any, Any]:
+        if _min_level > logging.CRITICAL:
+            return _disabled()
+        return cast("Coroutine[Any, Any, Any]", _Unfiltered.acritical(self, event, *args, **kw))
+
+    def aexception(self, event: str, *args: Any, **kw: Any) -> Coroutine[Any, Any, Any]:
+        if _min_level > logging.ERROR:
+            return _disabled()
+        return cast("Coroutine[Any, Any, Any]", _Unfiltered.aexception(self, event, *args, **kw))
+
+    def alog(self, level: int, event: str, *args: Any, **kw: Any) -> Coroutine[Any, Any, Any]:
+        if level < _min_level:
+            return _disabled()
+        return cast("Coroutine[Any, Any, Any]", _Unfiltered.alog(self, level, event, *args, **kw))
+
+    amsg = ainfo
+    awarn = awarning
+    afatal = acritical
+
+    def is_enabled_for(self, level: int) -> bool:
+        """Whether a line at ``level`` would be written under the current minimum level."""
+        return level >= _min_level
+
+    def get_effective_level(self) -> int:
+        """The current minimum level (set by :func:`configure_logging`)."""
+        return _min_level
 
 
 class _Sink:
@@ -213,7 +332,8 @@ class _Fields:
             self._stamp = stamp
         pop = event_dict.pop
         out: dict[str, Any] = {
-            "timestamp": f"{stamp[1]}.{int((now - second) * 1_000_000):06d}Z",
+            # %d truncates a float as int() does (the access line's form), a little faster
+            "timestamp": "%s.%06dZ" % (stamp[1], (now - second) * 1_000_000),  # noqa: UP031
             "level": _LEVEL_NAMES.get(method_name, method_name),
             "event": pop("event", None),
             "module": pop("module", None) or name,
@@ -246,13 +366,42 @@ _get_causation = _context.causation_id.get
 _get_tenant = _context.tenant_id.get
 _time = time.time
 _modules = sys.modules
-_stack_info = structlog.processors.StackInfoRenderer()
+# The stack of ``stack_info=True`` starts at the caller of the logging method, past structlog's
+# and surefoot's own frames.
+_stack_info = structlog.processors.StackInfoRenderer(additional_ignores=["surefoot.logging"])
 _format_exc_info = structlog.processors.format_exc_info
+
+
+_merge_structlog_contextvars = structlog.contextvars.merge_contextvars
+
+
+def _merge_contextvars(logger: Any, method_name: str, event_dict: dict[str, Any]) -> MutableMapping[str, Any]:
+    """structlog's ``merge_contextvars``, skipped when no structlog context variable is bound.
+
+    structlog's processor copies the whole context to find its variables; the table of the
+    variables structlog created answers "is any bound?" with a few lookups (every line of a
+    service that never binds one). Without the table (another structlog layout) it always runs.
+    """
+    table = _structlog_vars
+    if table is not None:
+        if not table:
+            return event_dict
+        # A copy: another thread may bind a new key meanwhile.
+        for var in tuple(table.values()):
+            if var.get() is not Ellipsis:
+                break
+        else:
+            return event_dict
+    return _merge_structlog_contextvars(logger, method_name, event_dict)
 
 
 def _exceptions(logger: Any, method_name: str, event_dict: dict[str, Any]) -> MutableMapping[str, Any]:
     """Format ``exc_info``/``stack_info`` into text (before redaction, so it is redacted)."""
     if "exc_info" in event_dict or "stack_info" in event_dict:
+        stack = event_dict.get("stack_info")
+        if type(stack) is str:  # a stdlib record's, already formatted where it was logged
+            del event_dict["stack_info"]
+            event_dict["stack"] = stack
         return _format_exc_info(logger, method_name, _stack_info(logger, method_name, event_dict))
     return event_dict
 
@@ -370,7 +519,7 @@ def build_processors(
     if renderer is None:
         renderer = render_json if fmt == "json" else _ConsoleRenderer(colors)
     chain: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
+        _merge_contextvars,
         _Fields(keep_missing_ids=fmt == "json"),
         *processors,
         _exceptions,
@@ -406,7 +555,9 @@ def configure_logging(
             production (``SUREFOOT_ENV=production``), JSON otherwise.
         level: overrides ``settings.log_level``.
         processors: extra structlog processors run after surefoot's fields and before
-            redaction (so what they add is redacted too).
+            redaction (so what they add is redacted too). Processors that look for the
+            caller's frame skip structlog's frames only: give structlog's
+            ``CallsiteParameterAdder`` ``additional_ignores=["surefoot.logging"]``.
         body_keys: field names holding message bodies (omitted or truncated).
         uvicorn_access_log: keep uvicorn's own access log. Off by default: surefoot's
             middleware writes one structured line per request, and with the

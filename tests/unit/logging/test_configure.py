@@ -179,6 +179,35 @@ def test_structlog_contextvars_are_merged() -> None:
     assert _lines(buf)[0]["job"] == "nightly"
 
 
+def test_structlog_contextvars_follow_bind_and_unbind() -> None:
+    buf = io.StringIO()
+    configure_logging(stream=buf, fmt="json")
+    log = get_logger("x")
+    log.info("before")
+    with structlog.contextvars.bound_contextvars(job="nightly", step=2):
+        log.info("inside")
+        structlog.contextvars.unbind_contextvars("step")
+        log.info("one_left")
+    log.info("after")
+    lines = {line["event"]: line for line in _lines(buf)}
+    assert "job" not in lines["before"] and "job" not in lines["after"]
+    assert (lines["inside"]["job"], lines["inside"]["step"]) == ("nightly", 2)
+    assert lines["one_left"]["job"] == "nightly" and "step" not in lines["one_left"]
+
+
+def test_structlog_contextvars_are_merged_without_the_variable_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    from surefoot.logging import _setup
+
+    monkeypatch.setattr(_setup, "_structlog_vars", None)  # a structlog release laid out otherwise
+    buf = io.StringIO()
+    configure_logging(stream=buf, fmt="json")
+    with structlog.contextvars.bound_contextvars(job="nightly"):
+        get_logger("x").info("e")
+    get_logger("x").info("f")
+    first, second = _lines(buf)
+    assert first["job"] == "nightly" and "job" not in second
+
+
 def test_trace_ids_when_a_span_is_active() -> None:
     pytest.importorskip("opentelemetry.sdk.trace")
     from opentelemetry.sdk.trace import TracerProvider
