@@ -14,8 +14,7 @@ import pytest
 
 from surefoot import Settings
 from surefoot.errors import ConfigurationError
-from surefoot.logging import configure_logging, flush_logs, get_logger, reset_logging
-from surefoot.logging import _setup
+from surefoot.logging import _setup, configure_logging, flush_logs, get_logger, reset_logging
 from surefoot.logging._setup import AccessLogger
 from surefoot.logging._sink import MAX_BUFFER, Sink, bufferable
 
