@@ -41,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -358,9 +359,13 @@ def free_port() -> int:
 def serve(stack: str, port: int, framework: str) -> None:
     import uvicorn
 
-    configure_logs()
+    from surefoot.logging import configure_logging
+
+    # Every variant logs to standard output (a pipe): surefoot.install configures it again.
+    configure_logging(fmt="json", level="INFO")
     app, _path = build(framework, stack, 1)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+    # As users run it: uvicorn's defaults (lifespan on: surefoot's start-up and shutdown run).
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -385,6 +390,11 @@ def wrk(url: str, seconds: int, connections: int) -> tuple[float, int]:
     return float(rps.group(1)), int(total.group(1))
 
 
+def _drain(pipe: Any) -> None:
+    while pipe.read(1 << 16):
+        pass
+
+
 def end_to_end(runs: int, seconds: int, connections: int) -> None:
     if shutil.which("wrk") is None:
         print("wrk not found: skipping the end-to-end run (apt-get install -y wrk)")
@@ -397,10 +407,12 @@ def end_to_end(runs: int, seconds: int, connections: int) -> None:
     for _ in range(runs):
         for framework, stack in keys:
             port = free_port()
-            # The server's standard output (its log lines) goes to /dev/null, a file as a pipe to
-            # a log shipper would be.
+            # The server's standard output (its log lines) is a pipe drained by this process, as
+            # a container runtime or log shipper drains it.
             proc = subprocess.Popen([sys.executable, __file__, "--serve", stack, "--framework", framework,
-                                     "--port", str(port)], env=env, stdout=subprocess.DEVNULL)
+                                     "--port", str(port)], env=env, stdout=subprocess.PIPE)
+            drain = threading.Thread(target=_drain, args=(proc.stdout,), daemon=True)
+            drain.start()
             url = f"http://127.0.0.1:{port}/r0/items/42"
             try:
                 deadline = time.monotonic() + 20
@@ -420,6 +432,7 @@ def end_to_end(runs: int, seconds: int, connections: int) -> None:
             finally:
                 proc.terminate()
                 proc.wait(timeout=20)
+                drain.join(timeout=20)
     rows = []
     paired_by: dict[str, float] = {}
     for framework in FRAMEWORKS:
