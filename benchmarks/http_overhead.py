@@ -41,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,14 @@ def _devnull() -> Any:
     if _DEVNULL is None:
         _DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - lives for the whole run
     return _DEVNULL
+
+
+def production_env() -> None:
+    """What a production deployment sets: ``SUREFOOT_ENV=production`` (JSON logs)."""
+    os.environ["SUREFOOT_ENV"] = "production"
+    from surefoot._config import reset_config
+
+    reset_config()
 
 
 def configure_logs() -> str:
@@ -115,13 +124,12 @@ def build(framework: str, stack: str, n_routes: int) -> tuple[Any, str]:
     path = f"/r{n_routes - 1}/items/42"
     if stack in ("surefoot", "surefoot_nolog"):
         # Wired the way the README tells users: surefoot.install(app), which also adds the
-        # probe and /metrics routes and configures logging (JSON, INFO, redaction; the lines
-        # go to /dev/null, as every variant's do).
+        # probe and /metrics routes and configures logging from the environment
+        # (SUREFOOT_ENV=production: JSON, INFO, redaction) to standard output, which the
+        # benchmark points at /dev/null (a file, as a pipe to a log shipper is: buffered).
         import surefoot
-        from surefoot._core.settings import Settings
 
-        surefoot.install(app, settings=Settings(env="production"), access_log=stack == "surefoot",
-                         log_options={"stream": _devnull(), "fmt": "json"})
+        surefoot.install(app, access_log=stack == "surefoot")
     elif stack in ("typical", "typical_bhm"):
         from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
         from prometheus_fastapi_instrumentator import Instrumentator
@@ -247,6 +255,20 @@ async def lifespan_start(app: Any) -> None:
 
 
 async def in_process(rounds: int, n: int) -> None:
+    # Standard output (where surefoot.install's logs go) is /dev/null while apps are built and
+    # driven; the tables go to the real one.
+    out = sys.stdout
+    sys.stdout = _devnull()
+    try:
+        await _in_process(rounds, n, out)
+    finally:
+        sys.stdout = out
+
+
+async def _in_process(rounds: int, n: int, out: Any) -> None:
+    def say(*args: Any) -> None:
+        print(*args, file=out)
+
     variants = {}
     for framework in FRAMEWORKS:
         for routes in ROUTE_COUNTS:
@@ -277,15 +299,15 @@ async def in_process(rounds: int, n: int) -> None:
                 *("+" + fmt(statistics.median(over[stack])) for stack in STACKS[1:]),
                 fmt(statistics.median(ratio), 2) + "x" if ratio else "n/a",
             ])
-    print(table(
+    say(table(
         ["framework", "routes", "bare µs/req", "surefoot +µs", "surefoot w/o access log +µs", "typical +µs",
          "typical @middleware +µs", "surefoot / typical"],
         rows,
     ))
-    print("\ntypical = prometheus-fastapi-instrumentator + asgi-correlation-id + a pure-ASGI structlog "
+    say("\ntypical = prometheus-fastapi-instrumentator + asgi-correlation-id + a pure-ASGI structlog "
           "access log;\ntypical @middleware = the same with the access log as @app.middleware('http') "
           "(BaseHTTPMiddleware).")
-    print()
+    say()
     checks = []
     for framework in FRAMEWORKS:
         one, many = overhead_by[(framework, 1)], overhead_by[(framework, 200)]
@@ -297,7 +319,7 @@ async def in_process(rounds: int, n: int) -> None:
             framework, "+" + fmt(one), "+" + fmt(many), fmt((many / one - 1) * 100 if one else 0) + " %",
             "+" + fmt(best[1]), "+" + fmt(best[200]),
         ])
-    print(table(["framework", "surefoot @1 route", "@200 routes", "change", "best round @1", "best round @200"],
+    say(table(["framework", "surefoot @1 route", "@200 routes", "change", "best round @1", "best round @200"],
                 checks))
     # Time at 200 routes also carries the cache pressure of the framework's 200-regex routing
     # loop; the work surefoot does is shown by the function calls it adds, which must not
@@ -315,12 +337,12 @@ async def in_process(rounds: int, n: int) -> None:
             profiler.disable()
             calls[stack] = pstats.Stats(profiler).total_calls / 200
         added[routes] = calls["surefoot"] - calls["bare"]
-    print(f"\nfunction calls surefoot adds per request (Starlette): {added[1]:.1f} at 1 route, "
+    say(f"\nfunction calls surefoot adds per request (Starlette): {added[1]:.1f} at 1 route, "
           f"{added[200]:.1f} at 200 routes")
-    print()
+    say()
     for framework, goal in (("starlette", 8), ("fastapi", 10)):
         target = overhead_by[(framework, 1)]
-        print(f"target: surefoot.install adds <= {goal} µs/request on bare {framework} -> measured "
+        say(f"target: surefoot.install adds <= {goal} µs/request on bare {framework} -> measured "
               f"+{fmt(target)} µs median ({'met' if target <= goal else 'NOT met'}); at 200 routes "
               f"{fmt((overhead_by[(framework, 200)] / target - 1) * 100 if target else 0)} % more")
 
@@ -337,9 +359,13 @@ def free_port() -> int:
 def serve(stack: str, port: int, framework: str) -> None:
     import uvicorn
 
-    configure_logs()
+    from surefoot.logging import configure_logging
+
+    # Every variant logs to standard output (a pipe): surefoot.install configures it again.
+    configure_logging(fmt="json", level="INFO")
     app, _path = build(framework, stack, 1)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off")
+    # As users run it: uvicorn's defaults (lifespan on: surefoot's start-up and shutdown run).
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -364,6 +390,11 @@ def wrk(url: str, seconds: int, connections: int) -> tuple[float, int]:
     return float(rps.group(1)), int(total.group(1))
 
 
+def _drain(pipe: Any) -> None:
+    while pipe.read(1 << 16):
+        pass
+
+
 def end_to_end(runs: int, seconds: int, connections: int) -> None:
     if shutil.which("wrk") is None:
         print("wrk not found: skipping the end-to-end run (apt-get install -y wrk)")
@@ -376,8 +407,12 @@ def end_to_end(runs: int, seconds: int, connections: int) -> None:
     for _ in range(runs):
         for framework, stack in keys:
             port = free_port()
+            # The server's standard output (its log lines) is a pipe drained by this process, as
+            # a container runtime or log shipper drains it.
             proc = subprocess.Popen([sys.executable, __file__, "--serve", stack, "--framework", framework,
-                                     "--port", str(port)], env=env)
+                                     "--port", str(port)], env=env, stdout=subprocess.PIPE)
+            drain = threading.Thread(target=_drain, args=(proc.stdout,), daemon=True)
+            drain.start()
             url = f"http://127.0.0.1:{port}/r0/items/42"
             try:
                 deadline = time.monotonic() + 20
@@ -397,6 +432,7 @@ def end_to_end(runs: int, seconds: int, connections: int) -> None:
             finally:
                 proc.terminate()
                 proc.wait(timeout=20)
+                drain.join(timeout=20)
     rows = []
     paired_by: dict[str, float] = {}
     for framework in FRAMEWORKS:
@@ -502,6 +538,7 @@ def main() -> None:
                         help="only the tracing comparison (surefoot, contrib, FastAPI telemetry)")
     parser.add_argument("--framework", choices=FRAMEWORKS, default="starlette", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    production_env()
     if args.tracing:  # the tracing comparison lives in _tracing_overhead.py
         import _tracing_overhead
 

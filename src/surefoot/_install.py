@@ -99,7 +99,8 @@ def install(
        loggers are bridged again (``uvicorn.run`` reconfigures them after import), the
        loop-lag watchdog, the SIGTERM drain and (with metrics) the process monitor
        (:class:`surefoot.metrics.ProcessMonitor`) start, the app's start-up runs, then readiness
-       turns ready; on shutdown readiness turns not-ready first, then the app's shutdown runs.
+       turns ready; on shutdown readiness turns not-ready first, then the app's shutdown runs,
+       and buffered log lines are written.
 
     Installing on an application that already has surefoot returns the first
     :class:`Installation` unchanged (its arguments are ignored). Each application gets its own
@@ -158,6 +159,7 @@ def install(
     from .health import Health, health_routes
     from .http import install_http
     from .logging import bridge_stdlib_loggers, configure_logging
+    from .logging._setup import pause_buffering
 
     # Arguments are checked before anything is changed on the app or the process.
     if drain_seconds is not None and drain_seconds < 0:
@@ -228,6 +230,7 @@ def install(
     async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
         if logging:
             bridge_stdlib_loggers(uvicorn_access_log=uvicorn_access_log)
+            pause_buffering(False)  # started again after a shutdown (tests): buffered again
         if metrics_on:
             from .metrics.multiprocess import warn_if_unshared
 
@@ -257,6 +260,10 @@ def install(
                 from .tracing._setup import shutdown_tracing
 
                 shutdown_tracing()  # flushes the batch queue and held failed traces
+            if logging:
+                # Buffered lines are written now, and the server's last lines at once: it may
+                # end the process without running atexit (uvicorn re-raises SIGTERM).
+                pause_buffering(True)
 
     router.lifespan_context = lifespan
 

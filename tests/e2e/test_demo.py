@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -66,7 +67,13 @@ def test_demo_routes_errors_metrics_and_logs(start_demo) -> None:
         summary = client.get("/metrics", params={"format": "json"}).json()
         assert summary["module"] == "surefoot-demo" and summary["requests_total"] >= 7
 
-    lines = _log_lines(server.output())
+    # Log lines reach the pipe within SUREFOOT_LOG_BUFFER_MS (100 ms): wait for the last request's.
+    deadline = time.monotonic() + 10
+    while True:
+        lines = _log_lines(server.output())
+        if any(l["event"] == "http_request" and l["status"] == 404 for l in lines) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # polling the server's output
     # uvicorn's own lines share the format
     assert any(l["module"] == "uvicorn.error" and "Uvicorn running" in l["event"] for l in lines)
     for line in lines:

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
         log_level: minimum level, e.g. ``INFO``.
         log_unmasked_pii: allow full e-mail addresses and phone numbers in DEBUG lines.
         log_message_bodies: log the first 50 characters of message bodies.
+        log_buffer_ms: the longest a log line waits before it is written, in milliseconds,
+            when logs go to a file or pipe (never on a terminal); ``0`` writes every line at once.
         metrics_enabled: ``false`` removes metrics from the request path entirely.
         metrics_path: where the Prometheus endpoint is mounted.
         metrics_username / metrics_password: HTTP basic auth for the metrics endpoint (both or
@@ -113,6 +115,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_unmasked_pii: bool = False
     log_message_bodies: bool = False
+    log_buffer_ms: int = Field(default=100, ge=0, le=10_000)
     metrics_enabled: bool = True
     metrics_path: str = "/metrics"
     metrics_username: str | None = None

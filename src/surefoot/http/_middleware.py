@@ -24,6 +24,7 @@ in one place; the meter lives beside it because it is inlined there.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -76,9 +77,37 @@ def _fast_uuid4() -> str:
     # bits come from the process PRNG, which Python reseeds in every forked worker, instead
     # of a getrandom() system call per request. Correlation ids label requests; they are not
     # secrets and nothing must rely on them being unguessable.
+    # Made _ID_BATCH at a time (one big random number, one hex conversion): a request only
+    # pops one. A forked child drops the ids its parent made (see _drop_ids).
+    try:
+        return _ids_pop()
+    except IndexError:
+        return _more_ids()
+
+
+_ID_BATCH = 64
+_BATCH_CLEAR = sum(_UUID_CLEAR << (128 * i) for i in range(_ID_BATCH))
+_BATCH_SET = sum(_UUID_SET << (128 * i) for i in range(_ID_BATCH))
+_ids: list[str] = []
+_ids_pop = _ids.pop
+
+
+def _more_ids() -> str:
     # (bytes.hex() is cheaper than "%032x" and pads the same way.)
-    h = ((_getrandbits(128) & _UUID_CLEAR) | _UUID_SET).to_bytes(16, "big").hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = ((_getrandbits(128 * _ID_BATCH) & _BATCH_CLEAR) | _BATCH_SET).to_bytes(16 * _ID_BATCH, "big").hex()
+    made = [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
+            for i in range(0, len(h), 32)]
+    _ids.extend(made[1:])
+    return made[0]
+
+
+def _drop_ids() -> None:
+    _ids.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    # Workers forked after ids were made must not hand out their parent's (or each other's).
+    os.register_at_fork(after_in_child=_drop_ids)
 
 
 def _valid(raw: bytes) -> str | None:

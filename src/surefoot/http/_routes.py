@@ -73,7 +73,9 @@ class RouteTemplates:
             if found is not None:
                 effective, original = found
                 if route is None or original is route:
-                    own = self._own_template(effective, original)
+                    # _own_template's cache hit, inline (once per request).
+                    hit = self._own.get(id(effective))
+                    own = hit[1] if hit is not None and hit[0] is effective else self._own_template(effective, original)
         if own is None:
             if route is None:
                 endpoint = scope.get("endpoint")

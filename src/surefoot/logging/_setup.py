@@ -47,6 +47,7 @@ from .._core.settings import Settings, get_settings
 from .._core.state import STATE
 from ..errors import ConfigurationError
 from ._redact import DEFAULT_BODY_KEYS, Redactor, mask_pii, redact_secrets
+from ._sink import MAX_BUFFER, Sink
 
 __all__ = [
     "configure_logging",
@@ -57,6 +58,7 @@ __all__ = [
     "SurefootBoundLogger",
     "UVICORN_LOGGERS",
     "AccessLogger",
+    "flush_logs",
 ]
 
 Processor = Callable[[Any, str, dict[str, Any]], Any]
@@ -218,29 +220,6 @@ class SurefootBoundLogger(structlog.BoundLoggerBase):
         return _min_level
 
 
-class _Sink:
-    """Where rendered lines go; shared by both paths so lines never interleave."""
-
-    __slots__ = ("stream", "lock", "file")
-
-    def __init__(self, stream: IO[str] | None) -> None:
-        self.stream = stream
-        self.lock = threading.Lock()
-        #: the optional JSON log file (a :class:`~surefoot.logging._file.LogFile`)
-        self.file: Any = None
-
-    def write(self, line: Any) -> None:
-        stream = self.stream if self.stream is not None else sys.stdout
-        json_line = line
-        if type(line) is _Tee:
-            json_line = line.json
-        with self.lock:
-            stream.write(line + "\n")
-            stream.flush()
-        if self.file is not None:
-            self.file.write_line(json_line)
-
-
 class _Tee(str):
     """A console line (the string itself) carrying the JSON line of the same event."""
 
@@ -266,7 +245,7 @@ class _TeeRenderer:
         return _Tee(self.console(logger, method_name, dict(event_dict)), json_line)
 
 
-_SINK = _Sink(None)
+_SINK = Sink(None)
 _PROCESSORS: list[Processor] = []
 _IGNORE_FRAMES = ("structlog", "surefoot.logging")
 
@@ -282,7 +261,12 @@ class _LineLogger:
     def msg(self, message: str) -> None:
         _SINK.write(message)
 
-    log = debug = info = warning = warn = error = critical = fatal = exception = msg
+    def urgent(self, message: str) -> None:
+        # An error is written at once (a buffered sink writes what came before it too).
+        _SINK.write(message, True)
+
+    log = debug = info = warning = warn = msg
+    error = critical = fatal = exception = urgent
 
     def __repr__(self) -> str:
         return f"<surefoot line logger {self.name!r}>"
@@ -435,7 +419,7 @@ class _StdlibBridge(logging.Handler):
         except Exception:  # the logging module's contract: report, never raise
             self.handleError(record)
             return
-        _SINK.write(result)
+        _SINK.write(result, record.levelno >= logging.ERROR)
 
 
 def _json_default(value: Any) -> Any:
@@ -540,6 +524,7 @@ def configure_logging(
     uvicorn_access_log: bool = False,
     replace_console_handlers: bool = True,
     log_file: Any = None,
+    buffer_ms: int | None = None,
 ) -> LoggingConfig:
     """Configure structlog and stdlib logging to write one format to one stream.
 
@@ -567,6 +552,11 @@ def configure_logging(
         log_file: also write every line as JSON to a rotating file: a path, a
             :class:`~surefoot.logging.LogFile`, ``False`` for none; ``None`` reads
             ``SUREFOOT_LOG_FILE*`` (see ``docs/tracing.md``, "Log files").
+        buffer_ms: the longest a line waits before it is written when the stream is a file or
+            pipe (never a terminal); ``0`` writes each line at once; ``None`` reads
+            ``SUREFOOT_LOG_BUFFER_MS`` (default 100). Lines are also written before 4 KiB
+            gather, at once for ``error`` and ``critical``, and always on a clean stop (see
+            :func:`flush_logs`).
 
     Returns:
         The resolved :class:`LoggingConfig`.
@@ -591,6 +581,9 @@ def configure_logging(
         raise ConfigurationError(
             f"log level must be one of {', '.join(_LEVELS)}; got {level!r}"
         )
+    delay_ms = settings.log_buffer_ms if buffer_ms is None else buffer_ms
+    if not isinstance(delay_ms, int) or isinstance(delay_ms, bool) or not 0 <= delay_ms <= 10_000:
+        raise ConfigurationError(f"buffer_ms must be an integer from 0 to 10000; got {buffer_ms!r}")
     from ._file import LogFile, open_log_file
 
     file = None if log_file is False else log_file if isinstance(log_file, LogFile) else open_log_file(log_file)
@@ -604,7 +597,8 @@ def configure_logging(
         renderer=_TeeRenderer(_ConsoleRenderer(colors)) if file is not None and resolved == "console" else None,
     )
     with _lock:
-        _SINK.stream = stream
+        # Lines buffered so far go to the previous stream first.
+        _SINK.configure(stream, delay_ms / 1000)
         if _SINK.file is not None and _SINK.file is not file:
             _SINK.file.close()
         _SINK.file = file
@@ -662,6 +656,21 @@ def bridge_stdlib_loggers(*, uvicorn_access_log: bool = False) -> None:
         logger.propagate = uvicorn_access_log
 
 
+def flush_logs() -> None:
+    """Write every buffered log line now.
+
+    Lines are written on every clean stop without it (``surefoot.install``'s lifespan
+    shutdown, interpreter exit, ``configure_logging`` and ``reset_logging``); call it before
+    ending a process some other way (``os._exit`` in a forked worker, for example).
+    """
+    _SINK.flush()
+
+
+def pause_buffering(paused: bool) -> None:
+    """Write buffered lines and write each line at once until resumed (application shutdown)."""
+    _SINK.pause(paused)
+
+
 def current_config() -> LoggingConfig | None:
     """The configuration made by the last :func:`configure_logging`, or ``None``."""
     return _current
@@ -678,7 +687,7 @@ def reset_logging() -> None:
         # Loggers cached earlier keep this list: leave them a working default chain.
         _PROCESSORS[:] = build_processors(Settings(), fmt="json")[0]
         _access_fast.enable(None)
-        _SINK.stream = None
+        _SINK.configure(None, 0)
         if _SINK.file is not None:
             _SINK.file.close()
             _SINK.file = None
@@ -751,7 +760,7 @@ class AccessLogger:
         name: the logger name (the ``module`` field).
     """
 
-    __slots__ = ("name", "_logger", "_stamp", "_fragments", "_info_head", "_error_head")
+    __slots__ = ("name", "_logger", "_stamp", "_fragments", "_info_head", "_error_head", "_parts")
 
     def __init__(self, name: str = "surefoot.access") -> None:
         self.name = name
@@ -764,6 +773,9 @@ class AccessLogger:
         head = '","event":"http_request","module":' + _json_str(mask_pii(redact_secrets(name))) + ',"correlation_id":'
         self._info_head = '","level":"info' + head
         self._error_head = '","level":"error' + head
+        # (method, route, status) -> (head, the text from causation_id to latency_ms's colon)
+        # for the usual line without causation, tenant and trace ids: made once per key.
+        self._parts: dict[tuple[str, str, int], tuple[str, str]] = {}
 
     def write(self, method: str, route: str, status: int, latency_ms: float, nbytes: int,
               trusted_correlation_id: str | None = None) -> None:
@@ -778,9 +790,8 @@ class AccessLogger:
             trusted_correlation_id: a correlation id the caller generated itself in the
                 UUID4 form, which masking leaves unchanged; it skips the redactor.
         """
-        cached = _access_fast.cached
         if (
-            cached is None
+            _access_fast.cached is None
             or _PROCESSORS[-1] is not render_json
             or _structlog_config.default_processors is not _PROCESSORS
             or (_structlog_vars and _bound_structlog_vars())
@@ -788,14 +799,8 @@ class AccessLogger:
             log = self._logger.error if status >= 500 else self._logger.info
             log("http_request", method=method, route=route, status=status, latency_ms=latency_ms, bytes=nbytes)
             return
-        if status >= 500:
-            if _min_level > logging.ERROR:
-                return
-            head = self._error_head
-        else:
-            if _min_level > logging.INFO:
-                return
-            head = self._info_head
+        if _min_level > (logging.ERROR if status >= 500 else logging.INFO):
+            return
         now = _time()
         second = int(now)
         stamp = self._stamp
@@ -811,34 +816,64 @@ class AccessLogger:
         else:
             correlation = _id_json(correlation)
         causation = _get_causation()
-        causation = "null" if causation is None else _id_json(causation)
         tenant = _get_tenant()
-        tenant = "null" if tenant is None else _id_json(tenant)
-        fragments = self._fragments
-        # Fragments are never empty (at least '""'), so ``or`` only calls on a miss.
-        method_json = fragments.get(method) or self._fragment(method)
-        route_json = fragments.get(route) or self._fragment(route)
-        trace = ""
-        if _modules.get("opentelemetry.trace") is not None:
-            ids = _trace_ids()
-            if ids is not None:
-                trace = f'"trace_id":"{ids[0]}","span_id":"{ids[1]}",'
+        if (
+            causation is None and tenant is None
+            and (_modules.get("opentelemetry.trace") is None or _trace_ids() is None)
+        ):
+            parts = self._parts.get((method, route, status)) or self._new_parts(method, route, status)
+            head, tail = parts
+        else:
+            head, tail = self._parts_with_ids(method, route, status, causation, tenant)
         # The same text orjson writes for the event dict the chain builds (same keys, same
         # order, no spaces; int() truncates like the chain's, int() and repr() are how orjson
         # writes ints, int enums and floats); strings that could need escaping went through
         # orjson itself.
         line = (
-            f'{{"timestamp":"{stamp[1]}.{int((now - second) * 1_000_000):06d}Z{head}{correlation},'
-            f'"causation_id":{causation},"tenant_id":{tenant},{trace}"method":{method_json},'
-            f'"route":{route_json},"status":{int(status)},"latency_ms":{latency_ms!r},'
-            f'"bytes":{int(nbytes)}}}\n'
+            # (the microseconds zero-padded to 6 digits, the cheap way)
+            f'{{"timestamp":"{stamp[1]}.{str(int((now - second) * 1_000_000) + 1_000_000)[1:]}Z{head}'
+            f'{correlation}{tail}'
+            f'{latency_ms!r},"bytes":{int(nbytes)}}}\n'
         )
-        # _Sink.write, inline.
+        # Sink.write_text, inline for the usual case: a buffered stream and a line below ERROR.
         sink = _SINK
-        stream = sink.stream if sink.stream is not None else sys.stdout
-        with sink.lock:
-            stream.write(line)
-            stream.flush()
+        if status < 500 and (sink.stream if sink.stream is not None else sys.stdout) is sink.buffered:
+            with sink.lock:
+                lines = sink.lines
+                size = sink.size + len(line)
+                if lines and size < MAX_BUFFER:
+                    lines.append(line)
+                    sink.size = size
+                else:
+                    sink.append(line)
+            return
+        sink.write_text(line, status >= 500)
+
+    def _new_parts(self, method: str, route: str, status: int) -> tuple[str, str]:
+        parts = self._parts_with_ids(method, route, status, None, None)
+        cache = self._parts
+        if len(cache) >= 1024:  # methods come from clients: bounded
+            cache.clear()
+        cache[(method, route, status)] = parts
+        return parts
+
+    def _parts_with_ids(self, method: str, route: str, status: int, causation: Any, tenant: Any) -> tuple[str, str]:
+        causation_json = "null" if causation is None else _id_json(causation)
+        tenant_json = "null" if tenant is None else _id_json(tenant)
+        trace = ""
+        if _modules.get("opentelemetry.trace") is not None:
+            ids = _trace_ids()
+            if ids is not None:
+                trace = f'"trace_id":"{ids[0]}","span_id":"{ids[1]}",'
+        fragments = self._fragments
+        # Fragments are never empty (at least '""'), so ``or`` only calls on a miss.
+        method_json = fragments.get(method) or self._fragment(method)
+        route_json = fragments.get(route) or self._fragment(route)
+        tail = (
+            f',"causation_id":{causation_json},"tenant_id":{tenant_json},{trace}"method":{method_json},'
+            f'"route":{route_json},"status":{int(status)},"latency_ms":'
+        )
+        return (self._error_head if status >= 500 else self._info_head), tail
 
     def _fragment(self, value: str) -> str:
         # The JSON of a masked method or route; both repeat, so their fragments are kept

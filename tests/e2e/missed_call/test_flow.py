@@ -46,10 +46,14 @@ def test_missed_call_becomes_first_sms_with_events_and_masked_logs(shared_servic
     # FirstReplySent is caused by the send, which was caused by CallDetected
     assert events["FirstReplySent"]["correlation_id"] == detected["correlation_id"]
 
+    # Log lines reach a pipe within SUREFOOT_LOG_BUFFER_MS (100 ms), as a log shipper sees them.
+    queued = wait_until(
+        lambda: next((line for line in _log_lines(svc.output("worker")) if line["event"] == "first_sms_queued"
+                      and line.get("message_id") == message["id"]), None),
+        what="the first_sms_queued log line",
+    )
     logs = svc.output("web") + svc.output("worker")
     assert caller not in logs and caller[1:] not in logs  # E.164 masked in every line
-    queued = next(line for line in _log_lines(svc.output("worker")) if line["event"] == "first_sms_queued"
-                  and line.get("message_id") == message["id"])
     assert queued["contact"] == "***" + caller[-4:] and queued["tenant_id"] == tenant
 
 
@@ -185,8 +189,8 @@ def test_template_with_a_missing_variable_fails_fast(shared_service: Service) ->
     assert "first_name" in message["error"] and "available: business_name, caller_last4" in message["error"]
     assert svc.scalar("SELECT count(*) FROM outbox_dead_letters WHERE tenant_id = :t", t=tenant) == 0
     assert not [m for m in svc.fake.messages if m.to == caller]
-    line = next(x for x in _log_lines(svc.output("worker")) if x["event"] == "template_render_failed"
-                and x.get("message_id") == message["id"])
+    line = wait_until(lambda: next((x for x in _log_lines(svc.output("worker")) if x["event"] == "template_render_failed"
+                                    and x.get("message_id") == message["id"]), None), what="the error line")
     assert line["level"] == "error"
 
 
@@ -250,7 +254,8 @@ def test_kill_switch_holds_messages_and_sends_each_once_on_resume(shared_service
     wait_until(lambda: len([m for m in svc.messages(tenant) if m["status"] in ("queued", "sent", "delivered")]) == 3,
                what="sending on resume")
     assert sorted(m.to for m in svc.fake.messages if m.to in callers) == sorted(callers)  # once each
-    assert any(line["event"] == "outbound_sms_resumed" for line in _log_lines(svc.output("worker")))
+    wait_until(lambda: any(line["event"] == "outbound_sms_resumed" for line in _log_lines(svc.output("worker"))),
+               what="the outbound_sms_resumed log line")  # written within SUREFOOT_LOG_BUFFER_MS
 
 
 def test_admin_routes_need_the_token(shared_service: Service) -> None:

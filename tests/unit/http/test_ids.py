@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import uuid
 
@@ -172,3 +173,21 @@ def test_generated_ids_are_uuid4():
         parsed = uuid.UUID(value)
         assert parsed.version == 4 and str(parsed) == value
         assert context.valid_id(value)
+
+
+def test_generated_ids_are_unique_across_batches_and_forks():
+    seen = {_fast_uuid4() for _ in range(1000)}
+    assert len(seen) == 1000
+    if not hasattr(os, "fork"):
+        return
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, _fast_uuid4().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.close(write)
+    assert uuid.UUID(child).version == 4
+    assert child != _fast_uuid4()  # the child made its own ids, not the parent's next one
