@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 import surefoot
 
 EXPORTED = {
@@ -58,6 +60,7 @@ def test_install_with_defaults_imports_only_what_it_uses(subprocess_env, python_
     # The cold-start promise, without timing: an app that installs surefoot with default
     # settings (tracing off, no SLO objectives, no outbox, JSON logs, no log file) builds
     # its middleware stack and serves its lifespan without importing what it does not use.
+    pytest.importorskip("fastapi")
     code = (
         "import asyncio, sys\n"
         "from fastapi import FastAPI\n"
