@@ -78,7 +78,7 @@ def _devnull() -> Any:
 def production_env() -> None:
     """What a production deployment sets: ``SUREFOOT_ENV=production`` (JSON logs)."""
     os.environ["SUREFOOT_ENV"] = "production"
-    from surefoot._config import reset_config
+    from surefoot._core.state import reset_config
 
     reset_config()
 
@@ -459,10 +459,71 @@ def end_to_end(runs: int, seconds: int, connections: int) -> None:
 
 # -- cold start ------------------------------------------------------------------------------
 
+# What a service process does before it serves: import the app module (FastAPI, one route,
+# ``surefoot.install(app)`` with default settings), then what the server does, run the
+# lifespan start-up through the app (this builds the middleware stack), serve one request
+# and shut down. Both variants run the same driver; stdout is not a TTY, so logs are JSON.
+_COLD_APP = """\
+from fastapi import FastAPI
+{import_surefoot}
+app = FastAPI()
+
+
+@app.get("/items/{{item_id}}")
+async def read_item(item_id: int) -> dict[str, int]:
+    return {{"item_id": item_id}}
+
+{install}
+"""
+
+_COLD_SERVE = """
+import asyncio
+
+
+async def _serve_once(app):
+    inbox = asyncio.Queue()
+    started = asyncio.Event()
+
+    async def lifespan_send(message):
+        if message["type"] == "lifespan.startup.complete":
+            started.set()
+        elif message["type"].endswith(".failed"):
+            raise SystemExit(message)
+
+    inbox.put_nowait({"type": "lifespan.startup"})
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, lifespan_send)
+    )
+    await started.wait()
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": "/items/7", "raw_path": b"/items/7", "root_path": "",
+        "query_string": b"", "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 40000),
+        "server": ("localhost", 8000), "state": {},
+    }
+    await app(scope, receive, send)
+    if sent[0]["status"] != 200:
+        raise SystemExit(f"unexpected response {sent[0]!r}")
+    inbox.put_nowait({"type": "lifespan.shutdown"})
+    await lifespan
+
+
+asyncio.run(_serve_once(app))
+"""
+
 COLD = {
-    "bare FastAPI": "from fastapi import FastAPI\napp = FastAPI()\n",
+    "bare FastAPI": _COLD_APP.format(import_surefoot="", install="") + _COLD_SERVE,
     "FastAPI + surefoot.install": (
-        "from fastapi import FastAPI\nimport surefoot\napp = FastAPI()\nsurefoot.install(app)\n"
+        _COLD_APP.format(import_surefoot="import surefoot", install="surefoot.install(app)")
+        + _COLD_SERVE
     ),
 }
 

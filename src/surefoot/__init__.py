@@ -4,6 +4,9 @@
     surefoot.install(app)
 """
 
+from typing import TYPE_CHECKING
+
+from ._core.extras import lazy_exports
 from ._core.settings import Settings, configure, get_settings
 from ._install import Installation, install
 from .errors import (
@@ -21,7 +24,6 @@ from .errors import (
     UnprocessableError,
     ValidationError,
 )
-from .logging import get_logger
 
 __version__ = "0.1.0"
 
@@ -46,3 +48,10 @@ __all__ = [
     "ExternalServiceError",
     "ServiceUnavailableError",
 ]
+
+# Imported on first use: ``import surefoot`` stays light (the logging package is imported
+# by ``install`` or the first ``surefoot.get_logger``).
+__getattr__, __dir__ = lazy_exports(globals(), {"get_logger": (".logging._setup", "get_logger")})
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .logging._setup import get_logger

@@ -177,10 +177,15 @@ def install(
     log_options = dict(log_options or {})
     logging_config = configure_logging(settings, **log_options) if logging else None
 
-    # 1b. tracing and error reporting from the settings (SUREFOOT_TRACING, SUREFOOT_SENTRY_DSN).
-    from .tracing._setup import setup_from_settings
+    # 1b. tracing and error reporting from the settings (SUREFOOT_TRACING, SUREFOOT_SENTRY_DSN);
+    # off by default: without any such variable the tracing set-up is not even imported.
+    from .tracing._switch import tracing_requested
 
-    tracing_started = setup_from_settings()
+    tracing_started = False
+    if tracing_requested():
+        from .tracing._setup import setup_from_settings
+
+        tracing_started = setup_from_settings()
 
     # 2. request path.
     metrics_on = bool(metrics) and settings.metrics_enabled

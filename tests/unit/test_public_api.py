@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 import surefoot
 
 EXPORTED = {
@@ -52,3 +54,42 @@ def test_import_surefoot_stays_light(subprocess_env, python_exe) -> None:
         [python_exe, "-c", code], env=subprocess_env, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "", f"import surefoot loaded: {result.stdout.strip()}"
+
+
+def test_install_with_defaults_imports_only_what_it_uses(subprocess_env, python_exe) -> None:
+    # The cold-start promise, without timing: an app that installs surefoot with default
+    # settings (tracing off, no SLO objectives, no outbox, JSON logs, no log file) builds
+    # its middleware stack and serves its lifespan without importing what it does not use.
+    pytest.importorskip("fastapi")
+    code = (
+        "import asyncio, sys\n"
+        "from fastapi import FastAPI\n"
+        "import surefoot\n"
+        "app = FastAPI()\n"
+        "surefoot.install(app)\n"
+        "async def main():\n"
+        "    async with app.router.lifespan_context(app):\n"
+        "        app.build_middleware_stack()\n"
+        "asyncio.run(main())\n"
+        "unused = ('rich', 'sqlalchemy', 'httpx', 'surefoot.slo', 'surefoot.outbox',"
+        " 'surefoot.flags', 'surefoot.webhooks', 'surefoot.idempotency', 'surefoot.resilience',"
+        " 'surefoot.testing', 'surefoot.tracing._setup', 'surefoot.tracing._settings',"
+        " 'surefoot.tracing._otel', 'surefoot.tracing._sentry', 'surefoot.tracing._tail',"
+        " 'surefoot.logging._file', 'surefoot.logging._kinds', 'surefoot.metrics._db',"
+        " 'surefoot.metrics._cache', 'surefoot.metrics._kpi', 'surefoot.metrics._llm',"
+        " 'multiprocessing', 'glob')\n"
+        "loaded = sorted(m for m in sys.modules if any(m == u or m.startswith(u + '.') for u in unused))\n"
+        "third = ('opentelemetry.sdk', 'sentry_sdk')\n"
+        "loaded += sorted(m for m in sys.modules if m.startswith(third))\n"
+        "print('loaded:' + ','.join(loaded))\n"
+    )
+    # default settings: no SUREFOOT_* variable, and a single process (no multi-process directory)
+    env = {
+        k: v for k, v in subprocess_env.items()
+        if not k.upper().startswith("SUREFOOT_") and k.upper() != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    result = subprocess.run(
+        [python_exe, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    line = [text for text in result.stdout.splitlines() if text.startswith("loaded:")]
+    assert line == ["loaded:"], f"install with defaults imported: {line}"

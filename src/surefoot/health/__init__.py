@@ -17,10 +17,9 @@
 Bodies are JSON and carry error messages only, never stack traces.
 """
 
-from ._asgi import HealthEndpoint, health_routes
-from ._checks import http_check, redis_check, sqlalchemy_check, tcp_check
-from ._health import Check, CheckResult, Health, HealthReport
-from ._settings import HealthSettings
+from typing import TYPE_CHECKING
+
+from .._core.extras import lazy_exports
 
 __all__ = [
     "Health",
@@ -35,3 +34,26 @@ __all__ = [
     "tcp_check",
     "http_check",
 ]
+
+# Each name is imported from its module on first use (the checks and the settings only when
+# asked for).
+_LAZY = {
+    "HealthEndpoint": "._asgi",
+    "health_routes": "._asgi",
+    "http_check": "._checks",
+    "redis_check": "._checks",
+    "sqlalchemy_check": "._checks",
+    "tcp_check": "._checks",
+    "Check": "._health",
+    "CheckResult": "._health",
+    "Health": "._health",
+    "HealthReport": "._health",
+    "HealthSettings": "._settings",
+}
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._asgi import HealthEndpoint, health_routes
+    from ._checks import http_check, redis_check, sqlalchemy_check, tcp_check
+    from ._health import Check, CheckResult, Health, HealthReport
+    from ._settings import HealthSettings

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 
 __all__ = ["redact_secrets", "REDACTED"]
@@ -64,7 +65,15 @@ _SHAPES = (
     # scheme://user:password@ (the password never contains "/", "@" or spaces unencoded)
     r"|(?P<url>(?<=://)[^\s/:@]*:)(?P<urlpw>[^\s/@]+)(?=@)"
 )
-_SECRETS = re.compile(rf"(?P<kv>{_KEY_VALUE})|{_SHAPES}", re.IGNORECASE)
+
+
+@functools.cache
+def _secrets_pattern() -> re.Pattern[str]:
+    # Compiled on first use: most processes never log a string that passes the pre-checks
+    # below, and compiling this pattern is a measurable share of start-up.
+    return re.compile(rf"(?P<kv>{_KEY_VALUE})|{_SHAPES}", re.IGNORECASE)
+
+
 # Cheap pre-checks, so that a string holding none of the patterns costs a few substring scans.
 # A "key = value" form needs a separator; it is found on the reversed, lower-cased text, where
 # the pattern starts with the separator (a one-character-class scan) instead of trying every
@@ -149,4 +158,4 @@ def redact_secrets(text: str) -> str:
         return text
     if "[parameters: " in text:
         text = _SQL_PARAMETERS.sub(_SQL_PARAMETERS_REDACTED, text)
-    return _SECRETS.sub(_replace, text)
+    return _secrets_pattern().sub(_replace, text)

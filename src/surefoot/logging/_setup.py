@@ -513,6 +513,11 @@ def build_processors(
     return chain, redactor
 
 
+def _log_file_in_environment() -> bool:
+    """Whether a ``SUREFOOT_LOG_FILE*`` variable is set (any case, as the settings read it)."""
+    return any(name.upper().startswith("SUREFOOT_LOG_FILE") for name in os.environ)
+
+
 def configure_logging(
     settings: Settings | None = None,
     *,
@@ -584,9 +589,12 @@ def configure_logging(
     delay_ms = settings.log_buffer_ms if buffer_ms is None else buffer_ms
     if not isinstance(delay_ms, int) or isinstance(delay_ms, bool) or not 0 <= delay_ms <= 10_000:
         raise ConfigurationError(f"buffer_ms must be an integer from 0 to 10000; got {buffer_ms!r}")
-    from ._file import LogFile, open_log_file
+    file = None
+    # The file handler (and its settings) is imported only when a file is asked for.
+    if log_file is not False and (log_file is not None or _log_file_in_environment()):
+        from ._file import LogFile, open_log_file
 
-    file = None if log_file is False else log_file if isinstance(log_file, LogFile) else open_log_file(log_file)
+        file = log_file if isinstance(log_file, LogFile) else open_log_file(log_file)
     colors = resolved == "console" and _is_tty(target) and "NO_COLOR" not in os.environ
     chain, redactor = build_processors(
         settings,

@@ -215,10 +215,11 @@ _MP_REGISTRY: Any = None
 def _publish_pools(registry: Any) -> None:
     """In multi-worker mode, copy this worker's pool readings into the shared gauges."""
     from . import multiprocess
-    from ._db import pool_readings
 
     if not multiprocess.is_active():
         return
+    from ._db import pool_readings
+
     readings = pool_readings(registry)
     if not readings:
         return

@@ -32,7 +32,6 @@ uvicorn (a launcher script; workers are spawned and re-import it, hence the guar
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shutil
@@ -140,6 +139,8 @@ def _alive(pid: int) -> bool:
 
 def collect_dead(path: str | None = None) -> list[int]:
     """Remove live-gauge files of processes that no longer exist; return their pids."""
+    import glob
+
     target = path or directory()
     if target is None:
         return []
@@ -202,11 +203,13 @@ def _proc_ppid(pid: str) -> int | None:
 
 def _siblings() -> int:
     """Processes started by this one's parent with the same command line (self included)."""
-    import multiprocessing
     import sys
 
     forked_worker = any(name.startswith("gunicorn.workers") for name in sys.modules)
-    if multiprocessing.parent_process() is None and not forked_worker:
+    # A process started by multiprocessing (fork or spawn) has it imported already.
+    multiprocessing = sys.modules.get("multiprocessing")
+    started_by_multiprocessing = multiprocessing is not None and multiprocessing.parent_process() is not None
+    if not started_by_multiprocessing and not forked_worker:
         return 1  # not a worker process of a pre-fork or spawning server
     own = _proc_cmdline(os.getpid())
     if own is None:

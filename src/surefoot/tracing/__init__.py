@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from .._compat.opentelemetry import current_trace_ids
 from .._core.extras import lazy_exports
 from ._api import NOOP_SPAN, active_tracer, report_exception, span
-from ._settings import TracingSettings
 
 __all__ = [
     "span",
@@ -60,6 +59,7 @@ def inject_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 _LAZY = {
+    "TracingSettings": "._settings",
     "setup_tracing": "._setup",
     "shutdown_tracing": "._setup",
     "reset_tracing": "._setup",
@@ -81,6 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._collector import collector_config, collector_config_yaml, write_collector_config
     from ._exemplars import trace_exemplar
     from ._sentry import reset_sentry, scrub_event, setup_sentry
+    from ._settings import TracingSettings
     from ._setup import (
         default_exporter,
         head_sampler,
