@@ -192,7 +192,8 @@ class Sink:
             while True:
                 try:
                     wait = self.flush_due()
-                except Exception:  # a closed or broken stream: the lines are gone, go on
+                except Exception as exc:  # a closed or broken stream: say so, and go on
+                    _report_lost(exc)
                     wait = None
                 if wait is None:
                     self._idle = True  # a writer wakes us when the buffer fills again
@@ -227,8 +228,19 @@ def flush_all() -> None:
     for sink in _SINKS:
         try:
             sink.flush()
-        except Exception:  # noqa: S110 - at exit a closed stream must not hide the real error
-            pass
+        except Exception as exc:  # at exit a closed stream must not hide the real error
+            _report_lost(exc)
+
+
+def _report_lost(exc: BaseException) -> None:
+    """Say on the process's original stderr that buffered lines could not be written."""
+    stderr = sys.__stderr__
+    if stderr is not None:
+        try:
+            stderr.write(f"surefoot: buffered log lines were lost: {type(exc).__name__}: {exc}\n")
+            stderr.flush()
+        except (OSError, ValueError):  # stderr is gone too: nothing is left to tell
+            return
 
 
 def _after_fork() -> None:

@@ -268,3 +268,27 @@ def test_paused_buffering_writes_at_once_until_resumed(sink):
     assert out.writes[-1] == "server's last line\n"
     s.flush()
     assert out.writes[-1] == "buffered again\n"
+
+
+def test_lines_a_broken_stream_cannot_take_are_reported_not_swallowed(capfd) -> None:
+    from surefoot.logging._sink import Sink, _register, flush_all
+
+    class Broken:
+        def fileno(self) -> int:
+            return 1
+
+        def isatty(self) -> bool:
+            return False
+
+        def write(self, text: str) -> int:
+            raise OSError("pipe closed")
+
+        def flush(self) -> None:
+            return None
+
+    sink = Sink(timer=False)
+    sink.configure(Broken(), 0.1)  # type: ignore[arg-type]
+    _register(sink)
+    sink.write("a line")
+    flush_all()
+    assert "buffered log lines were lost: OSError: pipe closed" in capfd.readouterr().err
