@@ -251,3 +251,99 @@ def test_masking_never_changes_a_uuid4(bits, digits):
     raw = "".join(digits[(bits >> (4 * i)) % len(digits)] for i in range(32))
     text = str(uuid.UUID(hex=raw, version=4))
     assert mask_pii(text) == text
+
+
+class Piped(io.StringIO):
+    """A stream with a descriptor, as a pipe or file has: its lines are buffered."""
+
+    def fileno(self) -> int:
+        return 1
+
+    def isatty(self) -> bool:
+        return False
+
+
+def deferred_and_chain(*args: Any, **ids: str | None) -> tuple[str, str, int]:
+    """One access line buffered (its text made at the flush) and the chain's line, both buffered.
+
+    Returns the two texts and the size the buffer counted for the deferred line.
+    """
+    out = Piped()
+    configure_logging(stream=out, fmt="json", level="INFO", buffer_ms=100)
+    access = AccessLogger()
+    original = _setup._time
+    _setup._time = lambda: NOW
+    try:
+        with context.bound(**ids):
+            access.write(*args)
+            counted = _setup._SINK.size
+            _setup._time = lambda: NOW + 3600  # the flush comes later: the line keeps its time
+            assert out.getvalue() == "" or args[2] >= 500
+            _setup._SINK.flush()
+            fast = out.getvalue()
+            redactor = _setup._access_fast.redactor
+            _setup._access_fast.enable(None)
+            try:
+                _setup._time = lambda: NOW
+                access.write(*args)
+                _setup._SINK.flush()
+            finally:
+                _setup._access_fast.enable(redactor)
+    finally:
+        _setup._time = original
+    return fast, out.getvalue()[len(fast):], counted
+
+
+def test_a_buffered_line_is_made_at_the_flush_with_the_time_it_was_logged():
+    fast, slow, counted = deferred_and_chain("GET", "/items/{item_id}", 200, 1.234, 17, correlation_id="c-1")
+    assert fast == slow
+    assert json.loads(fast)["timestamp"] == "2025-11-24T16:00:00.123456Z"
+    assert 0 < len(fast) <= counted
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.text(min_size=1, max_size=12),
+    route=st.text(max_size=40),
+    ident=st.one_of(st.none(), st.text(min_size=1, max_size=40)),
+    status=st.integers(min_value=100, max_value=499),
+    latency=st.floats(min_value=0, max_value=1e9, allow_nan=False).map(lambda v: round(v, 3)),
+    nbytes=st.integers(min_value=0, max_value=(1 << 63) - 1),
+)
+def test_a_buffered_line_renders_like_the_chain_and_within_what_the_buffer_counted(
+    method, route, ident, status, latency, nbytes
+):
+    # The size bound of the buffer (a write within a pipe's atomic size, a bounded loss on a
+    # crash) counts a deferred line before its text exists: the count must never be short.
+    fast, slow, counted = deferred_and_chain(
+        method, route, status, latency, nbytes, correlation_id=ident, tenant_id=ident
+    )
+    assert fast == slow
+    assert len(fast) <= counted
+
+
+@settings(max_examples=300, deadline=None)
+@given(latency=st.floats(allow_nan=False, allow_infinity=False),
+       nbytes=st.integers(min_value=0, max_value=(1 << 63) - 1))
+def test_no_latency_or_size_makes_a_buffered_line_longer_than_counted(latency, nbytes):
+    fast, _slow, counted = deferred_and_chain("GET", "/x", 200, latency, nbytes)
+    assert len(fast) <= counted
+
+
+def test_buffered_access_lines_and_other_lines_keep_their_order():
+    out = Piped()
+    configure_logging(stream=out, fmt="json", level="INFO", buffer_ms=100)
+    access = AccessLogger()
+    for i in range(200):  # several buffers' worth: size flushes happen between them
+        access.write("GET", f"/r{i}", 200, 0.5, i)
+        if i % 7 == 0:
+            _setup.get_logger("app").info("between", i=i)
+    _setup._SINK.flush()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    order = [(line["event"], line.get("bytes", line.get("i"))) for line in lines]
+    expected = []
+    for i in range(200):
+        expected.append(("http_request", i))
+        if i % 7 == 0:
+            expected.append(("between", i))
+    assert order == expected
