@@ -1,6 +1,7 @@
 """Test helpers for services built with surefoot. Never import this from production code."""
 
 from .._core.state import reset_all
+from ._calls import CallSimulator, SimulatedCall
 from ._clock import FakeClock
 from ._logs import CapturedLogs, capture_logs
 from ._metrics import fresh_registry, metric_value
@@ -8,7 +9,7 @@ from ._outbox import DrainResult, InMemoryOutbox, adrain, drain
 from ._overrides import override_dependencies
 from ._resilience import EventRecorder, is_testing, no_waits, provider_failures, set_testing
 from ._slo import SloExpectationError, expect_slo
-from ._twilio import CallSimulator, FakeMessage, SimulatedCall, TwilioFake
+from ._twilio import FakeMessage, TwilioFake
 from ._webhooks import (
     form_body,
     golden_github_push,
