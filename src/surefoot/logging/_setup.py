@@ -760,9 +760,7 @@ class AccessLogger:
     context variables bound, the line is built directly: the fields are known, the strings
     that may carry PII (method, route, ids) go through the same redactor and its cache, and
     the line is written as the text orjson renders for that event dict (strings that could
-    need escaping are rendered by orjson itself), which saves most of the chain's cost. When
-    the output is buffered, the line's values are kept and its text is made when the buffer is
-    written, a buffer at a time (:func:`render_access_line`). In every other
+    need escaping are rendered by orjson itself), which saves most of the chain's cost. In every other
     case (console format, user processors, :func:`surefoot.testing.capture_logs`, bound
     context variables, structlog configured by someone else) the structlog logger is called.
 
@@ -770,11 +768,12 @@ class AccessLogger:
         name: the logger name (the ``module`` field).
     """
 
-    __slots__ = ("name", "_logger", "_fragments", "_info_head", "_error_head", "_parts")
+    __slots__ = ("name", "_logger", "_stamp", "_fragments", "_info_head", "_error_head", "_parts")
 
     def __init__(self, name: str = "surefoot.access") -> None:
         self.name = name
         self._logger = structlog.get_logger(name)
+        self._stamp: tuple[int, str] = (-1, "")
         self._fragments: dict[str, str] = {}
         # "event" and "module" never change: their JSON is made once. Masking at INFO and
         # above does not depend on the redactor's settings, so neither do these fragments
@@ -811,6 +810,11 @@ class AccessLogger:
         if _min_level > (logging.ERROR if status >= 500 else logging.INFO):
             return
         now = _time()
+        second = int(now)
+        stamp = self._stamp
+        if stamp[0] != second:
+            stamp = (second, datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+            self._stamp = stamp
         # Ids are written as given (never masked), as the redactor does for them.
         correlation = _get_correlation()
         if correlation is None:
@@ -829,23 +833,29 @@ class AccessLogger:
             head, tail = parts
         else:
             head, tail = self._parts_with_ids(method, route, status, causation, tenant)
-        # Everything the line needs is decided; the text is made when the buffer is written
-        # (see render_access_line), for a whole buffer at once.
-        record = (render_access_line, now, head, correlation, tail, latency_ms, nbytes)
-        # Sink.defer, inline for the usual case: a buffered stream and a line below ERROR.
+        # The same text orjson writes for the event dict the chain builds (same keys, same
+        # order, no spaces; int() truncates like the chain's, int() and repr() are how orjson
+        # writes ints, int enums and floats); strings that could need escaping went through
+        # orjson itself.
+        line = (
+            # (the microseconds zero-padded to 6 digits, the cheap way)
+            f'{{"timestamp":"{stamp[1]}.{str(int((now - second) * 1_000_000) + 1_000_000)[1:]}Z{head}'
+            f'{correlation}{tail}'
+            f'{latency_ms!r},"bytes":{int(nbytes)}}}\n'
+        )
+        # Sink.write_text, inline for the usual case: a buffered stream and a line below ERROR.
         sink = _SINK
         if status < 500 and (sink.stream if sink.stream is not None else sys.stdout) is sink.buffered:
-            longest = len(head) + len(correlation) + len(tail) + _ACCESS_LINE_REST
             with sink.lock:
                 lines = sink.lines
-                size = sink.size + longest
+                size = sink.size + len(line)
                 if lines and size < MAX_BUFFER:
-                    lines.append(record)
+                    lines.append(line)
                     sink.size = size
                 else:
-                    sink.append(record, longest)
+                    sink.append(line)
             return
-        sink.write_text(render_access_line(record), status >= 500)
+        sink.write_text(line, status >= 500)
 
     def _new_parts(self, method: str, route: str, status: int) -> tuple[str, str]:
         parts = self._parts_with_ids(method, route, status, None, None)
@@ -888,37 +898,6 @@ def _id_json(value: Any) -> str:
     if type(value) is str:
         return _json_str(value)
     return _dumps(value, default=_json_default, option=_OPT).decode()
-
-
-#: What an access line has besides its head, correlation id and tail, at most: the timestamp
-#: (41 characters with its key), the latency (a float's repr: 24), the bytes (an int64: 20) and
-#: the closing text (11). A deferred line never renders longer than its estimate.
-_ACCESS_LINE_REST = 41 + 24 + 20 + 11
-
-# (second, its text): the timestamp's seconds part, formatted once per second.
-_access_stamp: tuple[int, str] = (-1, "")
-
-
-def render_access_line(record: tuple[Any, ...]) -> str:
-    """The text of an access line from its record ``(render_access_line, now, head, correlation,
-    tail, latency_ms, nbytes)``; the line :class:`AccessLogger` writes.
-
-    The same text orjson writes for the event dict the chain builds (same keys, same order, no
-    spaces; int() truncates like the chain's, int() and repr() are how orjson writes ints, int
-    enums and floats); strings that could need escaping went through orjson itself.
-    """
-    global _access_stamp
-    _, now, head, correlation, tail, latency_ms, nbytes = record
-    second = int(now)
-    stamp = _access_stamp
-    if stamp[0] != second:
-        stamp = (second, datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-        _access_stamp = stamp
-    return (
-        # (the microseconds zero-padded to 6 digits, the cheap way)
-        f'{{"timestamp":"{stamp[1]}.{str(int((now - second) * 1_000_000) + 1_000_000)[1:]}Z{head}'
-        f'{correlation}{tail}{latency_ms!r},"bytes":{int(nbytes)}}}\n'
-    )
 
 
 def _json_str(value: str) -> str:

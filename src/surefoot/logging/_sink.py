@@ -3,8 +3,7 @@
 Unbuffered, each line is written and flushed at once (one ``write`` system call per line).
 
 Buffered (``SUREFOOT_LOG_BUFFER_MS`` > 0 and the stream a file or pipe, not a terminal), lines
-are joined and written together, which saves a system call per line (a hot path may buffer a
-deferred line, made when the buffer is written: see :meth:`Sink.append`); the bounds are:
+are joined and written together, which saves a system call per line; the bounds are:
 
 * **time**: a line waits at most ``delay`` seconds: a flusher thread writes the buffer when
   its oldest line is that old (the thread sleeps while the buffer is empty);
@@ -71,8 +70,7 @@ class Sink:
         #: the stream lines are buffered for (``None``: unbuffered); a write for another
         #: stream (``sys.stdout`` replaced since) is not buffered
         self.buffered: Any = None
-        #: buffered lines: text, or deferred lines (see :meth:`append`)
-        self.lines: list[Any] = []
+        self.lines: list[str] = []
         self.size = 0
         self.since = 0.0  # clock() when the oldest buffered line came
         self.delay = 0.0
@@ -118,20 +116,13 @@ class Sink:
                 stream.write(text)
                 stream.flush()
 
-    def append(self, text: str | tuple[Any, ...], longest: int | None = None) -> None:
-        """Buffer ``text`` (a line with its newline); the caller holds :attr:`lock`.
-
-        ``text`` may also be a deferred line: a tuple whose first item renders it, called
-        with the tuple when the buffer is written, and ``longest`` the most characters it
-        renders to (what the size bound counts). Deferring lets a hot path leave the
-        formatting to the write, where a whole buffer is made at once.
-        """
+    def append(self, text: str) -> None:
+        """Buffer ``text`` (a line with its newline); the caller holds :attr:`lock`."""
         lines = self.lines
-        length = len(text) if longest is None else longest
-        size = self.size + length
+        size = self.size + len(text)
         if lines and size > MAX_BUFFER:
             self._flush_locked()
-            size = length
+            size = len(text)
         lines.append(text)
         self.size = size
         if size >= MAX_BUFFER:
@@ -182,10 +173,7 @@ class Sink:
         lines = self.lines
         if not lines:
             return
-        try:
-            data = "".join(lines)
-        except TypeError:  # deferred lines among them: rendered now, in their place
-            data = "".join([line if line.__class__ is str else line[0](line) for line in lines])
+        data = "".join(lines)
         lines.clear()
         self.size = 0
         stream = self.buffered if self.buffered is not None else (

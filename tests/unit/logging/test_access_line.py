@@ -263,10 +263,11 @@ class Piped(io.StringIO):
         return False
 
 
-def deferred_and_chain(*args: Any, **ids: str | None) -> tuple[str, str, int]:
-    """One access line buffered (its text made at the flush) and the chain's line, both buffered.
+def buffered_and_chain(*args: Any, **ids: str | None) -> tuple[str, str, int]:
+    """One access line through the direct path and the same line through the chain, both to a
+    buffered stream (the inline buffer path of the direct line).
 
-    Returns the two texts and the size the buffer counted for the deferred line.
+    Returns the two texts and the size the buffer counted for the direct line.
     """
     out = Piped()
     configure_logging(stream=out, fmt="json", level="INFO", buffer_ms=100)
@@ -277,7 +278,6 @@ def deferred_and_chain(*args: Any, **ids: str | None) -> tuple[str, str, int]:
         with context.bound(**ids):
             access.write(*args)
             counted = _setup._SINK.size
-            _setup._time = lambda: NOW + 3600  # the flush comes later: the line keeps its time
             assert out.getvalue() == "" or args[2] >= 500
             _setup._SINK.flush()
             fast = out.getvalue()
@@ -294,11 +294,11 @@ def deferred_and_chain(*args: Any, **ids: str | None) -> tuple[str, str, int]:
     return fast, out.getvalue()[len(fast):], counted
 
 
-def test_a_buffered_line_is_made_at_the_flush_with_the_time_it_was_logged():
-    fast, slow, counted = deferred_and_chain("GET", "/items/{item_id}", 200, 1.234, 17, correlation_id="c-1")
+def test_a_buffered_line_waits_for_the_flush_and_is_counted_exactly():
+    fast, slow, counted = buffered_and_chain("GET", "/items/{item_id}", 200, 1.234, 17, correlation_id="c-1")
     assert fast == slow
     assert json.loads(fast)["timestamp"] == "2025-11-24T16:00:00.123456Z"
-    assert 0 < len(fast) <= counted
+    assert len(fast) == counted
 
 
 @settings(max_examples=300, deadline=None)
@@ -310,24 +310,24 @@ def test_a_buffered_line_is_made_at_the_flush_with_the_time_it_was_logged():
     latency=st.floats(min_value=0, max_value=1e9, allow_nan=False).map(lambda v: round(v, 3)),
     nbytes=st.integers(min_value=0, max_value=(1 << 63) - 1),
 )
-def test_a_buffered_line_renders_like_the_chain_and_within_what_the_buffer_counted(
+def test_a_buffered_line_renders_like_the_chain_and_is_counted_exactly(
     method, route, ident, status, latency, nbytes
 ):
     # The size bound of the buffer (a write within a pipe's atomic size, a bounded loss on a
-    # crash) counts a deferred line before its text exists: the count must never be short.
-    fast, slow, counted = deferred_and_chain(
+    # crash) counts what the inline path appends.
+    fast, slow, counted = buffered_and_chain(
         method, route, status, latency, nbytes, correlation_id=ident, tenant_id=ident
     )
     assert fast == slow
-    assert len(fast) <= counted
+    assert len(fast) == counted
 
 
 @settings(max_examples=300, deadline=None)
 @given(latency=st.floats(allow_nan=False, allow_infinity=False),
        nbytes=st.integers(min_value=0, max_value=(1 << 63) - 1))
-def test_no_latency_or_size_makes_a_buffered_line_longer_than_counted(latency, nbytes):
-    fast, _slow, counted = deferred_and_chain("GET", "/x", 200, latency, nbytes)
-    assert len(fast) <= counted
+def test_any_latency_or_size_is_counted_exactly_when_buffered(latency, nbytes):
+    fast, _slow, counted = buffered_and_chain("GET", "/x", 200, latency, nbytes)
+    assert len(fast) == counted
 
 
 def test_buffered_access_lines_and_other_lines_keep_their_order():
