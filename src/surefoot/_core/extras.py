@@ -1,8 +1,10 @@
-"""Lazy imports of optional backends with an error that names the extra to install."""
+"""Lazy imports of optional backends with an error that names the extra to install; regular
+expressions compiled on first use."""
 
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
@@ -58,3 +60,29 @@ def lazy_exports(
         return sorted(set(namespace) | set(exports))
 
     return __getattr__, __dir__
+
+
+def lazy_pattern(
+    namespace: dict[str, Any], name: str, pattern: str, method: str, flags: int = 0
+) -> Callable[..., Any]:
+    """Stand in for ``re.compile(pattern, flags).<method>`` at ``namespace[name]`` until first use.
+
+    The first call compiles the pattern, puts the compiled pattern's bound method in its
+    place (later calls reach it directly, at no extra cost) and returns the call's result:
+    a pattern the process never uses is never compiled. Callers must read ``name`` from the
+    module when they call it, not keep the stand-in.
+
+    Args:
+        namespace: the module's ``globals()``.
+        name: the global the stand-in is assigned to.
+        pattern: the regular expression.
+        method: ``"search"``, ``"match"``, ``"sub"``, ...
+        flags: ``re`` flags.
+    """
+
+    def first_call(*args: Any, **kwargs: Any) -> Any:
+        bound = getattr(re.compile(pattern, flags), method)
+        namespace[name] = bound
+        return bound(*args, **kwargs)
+
+    return first_call

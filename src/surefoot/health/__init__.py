@@ -44,10 +44,10 @@ _LAZY = {
     "redis_check": "._checks",
     "sqlalchemy_check": "._checks",
     "tcp_check": "._checks",
-    "Check": "._health",
-    "CheckResult": "._health",
+    "Check": "._results",
+    "CheckResult": "._results",
     "Health": "._health",
-    "HealthReport": "._health",
+    "HealthReport": "._results",
     "HealthSettings": "._settings",
 }
 __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
@@ -55,5 +55,6 @@ __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
 if TYPE_CHECKING:  # pragma: no cover
     from ._asgi import HealthEndpoint, health_routes
     from ._checks import http_check, redis_check, sqlalchemy_check, tcp_check
-    from ._health import Check, CheckResult, Health, HealthReport
+    from ._health import Health
+    from ._results import Check, CheckResult, HealthReport
     from ._settings import HealthSettings

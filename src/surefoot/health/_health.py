@@ -9,8 +9,7 @@ import inspect
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
@@ -18,9 +17,11 @@ from .._core.clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError
 from ..logging import mask_pii
 
-__all__ = ["Health", "Check", "CheckResult", "HealthReport", "Phase"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ._results import Check, CheckResult, HealthReport, Status
 
-Status = Literal["healthy", "degraded", "unhealthy"]
+__all__ = ["Health", "Phase"]
+
 Phase = Literal["starting", "ready", "draining", "stopped"]
 _STATUSES = ("healthy", "degraded", "unhealthy")
 _MAX_ERROR_CHARS = 200
@@ -28,65 +29,19 @@ _MAX_ERROR_CHARS = 200
 _log = structlog.get_logger("surefoot.health")
 
 
+class _EnvironmentDefaults:
+    """:class:`HealthSettings` without any ``SUREFOOT_HEALTH_*`` variable (same fields, same
+    defaults): the settings class is then neither built nor loaded."""
+
+    drain_seconds = 0.0
+    cache_seconds = 1.0
+    check_timeout = 2.0
+    loop_lag_threshold = 5.0
+    loop_lag_interval = 1.0
+
+
 class _StillRunning(Exception):
     """A sync check's previous run is still blocking its worker thread."""
-
-
-@dataclass(frozen=True)
-class Check:
-    """A registered check.
-
-    Attributes:
-        name: the component name in reports.
-        func: an async callable (or a sync one, run in a worker thread).
-        critical: a failing critical check makes the service unhealthy and not ready; a
-            failing non-critical one only makes it ``degraded``.
-        timeout: seconds before the check counts as failed.
-    """
-
-    name: str
-    func: Callable[[], Any]
-    critical: bool = True
-    timeout: float = 2.0
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one check run."""
-
-    name: str
-    status: Status
-    critical: bool
-    latency_ms: float
-    error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The component entry of the JSON reports."""
-        out: dict[str, Any] = {
-            "status": self.status,
-            "critical": self.critical,
-            "latency_ms": self.latency_ms,
-        }
-        if self.error is not None:
-            out["error"] = self.error
-        if self.details:
-            out["details"] = self.details
-        return out
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    """All checks' results at one moment."""
-
-    status: Status
-    components: dict[str, CheckResult]
-    checked_at: float
-
-    @property
-    def critical_failures(self) -> list[str]:
-        """Names of the failing critical checks."""
-        return [r.name for r in self.components.values() if r.critical and r.status == "unhealthy"]
 
 
 def _iso(ts: float) -> str:
@@ -150,10 +105,14 @@ class Health:
         registry: Any = None,
         metrics: bool = True,
     ) -> None:
-        from .._core.settings import section
-        from ._settings import HealthSettings
+        from .._core.settings import prefix_in_environment
 
-        env = section(HealthSettings)
+        env: Any = _EnvironmentDefaults
+        if prefix_in_environment("SUREFOOT_HEALTH_"):
+            from .._core.settings import section
+            from ._settings import HealthSettings
+
+            env = section(HealthSettings)
         cache_seconds = env.cache_seconds if cache_seconds is None else cache_seconds
         default_timeout = env.check_timeout if default_timeout is None else default_timeout
         drain_seconds = env.drain_seconds if drain_seconds is None else drain_seconds
@@ -237,6 +196,8 @@ class Health:
         timeout = self.default_timeout if timeout is None else timeout
         if timeout <= 0:
             raise ConfigurationError(f"health check {name!r} timeout must be > 0; got {timeout}")
+        from ._results import Check
+
         check = Check(name, func, critical, float(timeout))
         self._checks[name] = check
         self._cached = None
@@ -298,6 +259,8 @@ class Health:
             status = "degraded"
         else:
             status = "healthy"
+        from ._results import HealthReport
+
         return HealthReport(status, components, self.clock.time())
 
     async def _call(self, check: Check) -> Any:
@@ -347,6 +310,8 @@ class Health:
         self._note_transition(check, status, error)
         if self._metrics_on:
             self._record(check.name, status, elapsed)
+        from ._results import CheckResult
+
         return CheckResult(check.name, status, check.critical, latency_ms, error, details)
 
     @staticmethod

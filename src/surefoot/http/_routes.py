@@ -29,7 +29,7 @@ from .._compat.fastapi import effective_route as _effective_route
 __all__ = ["RouteTemplates"]
 
 _CONVERTER = re.compile(r"{([^}:]+):[^}]*}")
-_PARAM = re.compile(r"({[^}]*})")
+_PARAM = r"({[^}]*})"  # mounts with parameters only: compiled when first used (re caches it)
 
 
 def _format(path: str) -> str:
@@ -192,7 +192,7 @@ class RouteTemplates:
                 if "{" in template:
                     regex = "".join(
                         "[^/]+" if part.startswith("{") else re.escape(part)
-                        for part in _PARAM.split(template)
+                        for part in re.split(_PARAM, template)
                     )
                     patterns[template] = re.compile(regex)
                 else:

@@ -45,9 +45,10 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from .._core.extras import lazy_pattern
 from ._secrets import redact_secrets
 
 __all__ = [
@@ -64,8 +65,11 @@ __all__ = [
 _LOCAL_SPECIALS = frozenset("!#$%&'*+/=?^`{|}~.-_")
 _URL_LOCAL_SPECIALS = frozenset("%+.-_~*")
 _DOT = "[.\uff0e\u3002\uff61]"  # ASCII, fullwidth, ideographic and halfwidth ideographic full stops
-_DOMAIN = re.compile(
-    rf"(?:[^\W_](?:[\w\-]{{0,61}}[^\W_])?{_DOT})+(?:[^\W\d_]{{2,63}}|(?i:xn--)[\w\-]{{1,59}})(?![\w\-])"
+# Compiled on first use (an "@" in a logged string), like the other patterns used only there.
+_DOMAIN_MATCH: Callable[[str, int], re.Match[str] | None] = lazy_pattern(
+    globals(), "_DOMAIN_MATCH",
+    rf"(?:[^\W_](?:[\w\-]{{0,61}}[^\W_])?{_DOT})+(?:[^\W\d_]{{2,63}}|(?i:xn--)[\w\-]{{1,59}})(?![\w\-])",
+    "match",
 )
 # "@" as written, percent-encoded (a logged URL or query string), fullwidth and small.
 _AT = re.compile("@|%40|\uff20|\ufe6b")
@@ -83,7 +87,7 @@ _PHONE = (
 )
 _PHONE_RE = re.compile(_PHONE)
 _TRIGGER = re.compile("[\\d@\uff20\ufe6b]").search
-_NON_DIGIT = re.compile(r"\D").sub
+_NON_DIGIT: Callable[[str, str], str] = lazy_pattern(globals(), "_NON_DIGIT", r"\D", "sub")
 
 DEFAULT_BODY_KEYS = frozenset(
     {"body", "message_body", "sms_body", "email_body", "request_body", "response_body", "text_body"}
@@ -117,7 +121,7 @@ def _mask_emails(text: str) -> str:
     found = _AT.search(text)
     while found is not None:
         at = found.start()
-        domain = _DOMAIN.match(text, found.end())
+        domain = _DOMAIN_MATCH(text, found.end())
         if domain is None:
             found = _AT.search(text, at + 1)
             continue

@@ -32,6 +32,9 @@ import base64
 import binascii
 import functools
 import re
+from collections.abc import Callable
+
+from .._core.extras import lazy_pattern
 
 __all__ = ["redact_secrets", "REDACTED"]
 
@@ -83,12 +86,14 @@ _NAME_LIST = (
     "access_key", "access-key", "accesskey", "private_key", "private-key", "privatekey", "auth",
     "authorization", "credential", "credentials", "cookie", "signature",
 )
-_KV_REVERSED = re.compile(
+_KV_REVERSED: Callable[[str], re.Match[str] | None] = lazy_pattern(
+    globals(), "_KV_REVERSED",
     r"[=:]\s*[\"']?\\?(?:"
     + "|".join(re.escape(name[::-1]) for name in sorted(_NAME_LIST, key=len, reverse=True))
-    + r")(?![a-z0-9])"
-).search
-_GITHUB = re.compile("gh[pousr]_").search
+    + r")(?![a-z0-9])",
+    "search",
+)
+_GITHUB: Callable[[str], re.Match[str] | None] = lazy_pattern(globals(), "_GITHUB", "gh[pousr]_", "search")
 
 
 def _may_hold_secret(text: str) -> bool:
@@ -112,7 +117,7 @@ def _may_hold_secret(text: str) -> bool:
 
 
 # SQLAlchemy's StatementError message: "[SQL: ...]\n[parameters: (...)]" on its own line.
-_SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*\]")
+_SQL_PARAMETERS_SUB: Callable[[str, str], str] = lazy_pattern(globals(), "_SQL_PARAMETERS_SUB", r"\[parameters: [^\n]*\]", "sub")
 _SQL_PARAMETERS_REDACTED = "[parameters: [REDACTED]]"
 
 
@@ -157,5 +162,5 @@ def redact_secrets(text: str) -> str:
     if not _may_hold_secret(text):
         return text
     if "[parameters: " in text:
-        text = _SQL_PARAMETERS.sub(_SQL_PARAMETERS_REDACTED, text)
+        text = _SQL_PARAMETERS_SUB(_SQL_PARAMETERS_REDACTED, text)
     return _secrets_pattern().sub(_replace, text)

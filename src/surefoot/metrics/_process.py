@@ -30,14 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from .._core import catalogue as cat
-from .._core.settings import get_settings
+from .._core.settings import get_settings, prefix_in_environment
 from .._core.state import default_registry
 from ..errors import ConfigurationError
-from ._labels import metrics_settings
 
 __all__ = ["ProcessMonitor", "available_cpus", "available_memory_bytes", "resident_memory_bytes"]
 
 _CGROUP = Path("/sys/fs/cgroup")
+#: ``MetricsSettings.process_interval``'s default, used as it is when no ``SUREFOOT_METRICS_*``
+#: variable is set (the settings are then not loaded).
+_DEFAULT_INTERVAL = 5.0
 
 
 def _read(path: Path) -> str | None:
@@ -120,7 +122,11 @@ class ProcessMonitor:
 
     def __init__(self, *, registry: Any = None, interval: float | None = None) -> None:
         if interval is None:
-            interval = metrics_settings().process_interval
+            interval = _DEFAULT_INTERVAL
+            if prefix_in_environment("SUREFOOT_METRICS_"):
+                from ._labels import metrics_settings
+
+                interval = metrics_settings().process_interval
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
             raise ConfigurationError(f"ProcessMonitor interval must be > 0 seconds; got {interval!r}")
         self.interval = float(interval)

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
-_LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db\Z")
+_LIVE_FILE = r"gauge_live\w*?_(\d+)\.db\Z"  # compiled when first used (re caches it)
 
 
 def directory() -> str | None:
@@ -146,7 +146,7 @@ def collect_dead(path: str | None = None) -> list[int]:
         return []
     dead = set()
     for name in glob.glob(os.path.join(target, "gauge_live*_*.db")):
-        match = _LIVE_FILE.search(os.path.basename(name))
+        match = re.search(_LIVE_FILE, os.path.basename(name))
         if match and not _alive(int(match.group(1))):
             dead.add(int(match.group(1)))
     for pid in dead:

@@ -294,6 +294,28 @@ def test_defaults_from_environment(monkeypatch) -> None:
         Health(service="s", version="v")
 
 
+def test_without_health_variables_the_defaults_are_those_of_health_settings(monkeypatch) -> None:
+    # Without any SUREFOOT_HEALTH_* variable, Health takes its defaults without building
+    # HealthSettings: they must be the settings class's own.
+    import os
+
+    from surefoot.health import HealthSettings
+    from surefoot.health._health import _EnvironmentDefaults
+
+    for name in list(os.environ):
+        if name.upper().startswith("SUREFOOT_HEALTH_"):
+            monkeypatch.delenv(name)
+    loaded = HealthSettings()
+    assert {name: getattr(_EnvironmentDefaults, name) for name in HealthSettings.model_fields} == loaded.model_dump()
+    health = Health(service="s", version="v")
+    assert (health.drain_seconds, health.cache_seconds, health.default_timeout, health.loop_lag_threshold,
+            health.loop_lag_interval) == (loaded.drain_seconds, loaded.cache_seconds, loaded.check_timeout,
+                                          loaded.loop_lag_threshold, loaded.loop_lag_interval)
+    # a lower-case variable counts too (the settings are not case-sensitive)
+    monkeypatch.setenv("surefoot_health_drain_seconds", "3")
+    assert Health(service="s", version="v").drain_seconds == 3.0
+
+
 async def test_a_hung_sync_check_does_not_pile_up_threads(health: Health, fake_clock: FakeClock) -> None:
     import threading
 

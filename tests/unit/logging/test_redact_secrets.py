@@ -281,5 +281,5 @@ _FRAGMENTS = st.sampled_from([
 def test_the_pre_check_never_skips_a_string_the_patterns_would_change(text) -> None:
     from surefoot.logging import _secrets
 
-    full = _secrets._SQL_PARAMETERS.sub(_secrets._SQL_PARAMETERS_REDACTED, text)
+    full = _secrets._SQL_PARAMETERS_SUB(_secrets._SQL_PARAMETERS_REDACTED, text)
     assert redact_secrets(text) == _secrets._secrets_pattern().sub(_secrets._replace, full)

@@ -105,3 +105,21 @@ def test_install_runs_the_monitor_while_the_app_serves(monkeypatch: pytest.Monke
         assert "cpu_utilization_percent " in text
         assert "memory_utilization_percent " in text
         assert "process_open_file_descriptors " in text
+
+
+def test_interval_default_without_metrics_variables_is_that_of_metrics_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Without any SUREFOOT_METRICS_* variable the monitor does not load MetricsSettings: its
+    # default must be the settings class's own; with one, the settings are read and checked.
+    from surefoot.metrics import MetricsSettings
+
+    for name in list(os.environ):
+        if name.upper().startswith("SUREFOOT_METRICS_"):
+            monkeypatch.delenv(name)
+    assert ProcessMonitor().interval == MetricsSettings().process_interval
+    monkeypatch.setenv("SUREFOOT_METRICS_PROCESS_INTERVAL", "0.5")
+    assert ProcessMonitor().interval == 0.5
+    monkeypatch.setenv("SUREFOOT_METRICS_PROCESS_INTERVAL", "0")
+    with pytest.raises(ConfigurationError, match="SUREFOOT_METRICS_PROCESS_INTERVAL"):
+        ProcessMonitor()
