@@ -87,7 +87,7 @@ def test_install_with_defaults_imports_only_what_it_uses(subprocess_env, python_
         " 'surefoot.logging._file', 'surefoot.logging._kinds', 'surefoot.metrics._db',"
         " 'surefoot.metrics._cache', 'surefoot.metrics._kpi', 'surefoot.metrics._llm',"
         " 'surefoot.health._settings', 'surefoot.health._results', 'surefoot.health._checks',"
-        " 'surefoot.metrics._labels',"
+        " 'surefoot.metrics._labels', 'surefoot._core.problem',"
         " 'multiprocessing', 'glob')\n"
         "loaded = sorted(m for m in sys.modules if any(m == u or m.startswith(u + '.') for u in unused))\n"
         "third = ('opentelemetry.sdk', 'sentry_sdk')\n"

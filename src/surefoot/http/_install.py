@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Any
 
 from .._compat.starlette import let_errors_propagate, mounted_apps, wrap_outermost
-from .._core.problem import PROBLEM_CONTENT_TYPE, problem_from_exception
 from .._core.settings import Settings, get_settings
 from ..errors import ConfigurationError, HTTPError
 from ..tracing._asgi import tracing_layer
@@ -55,6 +54,8 @@ def exception_handlers(*, validation_status: int = 400) -> dict[Any, Any]:
     responses = require("starlette.responses", "fastapi")
 
     async def render(request: Any, exc: Exception) -> Any:
+        from .._core.problem import PROBLEM_CONTENT_TYPE, problem_from_exception  # on an error only
+
         request.scope[ERROR_SCOPE_KEY] = exc
         problem = problem_from_exception(
             exc, instance=request.scope.get("path"), validation_status=validation_status

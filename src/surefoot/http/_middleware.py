@@ -39,7 +39,6 @@ from .._compat.prometheus import active_pair as _active_pair
 from .._compat.prometheus import adder as _adder  # noqa: F401  (tests read it here)
 from .._compat.prometheus import observer as _observer
 from .._core import catalogue as cat
-from .._core.problem import problem_from_exception, send_problem
 from .._core.settings import Settings, get_settings
 from ..errors import ConfigurationError
 from ..logging._setup import AccessLogger
@@ -536,6 +535,8 @@ class SurefootMiddleware:
                 done = True
                 self._finish(scope, generated, method, scheme, active, status, type(exc).__name__, seconds, nbytes)
                 raise
+            from .._core.problem import problem_from_exception, send_problem  # the error path only
+
             problem = problem_from_exception(exc, instance=scope.get("path"), correlation_id=cid)
             if problem.status >= 500:
                 # HTTPError/HTTPException below 500 are answers, not failures: no stack trace.
