@@ -7,13 +7,18 @@ Where the middleware goes matters. Starlette builds its stack as::
 
 :func:`install_http` places :class:`SurefootMiddleware` directly inside
 ``ServerErrorMiddleware``, outside every user middleware, whatever order middleware is
-added in (it hooks ``build_middleware_stack``, which runs once at the first request). So:
+added in (it hooks ``build_middleware_stack``, which runs once at the first request).
+``ServerErrorMiddleware`` stays the outermost layer because instrumentations rebuild the
+stack around it (OpenTelemetry's FastAPI instrumentation skips an app without it). So:
 
 * the ids are bound before any user middleware or handler runs, and the response header,
   metrics and access log see the final status, including responses from user middleware;
-* an unhandled exception reaches surefoot before ``ServerErrorMiddleware``: surefoot
-  renders the problem document and logs the stack trace once. ``ServerErrorMiddleware``
-  (whose ``debug=True`` page would print the traceback to the client) never renders;
+* an unhandled exception reaches surefoot before ``ServerErrorMiddleware``: surefoot answers
+  it with the problem document, or with the response of the application's own
+  ``500``/``Exception`` handler when it registered one (the handler
+  ``ServerErrorMiddleware`` would have called), and logs the stack trace once.
+  ``ServerErrorMiddleware`` (whose ``debug=True`` page would print the traceback to the
+  client) never renders;
 * exceptions with a handler (:class:`~surefoot.errors.HTTPError`, ``HTTPException``,
   ``RequestValidationError``) are rendered by ``ExceptionMiddleware`` using the handlers
   registered here, inside the bound context, so the body carries the correlation id.
@@ -53,7 +58,7 @@ def exception_handlers(*, validation_status: int = 400) -> dict[Any, Any]:
     exceptions = require("starlette.exceptions", "fastapi")
     responses = require("starlette.responses", "fastapi")
 
-    async def render(request: Any, exc: Exception) -> Any:
+    async def render(request: Any, exc: Exception) -> Any:  # (marked below as surefoot's)
         from .._core.problem import PROBLEM_CONTENT_TYPE, problem_from_exception  # on an error only
 
         request.scope[ERROR_SCOPE_KEY] = exc
@@ -69,6 +74,7 @@ def exception_handlers(*, validation_status: int = 400) -> dict[Any, Any]:
             media_type=PROBLEM_CONTENT_TYPE,
         )
 
+    render._surefoot_handler = True  # type: ignore[attr-defined]
     handlers: dict[Any, Any] = {
         HTTPError: render,
         exceptions.HTTPException: render,
@@ -153,11 +159,26 @@ def install_http(
         # are known by then.
         _adopt_mounted_apps(app, validation)
         middleware.app = tracing_layer(inner, middleware.routes, app)
+        if middleware.error_handler is None:
+            middleware.error_handler = user_error_handler(app)
         return middleware
 
     wrap_outermost(app, wrap)
     setattr(app, _INSTALLED_ATTR, middleware)
     return middleware
+
+
+def user_error_handler(app: Any) -> Any:
+    """The application's own handler for ``500`` or ``Exception``, or ``None``.
+
+    Starlette gives that handler to ``ServerErrorMiddleware`` (the last one registered wins,
+    as there); surefoot's own ``Exception`` handler never shadows it.
+    """
+    found = None
+    for key, handler in getattr(app, "exception_handlers", {}).items():
+        if key in (500, Exception) and not getattr(handler, "_surefoot_handler", False):
+            found = handler
+    return found
 
 
 def _adopt_mounted_apps(app: Any, validation_status: int) -> None:

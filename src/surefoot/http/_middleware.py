@@ -10,7 +10,8 @@ Per HTTP request, in one pass and without buffering bodies:
    labelled with the route *template* the framework matched, observed when the last body
    chunk is sent (so ``BackgroundTasks`` time is excluded);
 3. one access-log line (``surefoot.access`` / ``http_request``);
-4. unhandled exceptions rendered as RFC 9457 problems when the response has not started,
+4. unhandled exceptions rendered as RFC 9457 problems when the response has not started
+   (or answered by the application's own ``500``/``Exception`` handler when it has one),
    logged once with their stack trace.
 
 Every option is decided in ``__init__``: disabling metrics swaps in a no-op meter, so the
@@ -24,6 +25,8 @@ in one place; the meter lives beside it because it is inlined there.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import random
 import threading
@@ -114,6 +117,15 @@ def _valid(raw: bytes) -> str | None:
     if 0 < len(raw) <= 128 and _ID_CHARS.issuperset(raw):
         return raw.decode("ascii")
     return None
+
+
+def _is_async(handler: Any) -> bool:
+    # A coroutine function, also behind functools.partial or as an instance's async __call__.
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    return inspect.iscoroutinefunction(handler) or (
+        callable(handler) and inspect.iscoroutinefunction(handler.__call__)
+    )
 
 
 def log_unhandled(scope: Scope, exc: BaseException) -> None:
@@ -283,6 +295,11 @@ class SurefootMiddleware:
         access_log: ``False`` disables the access log line.
         extra_buckets: histogram boundaries (seconds) added to the catalogue's, e.g. SLO
             thresholds.
+        error_handler: ``(request, exc) -> response`` (sync or async, Starlette's exception
+            handler signature) that answers unexpected errors instead of the 500 problem
+            document; ``surefoot.install`` passes the application's own ``500``/``Exception``
+            handler. Errors that map to a 4xx problem keep it. The exception is still logged
+            once and counted; if the handler fails, that is logged and the problem is sent.
 
     Raises:
         ConfigurationError: ``max_label_values`` < 1 or a bucket is not a positive number.
@@ -299,6 +316,7 @@ class SurefootMiddleware:
         max_label_values: int = 1000,
         access_log: bool = True,
         extra_buckets: Sequence[float] = (),
+        error_handler: Callable[[Any, Exception], Any] | None = None,
     ) -> None:
         if not isinstance(max_label_values, int) or max_label_values < 1:
             raise ConfigurationError(f"max_label_values must be a positive integer; got {max_label_values!r}")
@@ -342,6 +360,8 @@ class SurefootMiddleware:
         # Every line needs more than the fixed fields: take the structlog chain each time.
         self._detailed = self._log_client or self._log_user_agent
         self._errors = structlog.get_logger("surefoot.http")
+        #: answers unexpected errors instead of the problem document (see the class docs)
+        self.error_handler = error_handler
         # exact path -> (route, route.handle) answered before the application (see serve_first)
         self._first: dict[str, tuple[Any, Any]] = {}
 
@@ -542,12 +562,19 @@ class SurefootMiddleware:
                 # HTTPError/HTTPException below 500 are answers, not failures: no stack trace.
                 self._log_unhandled(scope, exc)
             scope[ERROR_SCOPE_KEY] = exc
+            answered = False
             try:
-                await send_problem(wrapped_send, problem)
+                if problem.status >= 500 and self.error_handler is not None:
+                    answered = await self._handler_answer(scope, receive, wrapped_send, exc)
+                    if not answered and status:
+                        raise  # the handler failed after starting its response: abort it
+                if not answered:
+                    await send_problem(wrapped_send, problem)
             finally:
                 if not done:
                     done = True
-                    self._finish(scope, generated, method, scheme, active, problem.status, "", _perf() - start, nbytes)
+                    self._finish(scope, generated, method, scheme, active, status if answered else problem.status,
+                                 "", _perf() - start, nbytes)
         else:
             if not done:
                 # The app returned without finishing a response: the client went away
@@ -563,6 +590,27 @@ class SurefootMiddleware:
             if t_cause is not None:
                 _cause_var.reset(t_cause)
             _cid_var.reset(t_cid)
+
+    async def _handler_answer(self, scope: Scope, receive: Any, send: Any, exc: Exception) -> bool:
+        """Send the response of :attr:`error_handler` for ``exc``; ``False`` when the handler failed."""
+        from starlette.concurrency import run_in_threadpool
+        from starlette.requests import Request
+
+        handler = self.error_handler
+        try:
+            request = Request(scope, receive)
+            if _is_async(handler):
+                response = await handler(request, exc)  # type: ignore[misc]
+            else:
+                response = await run_in_threadpool(handler, request, exc)  # type: ignore[arg-type]
+            await response(scope, receive, send)
+        except Exception as failure:
+            self._errors.error(
+                "error_handler_failed", error_code="ERROR_HANDLER_FAILED", error_message=str(failure),
+                error_type=type(failure).__name__, exc_info=failure,
+            )
+            return False
+        return True
 
     def _finish(self, scope: Scope, generated: str | None, method: str, scheme: str, active: Any, status: int,
                 error_type: str, seconds: float, nbytes: int) -> None:
