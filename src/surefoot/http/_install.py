@@ -32,7 +32,13 @@ from .._compat.starlette import let_errors_propagate, mounted_apps, wrap_outermo
 from .._core.settings import Settings, get_settings
 from ..errors import ConfigurationError, HTTPError
 from ..tracing._asgi import tracing_layer
-from ._middleware import ERROR_SCOPE_KEY, LOGGED_SCOPE_KEY, SurefootMiddleware, log_unhandled
+from ._middleware import (
+    ERROR_SCOPE_KEY,
+    LOGGED_SCOPE_KEY,
+    SurefootMiddleware,
+    app_error_handler,
+    log_unhandled,
+)
 
 __all__ = ["install_http", "install_error_handlers", "exception_handlers"]
 
@@ -160,25 +166,12 @@ def install_http(
         _adopt_mounted_apps(app, validation)
         middleware.app = tracing_layer(inner, middleware.routes, app)
         if middleware.error_handler is None:
-            middleware.error_handler = user_error_handler(app)
+            middleware.error_handler = app_error_handler(app)
         return middleware
 
     wrap_outermost(app, wrap)
     setattr(app, _INSTALLED_ATTR, middleware)
     return middleware
-
-
-def user_error_handler(app: Any) -> Any:
-    """The application's own handler for ``500`` or ``Exception``, or ``None``.
-
-    Starlette gives that handler to ``ServerErrorMiddleware`` (the last one registered wins,
-    as there); surefoot's own ``Exception`` handler never shadows it.
-    """
-    found = None
-    for key, handler in getattr(app, "exception_handlers", {}).items():
-        if key in (500, Exception) and not getattr(handler, "_surefoot_handler", False):
-            found = handler
-    return found
 
 
 def _adopt_mounted_apps(app: Any, validation_status: int) -> None:

@@ -50,7 +50,7 @@ from ..tracing._asgi import tracing_layer
 from ..tracing._exemplars import exemplar_observer
 from ._routes import RouteTemplates
 
-__all__ = ["SurefootMiddleware", "OVERFLOW", "ERROR_SCOPE_KEY", "LOGGED_SCOPE_KEY", "log_unhandled"]
+__all__ = ["SurefootMiddleware", "OVERFLOW", "ERROR_SCOPE_KEY", "LOGGED_SCOPE_KEY", "app_error_handler", "log_unhandled"]
 
 Scope = dict[str, Any]
 
@@ -117,6 +117,21 @@ def _valid(raw: bytes) -> str | None:
     if 0 < len(raw) <= 128 and _ID_CHARS.issuperset(raw):
         return raw.decode("ascii")
     return None
+
+
+def app_error_handler(app: Any) -> Any:
+    """A Starlette application's own handler for ``500`` or ``Exception``, or ``None``.
+
+    Starlette gives that handler to ``ServerErrorMiddleware`` (the last one registered wins,
+    as there); surefoot's own ``Exception`` handler never shadows it.
+    """
+    found = None
+    handlers = getattr(app, "exception_handlers", None)
+    if isinstance(handlers, dict):
+        for key, handler in handlers.items():
+            if key in (500, Exception) and not getattr(handler, "_surefoot_handler", False):
+                found = handler
+    return found
 
 
 def _is_async(handler: Any) -> bool:
@@ -298,8 +313,10 @@ class SurefootMiddleware:
         error_handler: ``(request, exc) -> response`` (sync or async, Starlette's exception
             handler signature) that answers unexpected errors instead of the 500 problem
             document; ``surefoot.install`` passes the application's own ``500``/``Exception``
-            handler. Errors that map to a 4xx problem keep it. The exception is still logged
-            once and counted; if the handler fails, that is logged and the problem is sent.
+            handler. The handler of the Starlette application that served the request (a
+            mounted application's own) comes first. Errors that map to a 4xx problem keep
+            their problem. The exception is still logged once and counted; if the handler
+            fails, that is logged and the problem is sent.
 
     Raises:
         ConfigurationError: ``max_label_values`` < 1 or a bucket is not a positive number.
@@ -564,8 +581,9 @@ class SurefootMiddleware:
             scope[ERROR_SCOPE_KEY] = exc
             answered = False
             try:
-                if problem.status >= 500 and self.error_handler is not None:
-                    answered = await self._handler_answer(scope, receive, wrapped_send, exc)
+                handler = (app_error_handler(scope.get("app")) or self.error_handler) if problem.status >= 500 else None
+                if handler is not None:
+                    answered = await self._handler_answer(handler, scope, receive, wrapped_send, exc)
                     if not answered and status:
                         raise  # the handler failed after starting its response: abort it
                 if not answered:
@@ -591,18 +609,18 @@ class SurefootMiddleware:
                 _cause_var.reset(t_cause)
             _cid_var.reset(t_cid)
 
-    async def _handler_answer(self, scope: Scope, receive: Any, send: Any, exc: Exception) -> bool:
-        """Send the response of :attr:`error_handler` for ``exc``; ``False`` when the handler failed."""
+    async def _handler_answer(self, handler: Callable[[Any, Exception], Any], scope: Scope, receive: Any,
+                              send: Any, exc: Exception) -> bool:
+        """Send the response of ``handler`` for ``exc``; ``False`` when the handler failed."""
         from starlette.concurrency import run_in_threadpool
         from starlette.requests import Request
 
-        handler = self.error_handler
         try:
             request = Request(scope, receive)
             if _is_async(handler):
-                response = await handler(request, exc)  # type: ignore[misc]
+                response = await handler(request, exc)
             else:
-                response = await run_in_threadpool(handler, request, exc)  # type: ignore[arg-type]
+                response = await run_in_threadpool(handler, request, exc)
             await response(scope, receive, send)
         except Exception as failure:
             self._errors.error(

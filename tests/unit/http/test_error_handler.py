@@ -153,3 +153,32 @@ async def test_bare_middleware_takes_a_handler(registry, logs):
     async with client(SurefootMiddleware(bare, registry=registry, error_handler=_async_handler)) as c:
         resp = await c.get("/anything")
     assert resp.status_code == 503 and resp.json() == {"mine": "bare", "path": "/anything"}
+
+
+async def test_mounted_apps_use_their_own_handler_then_the_outer_one(registry, logs):
+    def sub_app(name, handler=None):
+        sub = FastAPI()
+
+        @sub.get("/crash")
+        async def crash():
+            raise RuntimeError(f"{name} broke")
+
+        if handler is not None:
+            sub.add_exception_handler(Exception, handler)
+        return sub
+
+    async def own(request, exc):
+        return PlainTextResponse(f"own: {exc}", status_code=502)
+
+    app = FastAPI()
+    app.mount("/with", sub_app("with", own))
+    app.mount("/without", sub_app("without"))
+    app.add_exception_handler(Exception, _async_handler)
+    install_http(app, registry=registry)
+    async with client(app) as c:
+        with_own = await c.get("/with/crash")
+        without = await c.get("/without/crash")
+    assert (with_own.status_code, with_own.text) == (502, "own: with broke")
+    assert without.status_code == 503 and without.json()["mine"] == "without broke"
+    assert sum(e["event"] == "unhandled_exception" for e in logs) == 2
+    assert count(registry, http_route="/with/crash", http_response_status_code="502", error_type="RuntimeError") == 1
