@@ -32,6 +32,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import structlog
@@ -90,6 +91,12 @@ def _fast_uuid4() -> str:
 _ID_BATCH = 64
 _BATCH_CLEAR = sum(_UUID_CLEAR << (128 * i) for i in range(_ID_BATCH))
 _BATCH_SET = sum(_UUID_SET << (128 * i) for i in range(_ID_BATCH))
+# The batch's hex text cut into the 5 groups of each id (8-4-4-4-12), and the text those groups
+# make joined with "-" cut into ids (36 characters, then the "-" between two ids): two C calls
+# instead of a Python loop over the ids.
+_ID_GROUPS = itemgetter(*(slice(i + a, i + b) for i in range(0, 32 * _ID_BATCH, 32)
+                          for a, b in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))))
+_ID_CUTS = itemgetter(*(slice(37 * k, 37 * k + 36) for k in range(_ID_BATCH)))
 _ids: list[str] = []
 _ids_pop = _ids.pop
 
@@ -97,10 +104,9 @@ _ids_pop = _ids.pop
 def _more_ids() -> str:
     # (bytes.hex() is cheaper than "%032x" and pads the same way.)
     h = ((_getrandbits(128 * _ID_BATCH) & _BATCH_CLEAR) | _BATCH_SET).to_bytes(16 * _ID_BATCH, "big").hex()
-    made = [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
-            for i in range(0, len(h), 32)]
+    made = _ID_CUTS("-".join(_ID_GROUPS(h)))
     _ids.extend(made[1:])
-    return made[0]
+    return made[0]  # type: ignore[no-any-return]
 
 
 def _drop_ids() -> None:

@@ -191,3 +191,30 @@ def test_generated_ids_are_unique_across_batches_and_forks():
     os.close(write)
     assert uuid.UUID(child).version == 4
     assert child != _fast_uuid4()  # the child made its own ids, not the parent's next one
+
+
+def test_a_batch_of_ids_is_the_random_bits_in_uuid4_form():
+    # Each id is the next 128 bits of one random draw with the version and variant set, in
+    # order: the batch is cut exactly, with no id shifted, merged or dropped.
+    import random
+
+    from surefoot.http import _middleware as mw
+
+    state = random.getstate()
+    try:
+        mw._drop_ids()
+        random.seed(20261205)
+        made = [_fast_uuid4() for _ in range(mw._ID_BATCH)]
+        random.seed(20261205)
+        bits = random.getrandbits(128 * mw._ID_BATCH)
+    finally:
+        random.setstate(state)
+        mw._drop_ids()
+    mask = (1 << 128) - 1
+    expected = []
+    for i in range(mw._ID_BATCH):
+        value = (bits >> (128 * (mw._ID_BATCH - 1 - i))) & mask
+        value = (value & ~((0xF << 76) | (0x3 << 62))) | (0x4 << 76) | (0x2 << 62)
+        expected.append(str(uuid.UUID(int=value)))
+    # The first id is handed out at once; the rest are popped from the end of the batch.
+    assert made == [expected[0], *expected[:0:-1]]
