@@ -18,7 +18,7 @@ import functools
 import inspect
 import types
 from collections.abc import Callable
-from typing import Any, Final, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, Protocol, TypeVar
 
 from ..errors import ConfigurationError
 
@@ -35,6 +35,8 @@ __all__ = [
     "describe",
     "around_generator",
     "around_async_generator",
+    "AsyncGeneratorHooks",
+    "guard_async_generator",
     "is_sync_function",
     "refuse_call",
     "wrap_callable",
@@ -161,40 +163,107 @@ def around_generator(fn: Callable[..., Any], enter: Callable[[], Any], exit_: Ca
     return wrapper
 
 
-def around_async_generator(
-    fn: Callable[..., Any], enter: Callable[[], Any], exit_: Callable[[], Any]
+class AsyncGeneratorHooks(Protocol):
+    """What :func:`guard_async_generator` calls around one iteration (a new object per call)."""
+
+    async def start(self) -> None:
+        """Before the first item (iteration started); raising stops it before ``fn`` runs."""
+
+    async def success(self) -> None:
+        """The generator was exhausted (or returned)."""
+
+    async def error(self, exc: BaseException) -> None:
+        """The generator raised ``exc`` (also a thrown-in exception it did not handle)."""
+
+    async def closed(self) -> None:
+        """Closed early by its consumer (``aclose()``, ``break`` or garbage collection)."""
+
+
+def guard_async_generator(
+    fn: Callable[..., Any], hooks: Callable[[], AsyncGeneratorHooks]
 ) -> Callable[..., Any]:
-    """The async twin of :func:`around_generator` (``enter`` is awaited; ``asend``/``athrow`` pass through)."""
+    """An async generator function running ``fn``'s whole iteration inside ``hooks()``'s calls.
+
+    Python has no ``yield from`` for async generators: this is the one place that drives one by
+    hand, passing ``asend`` and ``athrow`` through to ``fn``'s generator and closing it when the
+    consumer closes the wrapper. Exactly one of ``success``, ``error`` and ``closed`` follows a
+    ``start`` that returned.
+    """
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        await enter()
+        guard = hooks()
+        await guard.start()
+        ended = False  # an outcome hook was called: nothing below may call another
         try:
             agen = fn(*args, **kwargs)
             try:
                 value = await agen.__anext__()
             except StopAsyncIteration:
+                ended = True
+                await guard.success()
                 return
             while True:
                 try:
                     sent = yield value
                 except GeneratorExit:
-                    await agen.aclose()
+                    ended = True
+                    try:
+                        await agen.aclose()
+                    except BaseException as exc:  # it failed while closing: that is its outcome
+                        await guard.error(exc)
+                        raise
+                    await guard.closed()
                     raise
                 except BaseException as thrown:
                     try:
                         value = await agen.athrow(thrown)
                     except StopAsyncIteration:
+                        ended = True
+                        await guard.success()
                         return
                 else:
                     try:
                         value = await agen.asend(sent)
                     except StopAsyncIteration:
+                        ended = True
+                        await guard.success()
                         return
-        finally:
-            exit_()
+        except BaseException as exc:
+            if not ended:
+                await guard.error(exc)
+            raise
 
     return wrapper
+
+
+class _EnterExit:
+    """Hooks for :func:`around_async_generator`: ``enter`` awaited first, ``exit_`` at any end."""
+
+    __slots__ = ("_enter", "_exit")
+
+    def __init__(self, enter: Callable[[], Any], exit_: Callable[[], Any]) -> None:
+        self._enter = enter
+        self._exit = exit_
+
+    async def start(self) -> None:
+        await self._enter()
+
+    async def success(self) -> None:
+        self._exit()
+
+    async def error(self, exc: BaseException) -> None:
+        self._exit()
+
+    async def closed(self) -> None:
+        self._exit()
+
+
+def around_async_generator(
+    fn: Callable[..., Any], enter: Callable[[], Any], exit_: Callable[[], Any]
+) -> Callable[..., Any]:
+    """The async twin of :func:`around_generator` (``enter`` is awaited; ``asend``/``athrow`` pass through)."""
+    return guard_async_generator(fn, lambda: _EnterExit(enter, exit_))
 
 
 _NOT_SYNC = inspect.CO_COROUTINE | inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE

@@ -47,7 +47,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .._core.callables import DEFERRED_TYPES, refuse_deferred, wrap_callable
+from .._core.callables import DEFERRED_TYPES, guard_async_generator, refuse_deferred, wrap_callable
 from ._breaker_core import BreakerCore
 from ._breaker_rules import (  # noqa: F401 - re-exported: the breaker's vocabulary lives here too
     _STATE_ENUM,
@@ -77,6 +77,30 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFERRED = DEFERRED_TYPES
+
+
+class _AsyncGenOutcome:
+    """One guarded iteration of an async generator: a permit from start to its outcome."""
+
+    __slots__ = ("breaker", "t0")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+        self.t0 = 0.0
+
+    async def start(self) -> None:
+        await self.breaker.aacquire()
+        self.t0 = self.breaker._mono()
+
+    async def success(self) -> None:
+        await self.breaker.aon_success(self.breaker._mono() - self.t0)
+
+    async def error(self, exc: BaseException) -> None:
+        await self.breaker.aon_error(self.breaker._mono() - self.t0, exc)
+
+    async def closed(self) -> None:
+        # Closed early by its consumer: neither a success nor a failure of the dependency.
+        await self.breaker.arelease()
 
 
 class CircuitBreaker(BreakerCore):
@@ -399,46 +423,7 @@ class CircuitBreaker(BreakerCore):
         return wrapper
 
     def _wrap_asyncgen(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        breaker = self
-
-        @functools.wraps(fn)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            await breaker.aacquire()
-            mono = breaker._mono
-            t0 = mono()
-            agen = fn(*args, **kwargs)
-            try:
-                try:
-                    value = await agen.__anext__()
-                except StopAsyncIteration:
-                    await breaker.aon_success(mono() - t0)
-                    return
-                while True:
-                    try:
-                        sent = yield value
-                    except GeneratorExit:
-                        await agen.aclose()
-                        await breaker.arelease()
-                        raise
-                    except BaseException as thrown:
-                        try:
-                            value = await agen.athrow(thrown)
-                        except StopAsyncIteration:
-                            await breaker.aon_success(mono() - t0)
-                            return
-                    else:
-                        try:
-                            value = await agen.asend(sent)
-                        except StopAsyncIteration:
-                            await breaker.aon_success(mono() - t0)
-                            return
-            except GeneratorExit:
-                raise
-            except BaseException as exc:
-                await breaker.aon_error(mono() - t0, exc)
-                raise
-
-        return wrapper
+        return guard_async_generator(fn, lambda: _AsyncGenOutcome(self))
 
     # ------------------------------------------------------------------ context managers
     def __enter__(self) -> CircuitBreaker:
