@@ -108,20 +108,25 @@ def test_another_process_sees_a_flip_within_the_refresh_interval(db_url: str, su
         from surefoot import flags
         flag = flags.Flag({name!r})
         flags.configure({db_url!r}, refresh_interval=0.1)
-        print("ready", flag.enabled, flush=True)
+        print("ready", flag.enabled, file=sys.stderr, flush=True)
         deadline = time.monotonic() + 20
         while not flag.enabled and time.monotonic() < deadline:
             time.sleep(0.02)
-        print("seen", flag.enabled, flush=True)
+        print("seen", flag.enabled, file=sys.stderr, flush=True)
     """))
-    child = subprocess.Popen([sys.executable, str(script)], env=subprocess_env, stdout=subprocess.PIPE, text=True)
+    # The markers go to stderr: the child's log lines (standard output) are written by the flag
+    # refresher's thread, and two threads printing to one text stream can merge lines.
+    child = subprocess.Popen([sys.executable, str(script)], env=subprocess_env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    skipped: list[str] = []
 
     def next_marker() -> str:
-        assert child.stdout is not None
-        for line in child.stdout:  # log lines of the child are skipped
+        assert child.stderr is not None
+        for line in child.stderr:
             if line.startswith(("ready", "seen")):
                 return line.strip()
-        return "<eof>"
+            skipped.append(line)  # a traceback, if the child failed
+        return "<eof>: " + "".join(skipped)[-2000:]
 
     try:
         assert next_marker() == "ready False"
