@@ -25,8 +25,6 @@ in one place; the meter lives beside it because it is inlined there.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
 import random
 import threading
@@ -43,6 +41,7 @@ from .._compat.prometheus import active_pair as _active_pair
 from .._compat.prometheus import adder as _adder  # noqa: F401  (tests read it here)
 from .._compat.prometheus import observer as _observer
 from .._core import catalogue as cat
+from .._core.callables import COROUTINE, callable_kind
 from .._core.settings import Settings, get_settings
 from ..errors import ConfigurationError
 from ..logging._setup import AccessLogger
@@ -138,15 +137,6 @@ def app_error_handler(app: Any) -> Any:
             if key in (500, Exception) and not getattr(handler, "_surefoot_handler", False):
                 found = handler
     return found
-
-
-def _is_async(handler: Any) -> bool:
-    # A coroutine function, also behind functools.partial or as an instance's async __call__.
-    while isinstance(handler, functools.partial):
-        handler = handler.func
-    return inspect.iscoroutinefunction(handler) or (
-        callable(handler) and inspect.iscoroutinefunction(handler.__call__)
-    )
 
 
 def log_unhandled(scope: Scope, exc: BaseException) -> None:
@@ -623,7 +613,7 @@ class SurefootMiddleware:
 
         try:
             request = Request(scope, receive)
-            if _is_async(handler):
+            if callable_kind(handler) == COROUTINE:
                 response = await handler(request, exc)
             else:
                 response = await run_in_threadpool(handler, request, exc)
