@@ -289,8 +289,9 @@ class _Exchange:
     """One HTTP request's state while the application answers it.
 
     One object with slots instead of a dozen closure cells and two closures per request
-    (measured: 2.7 K fewer instructions per request). :meth:`send` and :meth:`receive` are what
-    the application gets in place of the server's.
+    (about 4 K fewer instructions per request, see docs/benchmarks.md). :meth:`send` and
+    :meth:`receive` are what the application gets in place of the server's; :meth:`finish`
+    records the response exactly once.
     """
 
     __slots__ = ("mw", "scope", "raw_receive", "raw_send", "generated", "method", "scheme", "active", "echo",
@@ -311,6 +312,12 @@ class _Exchange:
     done: bool
     disconnected: bool
 
+    def finish(self, status: int, error_type: str = "", seconds: float | None = None) -> None:
+        """Record the response (metrics, access line) unless it was already; ``seconds`` since start."""
+        if not self.done:
+            self.done = True
+            self.mw._finish(self, status, error_type, _perf() - self.start if seconds is None else seconds)
+
     async def receive(self) -> Any:
         message = await self.raw_receive()
         if message["type"] == "http.disconnect":
@@ -323,9 +330,7 @@ class _Exchange:
             self.nbytes += len(message.get("body", b""))
             if not message.get("more_body", False):
                 await self.raw_send(message)
-                if not self.done:
-                    self.done = True
-                    self.mw._finish(self, self.status, "", _perf() - self.start)
+                self.finish(self.status)
                 return
         elif kind == "http.response.start":
             # A response begun after the client hung up reaches nobody: 499, as nginx says.
@@ -336,9 +341,7 @@ class _Exchange:
         elif kind == "http.response.pathsend":
             # The server sends the file and completes the response (ASGI extension).
             await self.raw_send(message)
-            if not self.done:
-                self.done = True
-                self.mw._finish(self, self.status, "", _perf() - self.start)
+            self.finish(self.status)
             return
         await self.raw_send(message)
 
@@ -562,7 +565,7 @@ class SurefootMiddleware:
         x.nbytes = 0
         x.done = False
         x.disconnected = False
-        x.start = start = _perf()
+        x.start = _perf()
         wrapped_send = x.send
 
         app = self.app
@@ -586,24 +589,21 @@ class SurefootMiddleware:
                     self._log_unhandled(scope, exc)
                     return
                 raise
-            seconds = _perf() - start
+            seconds = _perf() - x.start
             if not isinstance(exc, Exception):
                 # Cancelled (client gone, server shutting down): nothing can be sent.
-                x.done = True
-                self._finish(x, 499, type(exc).__name__, seconds)
+                x.finish(499, type(exc).__name__, seconds)
                 raise
             if x.disconnected or type(exc).__name__ == "ClientDisconnect":
                 # The client left and the app noticed by failing: there is nobody to answer
                 # and nothing went wrong on our side.
-                x.done = True
-                self._finish(x, 499, "", seconds)
+                x.finish(499, "", seconds)
                 return
             if x.status:
                 # Headers are out: sending anything now would corrupt the response. The
                 # server must abort the connection, so the exception goes on.
                 self._log_unhandled(scope, exc)
-                x.done = True
-                self._finish(x, x.status, type(exc).__name__, seconds)
+                x.finish(x.status, type(exc).__name__, seconds)
                 raise
             from .._core.problem import problem_from_exception, send_problem  # the error path only
 
@@ -622,19 +622,15 @@ class SurefootMiddleware:
                 if not answered:
                     await send_problem(wrapped_send, problem)
             finally:
-                if not x.done:
-                    x.done = True
-                    self._finish(x, x.status if answered else problem.status, "", _perf() - start)
+                x.finish(x.status if answered else problem.status)
         else:
             if not x.done:
                 # The app returned without finishing a response: the client went away
                 # (499) or the app is broken (500 on the server side).
-                x.done = True
-                disconnected = x.disconnected
-                self._finish(
-                    x, 499 if disconnected else (x.status or 500),
-                    "" if disconnected else "IncompleteResponse", _perf() - start,
-                )
+                if x.disconnected:
+                    x.finish(499)
+                else:
+                    x.finish(x.status or 500, "IncompleteResponse")
         finally:
             if t_tenant is not None:
                 _tenant_var.reset(t_tenant)
