@@ -460,3 +460,80 @@ def test_shared_max_wait_guard(make):
     with pytest.raises(CircuitOpenError) as info:
         b.acquire()
     assert info.value.state == "open" and info.value.retry_after == pytest.approx(5)
+
+
+@pytest.mark.parametrize(("failures", "state"), [(7, "open"), (6, "closed")])
+def test_a_shared_failure_rate_trips_when_it_reaches_the_threshold(make, failures, state):
+    clock = FakeClock()
+    a, b = (make(failure_rate_threshold=0.07, window="time", window_size=60, minimum_calls=100, clock=clock)
+            for _ in range(2))
+    for _ in range(100 - failures):
+        a.call(lambda: "ok")
+    for _ in range(failures):  # 7 failures in 100 calls are 7 %: the threshold is reached
+        with pytest.raises(ConnectionError):
+            b.call(lambda: (_ for _ in ()).throw(ConnectionError()))
+    assert a.get_stats()["state"] == state
+
+
+@pytest.mark.parametrize(("failures", "state"), [(7, "open"), (6, "closed")])
+def test_shared_half_open_trials_reopen_when_their_rate_reaches_the_threshold(make, failures, state):
+    clock = FakeClock()
+    a, b = (make(failure_threshold=1, open_duration=5, half_open_permits=100, half_open_failure_rate=0.07,
+                 clock=clock) for _ in range(2))
+    with pytest.raises(ConnectionError):
+        a.call(lambda: (_ for _ in ()).throw(ConnectionError()))
+    clock.advance(5)
+    for _ in range(100 - failures):
+        b.call(lambda: "ok")
+    for _ in range(failures):
+        with pytest.raises(ConnectionError):
+            a.call(lambda: (_ for _ in ()).throw(ConnectionError()))
+    assert b.get_stats()["state"] == state
+
+
+async def test_an_http_policy_counts_5xx_answers_in_the_shared_breaker(make):
+    httpx = pytest.importorskip("httpx")
+    from surefoot.resilience import aprovider_client, http_policy
+
+    clock = FakeClock()
+    breaker, other = make(failure_threshold=2, open_duration=30, clock=clock), make(clock=clock)
+    sent = []
+
+    def answer(request):
+        sent.append(request)
+        return httpx.Response(503)
+
+    policy = http_policy("redis-http", max_attempts=1, breaker=breaker)
+    async with aprovider_client("redis-http", base_url="http://provider", policy=policy,
+                                transport=httpx.MockTransport(answer), registry=CollectorRegistry()) as client:
+        for _ in range(2):
+            assert (await client.get("/status")).status_code == 503
+        with pytest.raises(CircuitOpenError):
+            await client.get("/status")
+    assert len(sent) == 2
+    with pytest.raises(CircuitOpenError):
+        other.acquire()  # the 503 answers opened the breaker for every process
+    await breaker.aclose()
+
+
+async def test_a_refused_call_form_is_never_counted_by_the_shared_breaker(make):
+    from surefoot.resilience import Policy, UnsupportedCallableError
+
+    clock = FakeClock()
+    a = make(failure_threshold=1, open_duration=5, half_open_permits=1, clock=clock)
+    with pytest.raises(ConnectionError):
+        a.call(lambda: (_ for _ in ()).throw(ConnectionError()))
+    clock.advance(5)
+
+    async def send() -> str:
+        return "sent"
+
+    with pytest.raises(UnsupportedCallableError, match="acall"):
+        a.call(send)  # the one trial permit is given back
+    with pytest.raises(UnsupportedCallableError, match="acall"):
+        Policy(name="shared", breaker=a).call(lambda: send())
+    await a.aacquire()
+    await a.aon_error(0.0, UnsupportedCallableError("a misused call form"))  # given back too
+    assert await Policy(name="shared", breaker=a).acall(send) == "sent"  # the trial passes
+    assert a.get_stats()["state"] == "closed"
+    await a.aclose()

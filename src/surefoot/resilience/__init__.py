@@ -39,7 +39,14 @@ from ._retry_seed import (
     retry_on_failure,
     retry_with_backoff,
 )
-from ._timeout import CallTimeoutError, Timeout, get_timeout, set_timeout, validate_timeout
+from ._timeout import (
+    DEFAULT_TIMEOUTS,
+    CallTimeoutError,
+    Timeout,
+    get_timeout,
+    set_timeout,
+    validate_timeout,
+)
 
 __all__ = [
     "Hooks",
@@ -76,6 +83,7 @@ __all__ = [
     # timeout
     "Timeout",
     "CallTimeoutError",
+    "DEFAULT_TIMEOUTS",
     "get_timeout",
     "set_timeout",
     "validate_timeout",
@@ -88,6 +96,10 @@ __all__ = [
     "RedisRateLimiter",
     "rate_limit_dependency",
     "RateLimitMiddleware",
+    "client_ip",
+    "forwarded_ip",
+    "header_key",
+    "tenant_key",
     "Chaos",
     "ChaosError",
     "ChaosSettings",
@@ -106,6 +118,10 @@ _LAZY = {
     "RedisRateLimiter": ("._ratelimit_redis", "RedisRateLimiter"),
     "rate_limit_dependency": ("._asgi", "rate_limit_dependency"),
     "RateLimitMiddleware": ("._asgi", "RateLimitMiddleware"),
+    "client_ip": ("._asgi", "client_ip"),
+    "forwarded_ip": ("._asgi", "forwarded_ip"),
+    "header_key": ("._asgi", "header_key"),
+    "tenant_key": ("._asgi", "tenant_key"),
     "ResilientTransport": ("._http", "ResilientTransport"),
     "AsyncResilientTransport": ("._http", "AsyncResilientTransport"),
     "provider_client": ("._http", "provider_client"),

@@ -23,7 +23,8 @@ from typing import Any
 from .. import context as _context
 from .._core.extras import require
 from .._core.problem import problem_from_exception, send_problem
-from ._ratelimit import RateLimitDecision, RateLimitExceededError
+from ..errors import ConfigurationError
+from ._ratelimit import RateLimitDecision, RateLimitExceededError, _bad_cost
 
 __all__ = [
     "rate_limit_dependency",
@@ -49,8 +50,11 @@ def forwarded_ip(trusted_hops: int = 1) -> Callable[[Any], str]:
     The address ``trusted_hops`` entries from the right is used (entries further left can be
     forged by the client). Without the header the peer address is used.
     """
-    if trusted_hops < 1:
-        raise ValueError(f"trusted_hops must be >= 1; got {trusted_hops}")
+    if isinstance(trusted_hops, bool) or not isinstance(trusted_hops, int) or trusted_hops < 1:
+        raise ConfigurationError(
+            f"forwarded_ip(trusted_hops) counts the proxies in front of the service: an int >= 1; "
+            f"got {trusted_hops!r}"
+        )
 
     def key(request: Any) -> str:
         raw = request.headers.get("x-forwarded-for")
@@ -105,6 +109,11 @@ def _headers(limiter: Any, decision: RateLimitDecision) -> dict[str, str]:
     }
 
 
+def _check_cost(cost: Any) -> None:
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not cost > 0:
+        raise _bad_cost(cost)
+
+
 async def _key_of(key: KeyFunc, request: Any) -> str:
     value = key(request)
     if inspect.isawaitable(value):
@@ -128,6 +137,7 @@ def rate_limit_dependency(limiter: Any, *, key: KeyFunc = client_ip, cost: float
     Raises (from the dependency):
         RateLimitExceededError: 429 with ``Retry-After`` and ``RateLimit-*`` headers.
     """
+    _check_cost(cost)
     starlette_requests = require("starlette.requests", "fastapi")
     starlette_responses = require("starlette.responses", "fastapi")
 
@@ -173,6 +183,7 @@ class RateLimitMiddleware:
         cost: float = 1.0,
         exclude_paths: tuple[str, ...] = ("/livez", "/readyz", "/health", "/metrics"),
     ) -> None:
+        _check_cost(cost)
         self.app = app
         self.limiter = limiter
         self.key = key

@@ -35,7 +35,7 @@ from ._breaker_rules import (
     _types,
     retry_after_of,
 )
-from ._events import Hooks
+from ._events import Hooks, checked_hooks
 from ._window import FAILURE, SLOW, CountWindow, LatencyBaseline, TimeWindow
 
 __all__ = ["BreakerCore"]
@@ -109,13 +109,15 @@ class BreakerCore:
         self.name = name if name is not None else f"breaker-{id(self):x}"
         self.clock = clock if clock is not None else SYSTEM_CLOCK
         self._mono = self.clock.monotonic
-        self.hooks = hooks if hooks is not None else Hooks()
+        self.hooks = checked_hooks(hooks, "CircuitBreaker")
         self.rng = rng if rng is not None else random.Random()
         self._log = logger if logger is not None else _log
         self._lock = threading.Lock()
 
         # --- trip rules
-        if failure_rate_threshold is not None and not 0.0 < failure_rate_threshold <= 1.0:
+        if failure_rate_threshold is not None and (
+            not isinstance(failure_rate_threshold, (int, float)) or not 0.0 < failure_rate_threshold <= 1.0
+        ):
             raise ConfigurationError(
                 f"failure_rate_threshold is a fraction in (0, 1] (0.02 = 2 %), got {failure_rate_threshold!r}"
             )
@@ -154,6 +156,11 @@ class BreakerCore:
             mc = minimum_calls if minimum_calls is not None else (size if window == "count" else 20)
             if not isinstance(mc, int) or mc < 1:
                 raise ConfigurationError(f"minimum_calls must be an int >= 1, got {minimum_calls!r}")
+            if window == "count" and mc > size:
+                raise ConfigurationError(
+                    f"minimum_calls={mc} is more than a count window of window_size={size} calls can "
+                    f"hold, so the rate would never be judged; lower minimum_calls or raise window_size"
+                )
             self._min_calls = mc
         else:
             self._window = None
@@ -176,7 +183,7 @@ class BreakerCore:
         od = open_duration if open_duration is not None else recovery_timeout
         if od is None:
             od = 30.0
-        if not callable(od) and (not isinstance(od, (int, float)) or od < 0):
+        if not callable(od) and (not isinstance(od, (int, float)) or isinstance(od, bool) or not 0 <= od < math.inf):
             raise ConfigurationError(f"open_duration must be seconds >= 0 or a function, got {od!r}")
         self._open_duration = od
         if max_open_duration is not None and max_open_duration <= 0:
@@ -231,6 +238,11 @@ class BreakerCore:
             failure_exceptions = expected_exception
         self._failure_types = _types(failure_exceptions, "failure_exceptions")
         self._ignore_types = _types(ignore_exceptions, "ignore_exceptions")
+        for option, value in (("failure_predicate", failure_predicate), ("result_failure", result_failure)):
+            if value is not None and not callable(value):
+                raise ConfigurationError(f"{option} must be a function (or None), got {value!r}")
+        if isinstance(max_retry_after, bool) or not isinstance(max_retry_after, (int, float)) or not max_retry_after >= 0:
+            raise ConfigurationError(f"max_retry_after must be seconds >= 0, got {max_retry_after!r}")
         self._failure_predicate = failure_predicate
         self._result_failure = result_failure
         self._honor_ra = bool(honor_retry_after)
@@ -542,6 +554,16 @@ class BreakerCore:
                 return
         self.on_success(duration)
 
+    def _failed_result(self, duration: float, result: object) -> None:
+        """Record a returned value as a failed call, whatever ``result_failure`` says (the
+        HTTP client's 429/5xx answers); a 429/503 ``Retry-After`` still opens the breaker."""
+        ra = retry_after_of(result, self.clock.time()) if self._honor_ra else None
+        self._outcome(FAILURE, duration, ra, result)
+
+    async def _afailed_result(self, duration: float, result: object) -> None:
+        """Async twin of :meth:`_failed_result`."""
+        self._failed_result(duration, result)
+
     def _neither(self, duration: float, exc: BaseException, kind: str) -> None:
         if self._state == HALF_OPEN:
             with self._lock:
@@ -623,11 +645,14 @@ class BreakerCore:
             self._transition(OPEN, now, reason, pending)
 
     def _window_reason(self, w: CountWindow | TimeWindow) -> str | None:
+        # Rates are compared as rates (``failures / calls``): ``fr * calls`` carries a rounding
+        # error (0.07 * 100 is 7.000000000000001), which would let a rate that reaches the
+        # threshold exactly (7 failures in 100 calls) pass for one below it.
         calls = w.calls
         fr, sr = self._fr, self._sr
-        if fr is not None and w.failures and w.failures >= fr * calls:
+        if fr is not None and w.failures and w.failures / calls >= fr:
             return "failure_rate"
-        if sr is not None and w.slow and w.slow >= sr * calls:
+        if sr is not None and w.slow and w.slow / calls >= sr:
             return "slow_call_rate"
         return None
 
@@ -650,7 +675,7 @@ class BreakerCore:
         if self._traffic is not None:
             done = self._ho_done
             if done >= self._ho_min:
-                if self._ho_failures and self._ho_failures >= fr * done:
+                if self._ho_failures and self._ho_failures / done >= fr:
                     self._trip_details("half_open_failure_rate")
                     self._transition(OPEN, now, "half_open_failure_rate", pending)
                 elif now - self._ho_since >= self._ho_window:
@@ -658,10 +683,10 @@ class BreakerCore:
             return
         n = self._permits
         # The rate over the N trials can only grow from here: decide as soon as it is certain.
-        if self._ho_failures and self._ho_failures >= fr * n:
+        if self._ho_failures and self._ho_failures / n >= fr:
             self._trip_details("half_open_failure")
             self._transition(OPEN, now, "half_open_failure", pending)
-        elif self._sr is not None and self._ho_slow and self._ho_slow >= self._sr * n:
+        elif self._sr is not None and self._ho_slow and self._ho_slow / n >= self._sr:
             self._trip_details("half_open_slow_calls")
             self._transition(OPEN, now, "half_open_slow_calls", pending)
         elif self._ho_done >= n:

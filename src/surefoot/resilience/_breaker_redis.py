@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .._core.callables import UnsupportedCallableError
 from .._core.extras import require
 from ..errors import ConfigurationError
 from ._breaker import CircuitBreaker
@@ -118,7 +119,7 @@ end
 local f = redis.call('HMGET', H, 'hs', 'hi', 'hd', 'hf')
 local hs, hi, hd, hf = num(f[1], now), num(f[2], 0), num(f[3], 0), num(f[4], 0)
 if cfg.traffic > 0 then
-  if hd >= cfg.homin and now - hs >= cfg.how and not (hf > 0 and hf >= cfg.hofr * hd) then
+  if hd >= cfg.homin and now - hs >= cfg.how and not (hf > 0 and hf / hd >= cfg.hofr) then
     to_closed(2, 'half_open_trial_passed')
     return flat({1, '0', 0})
   end
@@ -200,9 +201,9 @@ elseif st == 0 then
     redis.call('HSET', W, 'hd', head, 'c', calls, 'f', fails, 's', slows)
     redis.call('EXPIRE', W, cfg.ttl)
     if not reason and calls >= cfg.min then
-      if cfg.fr > 0 and fails > 0 and fails >= cfg.fr * calls then
+      if cfg.fr > 0 and fails > 0 and fails / calls >= cfg.fr then
         reason = 'failure_rate'
-      elseif cfg.sr > 0 and slows > 0 and slows >= cfg.sr * calls then
+      elseif cfg.sr > 0 and slows > 0 and slows / calls >= cfg.sr then
         reason = 'slow_call_rate'
       end
     end
@@ -219,7 +220,7 @@ elseif st == 2 then
     calls, fails, slows = hd, hf, hw
     if cfg.traffic > 0 then
       if hd >= cfg.homin then
-        if hf > 0 and hf >= cfg.hofr * hd then
+        if hf > 0 and hf / hd >= cfg.hofr then
           to_open(2, 'half_open_failure_rate', nil)
         elseif now - hs >= cfg.how then
           to_closed(2, 'half_open_trial_passed')
@@ -227,9 +228,9 @@ elseif st == 2 then
       end
     else
       local n = cfg.permits
-      if hf > 0 and hf >= cfg.hofr * n then
+      if hf > 0 and hf / n >= cfg.hofr then
         to_open(2, 'half_open_failure', nil)
-      elseif cfg.sr > 0 and hw > 0 and hw >= cfg.sr * n then
+      elseif cfg.sr > 0 and hw > 0 and hw / n >= cfg.sr then
         to_open(2, 'half_open_slow_calls', nil)
       elseif hd >= n then
         to_closed(2, 'half_open_trial_passed')
@@ -590,11 +591,19 @@ class RedisCircuitBreaker(CircuitBreaker):
                 return
         await self._aoutcome(0, duration, None, None)
 
+    async def _afailed_result(self, duration: float, result: object) -> None:
+        """Async twin of :meth:`CircuitBreaker._failed_result` (redis.asyncio)."""
+        from ._breaker import retry_after_of
+
+        ra = retry_after_of(result, self.clock.time()) if self._honor_ra else None
+        await self._aoutcome(FAILURE, duration, ra, result)
+
     def _classify(self, exc: BaseException) -> tuple[int, float | None, str | None]:
         """(bits, retry_after, neither-kind) for an exception, as :meth:`on_error` decides."""
         from ._breaker import retry_after_of
 
-        if not isinstance(exc, Exception):
+        if not isinstance(exc, Exception) or type(exc) is UnsupportedCallableError:
+            # (a misused call form is a bug in the caller, not an outcome of the dependency)
             return 0, None, "released"
         if self._ignore_types and isinstance(exc, self._ignore_types):
             self._c_ignored.inc()

@@ -35,7 +35,7 @@ from .._core.callables import (
 )
 from ..errors import ConfigurationError, ServiceUnavailableError
 from ._decisions import DecisionCounter
-from ._events import Hooks
+from ._events import Hooks, checked_hooks
 
 __all__ = ["Bulkhead", "BulkheadFullError"]
 
@@ -98,12 +98,12 @@ class Bulkhead:
     ) -> None:
         if not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool) or max_concurrent < 1:
             raise ConfigurationError(f"Bulkhead max_concurrent must be an int >= 1; got {max_concurrent!r}")
-        if not max_wait >= 0:
-            raise ConfigurationError(f"Bulkhead max_wait must be >= 0 seconds; got {max_wait!r}")
+        if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or not 0 <= max_wait < float("inf"):
+            raise ConfigurationError(f"Bulkhead max_wait must be a finite number of seconds >= 0; got {max_wait!r}")
         self.max_concurrent = max_concurrent
         self.max_wait = float(max_wait)
         self.name = name
-        self.hooks = Hooks() if hooks is None else hooks
+        self.hooks = checked_hooks(hooks, "Bulkhead")
         self._registry = registry
         self._counter = DecisionCounter("bulkhead", name, registry)
         self._pool: deque[None] = deque([None] * max_concurrent)

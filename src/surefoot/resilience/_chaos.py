@@ -24,6 +24,7 @@ The presets reproduce the provider failures of the resilience test plan:
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -37,7 +38,7 @@ from .._core.settings import load_settings, section
 from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
 from ._decisions import DecisionCounter
-from ._events import Hooks
+from ._events import Hooks, checked_hooks
 
 __all__ = ["Chaos", "ChaosError", "ChaosSettings"]
 
@@ -72,7 +73,7 @@ class ChaosError(ExternalServiceError):
 
 
 def _rate(value: float, what: str) -> float:
-    if not 0.0 <= value <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ConfigurationError(f"Chaos {what} must be a probability in [0, 1]; got {value!r}")
     return float(value)
 
@@ -126,9 +127,22 @@ class Chaos:
             raise ConfigurationError("Chaos result_rate > 0 needs result= (a factory of the injected result)")
         if isinstance(latency, (int, float)):
             latency = (float(latency), float(latency))
-        low, high = latency
-        if not 0 <= low <= high:
+        if not (
+            isinstance(latency, tuple) and len(latency) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in latency)
+            and 0 <= latency[0] <= latency[1] < math.inf
+        ):
             raise ConfigurationError(f"Chaos latency must be seconds >= 0 or a (min, max) range; got {latency!r}")
+        low, high = latency
+        if not (
+            fault is None or isinstance(fault, BaseException)
+            or (isinstance(fault, type) and issubclass(fault, BaseException)) or callable(fault)
+        ):
+            raise ConfigurationError(
+                f"Chaos fault must be an exception, an exception class or a function returning one; got {fault!r}"
+            )
+        if result is not None and not callable(result):
+            raise ConfigurationError(f"Chaos result must be a function returning the injected result; got {result!r}")
         if not isinstance(burst, int) or burst < 1:
             raise ConfigurationError(f"Chaos burst must be an int >= 1; got {burst!r}")
         self.latency = (float(low), float(high))
@@ -137,7 +151,7 @@ class Chaos:
         self.burst = burst
         self.rng = random.Random() if rng is None else rng
         self.clock = SYSTEM_CLOCK if clock is None else clock
-        self.hooks = Hooks() if hooks is None else hooks
+        self.hooks = checked_hooks(hooks, "Chaos")
         self._counter = DecisionCounter("chaos", name, registry)
         self._left = {"latency": 0, "fault": 0, "result": 0}
         self.injected = {"latency": 0, "fault": 0, "result": 0}

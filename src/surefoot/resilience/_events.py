@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["ResilienceEvent", "Hooks", "Listener"]
+__all__ = ["ResilienceEvent", "Hooks", "Listener", "checked_hooks"]
 
 _log = structlog.get_logger("surefoot.resilience")
 
@@ -66,3 +66,20 @@ class Hooks:
                 listener(event)
             except Exception:  # a user hook must never break the protected call
                 _log.exception("resilience_hook_failed", component=component, name=name, kind=kind)
+
+
+def checked_hooks(hooks: Any, owner: str) -> Hooks:
+    """``hooks`` itself, a new empty :class:`Hooks` for ``None``, or a clear error.
+
+    Raises:
+        ConfigurationError: ``hooks`` is something else (a bare function or a list of them).
+    """
+    if hooks is None:
+        return Hooks()
+    if isinstance(hooks, Hooks):
+        return hooks
+    from ..errors import ConfigurationError
+
+    raise ConfigurationError(
+        f"{owner} hooks must be a surefoot.resilience.Hooks, e.g. hooks=Hooks(listener); got {hooks!r}"
+    )

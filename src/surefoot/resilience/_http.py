@@ -47,6 +47,7 @@ from .._core.extras import require
 from ..errors import ConfigurationError, RateLimitError, ServiceUnavailableError
 from ..tracing._api import NOOP_SPAN, active_tracer
 from ..tracing._hooks import client_attempt, client_result, client_span, trace_resilience
+from ._breaker import CircuitBreaker, http_failure
 from ._policy import Policy
 from ._retry import RETRYABLE_STATUS, Retry
 from ._timeout import CallTimeoutError
@@ -145,7 +146,43 @@ def http_policy(
         return_last_result=True,
         **dict(retry_options or {}),
     )
-    return Policy(name=provider, retry=retry, **components)
+    return _HttpPolicy(name=provider, retry=retry, **components)
+
+
+class _HttpPolicy(Policy):
+    """The policy of a provider client: its breaker counts 429/5xx answers as failures."""
+
+    def _attempt_breaker(self) -> Any:
+        breaker = self.breaker
+        if isinstance(breaker, CircuitBreaker):
+            return _AnswersFail(breaker)
+        return breaker
+
+
+class _AnswersFail:
+    """A :class:`CircuitBreaker` seen through an HTTP policy: a 429 or 5xx response is a failed
+    call (with its ``Retry-After``), whether or not the breaker was given ``result_failure``.
+    Everything else is the breaker's own."""
+
+    __slots__ = ("_breaker",)
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._breaker, name)
+
+    def on_result(self, duration: float, result: Any) -> None:
+        if http_failure(result):
+            self._breaker._failed_result(duration, result)
+        else:
+            self._breaker.on_result(duration, result)
+
+    async def aon_result(self, duration: float, result: Any) -> None:
+        if http_failure(result):
+            await self._breaker._afailed_result(duration, result)
+        else:
+            await self._breaker.aon_result(duration, result)
 
 
 # --------------------------------------------------------------------------- endpoints

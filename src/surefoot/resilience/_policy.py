@@ -227,6 +227,10 @@ class Policy:
     def _deadline_aware(self) -> bool:
         return self.retry is not None and self.retry.deadline is not None
 
+    def _attempt_breaker(self) -> Any:
+        """The breaker the attempt drives (``self.breaker``; the HTTP policy adapts it)."""
+        return self.breaker
+
 
 # --------------------------------------------------------------------------- the attempt
 
@@ -241,7 +245,8 @@ def _attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -
     per-attempt component is present.
     """
     chaos = policy.chaos if policy.chaos is not None and policy.chaos.enabled else None
-    limiter, bulkhead, breaker, timeout = policy.rate_limit, policy.bulkhead, policy.breaker, policy.timeout
+    limiter, bulkhead, timeout = policy.rate_limit, policy.bulkhead, policy.timeout
+    breaker = policy._attempt_breaker()
     if limiter is None and bulkhead is None and breaker is None and timeout is None and chaos is None:
         return None
     is_bound = bound is not None
@@ -367,6 +372,10 @@ def _attempt(policy: Policy, is_async: bool, bound: Callable[..., Any] | None) -
                     result = ch_call(fn, *args, **kwargs)
                 else:
                     result = fn(*args, **kwargs)
+                    if type(result) in DEFERRED_TYPES:
+                        # Refused here, before the breaker could take it for an answer: a misused
+                        # call form gives the permission back and is never retried.
+                        refuse_deferred(result, "Policy", "policy", generators=False)
             except BaseException as exc:
                 if has_br:
                     br_on_error_sync(mono() - t0 if timed else 0.0, exc)  # type: ignore[misc]
@@ -446,7 +455,10 @@ def _retry(name: str, value: Any) -> Retry | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return Retry(name=name, max_attempts=value)
     if isinstance(value, dict):
-        return Retry(**{"name": name, **value})
+        try:
+            return Retry(**{"name": name, **value})
+        except TypeError as exc:  # an unknown option: say which argument it came from
+            raise ConfigurationError(f"Policy retry options {value!r}: {exc}") from None
     raise ConfigurationError(f"retry must be a Retry, an int (max_attempts) or a dict of options; got {value!r}")
 
 
@@ -460,7 +472,10 @@ def _breaker(name: str, value: Any) -> Any:
     if isinstance(value, dict):
         from . import _breaker as breaker_module
 
-        return breaker_module.CircuitBreaker(**{"name": name, **value})
+        try:
+            return breaker_module.CircuitBreaker(**{"name": name, **value})
+        except TypeError as exc:  # an unknown option: say which argument it came from
+            raise ConfigurationError(f"Policy breaker options {value!r}: {exc}") from None
     missing = [m for m in _PROTOCOL if not callable(getattr(value, m, None))]
     if missing:
         raise ConfigurationError(

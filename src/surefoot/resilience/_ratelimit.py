@@ -19,6 +19,7 @@ For several processes use :class:`surefoot.resilience.RedisRateLimiter` (GCRA in
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from collections.abc import Callable, Hashable
@@ -38,7 +39,7 @@ from .._core.clock import SYSTEM_CLOCK
 from ..errors import ConfigurationError, RateLimitError
 from . import _waits
 from ._decisions import DecisionCounter
-from ._events import Hooks
+from ._events import Hooks, checked_hooks
 
 __all__ = ["RateLimiter", "RateLimitExceededError", "RateLimitDecision"]
 
@@ -118,10 +119,10 @@ class RateLimiter:
         hooks: Hooks | None = None,
         registry: Any = None,
     ) -> None:
-        if not rate > 0:
-            raise ConfigurationError(f"RateLimiter rate must be > 0; got {rate!r}")
-        if not per > 0:
-            raise ConfigurationError(f"RateLimiter per must be > 0 seconds; got {per!r}")
+        if not _positive(rate):
+            raise ConfigurationError(f"RateLimiter rate must be a finite number > 0; got {rate!r}")
+        if not _positive(per):
+            raise ConfigurationError(f"RateLimiter per must be a finite number of seconds > 0; got {per!r}")
         burst = max(1.0, float(rate)) if burst is None else float(burst)
         if not burst >= 1:
             raise ConfigurationError(f"RateLimiter burst must be >= 1; got {burst!r}")
@@ -136,7 +137,7 @@ class RateLimiter:
         self.max_keys = max_keys
         self.clock = SYSTEM_CLOCK if clock is None else clock
         self._mono = self.clock.monotonic
-        self.hooks = Hooks() if hooks is None else hooks
+        self.hooks = checked_hooks(hooks, "RateLimiter")
         self._registry = registry
         self._counter = DecisionCounter("rate_limiter", name, registry)
         self._buckets: dict[Hashable, list[float]] = {}  # key -> [tokens, updated_at]
@@ -217,6 +218,8 @@ class RateLimiter:
         """
         if not self._metrics_bound:
             self._bind_metrics()
+        if not cost > 0:
+            raise _bad_cost(cost)
         granted, wait, tokens = self._take(key, cost, 0.0)
         if not granted:
             self._counter.inc("rejected")
@@ -240,6 +243,8 @@ class RateLimiter:
         """
         if not self._metrics_bound:
             self._bind_metrics()
+        if not cost > 0:
+            raise _bad_cost(cost)
         now = self._mono()
         with self._lock:
             bucket = self._buckets.get(key)
@@ -322,3 +327,12 @@ class RateLimiter:
 
 def _nothing() -> None:
     return None
+
+
+def _positive(value: Any) -> bool:
+    """A finite number > 0 (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
+
+
+def _bad_cost(cost: Any) -> ConfigurationError:
+    return ConfigurationError(f"a rate limiter cost is the number of permits a call takes, > 0; got {cost!r}")

@@ -30,8 +30,8 @@ from .._core.extras import require
 from ..errors import ConfigurationError
 from . import _waits
 from ._decisions import DecisionCounter
-from ._events import Hooks
-from ._ratelimit import RateLimitDecision, RateLimiter, RateLimitExceededError
+from ._events import Hooks, checked_hooks
+from ._ratelimit import RateLimitDecision, RateLimiter, RateLimitExceededError, _bad_cost, _positive
 
 __all__ = ["RedisRateLimiter", "GCRA_SCRIPT"]
 
@@ -106,8 +106,10 @@ class RedisRateLimiter:
         hooks: Hooks | None = None,
         registry: Any = None,
     ) -> None:
-        if not rate > 0 or not per > 0:
-            raise ConfigurationError(f"RedisRateLimiter rate and per must be > 0; got rate={rate!r} per={per!r}")
+        if not _positive(rate) or not _positive(per):
+            raise ConfigurationError(
+                f"RedisRateLimiter rate and per must be finite numbers > 0; got rate={rate!r} per={per!r}"
+            )
         burst = max(1.0, float(rate)) if burst is None else float(burst)
         if burst < 1:
             raise ConfigurationError(f"RedisRateLimiter burst must be >= 1; got {burst!r}")
@@ -123,7 +125,7 @@ class RedisRateLimiter:
         self.url = url
         self.prefix = f"{prefix}{name}:"
         self.clock = SYSTEM_CLOCK if clock is None else clock
-        self.hooks = Hooks() if hooks is None else hooks
+        self.hooks = checked_hooks(hooks, "RedisRateLimiter")
         self._counter = DecisionCounter("rate_limiter", name, registry)
         self._client = client
         self._aclient = aclient
@@ -161,6 +163,8 @@ class RedisRateLimiter:
         return self._ascript
 
     def _args(self, cost: float, max_wait: float) -> list[str]:
+        if not cost > 0:
+            raise _bad_cost(cost)
         return [repr(self.emission), repr(self.burst), repr(float(cost)), repr(float(max_wait))]
 
     @staticmethod

@@ -59,7 +59,7 @@ from .._core.retry_after import parse_retry_after
 from ..errors import ConfigurationError, ExternalServiceError
 from . import _waits
 from ._budget import RetryBudget, get_retry_budget
-from ._events import Hooks
+from ._events import Hooks, checked_hooks
 
 if TYPE_CHECKING:
     from . import _retry_iter
@@ -142,9 +142,11 @@ def retry_after_of(outcome: Any, now: float | None = None) -> float | None:
         outcome: an exception or a result.
         now: wall time for HTTP dates (default: ``time.time()``).
     """
+    if now is None:
+        now = _time.time()
     value = getattr(outcome, "retry_after", None)
     if value is not None:
-        return _parse_retry_after(value, 0.0)
+        return _parse_retry_after(value, now)  # seconds, or an HTTP date relative to now
     headers = getattr(outcome, "headers", None)
     if headers is None:
         response = getattr(outcome, "response", None)
@@ -156,7 +158,7 @@ def retry_after_of(outcome: Any, now: float | None = None) -> float | None:
         raw = headers.get("retry-after")
     if raw is None:
         return None
-    return _parse_retry_after(raw, _time.time() if now is None else now)
+    return _parse_retry_after(raw, now)
 
 
 # --------------------------------------------------------------------------- errors
@@ -283,8 +285,20 @@ class Retry:
         on_tuple = on if isinstance(on, tuple) else (on,)
         if not on_tuple or not all(isinstance(t, type) and issubclass(t, BaseException) for t in on_tuple):
             raise ConfigurationError(f"on must be an exception type or a tuple of them; got {on!r}")
-        if deadline is not None and not deadline > 0:
+        if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not deadline > 0
+        ):
             raise ConfigurationError(f"deadline must be > 0 seconds or None; got {deadline!r}")
+        if max_retry_after is not None and (
+            isinstance(max_retry_after, bool) or not isinstance(max_retry_after, (int, float))
+            or not max_retry_after >= 0
+        ):
+            raise ConfigurationError(
+                f"max_retry_after must be seconds >= 0 (or None for max_delay); got {max_retry_after!r}"
+            )
+        for option, value in (("retry_if", retry_if), ("retry_on_result", retry_on_result)):
+            if value is not None and not callable(value):
+                raise ConfigurationError(f"{option} must be a function (or None); got {value!r}")
         if isinstance(backoff, str):
             factory = _BACKOFFS.get(backoff)
             if factory is None:
@@ -313,7 +327,7 @@ class Retry:
         self.return_last_result = return_last_result
         self.clock = SYSTEM_CLOCK if clock is None else clock
         self.rng = random.Random() if rng is None else rng
-        self.hooks = Hooks() if hooks is None else hooks
+        self.hooks = checked_hooks(hooks, "Retry")
         self._registry = registry
         self._counters: dict[str, Any] | None = None
         self.call = self._build_call()

@@ -26,6 +26,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import math
 import threading
 import time
 import weakref
@@ -49,7 +50,7 @@ from .._core.clock import SYSTEM_CLOCK
 from .._core.state import STATE
 from ..errors import ConfigurationError, ServiceUnavailableError
 from ._decisions import DecisionCounter
-from ._events import Hooks
+from ._events import Hooks, checked_hooks
 
 __all__ = [
     "Timeout",
@@ -171,6 +172,12 @@ def get_timeout(operation: str, default: float | None = None) -> float:
 
 def set_timeout(operation: str, seconds: float | None) -> None:
     """Override the table for ``operation`` in this process (``None`` restores the default)."""
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0
+    ):
+        raise ConfigurationError(
+            f"set_timeout({operation!r}, ...) takes seconds > 0 (or None to restore the default); got {seconds!r}"
+        )
     with _table_lock:
         if seconds is None:
             _overrides.pop(operation, None)
@@ -259,17 +266,24 @@ class Timeout:
         registry: Any = None,
     ) -> None:
         if isinstance(seconds, str):
+            if seconds not in _overrides and seconds not in DEFAULT_TIMEOUTS:
+                raise ConfigurationError(
+                    f"Timeout: {seconds!r} is not an operation of the timeout table; give seconds, one of "
+                    f"{sorted(DEFAULT_TIMEOUTS)}, or a name registered with set_timeout()"
+                )
             seconds = get_timeout(seconds)
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
-            raise ConfigurationError(f"Timeout seconds must be a number > 0; got {seconds!r}")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
+            raise ConfigurationError(f"Timeout seconds must be a finite number > 0; got {seconds!r}")
         if sync_mode not in ("thread", "check"):
             raise ConfigurationError(f"sync_mode must be 'thread' or 'check'; got {sync_mode!r}")
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ConfigurationError(f"Timeout max_workers must be an int >= 1; got {max_workers!r}")
         self.seconds = float(seconds)
         self.name = name
         self.sync_mode = sync_mode
         self.max_workers = max_workers
         self.clock = SYSTEM_CLOCK if clock is None else clock
-        self.hooks = Hooks() if hooks is None else hooks
+        self.hooks = checked_hooks(hooks, "Timeout")
         self._counter = DecisionCounter("timeout", name, registry)
         self._queues: weakref.WeakKeyDictionary[Any, _TimerQueue] = weakref.WeakKeyDictionary()
         self._last: tuple[Any, ...] = (None, None, None, None)

@@ -33,8 +33,8 @@ def set_testing(testing: bool, *, attempts: int | None = None) -> None:
     """Turn waits off (``True``) or back on (``False``) for the whole process.
 
     Args:
-        testing: ``True`` skips every resilience wait (backoff sleeps, rate-limiter and
-            bulkhead waits, injected latency).
+        testing: ``True`` skips every resilience wait for time to pass (backoff sleeps,
+            rate-limiter reservations, injected latency); bulkhead waits for a free slot stay.
         attempts: with testing on, cap every retry at this many attempts (``None`` keeps each
             retry's own ``max_attempts``; ``1`` disables retrying entirely).
 

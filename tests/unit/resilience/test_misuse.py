@@ -354,3 +354,28 @@ def test_retry_never_retries_a_refused_call(registry) -> None:
     with pytest.raises(UnsupportedCallableError):
         retry.call(sync_wrapper)
     assert made == [1]
+
+
+@pytest.mark.parametrize("with_retry", [False, True])
+def test_policy_call_of_a_sync_function_returning_a_coroutine_is_no_outcome_of_the_dependency(
+    registry, with_retry
+) -> None:
+    breaker = CircuitBreaker("wrapped", failure_threshold=1, clock=FakeClock(), registry=registry)
+    bulkhead = Bulkhead(1, name="wrapped", registry=registry)
+    retry = Retry(name="wrapped", max_attempts=3, clock=FakeClock(), registry=registry) if with_retry else None
+    policy = Policy(name="wrapped", breaker=breaker, bulkhead=bulkhead, retry=retry)
+    made = []
+
+    def sync_wrapper():
+        made.append(1)
+        return failing()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the coroutine is closed: no "never awaited" warning
+        with pytest.raises(UnsupportedCallableError, match=r"Policy\.call\(\).*await policy\.acall"):
+            policy.call(sync_wrapper)
+        gc.collect()
+    assert made == [1]  # never retried
+    stats = breaker.get_stats()
+    assert stats["success_count"] == 0 and stats["failure_count"] == 0  # the breaker never counts it
+    assert bulkhead.available == 1

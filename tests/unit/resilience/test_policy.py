@@ -518,3 +518,18 @@ def test_sync_pipeline_from_many_threads_leaks_nothing():
         t.join(30)
     assert errors == []
     assert bulkhead.available == 3
+
+
+def test_a_full_bulkhead_is_retried_after_the_backoff(fake_clock):
+    bulkhead = Bulkhead(1, name="full")
+    bulkhead.acquire()  # another caller holds the only slot
+    calls = []
+    retry = Retry(name="full", max_attempts=3, on=BulkheadFullError, backoff="constant", base_delay=0.25,
+                  clock=fake_clock, budget=False)
+    policy = Policy(name="full", retry=retry, bulkhead=bulkhead)
+    with pytest.raises(BulkheadFullError) as info:
+        policy.call(calls.append, 1)
+    assert info.value.retry_after is None and "Retry-After" not in info.value.headers
+    assert fake_clock.sleeps == [0.25, 0.25] and calls == []
+    bulkhead.release()
+    assert policy.call(lambda: "in") == "in"

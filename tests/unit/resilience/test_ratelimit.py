@@ -247,3 +247,51 @@ def test_key_functions():
     assert tenant_key(req) == "ip:10.0.0.1"
     with pytest.raises(ValueError):
         forwarded_ip(0)
+
+
+def test_the_documented_key_functions_come_from_surefoot_resilience():
+    from types import SimpleNamespace
+
+    from surefoot.resilience import client_ip, forwarded_ip, header_key, tenant_key
+
+    req = SimpleNamespace(client=SimpleNamespace(host="10.0.0.9"), headers={"X-API-Key": "k1"})
+    assert client_ip(req) == "10.0.0.9"
+    assert forwarded_ip(1)(req) == "10.0.0.9"  # no X-Forwarded-For: the peer
+    assert header_key("X-API-Key")(req) == "x-api-key:k1"
+    assert tenant_key(req) == "ip:10.0.0.9"
+
+
+@pytest.mark.parametrize("hops", [0, -1, "2", 1.5])
+def test_forwarded_ip_needs_a_count_of_proxies(hops):
+    from surefoot.resilience import forwarded_ip
+
+    with pytest.raises(ConfigurationError, match="trusted_hops"):
+        forwarded_ip(hops)
+
+
+@pytest.mark.parametrize("cost", [0, -1, float("nan")])
+def test_a_cost_must_be_a_positive_number_of_permits(fake_clock, cost):
+    limiter = RateLimiter(5, clock=fake_clock)
+    for take in (limiter.try_acquire, limiter.reserve, limiter.acquire):
+        with pytest.raises(ConfigurationError, match="cost"):
+            take("k", cost)
+    assert limiter.available("k") == 5
+
+
+@pytest.mark.parametrize("options", [{"rate": float("inf")}, {"rate": float("nan")}, {"rate": 5, "per": float("inf")},
+                                     {"rate": 5, "hooks": print}])
+def test_unusable_limiter_numbers_are_clear_errors(options):
+    with pytest.raises(ConfigurationError):
+        RateLimiter(**options)
+
+
+@pytest.mark.parametrize("cost", [0, -2, "1"])
+def test_edge_limits_refuse_a_cost_that_is_not_positive_when_built(fake_clock, cost):
+    pytest.importorskip("fastapi")
+    from surefoot.resilience import RateLimitMiddleware, rate_limit_dependency
+
+    limiter = RateLimiter(5, clock=fake_clock)
+    with pytest.raises(ConfigurationError, match="cost"):
+        rate_limit_dependency(limiter, cost=cost)
+    with pytest.raises(ConfigurationError, match="cost"):
+        RateLimitMiddleware(lambda scope, receive, send: None, limiter=limiter, cost=cost)

@@ -685,3 +685,41 @@ def test_attempt_and_deadline_invariants(failures, max_attempts, deadline, backo
         assert fn.calls == failures + 1
     elif deadline is None:
         assert fn.calls == max_attempts  # without a deadline only the attempts stop it
+
+
+class PushBack(Exception):
+    """A provider error carrying the Retry-After value as it was sent (seconds or an HTTP date)."""
+
+    def __init__(self, retry_after: object) -> None:
+        super().__init__("slow down")
+        self.retry_after = retry_after
+
+
+def test_retry_after_attribute_as_an_http_date_is_a_delay_from_now(fake_clock):
+    import email.utils
+
+    date = email.utils.formatdate(fake_clock.time() + 20, usegmt=True)
+    fn = Flaky(1, PushBack(date))
+    make(fake_clock, backoff=Constant(0.1), max_delay=60).call(fn)
+    assert fn.calls == 2
+    assert fake_clock.sleeps == [pytest.approx(20.0)]
+
+
+@pytest.mark.parametrize("value", ["-5", "1e3", "soon", ""])
+def test_unreadable_retry_after_values_are_ignored(fake_clock, value):
+    fn = Flaky(1, PushBack(value))
+    make(fake_clock, backoff=Constant(0.25)).call(fn)
+    assert fake_clock.sleeps == [0.25]  # the backoff alone, as if no Retry-After was sent
+
+
+@pytest.mark.parametrize("options", [
+    {"max_retry_after": -1},
+    {"max_retry_after": float("nan")},
+    {"retry_if": "ConnectionError"},
+    {"retry_on_result": 503},
+    {"deadline": "10"},
+    {"hooks": [print]},
+])
+def test_unusable_retry_options_are_clear_errors(options):
+    with pytest.raises(ConfigurationError, match=next(iter(options))):
+        Retry(**options)

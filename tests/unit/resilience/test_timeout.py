@@ -325,3 +325,10 @@ async def test_the_timer_protocol_bounds_awaited_work():
     finally:
         timeout.end(handle)
     await asyncio.sleep(0.02)  # the ended timer never fires
+
+
+def test_the_named_table_is_public():
+    from surefoot.resilience import DEFAULT_TIMEOUTS, get_timeout
+
+    assert get_timeout("sms_send") == DEFAULT_TIMEOUTS["sms_send"]
+    assert all(get_timeout(name) == seconds for name, seconds in DEFAULT_TIMEOUTS.items())
