@@ -14,6 +14,7 @@ live writers are not blocked for long); a run can be interrupted at any point.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +45,19 @@ class RetentionRule:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.days <= 0:
-            raise ConfigurationError(f"retention of {self.table.name}: days must be positive, got {self.days!r}")
+        if not hasattr(self.table, "primary_key") or not hasattr(self.table, "c"):
+            raise ConfigurationError(f"retention: table must be a SQLAlchemy Table, got {self.table!r}")
+        days = self.days
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not math.isfinite(days) or days <= 0:
+            raise ConfigurationError(
+                f"retention of {self.table.name}: days must be positive, got {days!r} (a number of days, e.g. 30)"
+            )
+        if not isinstance(self.column, str):
+            name = getattr(self.column, "name", None)
+            hint = f" (give the column's name, {name!r})" if isinstance(name, str) else ""
+            raise ConfigurationError(
+                f"retention of {self.table.name}: column must be a column name, got {self.column!r}{hint}"
+            )
         if self.column not in self.table.c:
             raise ConfigurationError(f"retention of {self.table.name}: no column {self.column!r}")
         if not list(self.table.primary_key.columns):
@@ -90,8 +102,16 @@ def purge_batch(conn: Any, rule: RetentionRule, *, batch_size: int = 1000, clock
     return result.rowcount
 
 
+def _check_engine(engine: Any, *, want_async: bool) -> None:
+    is_async = hasattr(engine, "sync_engine")  # an AsyncEngine
+    if want_async and not is_async:
+        raise ConfigurationError("arun_retention needs an AsyncEngine; with a sync Engine call run_retention(engine, rules)")
+    if not want_async and is_async:
+        raise ConfigurationError("run_retention needs a sync Engine; with an AsyncEngine use `await arun_retention(engine, rules)`")
+
+
 def _validate(batch_size: int, rules: Iterable[RetentionRule]) -> list[RetentionRule]:
-    if batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigurationError("batch_size must be at least 1")
     rules = list(rules)
     for rule in rules:
@@ -114,11 +134,13 @@ def run_retention(
         clock: the time source (the cut-off is taken once per rule).
 
     Returns:
-        Rows deleted per rule key.
+        Rows deleted per rule key (rules sharing a key add up).
 
     Raises:
-        ConfigurationError: a bad batch size or rule.
+        ConfigurationError: a bad batch size or rule, or an ``AsyncEngine`` (use
+            :func:`arun_retention`).
     """
+    _check_engine(engine, want_async=False)
     counts: dict[str, int] = {}
     for rule in _validate(batch_size, rules):
         statement = _delete_statement(rule, engine.dialect.name, _cutoff(rule, clock), batch_size)
@@ -130,7 +152,7 @@ def run_retention(
             batches += 1
             if deleted < batch_size:
                 break
-        counts[rule.key] = total
+        counts[rule.key] = counts.get(rule.key, 0) + total
     return counts
 
 
@@ -139,6 +161,7 @@ async def arun_retention(
     max_batches: int | None = None, clock: Clock = SYSTEM_CLOCK,
 ) -> dict[str, int]:
     """:func:`run_retention` for an ``AsyncEngine``."""
+    _check_engine(engine, want_async=True)
     counts: dict[str, int] = {}
     for rule in _validate(batch_size, rules):
         statement = _delete_statement(rule, engine.dialect.name, _cutoff(rule, clock), batch_size)
@@ -150,5 +173,5 @@ async def arun_retention(
             batches += 1
             if deleted < batch_size:
                 break
-        counts[rule.key] = total
+        counts[rule.key] = counts.get(rule.key, 0) + total
     return counts

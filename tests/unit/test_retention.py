@@ -106,3 +106,68 @@ def test_bad_rules_say_what_to_fix() -> None:
         RetentionRule(table, "nope", days=1)
     with pytest.raises(ConfigurationError, match="batch_size"):
         run_retention(sa.create_engine("sqlite://"), [RetentionRule(table, "created_at", days=1)], batch_size=0)
+    with pytest.raises(ConfigurationError, match="days must be positive"):
+        RetentionRule(table, "created_at", days=float("nan"))
+    with pytest.raises(ConfigurationError, match="days must be positive"):
+        RetentionRule(table, "created_at", days="30")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="give the column's name, 'created_at'"):
+        RetentionRule(table, table.c.created_at, days=1)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="SQLAlchemy Table"):
+        RetentionRule("ret_bad", "created_at", days=1)
+
+
+async def test_the_wrong_twin_says_which_one_to_use(tmp_path) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    _, table = _table("ret_twin")
+    rule = RetentionRule(table, "created_at", days=1)
+    sync_engine = sa.create_engine(f"sqlite:///{tmp_path / 't.db'}")
+    async_engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 't.db'}")
+    try:
+        with pytest.raises(ConfigurationError, match="await arun_retention"):
+            run_retention(async_engine, [rule])
+        with pytest.raises(ConfigurationError, match="call run_retention"):
+            await arun_retention(sync_engine, [rule])
+        with pytest.raises(ConfigurationError, match="batch_size"):
+            run_retention(sync_engine, [rule], batch_size=2.5)  # type: ignore[arg-type]
+    finally:
+        sync_engine.dispose()
+        await async_engine.dispose()
+
+
+def test_rules_on_one_table_without_names_add_up(sqlite_url: str) -> None:
+    engine = sa.create_engine(sqlite_url)
+    metadata, table = _table("ret_twice")
+    metadata.create_all(engine)
+    _fill(engine, table)
+    clock = _at_now(FakeClock())
+    rules = [
+        RetentionRule(table, "created_at", days=30, where=table.c.tenant_id == "a"),
+        RetentionRule(table, "created_at", days=30, where=table.c.tenant_id == "b"),
+    ]
+    assert run_retention(engine, rules, clock=clock) == {"ret_twice": 184 + 7}
+    engine.dispose()
+
+
+def test_composite_primary_keys(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "ret_pk_" + uuid.uuid4().hex[:8], metadata,
+        sa.Column("tenant_id", sa.String(16), primary_key=True),
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(table.insert(), [
+                {"tenant_id": t, "seq": i, "created_at": NOW - dt.timedelta(days=i)} for t in ("a", "b") for i in range(20)
+            ])
+        counts = run_retention(engine, [RetentionRule(table, "created_at", days=10)], batch_size=3, clock=_at_now(FakeClock()))
+        assert counts == {table.name: 18}  # seq 11..19 of each tenant
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.max(table.c.seq))).scalar_one() == 10
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()

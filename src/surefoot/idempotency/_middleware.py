@@ -292,7 +292,7 @@ class IdempotencyMiddleware:
         for part in (scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body):
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)
-        client = self.client_key(scope)[:255]
+        client = self._scope_of(scope)
         now = self._now()
         found: _store.Claim = await self._db(
             _store.claim, scope=client, key=key, fingerprint=digest.hexdigest(), method=scope["method"],
@@ -322,6 +322,19 @@ class IdempotencyMiddleware:
             await self._send(send, found.status or 200, headers, payload)
             return
         await self._run(scope, body, receive, send, found.row_id)
+
+    def _scope_of(self, scope: Scope) -> str:
+        """The principal a key belongs to, as stored: a scope over 255 characters becomes its
+        SHA-256 (never cut short, which could merge two principals)."""
+        value = self.client_key(scope)
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(
+                f"the Idempotency-Key scope function must return a non-empty string naming the principal, "
+                f"got {value!r}"
+            )
+        if len(value) > MAX_SCOPE_LENGTH:
+            return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+        return value
 
     async def _run(self, scope: Scope, body: bytes, receive: Any, send: Any, row_id: int | None) -> None:
         replayed = False

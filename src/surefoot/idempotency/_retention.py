@@ -16,9 +16,17 @@ from . import _store
 __all__ = ["purge_expired_keys", "apurge_expired_keys"]
 
 
+def _check_engine(engine: Any, *, want_async: bool) -> None:
+    is_async = hasattr(engine, "sync_engine")  # an AsyncEngine
+    if want_async and not is_async:
+        raise ConfigurationError("apurge_expired_keys needs an AsyncEngine; with a sync Engine call purge_expired_keys")
+    if not want_async and is_async:
+        raise ConfigurationError("purge_expired_keys needs a sync Engine; with an AsyncEngine use `await apurge_expired_keys(...)`")
+
+
 def _now(clock: Clock, batch_size: int) -> dt.datetime:
-    if batch_size < 1:
-        raise ConfigurationError("batch_size must be at least 1")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigurationError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
     return dt.datetime.fromtimestamp(clock.time(), dt.UTC)
 
 
@@ -26,8 +34,10 @@ def purge_expired_keys(engine: Any, *, batch_size: int = 1000, clock: Clock = SY
     """Delete expired keys, ``batch_size`` per transaction, on a sync ``Engine``; return how many.
 
     Raises:
-        ConfigurationError: ``batch_size`` is not positive.
+        ConfigurationError: ``batch_size`` is not positive, or ``engine`` is an
+            ``AsyncEngine`` (use :func:`apurge_expired_keys`).
     """
+    _check_engine(engine, want_async=False)
     now = _now(clock, batch_size)
     total = 0
     while True:
@@ -40,6 +50,7 @@ def purge_expired_keys(engine: Any, *, batch_size: int = 1000, clock: Clock = SY
 
 async def apurge_expired_keys(engine: Any, *, batch_size: int = 1000, clock: Clock = SYSTEM_CLOCK) -> int:
     """The async twin of :func:`purge_expired_keys`, for an ``AsyncEngine``."""
+    _check_engine(engine, want_async=True)
     now = _now(clock, batch_size)
     total = 0
     while True:

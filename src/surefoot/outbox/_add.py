@@ -382,7 +382,8 @@ def emit(
     aborting the business transaction; it never raises into the request.
 
     Args:
-        conn: as for :func:`add` (sync: returns the event or ``None``; async: an awaitable).
+        conn: as for :func:`add` (sync or an event store such as ``InMemoryOutbox``: returns
+            the event or ``None``; async: an awaitable).
         event_name: the event name.
         payload: the JSON payload.
         registry: Prometheus registry for the failure counter (default: the process one).
@@ -396,6 +397,9 @@ def emit(
     try:
         if not events_enabled():
             return None
+        if getattr(conn, "add_event", None) is not None:
+            # an event store (MemoryStore, InMemoryOutbox): no transaction, so no SAVEPOINT
+            return add(conn, event_name, payload, **kwargs)
         with conn.begin_nested():
             return add(conn, event_name, payload, **kwargs)
     except Exception as exc:  # best effort by contract: log and count, never raise

@@ -426,7 +426,13 @@ class Runner:
         ``stats_interval + 2 × db_timeout + 1``: the stats loop reaches the database every
         ``stats_interval``, each of its two statements bounded by ``db_timeout``). Healthy results carry
         ``workers``, ``heartbeat_age_seconds`` and ``database_age_seconds``.
+
+        Raises:
+            ConfigurationError: a limit is given but is not a positive number of seconds.
         """
+        for label, limit in (("max_heartbeat_age", max_heartbeat_age), ("max_database_age", max_database_age)):
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit > 0):
+                raise ConfigurationError(f"health_check({label}=...) must be a positive number of seconds, got {limit!r}")
         s = self.settings
         hb_limit = max_heartbeat_age if max_heartbeat_age is not None else max(5.0, 3 * s.watchdog_interval_seconds)
         db_limit = (

@@ -250,7 +250,7 @@ def _create(conn: Any, notify: bool) -> None:
 
 
 def drop_tables(bind: Any) -> None:
-    """Drop the outbox tables, view and trigger (tests and ``surefoot outbox migrate --drop``)."""
+    """Drop the outbox tables, view and trigger (for tests and teardown scripts)."""
     owned = isinstance(bind, str)
     bind = _sync_bind(bind)
     try:

@@ -254,9 +254,11 @@ def drain(target: Any, **kwargs: Any) -> Any:
         target: an :class:`InMemoryOutbox` (returns a :class:`DrainResult`), or a database
             URL / ``Engine`` / ``AsyncEngine`` / :class:`~surefoot.outbox.MemoryStore` whose
             events are drained with a real :class:`~surefoot.outbox.Dispatcher` (returns the
-            number of events claimed).
-        **kwargs: ``router=``, ``handlers=``, ``sinks=``, ``raise_errors=`` and any
-            :class:`~surefoot.outbox.Dispatcher` keyword (``clock=``, ...).
+            number of events claimed; as in production, a failed event stays pending with
+            its backoff and nothing is raised).
+        **kwargs: ``router=``, ``handlers=``, ``sinks=``, ``raise_errors=`` (for an
+            :class:`InMemoryOutbox`) and any :class:`~surefoot.outbox.Dispatcher` keyword
+            (``clock=``, ...).
 
     Raises:
         RuntimeError: called inside a running event loop (use ``await adrain(...)``).

@@ -48,7 +48,7 @@ from .._sql import dialect_name
 from ..errors import ConfigurationError, HTTPError
 from ..tracing._hooks import webhook_delivery, webhook_outcome, webhook_span
 from . import _store
-from ._verify import PayloadTooLargeError, SignatureError, VerifiedDelivery, Verifier
+from ._verify import PayloadTooLargeError, SignatureError, VerifiedDelivery, Verifier, _fit_key
 
 __all__ = ["WebhookInbox", "Delivery", "Ignore", "redact_headers", "REDACTED_HEADERS", "VERIFY_IN_THREAD_BYTES"]
 
@@ -74,6 +74,8 @@ _MASK = "[redacted]"
 # Bodies larger than this are joined, verified and decoded in a worker thread, so that an
 # unauthenticated request never holds the event loop for more than a few milliseconds.
 VERIFY_IN_THREAD_BYTES = 64 * 1024
+# The width of webhook_events.provider.
+MAX_PROVIDER_LENGTH = 64
 
 
 def redact_headers(headers: Mapping[str, str], extra: frozenset[str] = frozenset()) -> dict[str, str]:
@@ -183,7 +185,26 @@ def _verify_joined(
     """Join the body, verify it and decode the text to store (in a worker thread for large bodies)."""
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     verified = verifier.verify(body, headers, url=url, client=client)
+    _check_provider(verified)
+    key = verified.dedupe_key
+    if not isinstance(key, str) or not key:
+        # An empty key would make every later delivery a "duplicate" of the first one.
+        raise ConfigurationError(
+            f"the {verified.provider!r} verifier returned no dedupe key ({key!r}); it must name the "
+            "delivery from signed content (see body_hash_key)"
+        )
+    verified.dedupe_key = _fit_key(key)
     return body, verified, body.decode("utf-8", "replace")
+
+
+def _check_provider(source: Any) -> None:
+    """A verifier's (or a verified delivery's) provider must fit the metric label and the column."""
+    provider = getattr(source, "provider", "custom")
+    if not isinstance(provider, str) or not 1 <= len(provider) <= MAX_PROVIDER_LENGTH:
+        raise ConfigurationError(
+            f"a verifier's provider must be a name of 1 to {MAX_PROVIDER_LENGTH} characters "
+            f"(it is a metric label and a column of webhook_events), got {provider!r}"
+        )
 
 
 def _replaying(request: Any, body: bytes) -> Any:
@@ -306,18 +327,10 @@ class WebhookInbox:
             ConfigurationError: the handler's kind does not match the engine (sync/async).
         """
 
+        _check_provider(verifier)
+
         def decorate(handler: Handler) -> Handler:
-            is_coroutine = inspect.iscoroutinefunction(handler)
-            if self.is_async and not is_coroutine:
-                raise ConfigurationError(
-                    f"{handler.__qualname__}: with an AsyncEngine the handler must be 'async def' "
-                    "(it receives an AsyncConnection)"
-                )
-            if not self.is_async and is_coroutine:
-                raise ConfigurationError(
-                    f"{handler.__qualname__}: with a sync Engine the handler must be a plain 'def' "
-                    "(it runs in a worker thread with a Connection); use an AsyncEngine for 'async def'"
-                )
+            self._check_handler(handler)
 
             async def route(request: Any) -> Any:
                 return await self.handle(request, verifier=verifier, handler=handler, endpoint=path)
@@ -345,7 +358,14 @@ class WebhookInbox:
 
         Usable directly from a route of your own: ``return await inbox.handle(request, ...)``.
         With tracing on, it runs in a ``webhook.<provider>.<endpoint>`` span.
+
+        Raises:
+            ConfigurationError: the handler's kind does not match the engine (``async def``
+                with an ``AsyncEngine``, a plain ``def`` with an ``Engine``), or the
+                verifier's ``provider`` is not a name of 1 to 64 characters.
         """
+        _check_provider(verifier)
+        self._check_handler(handler)
         with webhook_span(getattr(verifier, "provider", "custom"), endpoint, request):
             return await self._handle(request, verifier=verifier, handler=handler, endpoint=endpoint)
 
@@ -435,6 +455,20 @@ class WebhookInbox:
         self._observe(verified.provider, endpoint, outcome, started)
         return response
 
+    def _check_handler(self, handler: Handler) -> None:
+        is_coroutine = inspect.iscoroutinefunction(handler)
+        what = getattr(handler, "__qualname__", repr(handler))
+        if self.is_async and not is_coroutine:
+            raise ConfigurationError(
+                f"{what}: with an AsyncEngine the handler must be 'async def' "
+                "(it receives an AsyncConnection)"
+            )
+        if not self.is_async and is_coroutine:
+            raise ConfigurationError(
+                f"{what}: with a sync Engine the handler must be a plain 'def' "
+                "(it runs in a worker thread with a Connection); use an AsyncEngine for 'async def'"
+            )
+
     def body_limit(self, verifier: Verifier) -> int:
         """The largest body accepted for ``verifier``: the smaller of the inbox's ceiling and
         the verifier's ``max_body_bytes`` (when it has one)."""
@@ -477,7 +511,8 @@ class WebhookInbox:
         if isinstance(result, Response):
             return result
         raise ConfigurationError(
-            f"a webhook handler must return None, a Response or Ignore(...), not {type(result).__name__}"
+            f"a webhook handler must return None, a Response or Ignore(...) (whose response= is a Response), "
+            f"not {type(result).__name__}"
         )
 
     @staticmethod
@@ -512,6 +547,8 @@ class WebhookInbox:
                     response = result if isinstance(result, Ignore) else self._response(result)
                 except Ignore as ignore:
                     response = ignore
+                if isinstance(response, Ignore) and response.response is not None:
+                    self._response(response.response)  # a Response, or a ConfigurationError naming what it got
                 if isinstance(response, Ignore):
                     trans.rollback()
                     with conn.begin():
@@ -550,6 +587,8 @@ class WebhookInbox:
                     response = result if isinstance(result, Ignore) else self._response(result)
                 except Ignore as ignore:
                     response = ignore
+                if isinstance(response, Ignore) and response.response is not None:
+                    self._response(response.response)  # a Response, or a ConfigurationError naming what it got
                 if isinstance(response, Ignore):
                     await trans.rollback()
                     status = response.response.status_code if response.response is not None else 200

@@ -2,7 +2,7 @@
 
 Each batch is its own short transaction, so a purge never holds locks on a large part of the
 table and can be interrupted at any point. Run it from a scheduled job, or from the command
-line: ``surefoot webhooks purge --database-url URL [--days 90] [--batch-size 1000]``.
+line: ``surefoot webhooks purge --url URL [--older-than 90d] [--batch-size 1000] --yes``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,19 @@ __all__ = ["purge_webhook_events", "apurge_webhook_events", "DEFAULT_RETENTION"]
 DEFAULT_RETENTION = dt.timedelta(days=90)
 
 
+def _check_engine(engine: Any, *, want_async: bool) -> None:
+    is_async = hasattr(engine, "sync_engine")  # an AsyncEngine
+    if want_async and not is_async:
+        raise ConfigurationError("apurge_webhook_events needs an AsyncEngine; with a sync Engine call purge_webhook_events")
+    if not want_async and is_async:
+        raise ConfigurationError("purge_webhook_events needs a sync Engine; with an AsyncEngine use `await apurge_webhook_events(...)`")
+
+
 def _cutoff(older_than: dt.timedelta, batch_size: int, clock: Clock) -> dt.datetime:
-    if older_than <= dt.timedelta(0):
-        raise ConfigurationError("older_than must be a positive duration, e.g. timedelta(days=90)")
-    if batch_size < 1:
-        raise ConfigurationError("batch_size must be at least 1")
+    if not isinstance(older_than, dt.timedelta) or older_than <= dt.timedelta(0):
+        raise ConfigurationError(f"older_than must be a positive duration, e.g. timedelta(days=90), got {older_than!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigurationError(f"batch_size must be an integer of at least 1, got {batch_size!r}")
     return dt.datetime.fromtimestamp(clock.time(), dt.UTC) - older_than
 
 
@@ -48,8 +56,10 @@ def purge_webhook_events(
         The number of rows deleted.
 
     Raises:
-        ConfigurationError: ``older_than`` or ``batch_size`` is not positive.
+        ConfigurationError: ``older_than`` or ``batch_size`` is not positive, or ``engine``
+            is an ``AsyncEngine`` (use :func:`apurge_webhook_events`).
     """
+    _check_engine(engine, want_async=False)
     cutoff = _cutoff(older_than, batch_size, clock)
     total = batches = 0
     while max_batches is None or batches < max_batches:
@@ -71,6 +81,7 @@ async def apurge_webhook_events(
     clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """The async twin of :func:`purge_webhook_events`, for an ``AsyncEngine``."""
+    _check_engine(engine, want_async=True)
     cutoff = _cutoff(older_than, batch_size, clock)
     total = batches = 0
     while max_batches is None or batches < max_batches:

@@ -201,3 +201,60 @@ async def test_a_custom_scope_function(make_app: Any) -> None:
     other = await client_for("10.0.0.1").post("/transfers", json={}, headers={**headers, "X-User": "u2"})
     assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in other.headers
     assert len(runs) == 2
+
+
+async def test_long_scopes_that_share_a_prefix_are_different_principals(make_app: Any, db_url: str) -> None:
+    """A scope over 255 characters is stored as its SHA-256, never cut short."""
+    org = "org:" + "o" * 300
+
+    def by_org_user(scope: dict[str, Any]) -> str:
+        return org + "/user:" + dict(scope["headers"]).get(b"x-user", b"anon").decode()
+
+    _, runs, client_for = make_app(scope=by_org_user)
+    client = client_for("10.0.0.1")
+    headers = keyed()
+    mine = await client.post("/transfers", json={"a": 1}, headers={**headers, "X-User": "alice"})
+    theirs = await client.post("/transfers", json={"a": 1}, headers={**headers, "X-User": "mallory"})
+    again = await client.post("/transfers", json={"a": 1}, headers={**headers, "X-User": "alice"})
+    assert "idempotent-replayed" not in theirs.headers and theirs.json()["secret"] != mine.json()["secret"]
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == mine.json()
+    assert len(runs) == 2 and rows(db_url) == 2
+
+
+async def test_a_scope_function_that_returns_no_principal_is_a_clear_error(make_app: Any) -> None:
+    from surefoot.errors import ConfigurationError
+
+    _, runs, client_for = make_app(scope=lambda s: None)
+    with pytest.raises(ConfigurationError, match="scope function must return a non-empty string"):
+        await client_for("10.0.0.1").post("/transfers", json={}, headers=keyed())
+    assert runs == []
+
+
+async def test_scope_from_an_authentication_middleware_running_before_it(make_app: Any) -> None:
+    """The documented pattern: the user Starlette's AuthenticationMiddleware put in the scope;
+    anonymous requests keep the default scope, so they never share one principal."""
+    from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+    from starlette.middleware.authentication import AuthenticationMiddleware
+
+    from surefoot.idempotency import default_client_key
+
+    class SessionUser(AuthenticationBackend):
+        async def authenticate(self, conn: Any) -> Any:
+            user = conn.headers.get("x-session-user")
+            return (AuthCredentials(["authenticated"]), SimpleUser(user)) if user else None
+
+    def by_user(s: dict[str, Any]) -> str:
+        return "user:" + s["user"].identity if s["user"].is_authenticated else default_client_key(s)
+
+    api, runs, client_for = make_app(scope=by_user)
+    api.add_middleware(AuthenticationMiddleware, backend=SessionUser())  # added last: runs first
+    headers = keyed()
+    ada = await client_for("10.0.0.1").post("/transfers", json={"a": 1}, headers={**headers, "X-Session-User": "ada"})
+    ada_elsewhere = await client_for("10.7.7.7").post("/transfers", json={"a": 1}, headers={**headers, "X-Session-User": "ada"})
+    bob = await client_for("10.0.0.1").post("/transfers", json={"a": 1}, headers={**headers, "X-Session-User": "bob"})
+    assert ada_elsewhere.headers["idempotent-replayed"] == "true" and ada_elsewhere.json() == ada.json()
+    assert "idempotent-replayed" not in bob.headers and bob.json()["secret"] != ada.json()["secret"]
+    anon_a = await client_for("10.0.0.2").post("/transfers", json={"a": 1}, headers=headers)
+    anon_b = await client_for("10.0.0.3").post("/transfers", json={"a": 1}, headers=headers)
+    assert "idempotent-replayed" not in anon_a.headers and "idempotent-replayed" not in anon_b.headers
+    assert len(runs) == 4

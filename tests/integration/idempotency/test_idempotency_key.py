@@ -121,6 +121,18 @@ async def test_missing_key_where_required_is_400(app: App) -> None:
     assert app.runs == ["free"]
 
 
+async def test_malformed_keys_are_400_invalid_and_never_run(app: App) -> None:
+    for bad in ("", "   ", "x" * 256, "tab\there", "nbsp\xa0here".encode("latin-1")):
+        r = await app.client.post("/orders", json={"item": "a"}, headers={"Idempotency-Key": bad})
+        assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json", bad
+        assert r.json()["code"] == "IDEMPOTENCY_KEY_INVALID", bad
+    longest = "k" * 255
+    assert (await app.client.post("/orders", json={"item": "a"}, headers={"Idempotency-Key": longest})).status_code == 201
+    replay = await app.client.post("/orders", json={"item": "a"}, headers={"Idempotency-Key": longest})
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert app.runs == ["a"]
+
+
 async def test_same_key_different_payload_is_422(app: App) -> None:
     headers = key()
     assert (await app.client.post("/orders", json={"item": "a"}, headers=headers)).status_code == 201
@@ -217,6 +229,31 @@ async def test_keys_expire_and_abandoned_originals_are_taken_over(app: App, db_u
     engine.dispose()
 
 
+async def test_a_dead_original_is_taken_over_after_lock_timeout_by_the_same_payload(app: App) -> None:
+    """The original hangs (as if its process died): the same request gets 409 until
+    ``lock_timeout`` (30 s here), then runs; another payload with that key is still refused."""
+    hung = asyncio.Event()
+    app.gate = hung
+    headers = key()
+    original = asyncio.create_task(app.client.post("/orders", json={"item": "t"}, headers=headers))
+    await asyncio.wait_for(app.started.wait(), 10)
+    app.gate = None
+    early = await app.client.post("/orders", json={"item": "t"}, headers=headers)
+    assert early.status_code == 409 and early.headers["retry-after"] == "1"
+    app.clock.advance(29)
+    assert (await app.client.post("/orders", json={"item": "t"}, headers=headers)).status_code == 409
+    app.clock.advance(2)
+    other = await app.client.post("/orders", json={"item": "other"}, headers=headers)
+    assert other.status_code == 422
+    taken_over = await app.client.post("/orders", json={"item": "t"}, headers=headers)
+    assert taken_over.status_code == 201 and "idempotent-replayed" not in taken_over.headers
+    replay = await app.client.post("/orders", json={"item": "t"}, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true" and replay.json() == taken_over.json()
+    assert app.runs == ["t", "t"]
+    hung.set()
+    await original
+
+
 async def test_handler_exception_releases_the_key(db_url: str, fake_clock: Any) -> None:
     import httpx
     import sqlalchemy as sa
@@ -274,3 +311,39 @@ async def test_server_errors_can_be_stored_like_stripe(db_url: str, fake_clock: 
     assert first.status_code == second.status_code == 503 and second.json() == {"n": 1}
     assert second.headers["idempotent-replayed"] == "true" and calls == [1]
     engine.dispose()
+
+
+def test_cli_creates_the_table_and_purges_only_expired_keys(db_url: str, subprocess_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    from surefoot.idempotency import idempotency_keys
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "surefoot", "idempotency", *args, "--url", db_url],
+            env=subprocess_env, capture_output=True, text=True, timeout=60,
+        )
+
+    out = cli("migrate")
+    assert out.returncode == 0 and "idempotency tables ready" in out.stdout, out.stderr
+    engine = sa.create_engine(db_url)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        with engine.begin() as conn:
+            conn.execute(idempotency_keys.delete())
+            conn.execute(idempotency_keys.insert(), [
+                {"scope": "ip:1", "key": f"k{i}", "fingerprint": "f" * 64, "method": "POST", "path": "/orders",
+                 "status": "completed", "created_at": now - dt.timedelta(days=2), "locked_until": now,
+                 "expires_at": now + dt.timedelta(hours=hours)}
+                for i, hours in enumerate((-30, -1, 12))
+            ])
+        out = cli("purge", "--batch-size", "1", "--yes")
+        assert out.returncode == 0, out.stderr
+        assert "deleted 2 expired idempotency key(s)" in out.stdout
+        with engine.connect() as conn:
+            assert [r[0] for r in conn.execute(sa.select(idempotency_keys.c.key))] == ["k2"]
+    finally:
+        engine.dispose()

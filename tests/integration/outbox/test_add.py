@@ -202,3 +202,63 @@ def test_postgres_add_notifies_once_per_committed_transaction(pg_outbox_url):
     assert notifications() == 1
     listener.close()
     engine.dispose()
+
+
+def test_notify_trigger_wakes_dispatchers_for_writers_that_bypass_add(pg_outbox_url):
+    import psycopg
+
+    engine = sa.create_engine(pg_outbox_url)
+    listener = psycopg.connect(pg_outbox_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    listener.execute("LISTEN surefoot_outbox")
+
+    def raw_insert(event_id: str) -> None:  # another language's writer: plain SQL, no outbox.add()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO outbox_events (event_id, event_name, payload, occurred_at) "
+                "VALUES (%(id)s, 'Raw', '{}', now())", {"id": event_id},
+            )
+
+    def notifications() -> int:
+        return len(list(listener.notifies(timeout=0.3, stop_after=10)))
+
+    try:
+        raw_insert("raw-0")
+        assert notifications() == 0
+        outbox.create_tables(engine, notify_trigger=True)
+        outbox.create_tables(engine, notify_trigger=True)  # idempotent
+        raw_insert("raw-1")
+        assert notifications() == 1
+        outbox.create_tables(engine)  # without the flag the trigger is removed again
+        raw_insert("raw-2")
+        assert notifications() == 0
+    finally:
+        outbox.create_tables(engine)
+        listener.close()
+        engine.dispose()
+
+
+def test_debezium_view_exposes_the_default_outbox_names(engine):
+    import json
+
+    with engine.begin() as conn:
+        event = outbox.add(conn, "CallDetected", {"call_sid": "CA1"}, key="CA1")
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT id, aggregatetype, aggregateid, type, payload FROM outbox_events_debezium")
+        ).mappings().one()
+    payload = row["payload"] if isinstance(row["payload"], dict) else json.loads(row["payload"])
+    assert (row["id"], row["aggregatetype"], row["aggregateid"], row["type"]) == (
+        event.event_id, "CallDetected", "CA1", "CallDetected"
+    )
+    assert payload == {"call_sid": "CA1"}
+
+
+def test_create_tables_puts_a_sqlite_file_in_wal_mode(sqlite_url):
+    """So the application can write while a dispatcher reads."""
+    outbox.create_tables(sqlite_url)
+    engine = sa.create_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one().lower() == "wal"
+    finally:
+        engine.dispose()

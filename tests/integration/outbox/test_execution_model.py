@@ -18,6 +18,7 @@ import sqlalchemy as sa
 import structlog
 
 from surefoot import outbox
+from surefoot.errors import ConfigurationError
 from surefoot.outbox import Dispatcher, OutboxSettings, events_table
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -346,6 +347,9 @@ async def test_heartbeat_metric_and_health_check(engine, registry):
         assert ready, body
     report = await health.run(use_cache=False)
     assert report.status == "unhealthy" and "not running" in report.components["outbox"].error
+    for bad in ({"max_heartbeat_age": 0}, {"max_database_age": -1}, {"max_database_age": "26"}):
+        with pytest.raises(ConfigurationError, match="positive number of seconds"):
+            d.health_check(**bad)
 
 
 async def test_watchdog_replaces_a_silent_worker(engine, registry, captured_logs):
@@ -450,3 +454,34 @@ async def test_a_sink_whose_close_hangs_cannot_hold_stop(engine, registry):
             if task is not asyncio.current_task() and "close" in repr(task.get_coro()):
                 task.cancel()
         await asyncio.sleep(0.05)
+
+
+async def test_a_delivery_ignoring_its_timeout_is_abandoned_logged_and_counted(engine, registry, captured_logs):
+    give_up = asyncio.Event()
+
+    async def stubborn(event):
+        while not give_up.is_set():
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                continue  # swallows the handler_timeout cancellation
+
+    async def ok(event):
+        return None
+
+    _add(engine, ("Stubborn", {"n": 0}), ("Ok", {"n": 1}))
+    d = Dispatcher(engine, registry=registry, settings=_settings(listen=False), handler_timeout=0.2,
+                   handlers={"Stubborn": stubborn, "Ok": ok})
+    try:
+        assert await d.drain(max_batches=1) == 2
+        assert registry.get_sample_value("outbox_deliveries_abandoned_total", {"reason": "handler_timeout"}) == 1
+        [line] = [e for e in captured_logs if e["event"] == "outbox_delivery_abandoned"]
+        assert line["level"] == "error" and line["reason"] == "handler_timeout"
+        rows = _rows(engine)
+        assert rows[1]["dispatched_at"] is not None  # its batch-mate was acknowledged
+        # left leased (not retried while it may still be running), not dispatched
+        assert rows[0]["dispatched_at"] is None and rows[0]["claim_token"] is not None
+        assert await d.drain() == 0
+    finally:
+        give_up.set()
+        await d.aclose()

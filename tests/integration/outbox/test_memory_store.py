@@ -215,3 +215,33 @@ def test_memory_store_matches_sqlite(tmp_path_factory, events, failures, rounds)
         return engine, add, engine.dispose
 
     assert _scenario(events, failures, rounds, memory) == _scenario(events, failures, rounds, sqlite)
+
+
+async def test_lag_and_pending_gauges_follow_the_oldest_pending_event(registry):
+    """``outbox_dispatch_lag_seconds`` is the age of the oldest pending event on the store's clock;
+    ``outbox_pending_events`` counts them and ``worker_queue_depth`` mirrors it."""
+    clock = FakeClock(start=1_800_000_000)
+    store = MemoryStore(clock=clock)
+    d = Dispatcher(store, registry=registry, clock=clock, handlers={"A": lambda e: None}, listen=False)
+
+    def gauges():
+        return tuple(
+            registry.get_sample_value(name)
+            for name in ("outbox_dispatch_lag_seconds", "outbox_pending_events", "worker_queue_depth")
+        )
+
+    try:
+        await d.refresh_stats()
+        assert gauges() == (0.0, 0.0, 0.0)
+        outbox.add(store, "A", {"n": 1})
+        clock.advance(40)
+        outbox.add(store, "Unrouted", {"n": 2})
+        clock.advance(2)
+        await d.refresh_stats()
+        assert gauges() == (42.0, 2.0, 2.0)
+        assert await d.drain() == 1  # "A" delivered; the unrouted event stays pending and ages
+        clock.advance(8)
+        await d.refresh_stats()
+        assert gauges() == (10.0, 1.0, 1.0)
+    finally:
+        await d.aclose()

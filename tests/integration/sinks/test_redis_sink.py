@@ -86,6 +86,17 @@ async def test_dedupe_stores_an_event_once_per_stream(redis_url, redis, unique):
     assert await redis.xlen(f"sf:{unique}:copy") == 1
 
 
+async def test_a_hash_tagged_stream_is_written_with_single_braces(redis_url, redis, unique):
+    """``{{...}}`` is a literal brace in a fixed stream name too, as the Redis Cluster advice needs."""
+    event = make_event("A")
+    prefix = f"sfdd:{unique}:"
+    async with RedisStreamSink(redis_url, stream=f"{{{{sf{unique}}}}}.all", dedupe=True, dedupe_prefix=prefix) as sink:
+        assert await sink.send_many([event, event]) == [None, None]
+    assert await redis.xlen(f"{{sf{unique}}}.all") == 1
+    assert await redis.exists(f"{{{{sf{unique}}}}}.all") == 0
+    assert await redis.get(f"{prefix}{{sf{unique}}}.all:{event.event_id}") is not None
+
+
 async def test_one_bad_event_does_not_sink_the_batch(redis_url, redis, unique):
     await redis.set(f"sf:{unique}:Clash", "not a stream")
 

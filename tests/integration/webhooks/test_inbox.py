@@ -349,3 +349,187 @@ async def test_orm_sessions_join_the_delivery_transaction(inbox_url: str, regist
     finally:
         Base.metadata.drop_all(engine)
         engine.dispose()
+
+
+class _IdInBodyVerifier:
+    """A custom provider signing the body with HMAC-SHA256 and keying deliveries on a body field."""
+
+    provider = "acme"
+
+    def verify(self, body: bytes, headers: Any, *, url: str, client: str | None = None) -> Any:
+        import hmac
+
+        from surefoot.webhooks import SignatureError, VerifiedDelivery
+
+        given = {k.lower(): v for k, v in headers.items()}.get("x-acme-signature", "")
+        if not hmac.compare_digest(given, hmac.new(b"acme-secret", body, hashlib.sha256).hexdigest()):
+            raise SignatureError("X-Acme-Signature does not match", reason="mismatch", provider=self.provider)
+        delivery = VerifiedDelivery(self.provider, "", body, dict(headers), url, "application/json")
+        delivery.dedupe_key = str(delivery.json()["ref"])
+        return delivery
+
+
+def _acme(ref: str) -> tuple[bytes, dict[str, str]]:
+    import hmac
+    import json
+
+    body = json.dumps({"ref": ref}).encode()
+    return body, {"X-Acme-Signature": hmac.new(b"acme-secret", body, hashlib.sha256).hexdigest()}
+
+
+async def test_a_custom_verifier_with_a_long_dedupe_key_still_dedupes(inbox_url: str, registry: Any) -> None:
+    """Keys too long for the column (a whole URL, a long reference) are stored as their SHA-256."""
+    import httpx
+    import sqlalchemy as sa
+    from fastapi import FastAPI
+
+    from surefoot.webhooks import WebhookInbox
+
+    engine = sa.create_engine(inbox_url)
+    app = FastAPI()
+    inbox = WebhookInbox(engine, registry=registry)
+    runs: list[str] = []
+
+    @inbox.endpoint(app, "/acme", verifier=_IdInBodyVerifier())
+    def on_acme(delivery: Any) -> None:
+        runs.append(delivery.json()["ref"][:5])
+
+    long_ref = "order-" + "x" * 400
+    body, headers = _acme(long_ref)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            first = await client.post("/acme", content=body, headers=headers)
+            again = await client.post("/acme", content=body, headers=headers)
+        assert first.status_code == 200 and again.status_code == 200
+        assert runs == ["order"]
+        [(key, status)] = rows(inbox_url, "SELECT dedupe_key, status FROM webhook_events")
+        assert key == "sha256:" + hashlib.sha256(long_ref.encode()).hexdigest() and status == "processed"
+        assert metric(registry, "webhook_dedupe_hits_total", provider="acme") == 1
+    finally:
+        engine.dispose()
+
+
+async def test_a_verifier_without_a_dedupe_key_is_refused_not_deduplicated(inbox_url: str, registry: Any) -> None:
+    """An empty key would turn every later delivery into a duplicate of the first one."""
+    import httpx
+    import sqlalchemy as sa
+    from fastapi import FastAPI
+
+    from surefoot.errors import ConfigurationError
+    from surefoot.webhooks import WebhookInbox
+
+    engine = sa.create_engine(inbox_url)
+    app = FastAPI()
+    inbox = WebhookInbox(engine, registry=registry)
+
+    @inbox.endpoint(app, "/acme", verifier=_IdInBodyVerifier())
+    def on_acme(delivery: Any) -> None:
+        raise AssertionError("never runs")
+
+    body, headers = _acme("")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            with pytest.raises(ConfigurationError, match="returned no dedupe key"):
+                await client.post("/acme", content=body, headers=headers)
+        assert rows(inbox_url, "SELECT count(*) FROM webhook_events")[0][0] == 0
+    finally:
+        engine.dispose()
+
+
+async def test_handle_from_a_route_of_your_own(inbox_url: str, registry: Any) -> None:
+    """``inbox.handle(request, ...)`` does what ``inbox.endpoint`` does, and checks the handler kind too."""
+    import httpx
+    import sqlalchemy as sa
+    from fastapi import FastAPI
+
+    from surefoot.errors import ConfigurationError
+    from surefoot.webhooks import GitHubVerifier, WebhookInbox
+
+    engine = sa.create_engine(inbox_url)
+    app = FastAPI()
+    inbox = WebhookInbox(engine, registry=registry)
+    verifier = GitHubVerifier(GITHUB_SECRET)
+    seen: list[str] = []
+
+    def on_push(delivery: Any) -> None:
+        seen.append(delivery.json()["ref"])
+        delivery.add_event("Pushed", {"ref": delivery.json()["ref"]})
+
+    async def on_push_async(delivery: Any) -> None: ...
+
+    async def github(request: Any) -> Any:
+        return await inbox.handle(request, verifier=verifier, handler=on_push, endpoint="/hooks/github")
+
+    async def wrong_kind(request: Any) -> Any:
+        return await inbox.handle(request, verifier=verifier, handler=on_push_async, endpoint="/hooks/wrong-kind")
+
+    app.add_route("/hooks/github", github, methods=["POST"])
+    app.add_route("/hooks/wrong-kind", wrong_kind, methods=["POST"])
+
+    body = golden_github_push(ref="refs/heads/own-route")
+    headers = sign_github(body, GITHUB_SECRET)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            assert (await client.post("/hooks/github", content=body, headers=headers)).status_code == 200
+            assert (await client.post("/hooks/github", content=body, headers=headers)).status_code == 200
+            forged = await client.post("/hooks/github", content=body, headers={**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64})
+            assert forged.status_code == 401 and forged.json()["reason"] == "mismatch"
+            with pytest.raises(ConfigurationError, match="plain 'def'"):
+                await client.post("/hooks/wrong-kind", content=body, headers=headers)
+        assert seen == ["refs/heads/own-route"]
+        key = "sha256:" + hashlib.sha256(body).hexdigest()
+        assert counts(inbox_url, key) == (1, 1)
+        assert metric(registry, "webhook_dedupe_hits_total", provider="github") == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_provider_name_that_does_not_fit_is_refused(tmp_path: Any) -> None:
+    import sqlalchemy as sa
+    from fastapi import FastAPI
+
+    from surefoot.errors import ConfigurationError
+    from surefoot.webhooks import GitHubVerifier, WebhookInbox
+
+    inbox = WebhookInbox(sa.create_engine(f"sqlite:///{tmp_path}/x.db"))
+    for provider in ("", "p" * 65):
+        with pytest.raises(ConfigurationError, match="provider must be a name of 1 to 64 characters"):
+            inbox.endpoint(FastAPI(), "/x", verifier=GitHubVerifier("s", provider=provider))
+
+
+async def test_a_handler_answering_with_something_else_than_a_response_is_a_recorded_failure(
+    inbox_url: str, registry: Any
+) -> None:
+    """Only ``None``, a ``Response`` or ``Ignore(response=Response)``: anything else is rolled back,
+    recorded as ``failed`` with a message saying what to return, and answered 500 (so it is retried)."""
+    import httpx
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from surefoot.webhooks import GitHubVerifier, Ignore, WebhookInbox
+
+    from .conftest import async_url
+
+    engine = create_async_engine(async_url(inbox_url))
+    app = FastAPI()
+    inbox = WebhookInbox(engine, registry=registry)
+
+    @inbox.endpoint(app, "/gh", verifier=GitHubVerifier(GITHUB_SECRET))
+    async def on_push(delivery: Any) -> Any:
+        await delivery.add_event("Pushed", {})
+        if delivery.json()["ref"].endswith("dict"):
+            return {"ok": True}
+        return Ignore("not ours", response="<Response/>")
+
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            for ref in ("refs/heads/dict", "refs/heads/ignore-text"):
+                body = golden_github_push(ref=ref)
+                r = await client.post("/gh", content=body, headers=sign_github(body, GITHUB_SECRET))
+                assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
+                key = "sha256:" + hashlib.sha256(body).hexdigest()
+                [(status, error)] = rows(inbox_url, "SELECT status, error FROM webhook_events WHERE dedupe_key = :k", k=key)
+                assert status == "failed" and "must return None, a Response or Ignore" in error
+                assert counts(inbox_url, key) == (1, 0)
+    finally:
+        await engine.dispose()

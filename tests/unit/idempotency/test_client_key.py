@@ -78,3 +78,24 @@ async def test_other_scopes_and_methods_pass_through(tmp_path: Any) -> None:
     await mw({"type": "lifespan"}, None, None)
     await mw({"type": "http", "method": "GET", "path": "/", "headers": []}, None, None)
     assert calls == ["lifespan", "http"]
+
+
+async def test_purging_with_the_wrong_twin_says_which_one_to_use(tmp_path: Any) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from surefoot.errors import ConfigurationError
+    from surefoot.idempotency import apurge_expired_keys, purge_expired_keys
+
+    sync_engine = sa.create_engine(f"sqlite:///{tmp_path}/k.db")
+    async_engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/k.db")
+    try:
+        with pytest.raises(ConfigurationError, match="apurge_expired_keys"):
+            purge_expired_keys(async_engine)
+        with pytest.raises(ConfigurationError, match="call purge_expired_keys"):
+            await apurge_expired_keys(sync_engine)
+        with pytest.raises(ConfigurationError, match="batch_size"):
+            purge_expired_keys(sync_engine, batch_size=0)
+    finally:
+        sync_engine.dispose()
+        await async_engine.dispose()

@@ -69,3 +69,24 @@ def test_drain_inside_a_loop_says_what_to_do():
 
     with pytest.raises(RuntimeError, match="adrain"):
         asyncio.run(inner())
+
+
+def test_emit_writes_into_the_in_memory_outbox_and_a_memory_store(registry):
+    """Code under test that emits best-effort events can be given the fake as its connection."""
+    outbox.register_event("Strict", {"type": "object", "required": ["id"]})
+    fake = InMemoryOutbox()
+    store = outbox.MemoryStore()
+    seen = []
+
+    @outbox.handler("Strict")
+    def handle(event):
+        seen.append(event.payload["id"])
+
+    for target in (fake, store):
+        event = outbox.emit(target, "Strict", {"id": 1}, registry=registry)
+        assert event is not None and event.event_name == "Strict"
+        assert outbox.emit(target, "Strict", {}, registry=registry) is None  # refused, counted, never raised
+    assert fake.names() == ["Strict"] and len(store.pending) == 1
+    assert registry.get_sample_value("events_emit_failures_total", {"event_name": "Strict"}) == 2
+    assert [e.payload for e in drain(fake).delivered] == [{"id": 1}]
+    assert drain(store) == 1 and seen == [1, 1]

@@ -55,6 +55,16 @@ def test_name_resolver_templates_and_callables():
     assert static.static == "one-stream" and static(event) == "one-stream"
 
 
+def test_doubled_braces_are_literal_braces_with_or_without_fields():
+    event = Event("CallDetected", {})
+    assert NameResolver("{{events}}.{event_name}", what="x")(event) == "{events}.CallDetected"
+    fixed = NameResolver("{{events}}.all", what="x")
+    assert fixed.static == "{events}.all" and fixed(event) == "{events}.all"
+    assert NameResolver("{{{{x}}}}", what="x")(event) == "{{x}}"
+    with pytest.raises(ConfigurationError, match=r"invalid subject '\{a b\}'"):
+        NameResolver("{{a b}}", what="subject", validate=lambda n: "spaces" if " " in n else None)
+
+
 @pytest.mark.parametrize(
     ("template", "message"),
     [("{nope}", "unknown field"), ("{}", "named fields"), ("{0}", "named fields"), ("{event_name", "malformed")],
@@ -83,6 +93,15 @@ def test_name_resolver_failures_are_per_event_sink_errors():
         checked(Event("b c", {}))
     with pytest.raises(ConfigurationError, match="spaces"):
         NameResolver("a b", what="subject", validate=lambda n: "spaces" if " " in n else None)
+
+
+def test_a_routing_key_that_cannot_be_encoded_fails_its_event_only():
+    from surefoot.outbox.sinks._rabbitmq import _check_routing_key
+
+    resolver = NameResolver(lambda e: "rk." + e.event_name, what="routing key", validate=_check_routing_key)
+    assert resolver(Event("ok", {})) == "rk.ok"
+    with pytest.raises(SinkError, match="invalid routing key"):
+        resolver(Event("bad\udc80", {}))
 
 
 def test_encode_turns_unserialisable_payloads_into_sink_errors():

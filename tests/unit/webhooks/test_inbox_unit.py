@@ -132,6 +132,29 @@ def test_retention_arguments_are_checked(tmp_path: Any) -> None:
         purge_webhook_events(engine, older_than=dt.timedelta(0))
     with pytest.raises(ConfigurationError):
         purge_webhook_events(engine, batch_size=0)
+    with pytest.raises(ConfigurationError, match="timedelta"):
+        purge_webhook_events(engine, older_than=90)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="batch_size"):
+        purge_webhook_events(engine, batch_size=10.5)  # type: ignore[arg-type]
+
+
+async def test_purging_with_the_wrong_twin_says_which_one_to_use(tmp_path: Any) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from surefoot.errors import ConfigurationError
+    from surefoot.webhooks import apurge_webhook_events, purge_webhook_events
+
+    sync_engine = sa.create_engine(f"sqlite:///{tmp_path}/r.db")
+    async_engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/r.db")
+    try:
+        with pytest.raises(ConfigurationError, match="apurge_webhook_events"):
+            purge_webhook_events(async_engine)
+        with pytest.raises(ConfigurationError, match="call purge_webhook_events"):
+            await apurge_webhook_events(sync_engine)
+    finally:
+        sync_engine.dispose()
+        await async_engine.dispose()
 
 
 async def test_oversized_bodies_are_refused_before_verification(tmp_path: Any, registry: Any) -> None:
@@ -158,3 +181,44 @@ async def test_oversized_bodies_are_refused_before_verification(tmp_path: Any, r
         assert r.status_code == 413
         assert (await c.post("/acme", content=b'{"id": 1}', headers={"X-Acme-Token": "s3cret"})).status_code == 200
     engine.dispose()
+
+
+async def test_endpoints_on_an_api_router_and_a_starlette_router(tmp_path: Any, registry: Any) -> None:
+    import httpx
+    import sqlalchemy as sa
+    from fastapi import APIRouter, FastAPI
+    from starlette.routing import Mount, Router
+
+    from surefoot.testing import golden_github_push, sign_github
+    from surefoot.webhooks import GitHubVerifier, WebhookInbox, create_tables
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/routers.db")
+    create_tables(engine)
+    inbox = WebhookInbox(engine, registry=registry)
+    seen: list[str] = []
+    api_router, plain_router = APIRouter(prefix="/hooks"), Router()
+
+    @inbox.endpoint(api_router, "/github", verifier=GitHubVerifier("s1"))
+    def on_api(delivery: Any) -> None:
+        seen.append("api:" + delivery.json()["ref"])
+
+    @inbox.endpoint(plain_router, "/github", verifier=GitHubVerifier("s2", provider="github-legacy"))
+    def on_plain(delivery: Any) -> None:
+        seen.append("plain:" + delivery.json()["ref"])
+
+    app = FastAPI()
+    app.include_router(api_router)
+    app.router.routes.append(Mount("/legacy", app=plain_router))
+    body = golden_github_push(ref="refs/heads/r1")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            for _ in range(2):
+                assert (await client.post("/hooks/github", content=body, headers=sign_github(body, "s1"))).status_code == 200
+                assert (await client.post("/legacy/github", content=body, headers=sign_github(body, "s2"))).status_code == 200
+            wrong = await client.post("/legacy/github", content=body, headers=sign_github(body, "s1"))
+            assert wrong.status_code == 401 and wrong.json()["reason"] == "mismatch"
+        assert seen == ["api:refs/heads/r1", "plain:refs/heads/r1"]
+        assert registry.get_sample_value("webhook_dedupe_hits_total", {"provider": "github"}) == 1
+        assert registry.get_sample_value("webhook_dedupe_hits_total", {"provider": "github-legacy"}) == 1
+    finally:
+        engine.dispose()

@@ -310,6 +310,42 @@ def test_stripe_failures(clock: FakeClock) -> None:
     v.verify(body, sign_stripe(body, "whsec_test", timestamp=clock.time() + 299), url="")
 
 
+def test_stripe_dedupe_key_is_the_signed_event_id_else_the_body_hash(clock: FakeClock) -> None:
+    from surefoot.webhooks import body_hash_key
+
+    v = StripeVerifier("whsec_test", clock=clock)
+    for body in (b'{"object":"event","type":"ping"}', b'{"id":42}', b"not json at all", b"[1,2]"):
+        d = v.verify(body, sign_stripe(body, "whsec_test", timestamp=clock.time()), url="")
+        assert d.dedupe_key == body_hash_key(body) == "sha256:" + hashlib.sha256(body).hexdigest()
+    body = golden_stripe_event(event_id="evt_9")
+    assert v.verify(body, sign_stripe(body, "whsec_test", timestamp=clock.time()), url="").dedupe_key == "evt_9"
+
+
+def test_custom_dedupe_keys_from_signed_content(clock: FakeClock) -> None:
+    """The documented form: ``dedupe_key=lambda d: body_hash_key(d.body, d.url)``."""
+    from surefoot.webhooks import body_hash_key
+
+    body = golden_github_push()
+    headers = sign_github(body, "s3cret")
+    by_url = GitHubVerifier("s3cret", dedupe_key=lambda d: body_hash_key(d.body, d.url))
+    one = by_url.verify(body, headers, url="https://h.example.com/hooks/a").dedupe_key
+    other = by_url.verify(body, headers, url="https://h.example.com/hooks/b").dedupe_key
+    assert one != other and one.startswith("sha256:") and len(one) == len("sha256:") + 64
+    assert one == by_url.verify(body, {**headers, "X-GitHub-Delivery": "fresh"}, url="https://h.example.com/hooks/a").dedupe_key
+    assert body_hash_key(body) == GitHubVerifier("s3cret").verify(body, headers, url="").dedupe_key
+    stripe_body = golden_stripe_event(event_id="evt_1")
+    stripe = StripeVerifier("whsec_t", clock=clock, dedupe_key=lambda d: "inv:" + d.json()["data"]["object"]["id"])
+    key = stripe.verify(stripe_body, sign_stripe(stripe_body, "whsec_t", timestamp=clock.time()), url="").dedupe_key
+    assert key == "inv:in_1QaBcDeFgHiJkLmN"
+    standard = StandardWebhooksVerifier(SPEC_SECRET, clock=clock, dedupe_key=lambda d: d.json()["type"] + ":" + d.headers["webhook-id"])
+    std_body = golden_standard_event()
+    std_headers = sign_standard(std_body, SPEC_SECRET, msg_id="msg_1", timestamp=clock.time())
+    assert standard.verify(std_body, std_headers, url="").dedupe_key == "invoice.paid:msg_1"
+    long_key = StripeVerifier("whsec_t", clock=clock, dedupe_key=lambda d: "k" * 300)
+    fitted = long_key.verify(stripe_body, sign_stripe(stripe_body, "whsec_t", timestamp=clock.time()), url="").dedupe_key
+    assert fitted == "sha256:" + hashlib.sha256(b"k" * 300).hexdigest()
+
+
 def test_stripe_key_is_the_whole_secret_string(clock: FakeClock) -> None:
     import hashlib
     import hmac

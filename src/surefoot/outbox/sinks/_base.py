@@ -80,10 +80,13 @@ class NameResolver:
             if fields:
                 self._template = naming
             else:
-                problem = validate(naming) if validate else None
+                # No field: the name is fixed, but literal braces are still written doubled
+                # ("{{events}}" is the name "{events}"), exactly as in a template with fields.
+                static = naming.format()
+                problem = validate(static) if validate else None
                 if problem:
-                    raise ConfigurationError(f"invalid {what} {naming!r}: {problem}")
-                self._static = naming
+                    raise ConfigurationError(f"invalid {what} {static!r}: {problem}")
+                self._static = static
         else:
             raise ConfigurationError(
                 f"the {what} must be a template string or a callable (event) -> str, "
@@ -118,7 +121,10 @@ class NameResolver:
         if not isinstance(name, str) or not name:
             raise SinkError(f"the {self._what} for event {event.event_id} is empty or not a string: {name!r}")
         if self._validate is not None:
-            problem = self._validate(name)
+            try:
+                problem = self._validate(name)
+            except Exception as exc:  # e.g. a name that cannot be encoded: it fails this event only
+                problem = f"cannot be checked ({exc!r})"
             if problem:
                 raise SinkError(f"invalid {self._what} {name!r} for event {event.event_id}: {problem}")
         return name
