@@ -205,3 +205,108 @@ def test_unmigrated_postgres_database_says_to_migrate(pg_url, subprocess_env):
         with engine.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         engine.dispose()
+
+
+@pytest.mark.parametrize("command", [["flags", "list"], ["flags", "history"], ["flags", "history", "pause_outbound_sms"]])
+def test_flag_reading_commands_never_create_a_database_file(tmp_path, subprocess_env, command):
+    path = tmp_path / "missing.db"
+    line = _one_line(run_cli([*command, "--url", f"sqlite:///{path}"], subprocess_env))
+    assert f"no database at {path}" in line and "--url" in line
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("not a url", "not a database URL"),
+        ("mysqlx://h/db", "unknown database driver"),
+        ("postgresql://nobody:secret@127.0.0.1:1/db", "cannot use the database"),
+    ],
+)
+@pytest.mark.parametrize("command", [["flags", "list"], ["flags", "set", "pause_outbound_sms", "on"],
+                                     ["slo", "migrate"]])
+def test_flags_and_slo_commands_explain_bad_urls_in_one_line(subprocess_env, url, expected, command):
+    line = _one_line(run_cli([*command, "--url", url], subprocess_env))
+    assert expected in line
+    assert "secret" not in line
+
+
+def test_an_invalid_flag_name_is_a_usage_error_that_touches_nothing(tmp_path):
+    path = tmp_path / "app.db"
+    result = runner.invoke(app, ["flags", "set", "Pause-SMS", "on", "--url", f"sqlite:///{path}"])
+    assert result.exit_code == 2
+    assert "'Pause-SMS' is not a flag name" in result.output and "pause_outbound_sms" in result.output
+    assert not path.exists()
+
+
+def test_slo_migrate_creates_the_tables_and_can_run_again(tmp_path):
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    for _ in range(2):
+        result = cli("slo", "migrate", "--url", url)
+        assert result.exit_code == 0 and "surefoot_slo_pairs and surefoot_slo_counts are ready" in result.output
+    assert {"surefoot_slo_pairs", "surefoot_slo_counts"} <= set(sa.inspect(sa.create_engine(url)).get_table_names())
+
+
+def _documented_command_lines() -> list[tuple[str, str]]:
+    """Every ``surefoot ...`` command line of the README and the guides (code blocks and spans)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    found: list[tuple[str, str]] = []
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        in_block, pending = False, ""
+        for line in path.read_text().splitlines():
+            if line.strip().startswith("```"):
+                in_block = not in_block
+                continue
+            if not in_block:
+                found += [(path.name, span) for span in re.findall(r"`(surefoot [^`]+)`", line)]
+                continue
+            pending += line.strip().rstrip("\\").strip() + " "
+            if not line.rstrip().endswith("\\"):
+                if pending.startswith("surefoot "):
+                    found.append((path.name, pending.strip()))
+                pending = ""
+    return found
+
+
+def test_every_documented_command_line_parses():
+    """Options and commands in the guides exist: a command line copied from them is accepted."""
+    import shlex
+
+    import typer
+
+    root = typer.main.get_command(app)
+    checked = []
+    for doc, line in _documented_command_lines():
+        command = line.split(" #")[0].strip()
+        if " | " in command or "COMMAND" in command or "<" in command:
+            continue  # a synopsis of several commands, not one command line
+        args = shlex.split(re.sub(r"\[([^\]]*)\]", r"\1", command))[1:]
+        group, rest = root, list(args)
+        try:
+            while hasattr(group, "get_command") and rest and not rest[0].startswith("-"):
+                name = rest.pop(0)
+                found = group.get_command(None, name)
+                assert found is not None, f"{doc}: `{command}`: no command {name!r}"
+                group = found
+            if not hasattr(group, "get_command"):
+                group.make_context(group.name, rest)
+        except typer.Exit:
+            pass
+        except Exception as exc:  # the parser's errors: unknown option, bad value, ...
+            if type(exc).__name__ != "MissingParameter":  # `surefoot flags clear` named in prose
+                raise AssertionError(f"{doc}: `{command}`: {exc}") from None
+        checked.append(command)
+    assert any(c.startswith("surefoot flags set pause_outbound_sms on") for c in checked)
+    assert any(c.startswith("surefoot observability generate --out deploy/") for c in checked)
+
+
+@pytest.mark.parametrize("command", [["flags", "list"], ["slo", "migrate"]])
+def test_a_missing_driver_names_the_extra_for_flags_and_slo(subprocess_env, command):
+    code = ("import sys; sys.modules['psycopg'] = None; from surefoot.cli import main; "
+            f"sys.argv = ['surefoot', *{command!r}, '--url', 'postgresql://u@127.0.0.1/db']; main()")
+    out = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True, text=True,
+                         timeout=60)
+    line = _one_line(out)
+    assert "pip install 'surefoot[postgres]'" in line and "psycopg" in line

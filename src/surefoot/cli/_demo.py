@@ -34,3 +34,6 @@ def demo(
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except RuntimeError as exc:  # a process of the stack stopped: its own output says why
+        typer.echo(f"error: the demo stopped: {exc}", err=True)
+        raise typer.Exit(1) from None

@@ -7,20 +7,39 @@ import json
 
 import typer
 
+from ._common import friendly_errors
+
+# the flag tables are created by `flags set` / `flags clear` (and flags.configure)
+_HINT = "surefoot flags set NAME on|off"
 _URL_HELP = "SQLAlchemy URL of the service's database (default: SUREFOOT_DATABASE_URL, then settings)."
 
 
-def _connect(url: str | None) -> None:
-    from .._core.settings import get_settings
-    from ..errors import ConfigurationError, MissingExtraError
+def _connect(url: str | None, *, writes: bool = False) -> None:
+    """Connect the flag store to the service's database.
 
-    try:
-        from ..flags import configure
+    Reading commands (``list``, ``history``) never create a database: a SQLite URL whose
+    file does not exist is refused. ``set`` and ``clear`` create the flag tables (and a
+    SQLite file) like :func:`surefoot.flags.configure`.
+    """
+    from ._common import _sqlite_file, fail, open_engine, resolve_url
 
-        configure(url or get_settings().database_url, refresh_interval=0)
-    except (ConfigurationError, MissingExtraError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    target = resolve_url(url)
+    sqlite_file = _sqlite_file(target)
+    if sqlite_file is not None and not writes and not sqlite_file.exists():
+        raise fail(f"no database at {sqlite_file}: check --url (flags live in the service's own database)")
+    engine = open_engine(target, creates=True)
+    from ..flags import configure
+
+    configure(engine, refresh_interval=0)
+
+
+def _check_name(name: str) -> None:
+    from ..flags._flag import _NAME
+
+    if not _NAME.match(name or ""):
+        typer.echo(f"error: {name!r} is not a flag name: use lower case, [a-z][a-z0-9_]*, "
+                   "at most 63 characters (e.g. pause_outbound_sms)", err=True)
+        raise typer.Exit(2)
 
 
 def _actor(actor: str | None) -> str:
@@ -37,6 +56,7 @@ def register(app: typer.Typer) -> None:
     flags_app = typer.Typer(no_args_is_help=True, help="Runtime flags and kill switches shared by every process.")
 
     @flags_app.command("list")
+    @friendly_errors(_HINT)
     def list_flags(
         url: str = typer.Option(None, "--url", "--database-url", envvar="SUREFOOT_DATABASE_URL", help=_URL_HELP),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -58,6 +78,7 @@ def register(app: typer.Typer) -> None:
                        + (f"  ({row['reason']})" if row["reason"] else ""))
 
     @flags_app.command("set")
+    @friendly_errors(_HINT)
     def set_flag(
         name: str = typer.Argument(..., help="The flag, e.g. pause_outbound_sms."),
         value: str = typer.Argument(..., help="on or off (also true/false, 1/0, yes/no)."),
@@ -75,7 +96,8 @@ def register(app: typer.Typer) -> None:
         except ConfigurationError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        _connect(url)
+        _check_name(name)
+        _connect(url, writes=True)
         try:
             result = set_value(name, enabled, actor=_actor(actor), reason=reason, source="cli")
         except (ConfigurationError, NotFoundError) as exc:
@@ -85,6 +107,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{name}: {previous} -> {'on' if enabled else 'off'}")
 
     @flags_app.command("clear")
+    @friendly_errors(_HINT)
     def clear_flag(
         name: str = typer.Argument(..., help="The flag."),
         url: str = typer.Option(None, "--url", "--database-url", envvar="SUREFOOT_DATABASE_URL", help=_URL_HELP),
@@ -95,7 +118,8 @@ def register(app: typer.Typer) -> None:
         from ..errors import ConfigurationError, NotFoundError
         from ..flags import clear
 
-        _connect(url)
+        _check_name(name)
+        _connect(url, writes=True)
         try:
             result = clear(name, actor=_actor(actor), reason=reason, source="cli")
         except (ConfigurationError, NotFoundError) as exc:
@@ -105,6 +129,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{name}: {previous} -> default")
 
     @flags_app.command("history")
+    @friendly_errors(_HINT)
     def history(
         name: str = typer.Argument(None, help="Only this flag."),
         url: str = typer.Option(None, "--url", "--database-url", envvar="SUREFOOT_DATABASE_URL", help=_URL_HELP),

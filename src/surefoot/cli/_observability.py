@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from ._common import friendly_errors, open_engine, url_option
+
 __all__ = ["register"]
+
+SLO_MIGRATE = "surefoot slo migrate"
 
 observability_app = typer.Typer(no_args_is_help=True, help="Generate Prometheus rules, alerts and Grafana dashboards.")
 slo_app = typer.Typer(no_args_is_help=True, help="Service level objectives: tables and OpenSLO export.")
@@ -23,17 +28,22 @@ def _objectives(specs: list[str]) -> list:  # type: ignore[type-arg]
 
     if not specs:
         raise typer.BadParameter("give at least one --objectives module[:NAME] or OpenSLO file")
-    found = {}
+    found: dict[str, Any] = {}
     for spec in specs:
         try:
             for objective in collect_objectives(spec):
-                found[objective.name] = objective
+                seen = found.setdefault(objective.name, objective)
+                if seen != objective:
+                    raise ConfigurationError(
+                        f"two different objectives are named {objective.name!r} ({spec!r} and an earlier -o)"
+                    )
         except ConfigurationError as exc:
             raise typer.BadParameter(str(exc), param_hint="--objectives") from exc
     return list(found.values())
 
 
 @observability_app.command()
+@friendly_errors(SLO_MIGRATE)
 def generate(
     out: Path = typer.Option(..., "--out", help="Directory to write into (e.g. deploy/)."),  # noqa: B008
     objectives: list[str] = typer.Option([], "--objectives", "-o", help=OBJECTIVES_HELP),  # noqa: B008
@@ -66,6 +76,7 @@ def generate(
 
 
 @observability_app.command()
+@friendly_errors(SLO_MIGRATE)
 def lint(
     objectives: list[str] = typer.Option([], "--objectives", "-o", help=OBJECTIVES_HELP),  # noqa: B008
     scrape_interval: float = typer.Option(15.0, "--scrape-interval", help="Scrape interval, seconds."),
@@ -83,15 +94,12 @@ def lint(
 
 
 @slo_app.command()
-def migrate(url: str = typer.Option(None, "--url", help="Database URL (default: SUREFOOT_DATABASE_URL).")) -> None:
-    """Create surefoot_slo_pairs and surefoot_slo_counts."""
-    import sqlalchemy as sa
-
-    from .._core.settings import get_settings
-    from ..outbox._urls import sync_url
+@friendly_errors(SLO_MIGRATE)
+def migrate(url: str = url_option()) -> None:
+    """Create surefoot_slo_pairs and surefoot_slo_counts (idempotent)."""
     from ..slo import migrate as run
 
-    engine = sa.create_engine(sync_url(url or get_settings().database_url))
+    engine = open_engine(url, creates=True, migrate_hint=SLO_MIGRATE)
     try:
         run(engine)
     finally:
@@ -100,6 +108,7 @@ def migrate(url: str = typer.Option(None, "--url", help="Database URL (default: 
 
 
 @slo_app.command()
+@friendly_errors(SLO_MIGRATE)
 def openslo(objectives: list[str] = typer.Option([], "--objectives", "-o", help=OBJECTIVES_HELP)) -> None:  # noqa: B008
     """Print the objectives as OpenSLO v1 YAML."""
     from ..slo import to_openslo

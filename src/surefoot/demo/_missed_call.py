@@ -25,7 +25,9 @@ surefoot demo — the missed-call service (web + worker) on {database}
         toggle it on the status page, or
         surefoot flags set pause_outbound_sms on --url {sync_url} --reason "trying it"
         surefoot flags set pause_outbound_sms off --url {sync_url}
-  a signed missed call by hand: see docs/reference-service.md
+  a signed missed call by hand (the fake's account and token):
+        python -c 'from surefoot.testing import CallSimulator; CallSimulator("{base}/webhooks/twilio/voice", \\
+            "{auth_token}", account_sid="{account_sid}", to=["+14155550100"]).call(status="no-answer")'
 
   Ctrl-C stops everything.
 """
@@ -49,6 +51,27 @@ def examples_dir() -> Path:
     )
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuse a port another program already listens on, before starting anything."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on {host}: {exc}; pass --host 127.0.0.1") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        if os.name == "posix":  # as uvicorn binds: a port in TIME_WAIT is free, a listener is not
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError:
+            raise ConfigurationError(
+                f"port {port} on {host} is already in use: stop what listens there or pass --port "
+                f"{port + 1 if port < 65535 else 8000}"
+            ) from None
+
+
 def run_missed_call(host: str = "127.0.0.1", port: int = 8000, *, rate: float = 0.5,
                     database_url: str | None = None, stop: threading.Event | None = None) -> None:
     """Start the reference service, the fake and the call stream; stop everything on Ctrl-C.
@@ -61,6 +84,7 @@ def run_missed_call(host: str = "127.0.0.1", port: int = 8000, *, rate: float = 
     """
     if rate <= 0:
         raise ConfigurationError("--rate must be positive (missed calls per second)")
+    _check_port_free(host, port)
     folder = examples_dir()
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
@@ -92,7 +116,8 @@ def run_missed_call(host: str = "127.0.0.1", port: int = 8000, *, rate: float = 
         driver = "sqlite" if parsed.get_backend_name() == "sqlite" else "postgresql+psycopg"
         sync_url = parsed.set(drivername=driver).render_as_string(hide_password=True)
         print(_BANNER.format(database=url, twilio=fake.url, rate=rate, base=stack.base_url,
-                             token=stack.admin_token, sync_url=sync_url), flush=True)
+                             token=stack.admin_token, sync_url=sync_url, auth_token=fake.auth_token,
+                             account_sid=fake.account_sid), flush=True)
         waiter = stop or threading.Event()
         while not waiter.wait(0.5):
             for name, process in stack.processes.items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ConfigurationError
 from ._flag import Flag, declared, get_flag, parse_bool, reset
 
 __all__ = [
@@ -69,10 +70,12 @@ def history(name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """The latest flips (newest first) from the audit table ``feature_flag_changes``.
 
     Raises:
-        ConfigurationError: :func:`configure` was not called.
+        ConfigurationError: :func:`configure` was not called, or ``limit`` is not at least 1.
     """
     from ._store import _require_store
 
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigurationError(f"limit must be a whole number >= 1; got {limit!r}")
     return _require_store().history(name, limit)
 
 

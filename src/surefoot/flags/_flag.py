@@ -17,8 +17,8 @@ from ..metrics import MetricSpec
 __all__ = ["Flag", "FlagState", "declared", "get_flag", "parse_bool", "reset"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_TRUE = frozenset({"1", "true", "yes", "on", "enabled"})
-_FALSE = frozenset({"0", "false", "no", "off", "disabled", ""})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 FLAG_ENABLED = MetricSpec(
     "feature_flag_enabled", "gauge", "1 when the flag is on in this process, else 0", ("flag",),
@@ -96,7 +96,8 @@ class Flag:
     def __init__(self, name: str, *, default: bool = False, env: str | None = None, description: str = "") -> None:
         if not isinstance(name, str) or not _NAME.match(name):
             raise ConfigurationError(
-                f"flag name {name!r} is invalid: use lower-case letters, digits and '_', starting with a letter"
+                f"flag name {name!r} is invalid: use lower-case letters, digits and '_', starting with a letter, "
+                "at most 63 characters (e.g. pause_outbound_sms)"
             )
         self.name = name
         self.default = bool(default)
@@ -170,6 +171,15 @@ class Flag:
             "reason": row.get("reason"),
         }
 
+    def __eq__(self, other: object) -> bool:
+        """Two declarations of one flag (same name, default and variable) are equal."""
+        if not isinstance(other, Flag):
+            return NotImplemented
+        return (self.name, self.default, self.env) == (other.name, other.default, other.env)
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
     def __repr__(self) -> str:
         return f"Flag({self.name!r}, enabled={self.enabled})"
 
@@ -185,7 +195,10 @@ def get_flag(name: str) -> Flag:
     Raises:
         KeyError: no flag of that name is declared in this process.
     """
-    return _declared[name]
+    try:
+        return _declared[name]
+    except KeyError:
+        raise KeyError(f"no flag {name!r} is declared in this process") from None
 
 
 def apply_overrides(rows: dict[str, dict[str, Any]], *, source: str) -> None:

@@ -58,7 +58,12 @@ MAX_ACTOR = 200
 def _sync_engine(bind: Any) -> Any:
     """A sync Engine for a URL, an Engine, or an AsyncEngine (same database, sync driver)."""
     if isinstance(bind, str):
-        url = sa.engine.make_url(bind)
+        try:
+            url = sa.engine.make_url(bind)
+        except sa.exc.ArgumentError:
+            raise ConfigurationError(
+                f"flags need a database URL like sqlite:///app.db or postgresql+psycopg://user@host/db; got {bind!r}"
+            ) from None
     elif isinstance(bind, sa.engine.Engine):
         return bind
     elif hasattr(bind, "sync_engine"):
@@ -272,12 +277,17 @@ def set_flag(name: str, enabled: bool, *, actor: str, reason: str = "", source: 
         ``{"name", "enabled", "previous"}``.
 
     Raises:
-        ConfigurationError: flags are not configured, or ``actor``/``reason`` is invalid.
+        ConfigurationError: flags are not configured, ``enabled`` is not a bool, or
+            ``actor``/``reason`` is invalid.
         NotFoundError: ``name`` is not a valid flag name.
     """
     _validated(name, actor, reason)
+    if not isinstance(enabled, bool):
+        raise ConfigurationError(
+            f"enabled must be True or False; got {enabled!r} (read text with surefoot.flags.parse_bool)"
+        )
     store = _require_store()
-    previous = store.write(name, bool(enabled), actor=actor, reason=reason)
+    previous = store.write(name, enabled, actor=actor, reason=reason)
     _log.warning("flag_set", flag=name, enabled=bool(enabled), previous=previous, actor=actor,
                  reason=reason, source=source)
     FLAG_CHANGES.get(_state.registry).labels(flag=name, source=source).inc()

@@ -90,7 +90,20 @@ def collect_objectives(spec: str) -> list[Objective]:
     found = [o for o in found if isinstance(o, Objective)]
     if not found:
         raise ConfigurationError(f"{spec!r} holds no surefoot.slo objectives")
-    return list({o.name: o for o in found}.values())
+    return _unique(found, spec)
+
+
+def _unique(objectives: Iterable[Objective], where: str) -> list[Objective]:
+    """One objective per name; the same declaration twice is kept once, two different ones
+    with one name are refused."""
+    by_name: dict[str, Objective] = {}
+    for o in objectives:
+        seen = by_name.setdefault(o.name, o)
+        if seen != o:
+            raise ConfigurationError(
+                f"{where!r} declares two different objectives named {o.name!r}: {seen!r} and {o!r}"
+            )
+    return list(by_name.values())
 
 
 def _prometheus_config(targets: Sequence[str], scrape_interval: float, username: str | None,
@@ -174,6 +187,8 @@ def generate(
     objs = list(objectives)
     if not objs:
         raise ConfigurationError("generate needs at least one objective")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigurationError(f"cannot write into {out}: it is a file; give a directory (e.g. deploy/)")
     settings = RuleSettings(scale=scale, runbook_url=runbook_url, tiers=tuple(tiers),
                             available=frozenset(available) if available is not None else None)
     findings = lint(objs, scrape_interval=scrape_interval, settings=settings)

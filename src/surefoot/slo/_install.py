@@ -145,12 +145,17 @@ def install(
 
     Raises:
         ConfigurationError: a route-bound objective without surefoot's request path, a
-            threshold that is not a histogram bucket, or an app that is not Starlette.
+            threshold that is not a histogram bucket, an app that is not Starlette, or an
+            interval, ``cache_seconds`` or ``path`` that cannot be used.
     """
     if not hasattr(app, "router") or not hasattr(app.router, "lifespan_context"):
         raise ConfigurationError(f"slo.install needs a Starlette or FastAPI application; got {type(app).__name__}")
     if not math.isfinite(interval) or interval <= 0:
         raise ConfigurationError(f"interval must be a positive number of seconds; got {interval!r}")
+    if isinstance(cache_seconds, bool) or not isinstance(cache_seconds, (int, float)) or not 0 <= cache_seconds < math.inf:
+        raise ConfigurationError(f"cache_seconds must be a number of seconds >= 0; got {cache_seconds!r}")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigurationError(f"path must start with '/' (e.g. '/slo'); got {path!r}")
     tracker = Tracker(objectives, engine=engine, tiers=tiers, clock=clock, registry=registry, on_burn=on_burn)
     bound = _route_bound(tracker.objectives)
     if bound:

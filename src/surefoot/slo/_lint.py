@@ -11,14 +11,28 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import ConfigurationError
 from ._objectives import Objective
 from ._rules import RuleSettings, possible, threshold
 from ._windows import WINDOWS, duration_text
 
 __all__ = ["LintFinding", "lint"]
+
+
+def _check_inputs(objectives: Sequence[Objective], scrape_interval: float, scale: float) -> None:
+    for what, value in (("scrape_interval", scrape_interval), ("scale", scale)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise ConfigurationError(f"{what} must be a positive number; got {value!r}")
+    names = [o.name for o in objectives]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigurationError(
+            f"objective names must be unique (each is the slo label of its rules); repeated: {', '.join(repeated)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -45,8 +59,13 @@ def lint(
 
     Returns:
         The findings, errors first.
+
+    Raises:
+        ConfigurationError: two objectives share a name, or the scrape interval or scale is
+            not a positive number.
     """
     s = settings or RuleSettings()
+    _check_inputs(objectives, scrape_interval, s.scale)
     findings: list[LintFinding] = []
     used = {w for t in s.tiers for c in t.conditions for w in (c.long, c.short)} | {"5m"}
     shortest = min(max(1, round(WINDOWS[w] * s.scale)) for w in used)

@@ -156,6 +156,18 @@ class Objective:
         """Name of the recording rule that carries this objective's P95, if it has one."""
         return None
 
+    def _declaration(self) -> tuple[Any, ...]:
+        """What the objective was declared with (compared by ``==``; no counters, no clock)."""
+        return (self.name, self.target, self.description, self.expected_events_per_hour, self.service)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Objective):
+            return NotImplemented
+        return type(self) is type(other) and self._declaration() == other._declaration()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.name))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, target={self.target!r})"
 
@@ -196,12 +208,19 @@ class Ratio(Objective):
         super().__init__(name, target=target, **kwargs)
         if route is not None and not (isinstance(route, str) and (route == "*" or route.startswith("/"))):
             raise ConfigurationError(f"objective {name!r}: route must be a path template like '/bookings' or '*'")
-        low, high = bad_statuses
-        if not (100 <= low <= high <= 599):
+        try:
+            low, high = bad_statuses
+        except (TypeError, ValueError):
+            low = high = -1
+        if isinstance(low, bool) or not isinstance(low, int) or not isinstance(high, int) \
+                or not (100 <= low <= high <= 599):
             raise ConfigurationError(f"objective {name!r}: bad_statuses must be (low, high) within 100-599")
         self.route = route
         self.method = method.upper() if method else None
         self.bad_statuses = (int(low), int(high))
+
+    def _declaration(self) -> tuple[Any, ...]:
+        return (*super()._declaration(), self.route, self.method, self.bad_statuses)
 
     def observe(self, ok: bool) -> None:
         """Count one event: good when ``ok`` is true."""
@@ -250,6 +269,10 @@ class Latency(Objective):
         self.errors_are_bad = bool(errors_are_bad)
         self._p95_series = p95_series or f"{name}_p95_ms"
         self.observe: Callable[[float], None] = self._first_observe
+
+    def _declaration(self) -> tuple[Any, ...]:
+        return (*super()._declaration(), self.threshold, self.route, self.method, self.errors_are_bad,
+                self._p95_series)
 
     @property
     def threshold_seconds(self) -> float:
@@ -311,6 +334,9 @@ class EventPair(Objective):
         self.clock = clock
         self._p95_series = p95_series or f"slo_{name}_p95_seconds"
         self._duration_child: Any = None
+
+    def _declaration(self) -> tuple[Any, ...]:
+        return (*super()._declaration(), self.deadline, self._p95_series)
 
     @property
     def threshold_seconds(self) -> float:

@@ -36,6 +36,10 @@ _MAX_KEY = 255
 
 
 def _key(objective: EventPair, key: Any) -> str:
+    if key is None or isinstance(key, bool):
+        raise ConfigurationError(
+            f"objective {objective.name!r}: a pair key must be the event's identifier (e.g. the CallSid); got {key!r}"
+        )
     text = str(key)
     if not text or len(text) > _MAX_KEY:
         raise ConfigurationError(f"objective {objective.name!r}: a pair key must be 1-{_MAX_KEY} characters; got {text[:40]!r}")

@@ -41,9 +41,14 @@ def expect_slo(
 
     Raises:
         SloExpectationError: an expectation does not hold.
+        TypeError: ``objective`` is not an objective (e.g. its name).
     """
-    from ..slo import EventPair
+    from ..slo import EventPair, Objective
 
+    if not isinstance(objective, Objective):
+        raise TypeError(
+            f"expect_slo needs a surefoot.slo objective (Ratio, Latency or EventPair); got {objective!r}"
+        )
     if engine is not None and isinstance(objective, EventPair):
         from ..slo import Sweeper
 

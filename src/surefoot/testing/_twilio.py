@@ -150,6 +150,13 @@ class TwilioFake:
                 raise ValueError(f"{name} must be between 0 and 1, got {rate!r}")
         if error_rate + timeout_rate + lost_response_rate > 1.0:
             raise ValueError("error_rate + timeout_rate + lost_response_rate must not exceed 1")
+        if not callable(latency) and not (isinstance(latency, (int, float)) and latency >= 0):
+            raise ValueError(f"latency must be seconds >= 0 or fn(rng) -> seconds, got {latency!r}")
+        for name, seconds in (("callback_delay", callback_delay), ("hang_seconds", hang_seconds)):
+            if not (isinstance(seconds, (int, float)) and seconds >= 0):
+                raise ValueError(f"{name} must be seconds >= 0, got {seconds!r}")
+        if rate_limit is not None and not (isinstance(rate_limit, (int, float)) and rate_limit > 0):
+            raise ValueError(f"rate_limit must be requests per second > 0 (or None: no limit), got {rate_limit!r}")
         self.rng = random.Random(seed)
         self.account_sid = account_sid or "AC" + self._hex()
         self.auth_token = auth_token or secrets.token_hex(16)
@@ -226,6 +233,8 @@ class TwilioFake:
         """A latency distribution with the given median and 95th percentile (seconds)."""
         import math
 
+        if not 0 < median <= p95:
+            raise ValueError(f"lognormal needs 0 < median <= p95 (seconds), got median={median!r} p95={p95!r}")
         mu = math.log(median)
         sigma = max(1e-9, (math.log(p95) - mu) / 1.6449)
         return lambda rng: rng.lognormvariate(mu, sigma)

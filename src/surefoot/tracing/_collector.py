@@ -9,6 +9,7 @@ others (10 % by default).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -122,10 +123,17 @@ def collector_config_yaml(**options: Any) -> str:
 
 
 def write_collector_config(path: str | Path, **options: Any) -> Path:
-    """Write :func:`collector_config_yaml` to ``path`` (a file, or a directory that gets
-    ``otel-collector.yaml``) and return the file written."""
+    """Write :func:`collector_config_yaml` to ``path`` and return the file written.
+
+    ``path`` is a directory (one that exists, or written with a trailing ``/``, or a new name
+    without a suffix), which gets ``otel-collector.yaml`` and is created if missing, or a
+    file name (``collector.yaml``).
+    """
+    text = str(path)
     target = Path(path)
-    if target.is_dir():
+    if target.is_dir() or text.endswith(("/", os.sep)) or not (target.suffix or target.exists()):
         target = target / "otel-collector.yaml"
-    target.write_text(collector_config_yaml(**options), encoding="utf-8")
+    content = collector_config_yaml(**options)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content, encoding="utf-8")
     return target

@@ -102,7 +102,8 @@ def setup_sentry(
 
     Raises:
         MissingExtraError: ``sentry-sdk`` is not installed (``pip install 'surefoot[sentry]'``).
-        ConfigurationError: no DSN given or configured.
+        ConfigurationError: no DSN given or configured, or not a DSN (the message names
+            ``SUREFOOT_SENTRY_DSN`` or ``dsn``).
     """
     from .._core.settings import section
     from ._settings import TracingSettings
@@ -110,9 +111,16 @@ def setup_sentry(
     sentry_sdk = require("sentry_sdk", "sentry")
     logging_integration = require("sentry_sdk.integrations.logging", "sentry")
     tsettings = section(TracingSettings)
+    source = "dsn" if dsn else "SUREFOOT_SENTRY_DSN"
     dsn = dsn or tsettings.sentry_dsn
     if not dsn:
         raise ConfigurationError("setup_sentry needs a DSN: pass dsn=... or set SUREFOOT_SENTRY_DSN")
+    try:
+        sentry_sdk.utils.Dsn(dsn)
+    except sentry_sdk.utils.BadDsn as exc:
+        raise ConfigurationError(
+            f"{source} is not a Sentry DSN ({exc}); expected https://<key>@<host>/<project id>"
+        ) from None
     settings = get_settings()
     if redactor is None:
         from ..logging import Redactor

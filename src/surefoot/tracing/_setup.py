@@ -44,7 +44,7 @@ def _context_processor() -> Any:
     return ContextIdsProcessor()
 
 
-def head_sampler(ratio: float | None = None, *, env: str | None = None) -> Any:
+def head_sampler(ratio: float | None = None, env: str | None = None) -> Any:
     """Return the head sampler surefoot uses: parent-based, ratio for new traces.
 
     Args:
@@ -54,19 +54,48 @@ def head_sampler(ratio: float | None = None, *, env: str | None = None) -> Any:
         env: the environment name (default: ``SUREFOOT_ENV``).
 
     Raises:
-        ConfigurationError: ``ratio`` is outside [0, 1].
+        ConfigurationError: ``ratio`` is outside [0, 1]; ``OTEL_TRACES_SAMPLER`` names no
+            sampler OpenTelemetry knows, or ``OTEL_TRACES_SAMPLER_ARG`` is not a ratio.
     """
     sampling = require("opentelemetry.sdk.trace.sampling", "otel")
     tsettings = section(TracingSettings)
     if ratio is None:
         ratio = tsettings.tracing_sample_ratio
-    if ratio is None and os.environ.get("OTEL_TRACES_SAMPLER"):
-        return sampling._get_from_env_or_default()
+    if ratio is None and os.environ.get("OTEL_TRACES_SAMPLER", "").strip():
+        return _sampler_from_otel_env(sampling)
     if ratio is None:
         ratio = 0.1 if (env or tsettings.env) == "production" else 1.0
     if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0.0 <= ratio <= 1.0:
-        raise ConfigurationError(f"the sample ratio must be a number between 0 and 1; got {ratio!r}")
+        raise ConfigurationError(f"sample_ratio must be a number between 0 and 1; got {ratio!r}")
     return sampling.ParentBased(sampling.TraceIdRatioBased(float(ratio)))
+
+
+_RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
+
+
+def _sampler_from_otel_env(sampling: Any) -> Any:
+    """The sampler named by ``OTEL_TRACES_SAMPLER`` (and ``OTEL_TRACES_SAMPLER_ARG``), as
+    OpenTelemetry defines it; a name or ratio it would silently replace is refused."""
+    name = os.environ.get("OTEL_TRACES_SAMPLER", "").strip()
+    known: dict[str, Any] = dict(getattr(sampling, "_KNOWN_SAMPLERS", {}))
+    chosen = known.get(name.lower())
+    if chosen is None:
+        raise ConfigurationError(
+            f"OTEL_TRACES_SAMPLER={name!r} is not a sampler surefoot can use; expected one of "
+            f"{', '.join(sorted(known))} (or set SUREFOOT_TRACING_SAMPLE_RATIO)"
+        )
+    if name.lower() not in _RATIO_SAMPLERS:
+        return chosen
+    arg = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if not arg:
+        return chosen(1.0)
+    try:
+        value = float(arg)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ConfigurationError(f"OTEL_TRACES_SAMPLER_ARG must be a number between 0 and 1; got {arg!r}")
+    return chosen(value)
 
 
 def default_exporter(kind: str = "otlp") -> Any:
@@ -87,18 +116,17 @@ def default_exporter(kind: str = "otlp") -> Any:
         return require("opentelemetry.sdk.trace.export", "otel").ConsoleSpanExporter()
     if kind != "otlp":
         raise ConfigurationError(f"unknown trace exporter {kind!r}; use otlp, console or none")
-    protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-        or "http/protobuf"
-    ).strip().lower()
+    variable = next(
+        (name for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+         if os.environ.get(name, "").strip()),
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    )
+    protocol = (os.environ.get(variable) or "http/protobuf").strip().lower()
     if protocol == "grpc":
         return require("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "otel-grpc").OTLPSpanExporter()
     if protocol == "http/protobuf":
         return require("opentelemetry.exporter.otlp.proto.http.trace_exporter", "otel").OTLPSpanExporter()
-    raise ConfigurationError(
-        f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use http/protobuf or grpc"
-    )
+    raise ConfigurationError(f"{variable}={protocol!r} is not supported; use http/protobuf or grpc")
 
 
 def setup_tracing(
@@ -251,5 +279,5 @@ def setup_from_settings() -> bool:
     if tsettings.sentry_dsn:
         from ._sentry import setup_sentry
 
-        setup_sentry(tsettings.sentry_dsn)
+        setup_sentry()  # reads SUREFOOT_SENTRY_DSN itself, and names it in errors
     return started

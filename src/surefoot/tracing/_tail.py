@@ -28,6 +28,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode, TraceFl
 from opentelemetry.util.types import Attributes
 
 from .._core.catalogue import MetricSpec
+from ..errors import ConfigurationError
 
 __all__ = ["TailKeepSampler", "TailKeepProcessor", "TAIL_DROPPED"]
 
@@ -137,6 +138,11 @@ class TailKeepProcessor(SpanProcessor):
         clock: Callable[[], float] = time.monotonic,
         on_start: Callable[[Any], None] | None = None,
     ) -> None:
+        for what, value, low in (("max_traces", max_traces, 1), ("max_spans", max_spans, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigurationError(f"{what} must be a whole number >= {low}; got {value!r}")
+        if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
+            raise ConfigurationError(f"max_seconds must be a positive number of seconds; got {max_seconds!r}")
         self.inner = inner
         # The SDK's exporting processors do nothing when a span starts: skip the call then.
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor

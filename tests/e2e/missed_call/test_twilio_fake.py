@@ -99,6 +99,20 @@ def test_fault_rates_are_validated() -> None:
         TwilioFake(error_rate=0.6, timeout_rate=0.6)
 
 
+@pytest.mark.parametrize("options, names", [({"latency": -0.1}, "latency"), ({"rate_limit": 0}, "rate_limit"),
+                                             ({"hang_seconds": -1}, "hang_seconds"),
+                                             ({"callback_delay": -1}, "callback_delay")])
+def test_other_fault_options_are_validated(options, names) -> None:
+    with pytest.raises(ValueError, match=names):
+        TwilioFake(**options)
+
+
+@pytest.mark.parametrize("median, p95", [(0, 0.2), (0.3, 0.1), (-1, 1)])
+def test_lognormal_needs_a_positive_median_below_its_p95(median, p95) -> None:
+    with pytest.raises(ValueError, match="median"):
+        TwilioFake.lognormal(median, p95)
+
+
 def test_latency_distribution_is_applied() -> None:
     import time
 

@@ -268,3 +268,18 @@ async def test_async_hooks_with_a_sync_engine(engine, registry):
         avail.bad()
     await tracker.atick()
     assert seen == [("page", True)]
+
+
+@pytest.mark.parametrize("key", [None, "", "x" * 256, True])
+def test_a_key_that_names_no_event_is_refused(sqlite_url, registry, key):
+    from surefoot.errors import ConfigurationError
+
+    engine = sa.create_engine(sqlite_url)
+    slo.migrate(engine)
+    pair = slo.EventPair("keyed", target=0.9, deadline=5.0)
+    with engine.begin() as conn, pytest.raises(ConfigurationError, match="pair key"):
+        pair.start(conn, key)
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("select count(*) from surefoot_slo_pairs")).scalar() == 0
+        assert pair.start(conn, "CA42") is True and pair.start(conn, 42) is True  # any identifier, as text
+    engine.dispose()

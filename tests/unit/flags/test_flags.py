@@ -59,6 +59,44 @@ def test_redeclaring_with_another_default_is_refused() -> None:
         flags.Flag(name, default=True)
 
 
+def test_redeclaring_the_same_flag_gives_an_equivalent_flag(monkeypatch) -> None:
+    name = unique_name()
+    first = flags.Flag(name, default=True)
+    again = flags.Flag(name, default=True)
+    assert again == first and hash(again) == hash(first)
+    assert flags.Flag(unique_name()) != first
+    monkeypatch.setenv(name.upper(), "off")
+    assert first.enabled is again.enabled is False
+
+
+@pytest.mark.parametrize("value", ["", "enabled", "disabled", "2", "y", "onn"])
+def test_only_the_documented_spellings_are_booleans(monkeypatch, value: str) -> None:
+    flag = flags.Flag(unique_name(), default=True)
+    monkeypatch.setenv(flag.env, value)
+    with pytest.raises(ConfigurationError, match=flag.env):
+        _ = flag.enabled
+
+
+@pytest.mark.parametrize("value, expected", [("ON", True), ("Off", False), ("TRUE", True), ("false", False),
+                                             ("1", True), ("0", False), ("Yes", True), ("no", False)])
+def test_every_documented_spelling_in_any_case(monkeypatch, value: str, expected: bool) -> None:
+    flag = flags.Flag(unique_name(), default=not expected)
+    monkeypatch.setenv(flag.env, value)
+    assert flag.enabled is expected
+
+
+def test_a_long_name_is_refused_with_the_limit() -> None:
+    with pytest.raises(ConfigurationError, match="at most 63 characters"):
+        flags.Flag("x" * 64)
+
+
+def test_get_flag_of_an_undeclared_name_says_so() -> None:
+    name = unique_name()
+    with pytest.raises(KeyError, match=name):
+        flags.get_flag(name)
+    assert flags.get_flag(flags.Flag(name).name).name == name
+
+
 def test_set_without_configure_says_what_to_do() -> None:
     with pytest.raises(ConfigurationError, match=r"flags.configure"):
         flags.set(unique_name(), True, actor="t")
@@ -96,6 +134,23 @@ def test_invalid_actor_reason_and_name(sqlite_url: str) -> None:
         flags.set("some_flag", True, actor="a", reason="x" * 501)
     with pytest.raises(NotFoundError):
         flags.set("Not A Flag", True, actor="a")
+
+
+@pytest.mark.parametrize("value", ["off", "false", 0, None])
+def test_set_takes_a_real_boolean_so_text_never_turns_a_flag_on(sqlite_url: str, value) -> None:
+    flag = flags.Flag(unique_name())
+    flags.configure(sqlite_url, refresh_interval=0)
+    with pytest.raises(ConfigurationError, match="enabled must be True or False"):
+        flags.set(flag.name, value, actor="a")
+    assert flag.enabled is False and not flag.overridden
+    assert flags.history(flag.name) == []
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_history_limit_must_be_positive(sqlite_url: str, limit: int) -> None:
+    flags.configure(sqlite_url, refresh_interval=0)
+    with pytest.raises(ConfigurationError, match="limit"):
+        flags.history(limit=limit)
 
 
 def test_another_process_sees_a_flip_within_the_refresh_interval(db_url: str, subprocess_env, tmp_path) -> None:
@@ -251,9 +306,33 @@ def test_cli_set_list_clear_history(sqlite_url: str) -> None:
     assert f"{name}: default -> on" in result.output
     listed = runner.invoke(app, ["flags", "list", "--url", sqlite_url])
     assert name in listed.output and "drill" in listed.output
-    bad = runner.invoke(app, ["flags", "set", name, "perhaps", "--url", sqlite_url])
-    assert bad.exit_code == 2 and "on/off" in bad.output
+    for value in ("perhaps", "enabled", ""):
+        bad = runner.invoke(app, ["flags", "set", name, value, "--url", sqlite_url])
+        assert bad.exit_code == 2 and "on/off" in bad.output
     assert runner.invoke(app, ["flags", "clear", name, "--url", sqlite_url]).exit_code == 0
     history = runner.invoke(app, ["flags", "history", name, "--url", sqlite_url])
     lines = [line for line in history.output.splitlines() if name in line]
     assert "cleared" in lines[0] and " on " in lines[1]
+
+
+@pytest.mark.parametrize("bind", ["not a url", 42])
+def test_configure_with_something_that_is_not_a_database_says_so(bind) -> None:
+    with pytest.raises(ConfigurationError, match="flags need a database URL"):
+        flags.configure(bind, refresh_interval=0)
+
+
+def test_configure_accepts_a_url_an_engine_or_an_async_engine(tmp_path) -> None:
+    pytest.importorskip("aiosqlite")
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    path = tmp_path / "flags.db"
+    flag = flags.Flag(unique_name())
+    store = flags.configure(create_async_engine(f"sqlite+aiosqlite:///{path}"), refresh_interval=0)
+    assert store.engine.url.drivername == "sqlite"  # reached through the matching sync driver
+    flags.set(flag.name, True, actor="t")
+    for bind in (f"sqlite+aiosqlite:///{path}", f"sqlite:///{path}", sa.create_engine(f"sqlite:///{path}")):
+        flags.reset()
+        assert flag.enabled is False
+        flags.configure(bind, refresh_interval=0)
+        assert flag.enabled is True and flag.describe()["updated_by"] == "t"

@@ -27,6 +27,20 @@ def test_declarations_validate_their_numbers():
     assert slo.Ratio("a", target=0.999).error_budget == 0.001
 
 
+@pytest.mark.parametrize("statuses", [500, (599, 500), (500,), ("500", "599"), (50, 599)])
+def test_bad_statuses_must_be_a_low_high_pair(statuses):
+    with pytest.raises(ConfigurationError, match=r"bad_statuses must be \(low, high\)"):
+        slo.Ratio("a", target=0.9, bad_statuses=statuses)
+
+
+def test_objectives_declared_alike_are_equal():
+    assert slo.Latency("b", target=0.95, threshold=0.5, route="/b") == slo.Latency("b", target=0.95, threshold=0.5,
+                                                                                  route="/b")
+    assert slo.Latency("b", target=0.95, threshold=0.5) != slo.Latency("b", target=0.95, threshold=0.4)
+    assert slo.Ratio("b", target=0.95) != slo.Latency("b", target=0.95, threshold=0.5)
+    assert len({slo.Ratio("r", target=0.9), slo.Ratio("r", target=0.9)}) == 1
+
+
 def test_latency_counts_at_the_threshold_inclusive(registry):
     booking = slo.Latency("booking_post", target=0.95, threshold=0.5)
     booking.bind(registry)
@@ -181,6 +195,11 @@ def test_expect_slo(registry):
     with pytest.raises(SloExpectationError, match="not met"):
         expect_slo(booking)
     expect_slo(booking, met=False)
+
+
+def test_expect_slo_takes_the_objective_not_its_name():
+    with pytest.raises(TypeError, match="needs a surefoot.slo objective"):
+        expect_slo("booking_post")
 
 
 def test_public_names_resolve():

@@ -147,3 +147,109 @@ def test_cli_generate_and_lint(tmp_path, monkeypatch):
     yaml_file = tmp_path / "slos.yaml"
     yaml_file.write_text(runner.invoke(app, ["slo", "openslo", "-o", "my_slos"]).output)
     assert runner.invoke(app, ["observability", "lint", "-o", str(yaml_file)]).exit_code == 0
+
+
+def test_openslo_round_trip_gives_equal_objectives():
+    declared = [
+        *OBJECTIVES,
+        slo.Ratio("checkout", target=0.99, route="/checkout", method="post", bad_statuses=(400, 599),
+                  expected_events_per_hour=600, service="shop"),
+        slo.Latency("search", target=0.9, threshold=0.25, errors_are_bad=False, p95_series="search_p95"),
+        slo.EventPair("reply", target=0.99, deadline=30, p95_series="reply_p95_seconds"),
+    ]
+    assert slo.from_openslo(slo.to_openslo(declared)) == declared
+    assert slo.from_openslo(slo.to_openslo([BOOKING])) != [slo.Latency("booking_post", target=0.95, threshold=1.0)]
+
+
+FOREIGN = """
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: checkout-availability
+spec:
+  description: checkout answers
+  service: shop
+  indicator:
+    metadata: {name: checkout-ok}
+    spec:
+      ratioMetric:
+        counter: true
+        good: {metricSource: {type: Prometheus, spec: {query: 'http_requests_total{code!~"5.."}'}}}
+        total: {metricSource: {type: Prometheus, spec: {query: http_requests_total}}}
+  timeWindow: [{duration: 28d, isRolling: true}]
+  budgetingMethod: Occurrences
+  objectives: [{displayName: available, target: 0.995}]
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: search-latency
+spec:
+  service: shop
+  indicator:
+    metadata: {name: search-latency}
+    spec: {thresholdMetric: {metricSource: {type: Prometheus, spec: {query: search_seconds}}}}
+  timeWindow: [{duration: 28d, isRolling: true}]
+  budgetingMethod: Occurrences
+  objectives: [{displayName: fast, op: lte, value: 0.3, targetPercent: 95}]
+"""
+
+
+def test_openslo_written_elsewhere_loads():
+    availability, latency = slo.from_openslo(FOREIGN)
+    assert availability == slo.Ratio("checkout_availability", target=0.995, description="checkout answers",
+                                     service="shop")
+    assert latency == slo.Latency("search_latency", target=0.95, threshold=0.3, service="shop")
+
+
+@pytest.mark.parametrize("text, names", [
+    ("apiVersion: openslo/v1\nkind: SLO\nspec: {objectives: [\n", "not valid OpenSLO YAML"),
+    ("- just\n- a list\n", "not an OpenSLO v1 document"),
+    ("apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: x}\nspec: {objectives: [{target: high}]}\n",
+     "objectives[0].target must be a number"),
+    ("apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: x}\nspec: {}\n", "has no objectives[0].target"),
+])
+def test_bad_openslo_is_refused_with_what_to_fix(text, names):
+    with pytest.raises(ConfigurationError) as caught:
+        slo.from_openslo(text)
+    assert names in str(caught.value)
+
+
+@pytest.mark.parametrize("options, names", [
+    ({"scale": 0}, "scale must be a positive number"),
+    ({"scale": -1 / 60}, "scale must be a positive number"),
+    ({"scrape_interval": 0}, "scrape_interval must be a positive number"),
+])
+def test_generate_refuses_non_positive_numbers_by_name(tmp_path, options, names):
+    with pytest.raises(ConfigurationError, match=names):
+        slo.generate(OBJECTIVES, tmp_path, **options)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_objectives_with_one_name_are_refused(tmp_path, monkeypatch):
+    other = slo.EventPair("first_sms", target=0.99, deadline=2.0)
+    with pytest.raises(ConfigurationError, match="repeated: first_sms"):
+        slo.generate([FIRST_SMS, other], None)
+    with pytest.raises(ConfigurationError, match="repeated: first_sms"):
+        slo.lint([FIRST_SMS, other])
+    module = tmp_path / "clashing_slos.py"
+    module.write_text("from surefoot import slo\nA = slo.Ratio('api', target=0.99)\nB = slo.Ratio('api', target=0.9)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigurationError, match="two different objectives named 'api'"):
+        slo.collect_objectives("clashing_slos")
+
+
+def test_cli_generate_into_a_file_says_to_give_a_directory(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from surefoot.cli import _register, app
+
+    module = tmp_path / "file_out_slos.py"
+    module.write_text("from surefoot import slo\nFIRST = slo.EventPair('first_sms', target=0.95, deadline=5.0)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    target = tmp_path / "deploy"
+    target.write_text("not a directory")
+    _register()
+    result = CliRunner().invoke(app, ["observability", "generate", "--out", str(target), "-o", "file_out_slos"])
+    assert result.exit_code == 1 and "give a directory" in result.output
+    assert target.read_text() == "not a directory"

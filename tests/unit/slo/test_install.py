@@ -73,6 +73,16 @@ def test_threshold_that_is_not_a_bucket_is_refused(registry):
         slo.install(app, [odd], registry=registry)
 
 
+@pytest.mark.parametrize("options, names", [({"path": "slo"}, "path must start with '/'"),
+                                             ({"cache_seconds": -1}, "cache_seconds"),
+                                             ({"interval": 0}, "interval")])
+def test_install_options_that_cannot_work_are_refused(registry, options, names):
+    app = FastAPI()
+    surefoot.install(app, registry=registry)
+    with pytest.raises(ConfigurationError, match=names):
+        slo.install(app, [slo.Ratio("r", target=0.9)], registry=registry, **options)
+
+
 def test_route_objective_needs_surefoot_request_path(registry):
     with pytest.raises(ConfigurationError, match="surefoot.install"):
         slo.install(FastAPI(), [slo.Ratio("r", target=0.9, route="/x")], registry=registry)

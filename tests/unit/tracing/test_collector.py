@@ -33,3 +33,12 @@ def test_the_yaml_file_says_the_same_as_the_dict(tmp_path: Path) -> None:
 def test_bad_options_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ConfigurationError):
         tracing.collector_config(**bad)
+
+
+def test_a_directory_that_does_not_exist_yet_gets_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    written = tracing.write_collector_config("deploy/")
+    assert written == Path("deploy/otel-collector.yaml")
+    assert (tmp_path / "deploy").is_dir()
+    assert "tail_sampling" in (tmp_path / "deploy" / "otel-collector.yaml").read_text()
+    assert tracing.write_collector_config(tmp_path / "ops" / "otel").parent == tmp_path / "ops" / "otel"

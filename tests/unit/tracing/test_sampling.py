@@ -70,6 +70,25 @@ def test_ratio_from_settings_then_standard_variables(monkeypatch: Any) -> None:
         tracing.head_sampler()
 
 
+def test_standard_sampler_variables_are_checked(monkeypatch: Any) -> None:
+    monkeypatch.delenv("SUREFOOT_TRACING_SAMPLE_RATIO", raising=False)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    for bad in ("3", "-0.1", "ten percent"):
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", bad)
+        with pytest.raises(ConfigurationError, match="OTEL_TRACES_SAMPLER_ARG"):
+            tracing.head_sampler()
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "sometimes")
+    with pytest.raises(ConfigurationError, match="OTEL_TRACES_SAMPLER='sometimes'"):
+        tracing.head_sampler()
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_always_off")
+    assert tracing.head_sampler(None, "production").get_description().startswith("ParentBased{root:AlwaysOff")
+
+
+def test_a_bad_argument_ratio_names_the_argument() -> None:
+    with pytest.raises(ConfigurationError, match="sample_ratio"):
+        tracing.setup_tracing(sample_ratio=-1, set_global=False)
+
+
 def test_healthy_traces_are_kept_at_about_ten_percent(registry: Any) -> None:
     mem = _setup(registry, sample_ratio=0.1, tail_keep=True)
     n = 4000
@@ -183,3 +202,12 @@ def test_shutdown_flushes_failed_traces_still_waiting_for_their_root(registry: A
     assert mem.get_finished_spans() == ()
     tracing.shutdown_tracing()
     assert [s.name for s in mem.get_finished_spans()] == ["child"]
+
+
+@pytest.mark.parametrize("bounds", [{"max_traces": 0}, {"max_spans": -1}, {"max_seconds": 0}, {"max_traces": 1.5}])
+def test_tail_keep_bounds_must_be_positive(bounds: dict[str, float], registry: Any) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    with pytest.raises(ConfigurationError, match=next(iter(bounds))):
+        tracing.TailKeepProcessor(SimpleSpanProcessor(InMemorySpanExporter()), registry=registry, **bounds)

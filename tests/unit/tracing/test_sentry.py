@@ -106,6 +106,18 @@ def test_reporting_is_off_by_default_and_needs_a_dsn(monkeypatch: Any) -> None:
         tracing.setup_sentry()
 
 
+def test_a_malformed_dsn_is_refused_naming_where_it_came_from(monkeypatch: Any) -> None:
+    from surefoot.errors import ConfigurationError
+    from surefoot.tracing._api import STATE
+
+    with pytest.raises(ConfigurationError, match=r"^dsn is not a Sentry DSN.*https://<key>@"):
+        tracing.setup_sentry("sentry.example.com/42")
+    monkeypatch.setenv("SUREFOOT_SENTRY_DSN", "key@sentry.example.com/42")
+    with pytest.raises(ConfigurationError, match="SUREFOOT_SENTRY_DSN is not a Sentry DSN"):
+        tracing.setup_sentry()
+    assert STATE.reporter is None
+
+
 def test_scrub_event_masks_text_and_secrets_but_keeps_ids() -> None:
     event = {
         "event_id": "abc123", "tags": {"correlation_id": "c-1"},
