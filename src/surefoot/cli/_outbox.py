@@ -241,27 +241,19 @@ def requeue(
     console = _console()
     total = 0
     try:
-        if dead:
-            with engine.connect() as conn:
-                todo = _store.count_dead(conn)
-            with _progress(console) as progress:
-                task = progress.add_task("requeue dead letters", total=todo)
-                while True:
-                    with engine.begin() as conn:
-                        n = _store.requeue_dead(conn, event_name=event_name, limit=500, now=_now())
-                    total += n
-                    progress.advance(task, n)
-                    if n == 0:
-                        break
         if wanted:
             with engine.begin() as conn:
                 found: set[str] = set()
                 if numeric:
                     rows = conn.execute(
-                        sa.text("SELECT id FROM outbox_dead_letters WHERE id IN :ids").bindparams(
+                        sa.text("SELECT id, event_id FROM outbox_dead_letters WHERE id IN :ids").bindparams(
                             sa.bindparam("ids", expanding=True)), {"ids": numeric},
-                    ).scalars().all()
-                    found |= {str(r) for r in rows}
+                    ).all()
+                    found |= {str(r[0]) for r in rows}
+                    # An event named twice (its dead-letter id and its UUID) is requeued once.
+                    covered = {r[1] for r in rows}
+                    found |= {u for u in uuids if u in covered}
+                    uuids = [u for u in uuids if u not in covered]
                     total += _store.requeue_dead(conn, ids=numeric, limit=len(numeric), now=_now())
                 if uuids:
                     dead_events = set(conn.execute(
@@ -285,6 +277,18 @@ def requeue(
                         f"not found (neither a dead letter nor an event waiting for delivery): "
                         f"{', '.join(missing)}; nothing was requeued"
                     )
+        if dead:  # after the ids: what they requeued is no dead letter any more, counted once
+            with engine.connect() as conn:
+                todo = _store.count_dead(conn)
+            with _progress(console) as progress:
+                task = progress.add_task("requeue dead letters", total=todo)
+                while True:
+                    with engine.begin() as conn:
+                        n = _store.requeue_dead(conn, event_name=event_name, limit=500, now=_now())
+                    total += n
+                    progress.advance(task, n)
+                    if n == 0:
+                        break
     finally:
         engine.dispose()
     typer.echo(f"requeued {total} events")

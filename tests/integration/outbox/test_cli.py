@@ -83,6 +83,47 @@ def test_migrate_status_tail_requeue_purge(cli, db_url, registry):
     engine.dispose()
 
 
+def test_requeue_counts_an_event_named_twice_once(cli, db_url, registry):
+    import asyncio
+
+    assert cli("outbox", "migrate", "--url", db_url).exit_code == 0
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(events_table.delete())
+        conn.execute(dead_letters_table.delete())
+        first = outbox.add(conn, "Poison", {"n": 1})
+        outbox.add(conn, "Poison", {"n": 2})
+        outbox.add(conn, "Poison", {"n": 3})
+
+    def poison_handler(event):
+        raise RuntimeError("cannot parse")
+
+    async def fail_all() -> None:
+        d = Dispatcher(engine, handlers={"Poison": poison_handler}, max_attempts=1, listen=False,
+                       registry=registry)
+        await d.drain()
+
+    asyncio.run(fail_all())
+    with engine.connect() as conn:
+        dead = dict(conn.execute(sa.select(dead_letters_table.c.event_id, dead_letters_table.c.id)).all())
+    assert len(dead) == 3
+    # the same dead letter by its id and by its event's UUID: one event requeued
+    result = cli("outbox", "requeue", str(dead[first.event_id]), first.event_id, "--url", db_url)
+    assert result.exit_code == 0 and "requeued 1 events" in result.stdout
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(dead_letters_table)).scalar_one() == 2
+    # ids together with --dead: the two dead letters left, each counted once
+    others = [str(i) for e, i in dead.items() if e != first.event_id]
+    result = cli("outbox", "requeue", others[0], "--dead", "--url", db_url)
+    assert result.exit_code == 0 and "requeued 2 events" in result.stdout
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(dead_letters_table)).scalar_one() == 0
+        assert conn.execute(
+            sa.select(sa.func.count()).select_from(events_table).where(events_table.c.dispatched_at.is_(None))
+        ).scalar_one() == 3
+    engine.dispose()
+
+
 @pytest.mark.slow
 def test_run_delivers_and_stops_gracefully_on_sigterm(sqlite_url, tmp_path, subprocess_env):
     out = tmp_path / "out.txt"
