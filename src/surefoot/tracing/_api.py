@@ -122,9 +122,18 @@ def clean_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if not isinstance(value, (str, bool, int, float)):
-            value = [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value)
+            value = _sequence(value) if isinstance(value, (list, tuple)) else str(value)
         out[key] = value
     return out
+
+
+def _sequence(values: list[Any] | tuple[Any, ...]) -> list[Any]:
+    # OpenTelemetry holds a sequence of one primitive type (str, bool, int or float) as it is;
+    # anything else (mixed types, UUIDs, None) becomes a sequence of text.
+    kinds = {type(v) for v in values}
+    if len(kinds) == 1 and next(iter(kinds)) in (str, bool, int, float):
+        return list(values)
+    return [str(v) for v in values]
 
 
 def span(name: str, /, *, kind: Any = None, **attributes: Any) -> Any:

@@ -38,7 +38,23 @@ def test_span_names_attributes_parentage_and_ids(exporter: Any) -> None:
     assert dict(outer_span.attributes) == {
         "event_id": "ev-1", "correlation_id": "corr-1", "causation_id": "cause-1", "tenant_id": "acme",
     }
-    assert inner.attributes["slots"] == ("1", "2")
+    assert inner.attributes["slots"] == (1, 2)  # OpenTelemetry holds a list of ints as it is
+
+
+def test_span_attributes_opentelemetry_cannot_hold_become_text(exporter: Any) -> None:
+    import uuid
+
+    booking = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    with tracing.span("s", booking=booking, ids=(booking,), mixed=[1, "a"], flags=[True, False],
+                      ratios=(0.5, 1.5), names=["a", "b"]):
+        pass
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes["booking"] == str(booking)
+    assert span.attributes["ids"] == (str(booking),)
+    assert span.attributes["mixed"] == ("1", "a")
+    assert span.attributes["flags"] == (True, False)
+    assert span.attributes["ratios"] == (0.5, 1.5)
+    assert span.attributes["names"] == ("a", "b")
 
 
 async def test_async_span_records_the_exception_and_reraises(exporter: Any) -> None:
