@@ -22,6 +22,7 @@ Areas add their own subclasses next to the code that raises them (for example
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -59,6 +60,17 @@ class MissingExtraError(SurefootError, ImportError):
         super().__init__(
             f"{module!r} is not installed; install it with: pip install 'surefoot[{extra}]'"
         )
+
+
+def _retry_after_header(seconds: Any) -> str:
+    """``Retry-After`` for a delay in seconds: whole seconds, rounded up, never negative."""
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(seconds, bool) or not math.isfinite(value):
+        raise ConfigurationError(f"retry_after must be a finite number of seconds; got {seconds!r}")
+    return str(max(0, math.ceil(value)))
 
 
 class HTTPError(SurefootError):
@@ -202,7 +214,7 @@ class RateLimitError(HTTPError):
         super().__init__(detail, **kwargs)
         self.retry_after = retry_after
         if retry_after is not None:
-            self.headers.setdefault("Retry-After", str(max(0, int(-(-retry_after // 1)))))
+            self.headers.setdefault("Retry-After", _retry_after_header(retry_after))
 
 
 class ExternalServiceError(HTTPError):
@@ -234,4 +246,4 @@ class ServiceUnavailableError(HTTPError):
         super().__init__(detail, **kwargs)
         self.retry_after = retry_after
         if retry_after is not None:
-            self.headers.setdefault("Retry-After", str(max(0, int(-(-retry_after // 1)))))
+            self.headers.setdefault("Retry-After", _retry_after_header(retry_after))

@@ -42,3 +42,20 @@ def test_settings_default_factories_are_not_builtin_types() -> None:
     builtins = [name for name, field in Settings.model_fields.items() if isinstance(field.default_factory, type)]
     assert builtins == []
     assert Settings().metrics_allow_ips == []
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan"), "soon", True])
+@pytest.mark.parametrize("error", ["RateLimitError", "ServiceUnavailableError"])
+def test_retry_after_must_be_a_finite_number_of_seconds(error, seconds):
+    import surefoot
+
+    with pytest.raises(ConfigurationError, match="retry_after must be a finite number of seconds"):
+        getattr(surefoot, error)(retry_after=seconds)
+
+
+@pytest.mark.parametrize("seconds, header", [(0, "0"), (0.2, "1"), (1, "1"), (1.5, "2"), (-3, "0")])
+def test_retry_after_is_whole_seconds_rounded_up(seconds, header):
+    import surefoot
+
+    assert surefoot.RateLimitError(retry_after=seconds).headers["Retry-After"] == header
+    assert surefoot.ServiceUnavailableError(retry_after=seconds).headers["Retry-After"] == header

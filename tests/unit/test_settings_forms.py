@@ -50,6 +50,11 @@ def test_every_list_setting_takes_the_comma_form(monkeypatch):
         ("SUREFOOT_ACCESS_LOG_MAX_PATH", "lots", "an integer"),
         ("SUREFOOT_METRICS_PASSWORD", "", "non-empty password"),
         ("SUREFOOT_METRICS_PASSWORD", "   ", "non-empty password"),
+        ("SUREFOOT_METRICS_PATH", "metrics", "a path starting with '/'"),
+        ("SUREFOOT_LOG_FORMAT", "JSON", "one of 'auto', 'json', 'console'"),
+        ("SUREFOOT_LOG_BUFFER_MS", "100ms", "an integer"),
+        ("SUREFOOT_LOG_BUFFER_MS", "10001", "<= 10000"),
+        ("SUREFOOT_LOG_MESSAGE_BODIES", "sometimes", "true or false"),
     ],
 )
 def test_a_settings_error_is_one_line_naming_variable_value_and_form(monkeypatch, variable, raw, expected_form):
@@ -66,6 +71,7 @@ def test_a_settings_error_is_one_line_naming_variable_value_and_form(monkeypatch
     # no text twice (e.g. the allowed values both in pydantic's message and after it)
     words = message.split("expected", 1)[1]
     assert message.count(words) == 1
+    assert "expected expected" not in message
 
 
 def test_several_errors_share_the_line(monkeypatch):
@@ -167,3 +173,63 @@ def test_any_header_list_text_is_a_list_or_one_line_error(text):
         assert "\n" not in str(exc) and "SUREFOOT_CORRELATION_HEADERS" in str(exc)
     else:
         assert isinstance(settings.correlation_headers, list)
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("true", True), ("false", False), ("1", True), ("0", False), ("yes", True), ("no", False),
+     ("on", True), ("off", False), ("TRUE", True), ("Off", False)],
+)
+def test_booleans_take_every_documented_form(monkeypatch, raw, expected):
+    monkeypatch.setenv("SUREFOOT_LOG_MESSAGE_BODIES", raw)
+    monkeypatch.setenv("SUREFOOT_LOG_UNMASKED_PII", raw)
+    monkeypatch.setenv("SUREFOOT_METRICS_ENABLED", raw)
+    settings = get_settings()
+    assert (settings.log_message_bodies, settings.log_unmasked_pii, settings.metrics_enabled) == (
+        expected, expected, expected,
+    )
+
+
+@pytest.mark.parametrize("raw", ["debug", "Info", "WARNING", "error", "cRiTiCaL"])
+def test_the_log_level_is_case_insensitive(monkeypatch, raw):
+    monkeypatch.setenv("SUREFOOT_LOG_LEVEL", raw)
+    assert get_settings().log_level == raw.upper()
+
+
+@pytest.mark.parametrize(
+    "variable, raw, expected_form",
+    [
+        ("SUREFOOT_HEALTH_DRAIN_SECONDS", "inf", "a finite number"),
+        ("SUREFOOT_HEALTH_DRAIN_SECONDS", "nan", "a finite number"),
+        ("SUREFOOT_HEALTH_DRAIN_SECONDS", "5s", "a number"),
+        ("SUREFOOT_HEALTH_DRAIN_SECONDS", "-1", "a number >= 0"),
+        ("SUREFOOT_HEALTH_CACHE_SECONDS", "inf", "a finite number"),
+        ("SUREFOOT_HEALTH_CHECK_TIMEOUT", "0", "a number > 0"),
+    ],
+)
+def test_a_bad_health_variable_stops_install_with_one_line(monkeypatch, variable, raw, expected_form):
+    from fastapi import FastAPI
+
+    monkeypatch.setenv(variable, raw)
+    with pytest.raises(ConfigurationError) as info:
+        surefoot.install(FastAPI())
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"{variable}: got {raw!r}; expected {expected_form}" in message
+
+
+def test_settings_built_in_code_fail_like_the_environment(monkeypatch):
+    from fastapi import FastAPI
+
+    monkeypatch.setenv("SUREFOOT_LOG_LEVEL", "info")
+    with pytest.raises(ConfigurationError) as info:
+        surefoot.install(FastAPI(), settings=surefoot.Settings(log_level="verbose", log_buffer_ms=-1))
+    assert str(info.value) == (
+        "invalid surefoot settings: SUREFOOT_LOG_LEVEL: got 'verbose'; expected one of 'DEBUG', 'INFO', "
+        "'WARNING', 'ERROR', 'CRITICAL'; SUREFOOT_LOG_BUFFER_MS: got -1; expected a number >= 0"
+    )
+    monkeypatch.setenv("SUREFOOT_METRICS_ENABLED", "maybe")
+    with pytest.raises(ConfigurationError, match="SUREFOOT_METRICS_ENABLED: got 'maybe'; expected true or false"):
+        surefoot.Settings(service_name="billing")
+    monkeypatch.delenv("SUREFOOT_METRICS_ENABLED")
+    assert surefoot.Settings(log_level="debug").log_level == "DEBUG"

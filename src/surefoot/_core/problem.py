@@ -12,6 +12,7 @@ tells the caller to quote the correlation id.
 from __future__ import annotations
 
 import http
+import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "send_problem",
     "problem_response",
     "code_for_status",
+    "json_bytes",
 ]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -52,6 +54,31 @@ _CODES: dict[int, str] = {
     502: "EXTERNAL_SERVICE_ERROR",
     503: "SERVICE_UNAVAILABLE",
 }
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` as JSON bytes, whatever it holds: an error body must never fail to render.
+
+    Objects JSON has no form for become their ``str``, dict keys that are not strings
+    (``{1: "a"}``) are written as strings, and integers beyond 64 bits are written exactly.
+    """
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # an integer beyond 64 bits, a key orjson cannot write (a tuple)
+        import json
+
+        return json.dumps(_plain(value), default=str, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _plain(value: Any) -> Any:
+    # What orjson does, for the stdlib encoder: string keys, and null for NaN and infinities.
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def code_for_status(status: int) -> str:
@@ -98,7 +125,7 @@ class Problem:
 
     def content(self) -> bytes:
         """Return the body as JSON bytes (values JSON cannot represent become strings)."""
-        return orjson.dumps(self.body, default=str)
+        return json_bytes(self.body)
 
     def raw_headers(self, content_length: int) -> list[tuple[bytes, bytes]]:
         """Return ASGI headers for this problem, including content type and length."""

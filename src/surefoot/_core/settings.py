@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
@@ -109,6 +110,18 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SUREFOOT_", extra="ignore")
 
+    def __init__(self, *args: Any, **values: Any) -> None:
+        # Built directly (``install(app, settings=Settings(...))``), a bad value or variable
+        # fails as it does through :func:`load_settings`: one line, a ConfigurationError.
+        try:
+            super().__init__(*args, **values)
+        except Exception as exc:
+            message = _settings_error(type(self), exc, values)
+            if message is None:
+                raise
+            _install_excepthook()
+            raise SettingsConfigurationError(message) from None
+
     env: Literal["development", "production", "test"] = "development"
     service_name: str = "app"
     service_version: str = "0.0.0"
@@ -190,6 +203,7 @@ _EXPECTED = {
     "int_from_float": "an integer",
     "float_parsing": "a number",
     "float_type": "a number",
+    "finite_number": "a finite number",
     "list_type": _LIST_FORM,
     "string_type": "a string",
     "json_invalid": "valid JSON",
@@ -212,15 +226,19 @@ def _expected(error: dict[str, Any]) -> str:
     return str(error.get("msg", "a valid value"))
 
 
-def _raw(variable: str, error: dict[str, Any]) -> Any:
-    # What the user wrote: the environment's text when the value came from there.
+def _raw(variable: str, error: dict[str, Any], given: Mapping[str, Any] | None = None, field: str = "") -> Any:
+    # What the user wrote: the argument when one was given, else the environment's text.
+    if given and field in given:
+        return given[field]
     for name, value in os.environ.items():
         if name.upper() == variable:
             return value
     return error.get("input")
 
 
-def _describe(cls: type[BaseSettings], loc: tuple[Any, ...], error: dict[str, Any]) -> str:
+def _describe(
+    cls: type[BaseSettings], loc: tuple[Any, ...], error: dict[str, Any], given: Mapping[str, Any] | None = None
+) -> str:
     if not loc:  # a check across fields: its message names the variables itself
         return _expected(error)
     field = str(loc[0])
@@ -229,7 +247,8 @@ def _describe(cls: type[BaseSettings], loc: tuple[Any, ...], error: dict[str, An
     expected = _expected(error)
     if "got " in expected or "is not" in expected or "empty" in expected:
         return f"{variable}: {expected}"
-    return f"{variable}: got {_raw(variable, error)!r}; expected {expected}"
+    # A validator's message may say "expected ..." itself: the word is written once.
+    return f"{variable}: got {_raw(variable, error, given, field)!r}; expected {expected.removeprefix('expected ')}"
 
 
 _SETTINGS_ERROR_FIELD = r'field "([^"]+)"'  # compiled on the error path only (re caches it)
@@ -267,26 +286,34 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
             what it got and the form expected. Left uncaught, it is printed as that line
             alone, without a traceback.
     """
-    from pydantic_settings import SettingsError
-
     try:
         return cls(**overrides)
-    except pydantic.ValidationError as exc:
+    except Exception as exc:
+        message = _settings_error(cls, exc, overrides)
+        if message is None:
+            raise
+    _install_excepthook()
+    raise SettingsConfigurationError(message) from None
+
+
+def _settings_error(cls: type[BaseSettings], exc: Exception, given: Mapping[str, Any]) -> str | None:
+    """The one-line message for a failure to build ``cls`` (with the arguments ``given``), or
+    ``None`` for another error."""
+    from pydantic_settings import SettingsError
+
+    if isinstance(exc, pydantic.ValidationError):
         problems = list(
-            dict.fromkeys(_describe(cls, tuple(e.get("loc", ())), dict(e)) for e in exc.errors())
+            dict.fromkeys(_describe(cls, tuple(e.get("loc", ())), dict(e), given) for e in exc.errors())
         )
-        message = "invalid surefoot settings: " + "; ".join(problems)
-    except SettingsError as exc:
+        return "invalid surefoot settings: " + "; ".join(problems)
+    if isinstance(exc, SettingsError):
         match = re.search(_SETTINGS_ERROR_FIELD, str(exc))
         field = match.group(1) if match else "?"
         variable = f"{cls.model_config.get('env_prefix', '') or ''}{field}".upper()
-        message = (
-            f"invalid surefoot settings: {variable}: got {_raw(variable, {})!r}; expected valid JSON"
-        )
-    except ConfigurationError as exc:
-        message = str(exc)
-    _install_excepthook()
-    raise SettingsConfigurationError(message) from None
+        return f"invalid surefoot settings: {variable}: got {_raw(variable, {})!r}; expected valid JSON"
+    if isinstance(exc, ConfigurationError):
+        return str(exc)
+    return None
 
 
 def get_settings() -> Settings:

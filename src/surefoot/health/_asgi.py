@@ -63,7 +63,12 @@ async def _send(
     head: bool,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    payload = orjson.dumps(body)
+    try:
+        payload = orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # a check's details may hold anything (an integer beyond 64 bits, ...)
+        from .._core.problem import json_bytes
+
+        payload = json_bytes(body)
     headers = [*_HEADERS_BASE, (b"content-length", str(len(payload)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else payload})

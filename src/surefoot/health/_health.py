@@ -6,6 +6,8 @@ import asyncio
 import contextvars
 import datetime
 import inspect
+import math
+import numbers
 import signal
 import threading
 from collections.abc import Callable
@@ -15,7 +17,7 @@ import structlog
 
 from .._core.clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError
-from ..logging import mask_pii
+from ..logging import mask_pii, redact_secrets
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._results import Check, CheckResult, HealthReport, Status
@@ -44,6 +46,15 @@ class _StillRunning(Exception):
     """A sync check's previous run is still blocking its worker thread."""
 
 
+def _seconds(what: str, value: Any, *, positive: bool = False) -> float:
+    """``value`` as a finite number of seconds (> 0 when ``positive``, else >= 0)."""
+    bound = "> 0" if positive else ">= 0"
+    seconds = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
+        raise ConfigurationError(f"{what} must be a finite number of seconds {bound}; got {value!r}")
+    return seconds
+
+
 def _iso(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z"
@@ -51,10 +62,19 @@ def _iso(ts: float) -> str:
 
 
 def _message(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    """The error of a failed check as probes show it: secrets and PII out, then cut.
+
+    ``/health`` is read by anyone who can reach it: a driver's message may hold a connection
+    URL with its password, an HTTP check's URL a token. Redacted before the cut, so a cut
+    never leaves half a secret or half an address behind.
+    """
+    # Only the start is looked at (a huge message costs nothing more); whatever a cut there
+    # leaves half-masked lies far beyond what is kept.
+    text = str(exc)[: _MAX_ERROR_CHARS * 8]
+    text = mask_pii(redact_secrets(f"{type(exc).__name__}: {text}")) if text else type(exc).__name__
     if len(text) > _MAX_ERROR_CHARS:
         text = text[:_MAX_ERROR_CHARS] + "…"
-    return mask_pii(f"{type(exc).__name__}: {text}" if str(exc) else text)
+    return text
 
 
 class Health:
@@ -88,7 +108,8 @@ class Health:
         metrics: ``False`` records no metrics.
 
     Raises:
-        ConfigurationError: a negative duration (argument or environment variable).
+        ConfigurationError: a duration that is negative, infinite, NaN or not a number (argument
+            or environment variable).
     """
 
     def __init__(
@@ -118,16 +139,10 @@ class Health:
         drain_seconds = env.drain_seconds if drain_seconds is None else drain_seconds
         loop_lag_threshold = env.loop_lag_threshold if loop_lag_threshold is None else loop_lag_threshold
         loop_lag_interval = env.loop_lag_interval if loop_lag_interval is None else loop_lag_interval
-        for name, value in (
-            ("cache_seconds", cache_seconds),
-            ("default_timeout", default_timeout),
-            ("drain_seconds", drain_seconds),
-            ("loop_lag_threshold", loop_lag_threshold),
-        ):
-            if value < 0:
-                raise ConfigurationError(f"Health {name} must be >= 0; got {value}")
-        if loop_lag_interval <= 0:
-            raise ConfigurationError(f"Health loop_lag_interval must be > 0; got {loop_lag_interval}")
+        cache_seconds = _seconds("Health cache_seconds", cache_seconds)
+        default_timeout = _seconds("Health default_timeout", default_timeout)
+        loop_lag_threshold = _seconds("Health loop_lag_threshold", loop_lag_threshold)
+        loop_lag_interval = _seconds("Health loop_lag_interval", loop_lag_interval, positive=True)
         if service is None or version is None:
             from .._core.settings import get_settings
 
@@ -138,7 +153,7 @@ class Health:
         self.version = version
         self.cache_seconds = cache_seconds
         self.default_timeout = default_timeout
-        self.drain_seconds = drain_seconds
+        self.drain_seconds = drain_seconds  # checked by the property
         self.loop_lag_threshold = loop_lag_threshold
         self.loop_lag_interval = loop_lag_interval
         self.clock = clock
@@ -194,11 +209,10 @@ class Health:
         if not callable(func):
             raise ConfigurationError(f"health check {name!r} must be callable; got {type(func).__name__}")
         timeout = self.default_timeout if timeout is None else timeout
-        if timeout <= 0:
-            raise ConfigurationError(f"health check {name!r} timeout must be > 0; got {timeout}")
+        timeout = _seconds(f"health check {name!r} timeout", timeout, positive=True)
         from ._results import Check
 
-        check = Check(name, func, critical, float(timeout))
+        check = Check(name, func, critical, timeout)
         self._checks[name] = check
         self._cached = None
         return check
@@ -369,6 +383,15 @@ class Health:
                 error_message=error,
             )
 
+    @property
+    def drain_seconds(self) -> float:
+        """After SIGTERM, how long readiness reports 503 before the server shuts down."""
+        return self._drain_seconds
+
+    @drain_seconds.setter
+    def drain_seconds(self, value: float) -> None:
+        self._drain_seconds = _seconds("Health drain_seconds", value)
+
     # -- phases -------------------------------------------------------------------------
 
     @property
@@ -400,19 +423,15 @@ class Health:
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         """Return ``(ready, body)`` for ``/readyz``."""
         phase = self._phase
-        body: dict[str, Any] = {"phase": phase}
         if phase != "ready":
-            body["status"] = "not_ready"
-            body["reason"] = phase
-            return False, body
+            return False, {"status": "not_ready", "phase": phase, "reason": phase}
         report = await self.run()
         failures = report.critical_failures
-        body["components"] = {n: r.as_dict() for n, r in report.components.items()}
+        components = {n: r.as_dict() for n, r in report.components.items()}
         if failures:
-            body["status"] = "not_ready"
-            body["reason"] = "critical check failed: " + ", ".join(failures)
-            return False, {"status": body.pop("status"), **body}
-        return True, {"status": "ready", **body}
+            reason = "critical check failed: " + ", ".join(failures)
+            return False, {"status": "not_ready", "phase": phase, "reason": reason, "components": components}
+        return True, {"status": "ready", "phase": phase, "components": components}
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         """Return ``(alive, body)`` for ``/livez`` (only a lagging event loop fails it)."""

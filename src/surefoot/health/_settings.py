@@ -22,8 +22,9 @@ class HealthSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SUREFOOT_HEALTH_", extra="ignore")
 
-    drain_seconds: float = Field(default=0.0, ge=0)
-    cache_seconds: float = Field(default=1.0, ge=0)
-    check_timeout: float = Field(default=2.0, gt=0)
-    loop_lag_threshold: float = Field(default=5.0, ge=0)
-    loop_lag_interval: float = Field(default=1.0, gt=0)
+    # Seconds, finite: "inf" would never hand SIGTERM over, never refresh a result, ...
+    drain_seconds: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    cache_seconds: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    check_timeout: float = Field(default=2.0, gt=0, allow_inf_nan=False)
+    loop_lag_threshold: float = Field(default=5.0, ge=0, allow_inf_nan=False)
+    loop_lag_interval: float = Field(default=1.0, gt=0, allow_inf_nan=False)

@@ -5,7 +5,8 @@ What is masked, and how:
 * **E-mail addresses** become ``***`` followed by their last 4 characters
   (``alice@example.com`` → ``***.com``), also when the ``@`` is percent-encoded
   (``alice%40example.com``, as in a logged URL) or fullwidth (``alice＠example.com``), and when
-  the domain's dots are fullwidth or ideographic (``．``, ``。``).
+  the domain's dots are fullwidth or ideographic (``．``, ``。``). An address cut short after
+  its ``@`` at the end of the text (``alice@exam...``, ``alice@exam…``) becomes ``***...``.
 * **Phone numbers** become ``***`` followed by their last 4 digits
   (``+1 (415) 555-2671`` → ``***2671``). A phone number is a run of 7 or more digits, optionally
   starting with ``+`` or ``(`` and grouped by spaces (including non-breaking, thin and
@@ -36,7 +37,8 @@ What is masked, and how:
 Masking applies to every other string value, at any depth (dicts, lists, tuples, sets), including
 the event text, dict keys below the top level and the formatted exception; other objects are
 turned into their ``repr`` and masked. Numbers are not inspected, except under the fields
-named in ``pii_keys`` (``phone``, ``email``, ...), whose integer values are masked too.
+named in ``pii_keys`` (``phone``, ``email``, ...), whose numbers (integers and floats) are
+masked too.
 Full values are kept only on DEBUG lines and only when ``log_unmasked_pii`` is on.
 """
 
@@ -71,12 +73,18 @@ _DOMAIN_MATCH: Callable[[str, int], re.Match[str] | None] = lazy_pattern(
     rf"(?:[^\W_](?:[\w\-]{{0,61}}[^\W_])?{_DOT})+(?:[^\W\d_]{{2,63}}|(?i:xn--)[\w\-]{{1,59}})(?![\w\-])",
     "match",
 )
+# An address cut short by whoever shortened the text ("ada@example.c...", "ada@exa…"): the
+# rest of the domain up to a "..." or "…" that ends the text.
+_CUT_DOMAIN_MATCH: Callable[[str, int], re.Match[str] | None] = lazy_pattern(
+    globals(), "_CUT_DOMAIN_MATCH", rf"[\w\-]*(?:{_DOT}[\w\-]*)*?(?:\.\.\.|…)\Z", "match",
+)
 # "@" as written, percent-encoded (a logged URL or query string), fullwidth and small.
 _AT = re.compile("@|%40|\uff20|\ufe6b")
 _SPACES = "\u00a0\u2007\u2009\u202f"  # non-breaking, figure, thin and narrow no-break spaces
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _PHONE = (
     r"(?<![\w+\-.])"  # not glued to a word, sign, dash or dot on the left
+    r"(?<!\b\d/)(?<!\b\d\d/)"  # nor the rest of a date with slashes (28/10/2025 12:34)
     r"(?!\d{4}-\d{2}-\d{2}(?!\d|-\d))"  # an ISO date
     rf"(?!{_OCTET}(?:\.{_OCTET}){{3}}(?![\d.]))"  # an IPv4 address
     r"(?!(?:\d{1,2}/\d{1,2}/\d{2,4}|\d{4}/\d{1,2}/\d{1,2})(?!\d|/\d))"  # a date with slashes
@@ -96,7 +104,7 @@ DEFAULT_SECRET_KEYS = frozenset(
     {
         "password", "passwd", "pwd", "secret", "token", "access_token", "refresh_token", "id_token",
         "api_key", "apikey", "x_api_key", "authorization", "proxy_authorization", "cookie",
-        "set_cookie", "client_secret", "private_key", "auth_token", "signing_secret",
+        "set_cookie", "client_secret", "private_key", "auth_token", "signing_secret", "secret_key",
     }
 )
 DEFAULT_PII_KEYS = frozenset({"phone", "phone_number", "msisdn", "email", "email_address", "mobile"})
@@ -122,9 +130,13 @@ def _mask_emails(text: str) -> str:
     while found is not None:
         at = found.start()
         domain = _DOMAIN_MATCH(text, found.end())
+        cut = False
         if domain is None:
-            found = _AT.search(text, at + 1)
-            continue
+            domain = _CUT_DOMAIN_MATCH(text, found.end())
+            if domain is None:
+                found = _AT.search(text, at + 1)
+                continue
+            cut = True
         start = at
         # Before a percent-encoded "@" the address sits in a URL, where "/", "?", "=", "&"
         # and the like are delimiters, not part of the local part.
@@ -136,7 +148,8 @@ def _mask_emails(text: str) -> str:
             continue
         end = domain.end()
         out.append(text[pos:start])
-        out.append("***" + text[end - 4 : end])
+        # A cut address keeps nothing of itself, only the mark of the cut.
+        out.append("***" + ("..." if text.endswith("...") else "…") if cut else "***" + text[end - 4 : end])
         pos = end
         found = _AT.search(text, pos)
     if not out:
@@ -170,7 +183,21 @@ def mask_pii(text: str) -> str:
     return _mask(text)
 
 
-def _mask_number(value: Any) -> str:
+#: How deep containers are walked; what lies deeper is written as :data:`TOO_DEEP`.
+MAX_DEPTH = 64
+TOO_DEEP = "[too deep]"
+#: What a container found inside itself is written as.
+CIRCULAR = "[circular]"
+
+
+def _unloggable(value: Any, exc: BaseException) -> str:
+    return f"[unloggable {type(value).__name__}: {type(exc).__name__}]"
+
+
+def _mask_number(value: int | float) -> str:
+    # 4155552671.0 is the phone number 4155552671: its last 4 digits, not "6710".
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     return "***" + _NON_DIGIT("", str(value))[-4:]
 
 
@@ -271,10 +298,25 @@ class Redactor:
                     if masked is not value:
                         event_dict[key] = masked
                 elif kind not in _SCALAR_TYPES:
-                    event_dict[key] = self._walk(value, mask)
+                    event_dict[key] = self._walk_field(value, mask)
             elif action < _SAFE:
-                event_dict[key] = self._special(action, value, mask)
+                event_dict[key] = self._special_field(action, value, mask)
         return event_dict
+
+    # A log call never raises because of what it logs: a value whose ``repr`` fails (or any
+    # other surprise while redacting it) is written as a placeholder, the rest of the line
+    # as usual. Only non-string values take these (a ``try`` costs nothing until it raises).
+    def _walk_field(self, value: Any, mask: bool) -> Any:
+        try:
+            return self._walk(value, mask)
+        except Exception as exc:
+            return _unloggable(value, exc)
+
+    def _special_field(self, action: int, value: Any, mask: bool) -> Any:
+        try:
+            return self._special(action, value, mask)
+        except Exception as exc:
+            return _unloggable(value, exc)
 
     def _learn(self, key: Any, top: bool) -> int:
         """The rule for field name ``key`` (remembered)."""
@@ -320,21 +362,21 @@ class Redactor:
 
     def redact(self, value: Any, *, mask: bool = True) -> Any:
         """Return ``value`` redacted as a log field would be (nested containers included)."""
-        return self._walk(value, mask)
+        return self._walk_field(value, mask)
 
-    def _special(self, action: int, value: Any, mask: bool) -> Any:
+    def _special(self, action: int, value: Any, mask: bool, path: set[int] | None = None) -> Any:
         if action == _SECRET:
             return "[REDACTED]"
         if action == _BODY:
             if not self._bodies:
-                return f"[omitted: {len(value)} chars]" if isinstance(value, (str, bytes)) else "[omitted]"
+                return f"[omitted: {len(value)} chars]" if isinstance(value, (str, bytes, bytearray)) else "[omitted]"
             text = value if isinstance(value, str) else self._text(value)
             text = self._walk(text, mask)
             return text if len(text) <= self._body_max else text[: self._body_max] + "…"
         if action == _PIIKEY:  # numbers too
-            if mask and isinstance(value, int) and not isinstance(value, bool):
+            if mask and isinstance(value, (int, float)) and not isinstance(value, bool):
                 return _mask_number(value)
-            return self._walk(value, mask)
+            return self._walk(value, mask, path)
         return value  # _ID, _SAFE: as given
 
     @staticmethod
@@ -343,7 +385,7 @@ class Redactor:
             return bytes(value).decode("utf-8", "replace")
         return repr(value)
 
-    def _walk(self, value: Any, mask: bool) -> Any:
+    def _walk(self, value: Any, mask: bool, path: set[int] | None = None) -> Any:
         kind = type(value)
         if kind is str:
             if mask:
@@ -354,20 +396,38 @@ class Redactor:
             return value
         if isinstance(value, str):  # str subclasses such as StrEnum members
             return self._walk(str(value), mask)
-        if isinstance(value, dict):
-            out = {}
-            known = self._keys.get
-            for key, item in value.items():
-                action = known(key)
-                if action is None:
-                    action = self._learn(key, False)
-                new_key = self._walk(key, mask) if isinstance(key, str) else key
-                out[new_key] = self._walk(item, mask) if action == _PLAIN else self._special(action, item, mask)
-            return out
-        if isinstance(value, (list, tuple)):
-            return [self._walk(item, mask) for item in value]
-        if isinstance(value, (set, frozenset)):
-            return [self._walk(item, mask) for item in value]
-        if isinstance(value, BaseException):
-            return self._walk(f"{type(value).__name__}: {value}", mask)
-        return self._walk(self._text(value), mask)
+        if isinstance(value, (dict, list, tuple, set, frozenset)):
+            return self._walk_container(value, mask, path)
+        try:
+            text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else self._text(value)
+        except Exception as exc:  # a broken __repr__ / __str__ costs this value, not the line
+            return _unloggable(value, exc)
+        return self._walk(text, mask)
+
+    def _walk_container(self, value: Any, mask: bool, path: set[int] | None) -> Any:
+        # ``path``: the containers being walked, outermost first. A container inside itself
+        # is written once, and nesting is cut at MAX_DEPTH, so any structure gives a line.
+        ident = id(value)
+        if path is None:
+            path = set()
+        elif ident in path:
+            return CIRCULAR
+        elif len(path) >= MAX_DEPTH:
+            return TOO_DEEP
+        path.add(ident)
+        try:
+            if isinstance(value, dict):
+                out = {}
+                known = self._keys.get
+                for key, item in value.items():
+                    action = known(key)
+                    if action is None:
+                        action = self._learn(key, False)
+                    new_key = self._walk(key, mask) if isinstance(key, str) else key
+                    out[new_key] = (
+                        self._walk(item, mask, path) if action == _PLAIN else self._special(action, item, mask, path)
+                    )
+                return out
+            return [self._walk(item, mask, path) for item in value]
+        finally:
+            path.discard(ident)

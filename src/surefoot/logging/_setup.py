@@ -315,16 +315,24 @@ class _Fields:
             stamp = (second, text)
             self._stamp = stamp
         pop = event_dict.pop
+        timestamp = "%s.%06dZ" % (stamp[1], (now - second) * 1_000_000)  # noqa: UP031 - %d truncates as int() does (the access line's form), a little faster
+        level = _LEVEL_NAMES.get(method_name, method_name)
         out: dict[str, Any] = {
-            # %d truncates a float as int() does (the access line's form), a little faster
-            "timestamp": "%s.%06dZ" % (stamp[1], (now - second) * 1_000_000),  # noqa: UP031
-            "level": _LEVEL_NAMES.get(method_name, method_name),
+            "timestamp": timestamp,
+            "level": level,
             "event": pop("event", None),
             "module": pop("module", None) or name,
         }
-        correlation = pop("correlation_id", None) or _get_correlation()
-        causation = pop("causation_id", None) or _get_causation()
-        tenant = pop("tenant_id", None) or _get_tenant()
+        # An id given with the line wins over the request context's, whatever it is (0, "").
+        correlation = pop("correlation_id", None)
+        if correlation is None:
+            correlation = _get_correlation()
+        causation = pop("causation_id", None)
+        if causation is None:
+            causation = _get_causation()
+        tenant = pop("tenant_id", None)
+        if tenant is None:
+            tenant = _get_tenant()
         if self._keep_missing:
             out["correlation_id"] = correlation
             out["causation_id"] = causation
@@ -342,6 +350,10 @@ class _Fields:
                 out["trace_id"], out["span_id"] = ids
         if event_dict:
             out.update(event_dict)
+            # The line's own time and level, whatever fields of those names came with it
+            # (``level=80``), as structlog's TimeStamper and add_log_level do.
+            out["timestamp"] = timestamp
+            out["level"] = level
         return out
 
 
@@ -425,7 +437,10 @@ class _StdlibBridge(logging.Handler):
 def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
-    return repr(value)
+    try:
+        return repr(value)
+    except Exception as exc:  # a broken __repr__ must not cost the line
+        return f"[unloggable {type(value).__name__}: {type(exc).__name__}]"
 
 
 def render_json(logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
@@ -436,7 +451,19 @@ def render_json(logger: Any, method_name: str, event_dict: dict[str, Any]) -> st
         # orjson refuses e.g. integers beyond 64 bits; the stdlib encoder does not.
         import json
 
-        return json.dumps(event_dict, default=_json_default, ensure_ascii=False)
+        try:
+            return json.dumps(event_dict, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError):
+            # A field written as given (an id) that contains itself, or keys JSON cannot
+            # have: the fields JSON can take as they are, the others as their type's name.
+            safe: dict[str, Any] = {}
+            for key, value in event_dict.items():
+                try:
+                    json.dumps(value, default=_json_default)
+                except (TypeError, ValueError, RecursionError):
+                    value = f"[unloggable {type(value).__name__}]"
+                safe[str(key)] = value
+            return json.dumps(safe, default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
 
 class _ConsoleRenderer:
@@ -493,8 +520,13 @@ def build_processors(
     processors: Sequence[Processor] = (),
     body_keys: Iterable[str] = DEFAULT_BODY_KEYS,
     renderer: Processor | None = None,
+    keep_missing_ids: bool | None = None,
 ) -> tuple[list[Processor], Redactor]:
-    """Build surefoot's processor chain (see the module docs) and its redactor."""
+    """Build surefoot's processor chain (see the module docs) and its redactor.
+
+    ``keep_missing_ids`` writes ``correlation_id``, ``causation_id`` and ``tenant_id`` as
+    ``null`` when unset (default: with the JSON format; the console renderer leaves them out).
+    """
     redactor = Redactor(
         unmasked_pii_at_debug=settings.log_unmasked_pii,
         log_message_bodies=settings.log_message_bodies,
@@ -504,7 +536,7 @@ def build_processors(
         renderer = render_json if fmt == "json" else _ConsoleRenderer(colors)
     chain: list[Processor] = [
         _merge_contextvars,
-        _Fields(keep_missing_ids=fmt == "json"),
+        _Fields(keep_missing_ids=fmt == "json" if keep_missing_ids is None else keep_missing_ids),
         *processors,
         _exceptions,
         redactor,
@@ -584,11 +616,11 @@ def configure_logging(
     level_name = (level or settings.log_level).upper()
     if level_name not in _LEVELS:
         raise ConfigurationError(
-            f"log level must be one of {', '.join(_LEVELS)}; got {level!r}"
+            f"log level must be one of {', '.join(_LEVELS)}; got {level or settings.log_level!r}"
         )
     delay_ms = settings.log_buffer_ms if buffer_ms is None else buffer_ms
     if not isinstance(delay_ms, int) or isinstance(delay_ms, bool) or not 0 <= delay_ms <= 10_000:
-        raise ConfigurationError(f"buffer_ms must be an integer from 0 to 10000; got {buffer_ms!r}")
+        raise ConfigurationError(f"buffer_ms must be an integer from 0 to 10000; got {delay_ms!r}")
     file = None
     # The file handler (and its settings) is imported only when a file is asked for.
     if log_file is not False and (log_file is not None or _log_file_in_environment()):
@@ -596,13 +628,16 @@ def configure_logging(
 
         file = log_file if isinstance(log_file, LogFile) else open_log_file(log_file)
     colors = resolved == "console" and _is_tty(target) and "NO_COLOR" not in os.environ
+    tee = file is not None and resolved == "console"
     chain, redactor = build_processors(
         settings,
         fmt=resolved,
         colors=colors,
         processors=processors,
         body_keys=body_keys,
-        renderer=_TeeRenderer(_ConsoleRenderer(colors)) if file is not None and resolved == "console" else None,
+        renderer=_TeeRenderer(_ConsoleRenderer(colors)) if tee else None,
+        # The log file's JSON lines carry every id, null when unset, as JSON lines always do.
+        keep_missing_ids=True if tee else None,
     )
     with _lock:
         # Lines buffered so far go to the previous stream first.

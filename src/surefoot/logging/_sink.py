@@ -59,7 +59,7 @@ class Sink:
     """
 
     __slots__ = ("stream", "lock", "file", "buffered", "lines", "size", "since", "delay", "clock",
-                 "_timer", "_wake", "_thread", "_idle", "_paused")
+                 "_timer", "_wake", "_thread", "_idle", "_paused", "_reported")
 
     def __init__(self, stream: IO[str] | None = None, *, clock: Callable[[], float] = time.monotonic,
                  timer: bool = True) -> None:
@@ -80,6 +80,7 @@ class Sink:
         self._thread: threading.Thread | None = None
         self._idle = False
         self._paused: Any = None  # the stream buffering is paused for
+        self._reported = False  # a failed write was reported since the last configure()
 
     def configure(self, stream: IO[str] | None, delay: float) -> None:
         """Write what is buffered, then send lines to ``stream``, buffered for ``delay`` seconds.
@@ -93,6 +94,7 @@ class Sink:
             self.delay = delay
             self.buffered = target if delay > 0 and bufferable(target) else None
             self._paused = None
+            self._reported = False
         if self.buffered is not None:
             _register(self)
 
@@ -113,8 +115,11 @@ class Sink:
             else:
                 if self.lines:
                     self._flush_locked()  # lines buffered for a previous stream go first
-                stream.write(text)
-                stream.flush()
+                try:
+                    stream.write(text)
+                    stream.flush()
+                except (OSError, ValueError) as exc:  # a closed stream, a pipe nobody reads
+                    self._lost(exc, False)
 
     def append(self, text: str) -> None:
         """Buffer ``text`` (a line with its newline); the caller holds :attr:`lock`."""
@@ -179,8 +184,18 @@ class Sink:
         stream = self.buffered if self.buffered is not None else (
             self.stream if self.stream is not None else sys.stdout
         )
-        stream.write(data)
-        stream.flush()
+        try:
+            stream.write(data)
+            stream.flush()
+        except (OSError, ValueError) as exc:  # a closed stream, a pipe nobody reads
+            self._lost(exc, True)
+
+    def _lost(self, exc: BaseException, buffered: bool) -> None:
+        # A log call never fails because its output cannot be written (the request that
+        # logged must not): the lines are dropped, and the first loss is said on stderr.
+        if not self._reported:
+            self._reported = True
+            _report_lost(exc, buffered)
 
     def _start(self) -> None:
         thread = threading.Thread(target=self._run, name="surefoot-log-flush", daemon=True)
@@ -232,12 +247,13 @@ def flush_all() -> None:
             _report_lost(exc)
 
 
-def _report_lost(exc: BaseException) -> None:
-    """Say on the process's original stderr that buffered lines could not be written."""
+def _report_lost(exc: BaseException, buffered: bool = True) -> None:
+    """Say on the process's original stderr that (buffered) lines could not be written."""
     stderr = sys.__stderr__
     if stderr is not None:
+        what = "buffered log lines" if buffered else "log lines"
         try:
-            stderr.write(f"surefoot: buffered log lines were lost: {type(exc).__name__}: {exc}\n")
+            stderr.write(f"surefoot: {what} were lost: {type(exc).__name__}: {exc}\n")
             stderr.flush()
         except (OSError, ValueError):  # stderr is gone too: nothing is left to tell
             return

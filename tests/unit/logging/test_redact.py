@@ -173,6 +173,11 @@ def test_end_to_end_json_line_at_info_has_no_pii(sample) -> None:
         ("06\u202f12\u202f34\u202f56\u202f78", "***5678"),
         ("030/1234567", "***4567"),
         ("+49 (0)30/123 456 78", "***5678"),
+        ("28/10/2025 call +1 415 555 2671", "28/10/2025 call ***2671"),
+        ("GET /api/v2/4155552671", "GET /api/v2/***2671"),
+        ("mobile.ph.v4155552671@example.com", "***.com"),
+        ("reply ada@exam...", "reply ***..."),
+        ("reply ada@example.co...", "reply ***e.co..."),
     ],
 )
 def test_masking_scheme(raw: str, masked: str) -> None:
@@ -195,6 +200,9 @@ def test_masking_scheme(raw: str, masked: str) -> None:
         "GET",
         "due 28/10/2025",
         "archive/2025/10/28/report",
+        "due 28/10/2025 12:34",
+        "sent 10/28/2025 09:15:00 UTC",
+        "on 1/2/2025 12:34 and 2025/10/28 12:34:56",
     ],
 )
 def test_common_non_pii_is_left_alone(kept: str) -> None:

@@ -190,6 +190,17 @@ def test_ids_from_the_request_context_are_logged_intact() -> None:
         ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw rejected", "[REDACTED] rejected"),
         ("OPENAI sk-proj-abcdefghijklmnopqrstuv", "OPENAI [REDACTED]"),
         ('escaped {\\"password\\": \\"hunter2\\"}', 'escaped {\\"password\\": \\"[REDACTED]\\"}'),
+        ("SECRET_KEY = 'django-insecure-k3y'", "SECRET_KEY = '[REDACTED]'"),
+        ("flask secret_key=k3y loaded", "flask secret_key=[REDACTED] loaded"),
+        ("Authorization: ApiKey k3y-123", "Authorization: [REDACTED]"),
+        ("Proxy-Authorization: Negotiate YIIGhgYGKwYBBQUC", "Proxy-Authorization: [REDACTED]"),
+        ("Cookie: session=abc; csrftoken=xyz", "Cookie: [REDACTED]"),
+        ("Set-Cookie: sid=abc; Path=/; HttpOnly", "Set-Cookie: [REDACTED]"),
+        ("{'cookie': 'session=abc; csrftoken=xyz'}", "{'cookie': '[REDACTED]'}"),
+        (
+            "send: b'GET / HTTP/1.1\\r\\nHost: api\\r\\nCookie: session=abc; csrftoken=xyz\\r\\n'",
+            "send: b'GET / HTTP/1.1\\r\\nHost: api\\r\\nCookie: [REDACTED]\\r\\n'",
+        ),
     ],
 )
 def test_secret_shapes(raw: str, redacted: str) -> None:
@@ -217,7 +228,8 @@ _FILLER = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size
     lambda t: t.isprintable()
 )
 _KEYS = st.sampled_from(["password", "passwd", "db_password", "client_secret", "api_key", "X-Api-Key",
-                         "access_token", "refresh_token", "Authorization", "private_key", "secret"])
+                         "access_token", "refresh_token", "Authorization", "private_key", "secret",
+                         "SECRET_KEY", "Cookie"])
 
 
 @st.composite
@@ -273,6 +285,7 @@ _FRAGMENTS = st.sampled_from([
     "=", ": ", '"', "'", "\\", " ", "\t", "Bearer ", "basic ", "BASIC\t", "eyJ", "abc.def", "sk_live_", "sk-",
     "ghp_", "github_pat_", "xoxb-", "AKIA", "AIza", "SG.", "glpat-", "://", "user:", "@", "db", "_", "-",
     "dXNlcjpwYXNz", "0123456789abcdef", "ABCDEFGHIJKLMNOP", "[parameters: ", "]", "\n",
+    "\\r\\n", "Set-Cookie: ", "secret_key", "ApiKey ", "; ", "n",
 ])
 
 
