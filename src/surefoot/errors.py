@@ -137,7 +137,8 @@ class ValidationError(HTTPError):
 
     def __init__(self, detail: str | None = None, *, field: str | None = None, **kwargs: Any) -> None:
         if field is not None and "errors" not in kwargs:
-            kwargs["errors"] = [{"loc": [field], "msg": detail or "invalid value"}]
+            # loc, msg and type, as the entries of a request validation error
+            kwargs["errors"] = [{"loc": [field], "msg": detail or "invalid value", "type": "value_error"}]
         super().__init__(detail, **kwargs)
 
 

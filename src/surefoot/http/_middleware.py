@@ -44,6 +44,8 @@ from .._core import catalogue as cat
 from .._core.callables import COROUTINE, callable_kind
 from .._core.settings import Settings, get_settings
 from ..errors import ConfigurationError
+from ..logging._redact import mask_pii
+from ..logging._secrets import redact_secrets
 from ..logging._setup import AccessLogger
 from ..tracing._api import active_tracer, report_exception
 from ..tracing._asgi import tracing_layer
@@ -687,7 +689,13 @@ class SurefootMiddleware:
                 self._access_detailed(scope, route, status, ms, x.nbytes)
 
     def _bounded(self, text: str) -> str:
+        # Masked and redacted before it is cut, so the cut never leaves part of an address or
+        # a secret readable (the chain masks the field again: a no-op on masked text). Text far
+        # beyond the limit is dropped first: a client's long path costs a bounded amount of work.
         limit = self._max_path
+        if len(text) > 2 * limit + 256:
+            text = text[: 2 * limit + 256]
+        text = mask_pii(redact_secrets(text))
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
     def _access_detailed(self, scope: Scope, route: str, status: int, ms: float, nbytes: int) -> None:

@@ -55,6 +55,7 @@ def make_app(registry, **options):
             "ratelimit": RateLimitError("slow down", retry_after=2.5),
             "external": ExternalServiceError("twilio timed out", service="twilio"),
             "unavailable": ServiceUnavailableError("draining", retry_after=10),
+            "conflict-details": ConflictError("stale", versions={1: "a", 2: "b"}, n=2**70),
         }[kind]
 
     @app.get("/http-exception")
@@ -85,6 +86,14 @@ def make_app(registry, **options):
     return app
 
 
+async def test_extra_members_of_any_json_shape_keep_their_status(registry):
+    app = make_app(registry)
+    async with client(app) as c:
+        resp = await c.get("/ours/conflict-details")
+    assert resp.status_code == 409 and resp.headers["content-type"] == PROBLEM
+    assert resp.json()["details"] == {"versions": {"1": "a", "2": "b"}, "n": 2**70}
+
+
 @pytest.mark.parametrize(
     "kind,status,code",
     [
@@ -107,7 +116,7 @@ async def test_surefoot_errors(registry, kind, status, code):
     assert body["code"] == code and body["status"] == status
     assert body["correlation_id"] == "cid-1" and body["instance"] == f"/ours/{kind}"
     if kind == "validation":
-        assert body["errors"] == [{"loc": ["name"], "msg": "name is required"}]
+        assert body["errors"] == [{"loc": ["name"], "msg": "name is required", "type": "value_error"}]
     if kind == "ratelimit":
         assert resp.headers["retry-after"] == "3"
     if kind == "unavailable":

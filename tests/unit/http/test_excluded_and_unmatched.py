@@ -94,6 +94,25 @@ async def test_unmatched_requests_log_their_bounded_redacted_path():
     assert "path" not in lines[3]  # a matched route has its template, not the raw path
 
 
+async def test_a_cut_never_leaves_part_of_an_address_or_secret_readable(monkeypatch):
+    monkeypatch.setenv("SUREFOOT_ACCESS_LOG_USER_AGENT", "true")
+    app = _app()
+    stream = io.StringIO()
+    surefoot.install(app, log_options={"stream": stream, "fmt": "json"})
+    # the 200-character cut falls inside the address and inside the token
+    path = "/" + "p" * 190 + "/grace.hopper@navy.example.mil/x"
+    agent = "bot " + "b" * 185 + " token=s3cr3tvalue1234567890"
+    async with client(app) as c:
+        await c.get(path, headers={"User-Agent": agent})
+        await c.get("/items/1", headers={"User-Agent": agent})
+    text = stream.getvalue()
+    assert "grace" not in text and "s3cr3t" not in text
+    lines = [json.loads(line) for line in text.splitlines() if '"http_request"' in line]
+    assert len(lines[0]["path"]) <= 200 and lines[0]["path"].endswith(".mil/x")
+    # (a cut inside a redaction marker is redacted again when the line is written)
+    assert len(lines[1]["user_agent"]) <= 200 + len("[REDACTED]") and lines[1]["user_agent"].startswith("bot bbb")
+
+
 async def test_client_and_user_agent_on_request(monkeypatch):
     monkeypatch.setenv("SUREFOOT_ACCESS_LOG_CLIENT", "true")
     monkeypatch.setenv("SUREFOOT_ACCESS_LOG_USER_AGENT", "true")
