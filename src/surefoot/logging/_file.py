@@ -119,7 +119,9 @@ class _Follow:
 
     def close(self) -> None:
         super().close()  # type: ignore[misc]
-        self._plock.close()
+        plock = getattr(self, "_plock", None)  # absent when construction failed half-way
+        if plock is not None:
+            plock.close()
 
 
 class _SizeRotating(_Follow, logging.handlers.RotatingFileHandler):
@@ -129,6 +131,16 @@ class _SizeRotating(_Follow, logging.handlers.RotatingFileHandler):
 class _TimeRotating(_Follow, logging.handlers.TimedRotatingFileHandler):
     def _rotated_elsewhere(self) -> None:
         self.rolloverAt = self.computeRollover(int(time.time()))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid_when(when: str) -> bool:
+    # The units TimedRotatingFileHandler accepts (case-insensitive).
+    unit = when.upper()
+    return unit in ("S", "M", "H", "D", "MIDNIGHT") or (len(unit) == 2 and unit[0] == "W" and unit[1] in "0123456")
 
 
 class LogFile:
@@ -143,8 +155,9 @@ class LogFile:
         backup_count: rotated files kept (0: all, for time rotation; none for size).
 
     Raises:
-        ConfigurationError: an unknown rotation, a bad size/unit, or a directory that does
-            not exist.
+        ConfigurationError: an unknown rotation, a size below 1024 bytes, an unknown time
+            unit, an interval below 1, a negative backup count, or a directory that does not
+            exist.
     """
 
     def __init__(
@@ -162,8 +175,24 @@ class LogFile:
             raise ConfigurationError(f"the log file's directory does not exist: {target.parent}")
         if rotate not in ("size", "time"):
             raise ConfigurationError(f"log file rotation must be 'size' or 'time'; got {rotate!r}")
-        if rotate == "size" and (not isinstance(max_bytes, int) or max_bytes < 1):
-            raise ConfigurationError(f"max_bytes must be a positive integer; got {max_bytes!r}")
+        if rotate == "size" and (not _is_int(max_bytes) or max_bytes < 1024):
+            raise ConfigurationError(
+                f"max_bytes (SUREFOOT_LOG_FILE_MAX_BYTES) must be an integer of at least 1024; got {max_bytes!r}"
+            )
+        if not _is_int(backup_count) or backup_count < 0:
+            raise ConfigurationError(
+                f"backup_count (SUREFOOT_LOG_FILE_BACKUP_COUNT) must be an integer >= 0; got {backup_count!r}"
+            )
+        if rotate == "time":
+            if not _is_int(interval) or interval < 1:
+                raise ConfigurationError(
+                    f"interval (SUREFOOT_LOG_FILE_INTERVAL) must be an integer >= 1; got {interval!r}"
+                )
+            if not isinstance(when, str) or not _valid_when(when):
+                raise ConfigurationError(
+                    "when (SUREFOOT_LOG_FILE_WHEN) must be S, M, H, D, midnight or W0-W6 (Monday-Sunday); "
+                    f"got {when!r}"
+                )
         handler: logging.FileHandler
         try:
             if rotate == "size":

@@ -67,8 +67,35 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
         LogFile(tmp_path / "missing" / "x.log")
     with pytest.raises(ConfigurationError, match="size' or 'time"):
         LogFile(tmp_path / "x.log", rotate="daily")
-    with pytest.raises(ConfigurationError, match="rotation setting"):
+    with pytest.raises(ConfigurationError, match="SUREFOOT_LOG_FILE_WHEN.*fortnight"):
         LogFile(tmp_path / "x.log", rotate="time", when="fortnight")
+    with pytest.raises(ConfigurationError, match="SUREFOOT_LOG_FILE_MAX_BYTES.*1024"):
+        LogFile(tmp_path / "x.log", max_bytes=10)
+    with pytest.raises(ConfigurationError, match="SUREFOOT_LOG_FILE_BACKUP_COUNT"):
+        LogFile(tmp_path / "x.log", backup_count=-1)
+    with pytest.raises(ConfigurationError, match="SUREFOOT_LOG_FILE_INTERVAL"):
+        LogFile(tmp_path / "x.log", rotate="time", interval=0)
+    for when in ("S", "m", "H", "D", "midnight", "W0", "w6"):
+        LogFile(tmp_path / f"ok-{when}.log", rotate="time", when=when).close()
+
+
+def test_a_bad_time_unit_in_the_environment_fails_at_once_and_exits_cleanly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from surefoot.logging import configure_logging\n"
+        "try:\n"
+        "    configure_logging(fmt='json')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    env = {**__import__("os").environ, "SUREFOOT_LOG_FILE": str(tmp_path / "svc.log"),
+           "SUREFOOT_LOG_FILE_ROTATE": "time", "SUREFOOT_LOG_FILE_WHEN": "fortnight"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "ConfigurationError" in done.stdout and "SUREFOOT_LOG_FILE_WHEN" in done.stdout
+    assert "Traceback" not in done.stderr and "AttributeError" not in done.stderr
 
 
 def test_size_rotation_under_threads_loses_and_repeats_nothing(tmp_path: Path) -> None:
