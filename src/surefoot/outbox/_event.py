@@ -36,7 +36,7 @@ def _utcnow() -> dt.datetime:
 class Event:
     """One event as written to the outbox and delivered to handlers and sinks.
 
-    The envelope fields follow DESIGN.md; ``outbox_id`` and ``attempts`` describe the
+    The envelope fields are those of docs/conventions.md; ``outbox_id`` and ``attempts`` describe the
     delivery (the row it came from and how many attempts came before this one).
     """
 
