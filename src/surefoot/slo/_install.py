@@ -145,11 +145,14 @@ def install(
 
     Raises:
         ConfigurationError: a route-bound objective without surefoot's request path, a
-            threshold that is not a histogram bucket, an app that is not Starlette, or an
-            interval, ``cache_seconds`` or ``path`` that cannot be used.
+            threshold that is not a histogram bucket, an app that is not Starlette or has
+            already started, or an interval, ``cache_seconds`` or ``path`` that cannot be used.
     """
     if not hasattr(app, "router") or not hasattr(app.router, "lifespan_context"):
         raise ConfigurationError(f"slo.install needs a Starlette or FastAPI application; got {type(app).__name__}")
+    if getattr(app, "middleware_stack", None) is not None:
+        # Its lifespan has run: the tracker would never tick.
+        raise ConfigurationError("slo.install needs an application that has not started yet; call it where the app is built")
     if not math.isfinite(interval) or interval <= 0:
         raise ConfigurationError(f"interval must be a positive number of seconds; got {interval!r}")
     if isinstance(cache_seconds, bool) or not isinstance(cache_seconds, (int, float)) or not 0 <= cache_seconds < math.inf:

@@ -99,3 +99,12 @@ async def test_lifespan_ticks_and_fires_hooks(registry):
     async with app.router.lifespan_context(app):
         await asyncio.wait_for(fired.wait(), 5)
     assert tracker.firing(avail, "page")
+
+
+async def test_an_app_that_already_started_is_refused(registry):
+    app = FastAPI()
+    surefoot.install(app, registry=registry)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/livez")).status_code == 200  # the app has built its stack
+    with pytest.raises(ConfigurationError, match="not started yet"):
+        slo.install(app, [slo.Ratio("api", target=0.9)], registry=registry)
