@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -56,7 +57,8 @@ class CacheMetrics:
             ``SUREFOOT_METRICS_MAX_LABEL_VALUES``).
 
     Raises:
-        ConfigurationError: an empty cache name or a non-callable ``is_hit``.
+        ConfigurationError: an empty cache name, a non-callable ``is_hit`` or a
+            ``max_label_values`` below 1.
     """
 
     def __init__(
@@ -71,6 +73,10 @@ class CacheMetrics:
             raise ConfigurationError(f"CacheMetrics needs a non-empty cache name; got {cache!r}")
         if is_hit is not None and not callable(is_hit):
             raise ConfigurationError(f"is_hit must be a callable value -> bool; got {is_hit!r}")
+        if max_label_values is not None and (
+            isinstance(max_label_values, bool) or not isinstance(max_label_values, int) or max_label_values < 1
+        ):
+            raise ConfigurationError(f"max_label_values must be an integer >= 1; got {max_label_values!r}")
         self.cache = cache
         self.is_hit = is_hit if is_hit is not None else _not_none
         self._registry_given = registry
@@ -99,12 +105,13 @@ class CacheMetrics:
         """Count one lookup with ``result`` and, if given, its duration.
 
         Raises:
-            ValueError: ``result`` is not ``hit``, ``miss`` or ``error``, or ``seconds`` < 0.
+            ValueError: ``result`` is not ``hit``, ``miss`` or ``error``, or ``seconds`` is
+                negative, infinite or NaN.
         """
         if result not in CACHE_RESULTS:
             raise ValueError(f"cache result must be one of {list(CACHE_RESULTS)}; got {result!r}")
-        if seconds is not None and not seconds >= 0:
-            raise ValueError(f"seconds must be >= 0; got {seconds!r}")
+        if seconds is not None and (isinstance(seconds, bool) or not 0 <= seconds < math.inf):
+            raise ValueError(f"seconds must be a finite number >= 0; got {seconds!r}")
         if not get_settings().metrics_enabled:
             return
         counters, duration = self._resolve()

@@ -44,7 +44,13 @@ OPERATIONS: tuple[str, ...] = ("SELECT", "INSERT", "UPDATE", "DELETE", OVERFLOW)
 _VERBS = frozenset(OPERATIONS[:-1])
 _LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/|\()*", re.S)
 _WORD = re.compile(r"[A-Za-z]+")
-_AFTER_CTE = re.compile(r"\)\s*(SELECT|INSERT|UPDATE|DELETE)\b", re.I)
+# After WITH: string literals, quoted identifiers, comments, dollar quotes, words, parentheses.
+_TOKEN = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$|[A-Za-z_]\w*|[()]""",
+    re.S,
+)
+# Statements other than the four verbs that may follow common table expressions.
+_NOT_A_VERB = frozenset({"VALUES", "MERGE", "TABLE"})
 _SQL_LOG_CHARS = 1000
 _CACHE_MAX = 4096
 _log = structlog.get_logger("surefoot.db")
@@ -65,9 +71,26 @@ def classify_statement(sql: str) -> str:
     if verb in _VERBS:
         return verb
     if verb == "WITH":
-        found = _AFTER_CTE.findall(sql)
-        if found:
-            return str(found[-1]).upper()
+        return _after_ctes(sql, word.end())
+    return OVERFLOW
+
+
+def _after_ctes(sql: str, pos: int) -> str:
+    """The verb of the statement that follows ``WITH`` at ``pos``: the first of the verbs
+    outside every parenthesis (CTE bodies and column lists), literal and comment."""
+    depth = 0
+    for token in _TOKEN.finditer(sql, pos):
+        text = token.group(0)
+        if text == "(":
+            depth += 1
+        elif text == ")":
+            depth = max(0, depth - 1)
+        elif depth == 0 and (text[0].isalpha() or text[0] == "_"):
+            upper = text.upper()
+            if upper in _VERBS:
+                return upper
+            if upper in _NOT_A_VERB:
+                return OVERFLOW
     return OVERFLOW
 
 
@@ -104,18 +127,17 @@ def _read(entry: _PoolEntry) -> tuple[float, float | None, float | None, float |
     if engine is None:
         return None
     pool = engine.pool  # read every time: engine.dispose() replaces the pool
-    maximum: float | None = entry.max_connections
+    # ``max_connections`` stands in only where the pool cannot tell its maximum.
+    fallback = None if entry.max_connections is None else float(entry.max_connections)
     if entry.tracker is None:
         size = pool.size()
         in_use = float(pool.checkedout())
         idle: float | None = float(pool.checkedin())
         overflow: float | None = float(max(0, pool.overflow()))
-        if maximum is None:
-            extra = max_overflow(pool)
-            if extra is not None and extra >= 0 and size > 0:
-                maximum = float(size + extra)
+        extra = max_overflow(pool)
+        maximum = float(size + extra) if extra is not None and extra >= 0 and size > 0 else fallback
         return in_use, idle, overflow, maximum
-    return float(entry.tracker.out), None, None, maximum
+    return float(entry.tracker.out), None, None, fallback
 
 
 def _has_counters(pool: Any) -> bool:
@@ -388,7 +410,11 @@ class EngineInstrumentation:
             if found is None:
                 operation, statement_label = self._labels(statement, name)
                 found = observer_parts(self._duration.labels(self._pool_label, operation, statement_label))
-                if statement_label != OVERFLOW and len(self._observers) < _CACHE_MAX:
+                if statement_label == OVERFLOW:
+                    # Not cached: the cap sees (and counts) every execution of a name it folded,
+                    # as the HTTP labels count every overflowing request.
+                    return found
+                if len(self._observers) < _CACHE_MAX:
                     self._observers[key] = found
             if name is not None and len(self._by_name) < _CACHE_MAX:
                 self._by_name[name] = (statement, found)
@@ -471,8 +497,9 @@ def instrument_engine(
             ``SUREFOOT_METRICS_SLOW_QUERY_SECONDS``, 0.5; 0 disables the log).
         max_label_values: distinct ``statement`` / ``error_type`` / ``pool`` values kept
             before new ones become ``_OTHER`` (default ``SUREFOOT_METRICS_MAX_LABEL_VALUES``).
-        max_connections: the pool's maximum when SQLAlchemy cannot tell (default: ``size() +
-            max_overflow`` for queue pools; none for unbounded pools).
+        max_connections: the pool's maximum where SQLAlchemy cannot tell it: pools without
+            counters (``NullPool``, ``StaticPool``, ...), unbounded queue pools and releases
+            that hide ``max_overflow``. A queue pool's ``size() + max_overflow`` wins when known.
 
     Returns:
         The :class:`EngineInstrumentation` (``.remove()`` detaches it).
@@ -494,7 +521,9 @@ def instrument_engine(
             "statement_name must be an execution-option name or a callable (sql, context) -> name; "
             f"got {statement_name!r}"
         )
-    if max_connections is not None and (not isinstance(max_connections, int) or max_connections < 1):
+    if max_connections is not None and (
+        isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1
+    ):
         raise ConfigurationError(f"max_connections must be a positive integer; got {max_connections!r}")
     overrides: dict[str, Any] = {}
     if slow_query_seconds is not None:

@@ -15,6 +15,7 @@ ones. All combinations are exported from the first increment on (at 0), so ``rat
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -149,9 +150,14 @@ class KPI:
                 combos *= len(values)
             if combos <= _PRECREATE_MAX:
                 for key in itertools.product(*self.labels.values()):
-                    children[key] = family.labels(*key) if key else family
+                    children[key] = self._child(family, key)
             self._registry, self._family, self._children = registry, family, children
         return self._family
+
+    def _child(self, family: Any, key: tuple[str, ...]) -> Any:
+        # By name: the family may have been created by an identical declaration that listed
+        # the labels in another order.
+        return family.labels(**dict(zip(self._label_names, key, strict=True))) if key else family
 
     def _key(self, labels: Mapping[str, str]) -> tuple[str, ...]:
         if len(labels) != len(self._label_names) or any(n not in labels for n in self._label_names):
@@ -159,7 +165,7 @@ class KPI:
                 f"{self.metric_name} takes exactly the labels {list(self._label_names)}; got {sorted(labels)}"
             )
         for label, value in labels.items():
-            if value not in self._allowed[label]:
+            if not isinstance(value, str) or value not in self._allowed[label]:
                 raise ValueError(
                     f"{self.metric_name}: {label}={value!r} is not declared; allowed: {list(self.labels[label])}"
                 )
@@ -171,18 +177,20 @@ class KPI:
         A no-op when metrics are off (``SUREFOOT_METRICS_ENABLED=false``).
 
         Raises:
-            ValueError: a negative or non-numeric amount, a missing or unknown label, or a
-                value outside the label's declared set.
+            ValueError: a negative, infinite, NaN or non-numeric amount, a missing or unknown
+                label, or a value outside the label's declared set (non-strings included).
         """
         if not get_settings().metrics_enabled:
             return
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount >= 0:
-            raise ValueError(f"{self.metric_name} can only increase; got amount={amount!r}")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount < math.inf:
+            raise ValueError(
+                f"{self.metric_name} can only increase by a finite number >= 0; got amount={amount!r}"
+            )
         key = self._key(labels)
         family = self._resolve()
         child = self._children.get(key)
         if child is None:
-            child = family.labels(*key) if key else family
+            child = self._child(family, key)
             with _lock:
                 self._children[key] = child
         child.inc(amount)

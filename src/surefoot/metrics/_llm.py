@@ -7,6 +7,8 @@ Labels that come from the caller (``model``, ``provider``, ``statement``, ``pool
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 import weakref
 from typing import Any
@@ -20,6 +22,7 @@ __all__ = ["record_llm_call", "record_db_query", "UNKNOWN_PROVIDER"]
 
 UNKNOWN_PROVIDER = "unknown"
 _VERBS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+_FIRST_WORD = re.compile(r"[^A-Za-z]*([A-Za-z]+)")
 
 _lock = threading.Lock()
 _caps: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], LabelCap]] = weakref.WeakKeyDictionary()
@@ -48,7 +51,16 @@ def record_llm_call(
     failed: bool,
     registry: Any = None,
 ) -> None:
-    """Count one LLM call: calls by outcome, prompt/completion tokens, cost and duration."""
+    """Count one LLM call: calls by outcome, prompt/completion tokens, cost and duration.
+
+    Raises:
+        ValueError: a token count, cost or duration that is not a finite number >= 0 (one
+            infinite or NaN value would stay in the counter's total for good).
+    """
+    for name, amount in (("tokens_in", tokens_in), ("tokens_out", tokens_out), ("cost_usd", cost_usd),
+                         ("duration_ms", duration_ms)):
+        if amount is not None and (isinstance(amount, bool) or not 0 <= amount < math.inf):
+            raise ValueError(f"log_llm_call: {name} must be a finite number >= 0; got {amount!r}")
     if not get_settings().metrics_enabled:
         return
     reg = registry if registry is not None else default_registry()
@@ -56,20 +68,19 @@ def record_llm_call(
     model_label = _cap(reg, "llm", "model")(str(model))
     cat.LLM_CALLS.get(reg).labels(provider_label, model_label, "error" if failed else "success").inc()
     tokens = cat.LLM_TOKENS.get(reg)
-    if tokens_in:
-        tokens.labels(provider_label, model_label, "prompt").inc(tokens_in)
-    if tokens_out:
-        tokens.labels(provider_label, model_label, "completion").inc(tokens_out)
-    if cost_usd:
+    tokens.labels(provider_label, model_label, "prompt").inc(tokens_in)
+    tokens.labels(provider_label, model_label, "completion").inc(tokens_out)
+    if cost_usd is not None:  # a known cost of 0 is counted too (the series exists)
         cat.LLM_COST.get(reg).labels(provider_label, model_label).inc(cost_usd)
     if duration_ms is not None:
         cat.LLM_CALL_DURATION.get(reg).labels(provider_label, model_label).observe(duration_ms / 1000.0)
 
 
 def operation_of(name: str) -> str:
-    """The operation label of a hand-reported statement name: its first word if that is
-    ``select``/``insert``/``update``/``delete`` (any case), else ``_OTHER``."""
-    head = name.replace(".", "_").replace(" ", "_").split("_", 1)[0].upper()
+    """The operation label of a hand-reported statement name: its first word (a run of
+    letters) if that is ``select``/``insert``/``update``/``delete`` (any case), else ``_OTHER``."""
+    word = _FIRST_WORD.match(name)
+    head = word.group(1).upper() if word else ""
     return head if head in _VERBS else OVERFLOW
 
 
@@ -93,6 +104,9 @@ def record_db_query(
         error_type = _cap(reg, "db", "error_type")(kind)
         cat.DB_QUERY_ERRORS.get(reg).labels(pool_label, verb, error_type).inc()
         return
-    cat.DB_QUERY_DURATION.get(reg).labels(pool_label, verb, statement).observe(max(0.0, duration_ms) / 1000.0)
+    # Negative durations count as 0; an infinite or NaN one would poison the histogram's sum.
+    seconds = max(0.0, duration_ms) / 1000.0 if duration_ms < math.inf else math.nan
+    if seconds == seconds:
+        cat.DB_QUERY_DURATION.get(reg).labels(pool_label, verb, statement).observe(seconds)
     if slow:
         cat.DB_SLOW_QUERIES.get(reg).labels(pool_label, verb, statement).inc()

@@ -85,7 +85,9 @@ def summary(
                     entry[1] += int(value)
             else:
                 entry[2] += value
-    busiest = sorted(routes.items(), key=lambda item: (-item[1][0], item[0]))[:top]
+    # A route whose histogram child exists without an observation is not traffic.
+    busiest = sorted((item for item in routes.items() if item[1][0] > 0),
+                     key=lambda item: (-item[1][0], item[0]))[:top]
     return {
         "module": module,
         "mode": mode,

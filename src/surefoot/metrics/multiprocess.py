@@ -251,7 +251,18 @@ def warn_if_unshared(logger: Any = None) -> bool:
 
     Returns:
         True when the warning was logged.
+
+    Raises:
+        ConfigurationError: ``PROMETHEUS_MULTIPROC_DIR`` names something that is not an
+            existing directory (prometheus_client would fail on the first metric written).
     """
+    shared = directory()
+    if shared is not None and not os.path.isdir(shared):
+        raise ConfigurationError(
+            f"{ENV}={shared} is not an existing directory: create (and empty) it before the workers "
+            "start, e.g. with surefoot.metrics.multiprocess.run_uvicorn(...) or the gunicorn hooks "
+            "on_starting/child_exit, or unset it for a single process"
+        )
     workers = worker_count()
     if workers <= 1:
         return False

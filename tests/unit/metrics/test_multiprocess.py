@@ -80,3 +80,22 @@ def test_gunicorn_hooks(mp_env, monkeypatch):
 def test_registry_needs_a_directory(mp_env):
     with pytest.raises(ConfigurationError, match=multiprocess.ENV):
         multiprocess.registry()
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_multiproc_dir_that_is_not_a_directory_stops_the_start_up_with_the_fix(mp_env, monkeypatch, kind):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    import surefoot
+
+    target = mp_env / "prom"
+    if kind == "file":
+        target.write_text("not a directory")
+    monkeypatch.setenv(multiprocess.ENV, str(target))
+    with pytest.raises(ConfigurationError, match="is not an existing directory: create"):
+        multiprocess.warn_if_unshared()
+    app = FastAPI()
+    surefoot.install(app, logging=False)
+    with pytest.raises(ConfigurationError, match=f"{multiprocess.ENV}={target}"), TestClient(app):
+        pass
