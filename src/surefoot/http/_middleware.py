@@ -44,8 +44,7 @@ from .._core import catalogue as cat
 from .._core.callables import COROUTINE, callable_kind
 from .._core.settings import Settings, get_settings
 from ..errors import ConfigurationError
-from ..logging._redact import mask_pii
-from ..logging._secrets import redact_secrets
+from ..logging import mask_pii, redact_secrets
 from ..logging._setup import AccessLogger
 from ..tracing._api import active_tracer, report_exception
 from ..tracing._asgi import tracing_layer
