@@ -147,13 +147,13 @@ INTEGRATION_HTTP_LATENCY = _spec(
 # Outbox
 OUTBOX_DISPATCH_LAG = _spec(
     "outbox_dispatch_lag_seconds", "gauge", "Age of the oldest pending outbox event.", (),
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",
 )
 OUTBOX_PENDING_EVENTS = _spec(
-    "outbox_pending_events", "gauge", "Outbox events waiting to be dispatched.", (), multiprocess_mode="max"
+    "outbox_pending_events", "gauge", "Outbox events waiting to be dispatched.", (), multiprocess_mode="livemax"
 )
 WORKER_QUEUE_DEPTH = _spec(
-    "worker_queue_depth", "gauge", "Work items waiting for a worker.", (), multiprocess_mode="max"
+    "worker_queue_depth", "gauge", "Work items waiting for a worker.", (), multiprocess_mode="livemax"
 )
 OUTBOX_DISPATCH_ATTEMPTS = _spec(
     "outbox_dispatch_attempts_total", "counter", "Outbox dispatch attempts.", ("event_name",)

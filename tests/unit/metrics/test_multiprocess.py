@@ -99,3 +99,14 @@ def test_a_multiproc_dir_that_is_not_a_directory_stops_the_start_up_with_the_fix
     surefoot.install(app, logging=False)
     with pytest.raises(ConfigurationError, match=f"{multiprocess.ENV}={target}"), TestClient(app):
         pass
+
+
+def test_no_gauge_outlives_its_worker():
+    # A dead worker's gauge values (an outbox lag, a queue depth) must leave the totals with
+    # it: a stale maximum would keep an alert firing after the worker is gone.
+    from surefoot._core import catalogue
+
+    gauges = [spec for spec in vars(catalogue).values()
+              if isinstance(spec, catalogue.MetricSpec) and spec.kind == "gauge"]
+    assert gauges, "the catalogue declares gauges"
+    assert {spec.name: spec.multiprocess_mode for spec in gauges if not spec.multiprocess_mode.startswith("live")} == {}
