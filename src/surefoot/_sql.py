@@ -13,7 +13,7 @@ require("sqlalchemy", "sql")
 
 import sqlalchemy as sa  # noqa: E402
 
-__all__ = ["metadata", "dialect_name"]
+__all__ = ["metadata", "dialect_name", "check_engine_kind"]
 
 metadata = sa.MetaData()
 
@@ -34,3 +34,20 @@ def dialect_name(bind: object) -> str:
         bound_name: str = get_bind().dialect.name
         return bound_name
     raise TypeError(f"cannot tell the SQL dialect of {bind!r}")
+
+
+def check_engine_kind(engine: object, *, want_async: bool, sync_call: str, async_call: str) -> None:
+    """Refuse an ``AsyncEngine`` given to a sync function (or the reverse), naming the twin.
+
+    ``sync_call`` / ``async_call`` are the two forms as a user writes them, e.g.
+    ``"run_retention(engine, rules)"``; the message names the function called and the right one.
+    """
+    from .errors import ConfigurationError
+
+    is_async = hasattr(engine, "sync_engine")  # an AsyncEngine
+    if want_async and not is_async:
+        called = async_call.split("(")[0]
+        raise ConfigurationError(f"{called} needs an AsyncEngine; with a sync Engine call {sync_call}")
+    if not want_async and is_async:
+        called = sync_call.split("(")[0]
+        raise ConfigurationError(f"{called} needs a sync Engine; with an AsyncEngine use `await {async_call}`")

@@ -102,12 +102,7 @@ def purge_batch(conn: Any, rule: RetentionRule, *, batch_size: int = 1000, clock
     return result.rowcount
 
 
-def _check_engine(engine: Any, *, want_async: bool) -> None:
-    is_async = hasattr(engine, "sync_engine")  # an AsyncEngine
-    if want_async and not is_async:
-        raise ConfigurationError("arun_retention needs an AsyncEngine; with a sync Engine call run_retention(engine, rules)")
-    if not want_async and is_async:
-        raise ConfigurationError("run_retention needs a sync Engine; with an AsyncEngine use `await arun_retention(engine, rules)`")
+_SYNC_CALL, _ASYNC_CALL = "run_retention(engine, rules)", "arun_retention(engine, rules)"
 
 
 def _validate(batch_size: int, rules: Iterable[RetentionRule]) -> list[RetentionRule]:
@@ -140,7 +135,9 @@ def run_retention(
         ConfigurationError: a bad batch size or rule, or an ``AsyncEngine`` (use
             :func:`arun_retention`).
     """
-    _check_engine(engine, want_async=False)
+    from ._sql import check_engine_kind
+
+    check_engine_kind(engine, want_async=False, sync_call=_SYNC_CALL, async_call=_ASYNC_CALL)
     counts: dict[str, int] = {}
     for rule in _validate(batch_size, rules):
         statement = _delete_statement(rule, engine.dialect.name, _cutoff(rule, clock), batch_size)
@@ -161,7 +158,9 @@ async def arun_retention(
     max_batches: int | None = None, clock: Clock = SYSTEM_CLOCK,
 ) -> dict[str, int]:
     """:func:`run_retention` for an ``AsyncEngine``."""
-    _check_engine(engine, want_async=True)
+    from ._sql import check_engine_kind
+
+    check_engine_kind(engine, want_async=True, sync_call=_SYNC_CALL, async_call=_ASYNC_CALL)
     counts: dict[str, int] = {}
     for rule in _validate(batch_size, rules):
         statement = _delete_statement(rule, engine.dialect.name, _cutoff(rule, clock), batch_size)

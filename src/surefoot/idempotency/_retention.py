@@ -10,18 +10,13 @@ import datetime as dt
 from typing import Any
 
 from .._core.clock import SYSTEM_CLOCK, Clock
+from .._sql import check_engine_kind
 from ..errors import ConfigurationError
 from . import _store
 
+_SYNC_CALL, _ASYNC_CALL = "purge_expired_keys", "apurge_expired_keys(...)"
+
 __all__ = ["purge_expired_keys", "apurge_expired_keys"]
-
-
-def _check_engine(engine: Any, *, want_async: bool) -> None:
-    is_async = hasattr(engine, "sync_engine")  # an AsyncEngine
-    if want_async and not is_async:
-        raise ConfigurationError("apurge_expired_keys needs an AsyncEngine; with a sync Engine call purge_expired_keys")
-    if not want_async and is_async:
-        raise ConfigurationError("purge_expired_keys needs a sync Engine; with an AsyncEngine use `await apurge_expired_keys(...)`")
 
 
 def _now(clock: Clock, batch_size: int) -> dt.datetime:
@@ -37,7 +32,7 @@ def purge_expired_keys(engine: Any, *, batch_size: int = 1000, clock: Clock = SY
         ConfigurationError: ``batch_size`` is not positive, or ``engine`` is an
             ``AsyncEngine`` (use :func:`apurge_expired_keys`).
     """
-    _check_engine(engine, want_async=False)
+    check_engine_kind(engine, want_async=False, sync_call=_SYNC_CALL, async_call=_ASYNC_CALL)
     now = _now(clock, batch_size)
     total = 0
     while True:
@@ -50,7 +45,7 @@ def purge_expired_keys(engine: Any, *, batch_size: int = 1000, clock: Clock = SY
 
 async def apurge_expired_keys(engine: Any, *, batch_size: int = 1000, clock: Clock = SYSTEM_CLOCK) -> int:
     """The async twin of :func:`purge_expired_keys`, for an ``AsyncEngine``."""
-    _check_engine(engine, want_async=True)
+    check_engine_kind(engine, want_async=True, sync_call=_SYNC_CALL, async_call=_ASYNC_CALL)
     now = _now(clock, batch_size)
     total = 0
     while True:

@@ -11,20 +11,15 @@ import datetime as dt
 from typing import Any
 
 from .._core.clock import SYSTEM_CLOCK, Clock
+from .._sql import check_engine_kind
 from ..errors import ConfigurationError
 from . import _store
+
+_SYNC_CALL, _ASYNC_CALL = "purge_webhook_events", "apurge_webhook_events(...)"
 
 __all__ = ["purge_webhook_events", "apurge_webhook_events", "DEFAULT_RETENTION"]
 
 DEFAULT_RETENTION = dt.timedelta(days=90)
-
-
-def _check_engine(engine: Any, *, want_async: bool) -> None:
-    is_async = hasattr(engine, "sync_engine")  # an AsyncEngine
-    if want_async and not is_async:
-        raise ConfigurationError("apurge_webhook_events needs an AsyncEngine; with a sync Engine call purge_webhook_events")
-    if not want_async and is_async:
-        raise ConfigurationError("purge_webhook_events needs a sync Engine; with an AsyncEngine use `await apurge_webhook_events(...)`")
 
 
 def _cutoff(older_than: dt.timedelta, batch_size: int, clock: Clock) -> dt.datetime:
@@ -59,7 +54,7 @@ def purge_webhook_events(
         ConfigurationError: ``older_than`` or ``batch_size`` is not positive, or ``engine``
             is an ``AsyncEngine`` (use :func:`apurge_webhook_events`).
     """
-    _check_engine(engine, want_async=False)
+    check_engine_kind(engine, want_async=False, sync_call=_SYNC_CALL, async_call=_ASYNC_CALL)
     cutoff = _cutoff(older_than, batch_size, clock)
     total = batches = 0
     while max_batches is None or batches < max_batches:
@@ -81,7 +76,7 @@ async def apurge_webhook_events(
     clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """The async twin of :func:`purge_webhook_events`, for an ``AsyncEngine``."""
-    _check_engine(engine, want_async=True)
+    check_engine_kind(engine, want_async=True, sync_call=_SYNC_CALL, async_call=_ASYNC_CALL)
     cutoff = _cutoff(older_than, batch_size, clock)
     total = batches = 0
     while max_batches is None or batches < max_batches:
