@@ -22,6 +22,7 @@ APP = textwrap.dedent(
     """
     import asyncio
     from fastapi import FastAPI, Request
+    from fastapi.responses import StreamingResponse
     from surefoot.http import install_http
     from surefoot.metrics import metrics_app
 
@@ -37,6 +38,21 @@ APP = textwrap.dedent(
     @app.get("/crash")
     async def crash():
         raise RuntimeError("do not leak me")
+
+    @app.get("/stream-crash")
+    async def stream_crash():
+        async def body():
+            yield b"first chunk\\n"
+            raise RuntimeError("broke mid-stream")
+        return StreamingResponse(body(), media_type="text/plain")
+
+    @app.get("/endless")
+    async def endless():
+        async def body():
+            while True:
+                yield b"x" * 1024 + b"\\n"
+                await asyncio.sleep(0.01)
+        return StreamingResponse(body(), media_type="text/plain")
 
     install_http(app, access_log=False)
     app.add_route("/metrics", metrics_app(), include_in_schema=False)
@@ -95,3 +111,40 @@ def test_unhandled_error_over_http(server):
     assert resp.headers["x-correlation-id"] == "real-1"
     assert resp.json()["correlation_id"] == "real-1"
     assert "leak" not in resp.text
+
+
+def _error_type_line(text: str, route: str) -> str:
+    return next(
+        line for line in text.splitlines()
+        if line.startswith("http_server_request_duration_seconds_count{") and f'http_route="{route}"' in line
+    )
+
+
+def test_error_after_streaming_started_aborts_the_response(server):
+    base, _ = server
+    received = b""
+    # the server aborts the half-sent body
+    with pytest.raises(httpx.RemoteProtocolError), httpx.stream("GET", base + "/stream-crash", timeout=5) as resp:
+        assert resp.status_code == 200
+        for chunk in resp.iter_raw():
+            received += chunk
+    assert b"problem" not in received and b"Internal" not in received  # nothing more was sent
+    text = httpx.get(base + "/metrics", timeout=5).text
+    assert count_line(text, "/stream-crash", "200") == 1
+    assert 'error_type="RuntimeError"' in _error_type_line(text, "/stream-crash")
+
+
+def test_client_gone_mid_stream_is_499(server):
+    base, port = server
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /endless HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert sock.recv(64).startswith(b"HTTP/1.1 200")
+        # hang up while the body is still streaming
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        text = httpx.get(base + "/metrics", timeout=5).text
+        if count_line(text, "/endless", "499"):
+            break
+        time.sleep(0.05)  # waiting for the server to notice the disconnect
+    assert count_line(text, "/endless", "499") == 1
+    assert count_line(text, "/endless", "200") == 0

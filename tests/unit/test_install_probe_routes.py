@@ -98,3 +98,26 @@ def test_serve_first_refuses_routes_with_parameters():
     middleware = SurefootMiddleware(lambda *a: None)
     with pytest.raises(ConfigurationError, match="fixed paths"):
         middleware.serve_first([Route("/items/{n}", endpoint)])
+
+
+async def test_probes_and_metrics_behind_a_root_path_are_neither_measured_nor_logged():
+    import json
+
+    stream = io.StringIO()
+    app, _seen = _app()
+    installation = surefoot.install(app, log_options={"stream": stream, "fmt": "json"})
+    async with _client(app, root_path="/api") as client:
+        assert (await client.get("/api/livez")).status_code == 200
+        assert (await client.get("/api/metrics")).status_code == 200
+        assert (await client.get("/api/livez")).status_code == 200
+        assert (await client.get("/api/items/3")).json() == {"id": 3}
+    routes = {
+        sample.labels["http_route"]
+        for family in installation.registry.collect()
+        for sample in family.samples
+        if sample.name == "http_server_request_duration_seconds_count"
+    }
+    assert routes == {"/items/{item_id}"}
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    access = [line["route"] for line in lines if line.get("event") == "http_request"]
+    assert access == ["/items/{item_id}"]

@@ -101,6 +101,19 @@ def code_for_status(status: int) -> str:
     return "".join(c if c.isalnum() else "_" for c in phrase.upper())
 
 
+def _header_values(headers: Mapping[str, Any] | None) -> dict[str, str]:
+    # An error response must always be sendable: a header value that HTTP cannot carry (not
+    # latin-1, or a line break) would fail the response and lose the problem; those
+    # characters become "?".
+    out = {}
+    for name, value in (headers or {}).items():
+        text = str(value)
+        if not (text.isascii() and text.isprintable()):
+            text = "".join(c if " " <= c <= "~" or "\xa0" <= c <= "\xff" else "?" for c in text)
+        out[name] = text
+    return out
+
+
 def _title(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase
@@ -116,7 +129,8 @@ class Problem:
         status: the HTTP status code.
         body: the RFC 9457 members (``type``, ``title``, ``status``, ``detail``,
             ``instance``, ``code``, ``correlation_id`` and optionally ``errors``).
-        headers: extra response headers (``Retry-After``, ``WWW-Authenticate``, ...).
+        headers: extra response headers (``Retry-After``, ``WWW-Authenticate``, ...); characters
+            a header cannot carry (beyond latin-1, line breaks) are ``?``.
     """
 
     status: int
@@ -174,7 +188,7 @@ def problem_from_status(
     }
     if errors is not None:
         body["errors"] = list(errors)
-    return Problem(status, body, dict(headers or {}))
+    return Problem(status, body, _header_values(headers))
 
 
 def _validation_errors(raw: Iterable[Any]) -> list[dict[str, Any]]:
@@ -183,7 +197,12 @@ def _validation_errors(raw: Iterable[Any]) -> list[dict[str, Any]]:
     out = []
     for item in raw:
         if isinstance(item, Mapping):
-            entry: dict[str, Any] = {"loc": list(item.get("loc", ())), "msg": str(item.get("msg", ""))}
+            loc = item.get("loc")
+            loc = () if loc is None else loc
+            # A hand-built error may name its location as one string ("body") or a bare value:
+            # one part (not its letters), and never a failure to render.
+            parts = [loc] if isinstance(loc, (str, bytes)) or not isinstance(loc, Iterable) else list(loc)
+            entry: dict[str, Any] = {"loc": parts, "msg": str(item.get("msg", ""))}
             if "type" in item:
                 entry["type"] = item["type"]
             out.append(entry)
@@ -220,7 +239,7 @@ def problem_from_exception(
         correlation_id = context.correlation_id.get()
     if isinstance(exc, HTTPError):
         body = exc.problem(instance=instance, correlation_id=correlation_id)
-        return Problem(exc.status, body, dict(exc.headers))
+        return Problem(exc.status, body, _header_values(exc.headers))
     kind = type(exc)
     names = {cls.__name__ for cls in kind.__mro__}
     if "RequestValidationError" in names or "WebSocketRequestValidationError" in names:
@@ -299,7 +318,7 @@ def problem_response(
         problem = problem_from_exception(exc, instance=instance, validation_status=validation_status)
     merged = dict(problem.headers)
     if headers:
-        merged.update(headers)
+        merged.update(_header_values(headers))
     return responses.Response(
         problem.content(), status_code=problem.status, headers=merged, media_type=PROBLEM_CONTENT_TYPE
     )

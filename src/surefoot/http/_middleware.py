@@ -480,8 +480,9 @@ class SurefootMiddleware:
                     if valid is not None:
                         best, cid = slot, valid
             elif slot == -1:
-                causation = _valid(value)
-            else:
+                if causation is None:  # the first valid one, as for the correlation id
+                    causation = _valid(value)
+            elif tenant is None:
                 tenant = _valid(value)
         if tenant is None and self._tenant_resolver is not None:
             tenant = self._resolve_tenant(scope)
@@ -497,6 +498,12 @@ class SurefootMiddleware:
             )
             return None
         return value if isinstance(value, str) and context.valid_id(value) else None
+
+    def _skip_behind_root(self, full_path: str) -> None:
+        # A skipped path reached behind a root_path (the server's --root-path): the access
+        # line checks the full path, so remember it (a handful of paths per root path).
+        if full_path not in self._skip and len(self._skip) < 1024:
+            self._skip = self._skip | {full_path}
 
     def _log_unhandled(self, scope: Scope, exc: BaseException) -> None:
         log_unhandled(scope, exc)
@@ -525,8 +532,9 @@ class SurefootMiddleware:
                     if valid is not None:
                         best, cid = slot, valid
             elif slot == -1:
-                causation = _valid(value)
-            else:
+                if causation is None:  # the first valid one, as for the correlation id
+                    causation = _valid(value)
+            elif tenant is None:
                 tenant = _valid(value)
         if tenant is None and self._tenant_resolver is not None:
             tenant = self._resolve_tenant(scope)
@@ -541,10 +549,23 @@ class SurefootMiddleware:
         t_tenant = _tenant_var.set(tenant) if tenant is not None or _tenant_var.get() is not None else None
         method = _METHODS.get(scope["method"], OVERFLOW)
         scheme = _SCHEMES.get(scope.get("scheme", "http"), OVERFLOW)
+        app = self.app
+        path = scope["path"]
+        first = self._first
+        if first:
+            root = scope.get("root_path")
+            if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
+                path = path[len(root):]  # what the router would match (behind a root path)
+                if path in self._skip:
+                    self._skip_behind_root(scope["path"])
+            hit = first.get(path)
+            if hit is not None:
+                scope["route"] = hit[0]
+                app = hit[1]
         # meter.start(), inline: the middleware runs it on every request.
         meter = self.meter
         pairs = meter._active
-        if pairs is not None and scope["path"] not in self._unmeasured:
+        if pairs is not None and path not in self._unmeasured:
             pair = pairs.get((method, scheme)) or meter.new_active(method, scheme)
             pair[0]()
             active = pair[1]
@@ -568,18 +589,6 @@ class SurefootMiddleware:
         x.disconnected = False
         x.start = _perf()
         wrapped_send = x.send
-
-        app = self.app
-        first = self._first
-        if first:
-            path = scope["path"]
-            root = scope.get("root_path")
-            if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
-                path = path[len(root):]  # what the router would match (behind a root path)
-            hit = first.get(path)
-            if hit is not None:
-                scope["route"] = hit[0]
-                app = hit[1]
         try:
             await app(scope, x.receive, wrapped_send)
         except BaseException as exc:
@@ -683,9 +692,11 @@ class SurefootMiddleware:
             # round()'s decimal conversion.
             ms = (seconds * 1_000_000.0 + 0.5) // 1 / 1000
             if route and not self._detailed:
-                access(scope["method"], route, status, ms, x.nbytes, x.generated)
+                # The method as labelled (_OTHER beyond the known ones): a client's method
+                # text is never written, however long.
+                access(x.method, route, status, ms, x.nbytes, x.generated)
             else:
-                self._access_detailed(scope, route, status, ms, x.nbytes)
+                self._access_detailed(scope, x.method, route, status, ms, x.nbytes)
 
     def _bounded(self, text: str) -> str:
         # Masked and redacted before it is cut, so the cut never leaves part of an address or
@@ -697,7 +708,7 @@ class SurefootMiddleware:
         text = mask_pii(redact_secrets(text))
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
-    def _access_detailed(self, scope: Scope, route: str, status: int, ms: float, nbytes: int) -> None:
+    def _access_detailed(self, scope: Scope, method: str, route: str, status: int, ms: float, nbytes: int) -> None:
         """The access line with the fields the fixed line has not: through the structlog chain.
 
         An unmatched request (no route template) carries its path, cut to
@@ -719,7 +730,7 @@ class SurefootMiddleware:
             extra["user_agent"] = agent
         logger = self._access_logger
         log = logger.error if status >= 500 else logger.info
-        log("http_request", method=scope["method"], route=route, status=status, latency_ms=ms, bytes=nbytes,
+        log("http_request", method=method, route=route, status=status, latency_ms=ms, bytes=nbytes,
             **extra)
 
     async def _websocket(self, scope: Scope, receive: Any, send: Any) -> None:

@@ -825,7 +825,7 @@ class AccessLogger:
         """Write one access line.
 
         Args:
-            method: the request method as received.
+            method: the request method as labelled (the known methods, else ``_OTHER``).
             route: the route template ("" when none matched).
             status: the response status (ERROR level from 500).
             latency_ms: the latency in milliseconds.

@@ -72,3 +72,21 @@ async def test_configured_skip_paths_and_disabled(registry, logs):
     async with client(quiet) as c:
         await c.get("/hello/ann")
     assert not [e for e in logs if e["event"] == "http_request"]
+
+
+async def test_odd_and_huge_methods_are_logged_as_labelled(registry, logs):
+    app = make_app(registry)
+    huge = "X" * 20_000
+    async with client(app) as c:
+        matched = await c.request("PROPFIND", "/hello/ann")
+        await c.request(huge, "/hello/ann")
+        await c.request(huge, "/missing")
+        await c.request("PATCH", "/hello/ann")
+    assert matched.status_code == 405
+    lines = [(e["method"], e["route"], e["status"]) for e in logs if e["event"] == "http_request"]
+    assert lines == [
+        ("_OTHER", "/hello/{name}", 405),
+        ("_OTHER", "/hello/{name}", 405),
+        ("_OTHER", "", 404),
+        ("PATCH", "/hello/{name}", 405),
+    ]

@@ -364,3 +364,77 @@ async def test_mounted_sub_application_gets_the_same_envelope(registry):
     assert resp.json()["correlation_id"] == "sub-1" and resp.json()["detail"] == "no thing"
     assert missing.headers["content-type"] == PROBLEM
     assert count(registry, http_route="/sub/thing", http_response_status_code="404") == 1
+
+
+async def test_hand_built_validation_errors_keep_their_location_and_never_the_input(registry):
+    from fastapi.exceptions import RequestValidationError
+
+    app = FastAPI()
+
+    @app.post("/signup")
+    async def signup():
+        raise RequestValidationError([
+            {"loc": "body", "msg": "missing", "type": "missing", "input": "hunter2"},
+            {"loc": None, "msg": "no place", "type": "value_error", "input": {"card": "4111111111111111"}},
+            {"loc": ("body", "age"), "msg": "too young", "type": "value_error", "input": 12},
+        ])
+
+    install_http(app, registry=registry)
+    async with client(app) as c:
+        response = await c.post("/signup")
+    assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
+    assert response.json()["errors"] == [
+        {"loc": ["body"], "msg": "missing", "type": "missing"},
+        {"loc": [], "msg": "no place", "type": "value_error"},
+        {"loc": ["body", "age"], "msg": "too young", "type": "value_error"},
+    ]
+    assert "hunter2" not in response.text and "4111" not in response.text
+
+
+async def test_send_problem_from_pure_asgi_code(registry):
+    from surefoot.http import send_problem
+
+    async def gate(scope, receive, send):  # a pure-ASGI app answering with surefoot's body
+        if scope["type"] != "http":
+            return
+        await send_problem(send, problem_from_status(
+            429, "too many calls", instance=scope["path"], headers={"Retry-After": "3"}))
+
+    app = SurefootMiddleware(gate, registry=registry)
+    async with client(app) as c:
+        response = await c.get("/hooks/twilio", headers={"X-Correlation-ID": "gate-1"})
+    assert response.status_code == 429
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["retry-after"] == "3"
+    assert response.headers["x-correlation-id"] == "gate-1"
+    body = response.json()
+    assert set(body) >= MEMBERS
+    assert body["code"] == "RATE_LIMITED" and body["instance"] == "/hooks/twilio"
+    assert body["correlation_id"] == "gate-1"  # taken from the request's context
+    assert int(response.headers["content-length"]) == len(response.content)
+
+
+async def test_header_values_http_cannot_carry_never_lose_the_problem(registry):
+    app = FastAPI()
+
+    @app.middleware("http")
+    async def gate(request, call_next):
+        if request.url.path == "/gated":
+            raise HTTPException(403, headers={"X-Reason": "line\r\nSet-Cookie: a=b"})
+        return await call_next(request)
+
+    @app.get("/login")
+    async def login():
+        raise FastAPIHTTPException(401, detail="sign in", headers={"WWW-Authenticate": 'Bearer realm="☃ café"'})
+
+    install_http(app, registry=registry)
+    async with client(app) as c:
+        login = await c.get("/login", headers={"X-Correlation-ID": "hdr-1"})
+        gated = await c.get("/gated", headers={"X-Correlation-ID": "hdr-2"})
+    assert login.status_code == 401 and login.headers["content-type"] == PROBLEM
+    assert login.headers["www-authenticate"].encode("latin-1") == 'Bearer realm="? café"'.encode("latin-1")
+    assert login.json()["correlation_id"] == "hdr-1"
+    assert gated.status_code == 403 and gated.headers["content-type"] == PROBLEM
+    assert gated.headers["x-reason"] == "line??Set-Cookie: a=b" and "set-cookie" not in gated.headers
+    assert gated.headers["x-correlation-id"] == "hdr-2" and gated.json()["correlation_id"] == "hdr-2"
+    assert problem_response(429, headers={"Retry-After": "soon ☃"}).headers["retry-after"] == "soon ?"

@@ -218,3 +218,44 @@ def test_a_batch_of_ids_is_the_random_bits_in_uuid4_form():
         expected.append(str(uuid.UUID(int=value)))
     # The first id is handed out at once; the rest are popped from the end of the batch.
     assert made == [expected[0], *expected[:0:-1]]
+
+
+async def test_invalid_causation_and_tenant_values_are_ignored(registry):
+    app, _ = make_app(registry, tenant_resolver=lambda scope: "from-resolver" if scope["path"] == "/ids" else None)
+    async with client(app) as c:
+        hostile = await c.get("/ids", headers=[
+            ("X-Causation-ID", "evt 9; drop"), ("X-Tenant-ID", "t" * 129),
+        ])
+        non_ascii = await c.get("/ids", headers=[
+            ("X-Causation-ID", "évt".encode()), ("X-Tenant-ID", "ténant".encode()),
+            ("X-Correlation-ID", "çid".encode()),
+        ])
+    body = hostile.json()
+    assert "causation_id" not in body
+    assert body["tenant_id"] == "from-resolver"  # no valid header: the resolver decides
+    body = non_ascii.json()
+    assert "causation_id" not in body and body["tenant_id"] == "from-resolver"
+    assert uuid.UUID(body["correlation_id"])  # generated, never the raw value
+    assert non_ascii.headers["x-correlation-id"] == body["correlation_id"]
+
+
+async def test_many_duplicate_correlation_headers_first_valid_wins(registry):
+    app, _ = make_app(registry)
+    headers = [("X-Request-ID", "req-early")]
+    headers += [("X-Correlation-ID", "x" * 4096)] * 200  # long, invalid, repeated
+    headers += [("X-Correlation-ID", "corr-good"), ("X-Correlation-ID", "corr-later")]
+    async with client(app) as c:
+        resp = await c.get("/ids", headers=headers)
+    assert resp.json()["correlation_id"] == "corr-good"  # the first header in priority order
+    assert resp.headers.get_list("x-correlation-id") == ["corr-good"]
+
+
+async def test_duplicate_causation_and_tenant_headers_first_valid_wins(registry):
+    app, _ = make_app(registry)
+    async with client(app) as c:
+        resp = await c.get("/ids", headers=[
+            ("X-Causation-ID", "bad value"), ("X-Causation-ID", "evt-1"), ("X-Causation-ID", "bad again"),
+            ("X-Tenant-ID", "acme"), ("X-Tenant-ID", "t" * 200), ("X-Tenant-ID", "globex"),
+        ])
+    body = resp.json()
+    assert body["causation_id"] == "evt-1" and body["tenant_id"] == "acme"

@@ -492,3 +492,23 @@ def test_label_values_never_exceed_the_cap(routes, cap):
     assert count(registry, http_route=mw.OVERFLOW) == overflowed
     overflow = samples(registry, "surefoot_metric_label_overflow_total")
     assert sum(overflow.values()) == overflowed
+
+
+async def test_cardinality_cap_also_folds_error_types(registry):
+    failures = {name: type(name, (Exception,), {}) for name in ("QuotaError", "LedgerError", "ClockError")}
+    app = FastAPI()
+
+    @app.get("/charge/{kind}")
+    async def charge(kind: str):
+        raise failures[kind]("declined")
+
+    install_http(app, registry=registry, max_label_values=2)
+    async with client(app) as c:
+        for kind in ("QuotaError", "LedgerError", "ClockError", "ClockError"):
+            assert (await c.get(f"/charge/{kind}")).status_code == 500
+    error_types = {dict(k)["error_type"] for k in samples(registry, "http_server_request_duration_seconds_count")}
+    assert error_types == {"QuotaError", "LedgerError", "_OTHER"}
+    assert count(registry, http_route="/charge/{kind}") == 4  # one template: never folded
+    assert count(registry, error_type="_OTHER") == 2
+    overflow = samples(registry, "surefoot_metric_label_overflow_total")
+    assert overflow[(("label", "error_type"), ("metric", "http_server_request_duration_seconds"))] == 2
