@@ -104,9 +104,32 @@ def _discover() -> Any:
         return found[1]
     if type(provider).__name__ in _SDK_PROVIDERS_ABSENT:
         return None
-    tracer = provider.get_tracer("surefoot")
+    tracer = _WithContextIds(provider.get_tracer("surefoot"))
     STATE.discovered = (provider, tracer)
     return tracer
+
+
+class _WithContextIds:
+    """A tracer of a provider surefoot did not set up: its spans get the bound ids here,
+    as :func:`setup_tracing`'s span processor gives them to every span of its provider."""
+
+    __slots__ = ("_tracer",)
+
+    def __init__(self, tracer: Any) -> None:
+        self._tracer = tracer
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        span = self._tracer.start_span(*args, **kwargs)
+        if span.is_recording():
+            from .. import context
+
+            ids = {key: value for key, value in context.current().items() if value is not None}
+            if ids:
+                span.set_attributes(ids)
+        return span
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tracer, name)
 
 
 def active_tracer() -> Any:
@@ -136,6 +159,18 @@ def _sequence(values: list[Any] | tuple[Any, ...]) -> list[Any]:
     return [str(v) for v in values]
 
 
+def _check_kind(kind: Any) -> None:
+    # Checked with tracing off too (without importing OpenTelemetry): a wrong kind must not
+    # wait for production, where tracing is on, to break the exporter.
+    cls = type(kind)
+    if cls.__name__ != "SpanKind" or not cls.__module__.startswith("opentelemetry"):
+        raise TypeError(
+            f"tracing.span(kind=...) takes an opentelemetry.trace.SpanKind (e.g. SpanKind.CLIENT); "
+            f"got {kind!r}. For an attribute named 'kind', call span.set_attribute('kind', ...) "
+            "inside the block"
+        )
+
+
 def span(name: str, /, *, kind: Any = None, **attributes: Any) -> Any:
     """Open a span named ``name`` as the current span: ``with`` or ``async with``.
 
@@ -146,13 +181,16 @@ def span(name: str, /, *, kind: Any = None, **attributes: Any) -> Any:
 
     Args:
         name: the span name, e.g. ``"conversation.first_reply"``.
-        kind: an ``opentelemetry.trace.SpanKind`` (default ``INTERNAL``).
+        kind: an ``opentelemetry.trace.SpanKind`` (default ``INTERNAL``); anything else
+            raises ``TypeError``, also when tracing is off.
         **attributes: span attributes, e.g. ``event_id=...``.
 
     Returns:
         A context manager whose ``__enter__``/``__aenter__`` give the OpenTelemetry span,
         or a shared no-op object (with the same methods) when tracing is off.
     """
+    if kind is not None:
+        _check_kind(kind)
     tracer = STATE.tracer
     if tracer is None:
         tracer = _discover()

@@ -170,7 +170,12 @@ class ServerSpanLayer:
                 if key is not None:
                     if carrier is None:
                         carrier = {}
-                    carrier[key] = value.decode("latin-1")
+                    previous = carrier.get(key)
+                    if previous is None:
+                        carrier[key] = value.decode("latin-1")
+                    elif key != "traceparent":
+                        # W3C: tracestate (and baggage) may span several header lines: one list.
+                        carrier[key] = f"{previous},{value.decode('latin-1')}"
         query = scope.get("query_string")
         if query:
             attributes["url.query"] = _redacted_query(query)
@@ -193,10 +198,14 @@ class ServerSpanLayer:
             await send(message)
 
         error: BaseException | None = None
+        failed_after_response = False
         try:
             await self.app(scope, receive, traced_send)
         except Exception as exc:
             error = exc
+            # Raised after the response started (a background task, a broken stream): the
+            # client got its status, but the request still failed.
+            failed_after_response = status != 0
             ctx = span.get_span_context()
             scope[TRACE_IDS_SCOPE_KEY] = (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
             raise
@@ -214,7 +223,7 @@ class ServerSpanLayer:
                 span.set_attribute("http.response.status_code", status)
             if error is not None:
                 span.record_exception(error)
-            if status >= 500:
+            if status >= 500 or failed_after_response:
                 error_type = type(error).__qualname__ if error is not None else str(status)
                 span.set_attribute("error.type", error_type)
                 span.set_status(self._status_cls(self._error, error_type))

@@ -17,7 +17,8 @@ __all__ = ["exemplar_observer", "trace_exemplar"]
 
 
 def trace_exemplar() -> dict[str, str] | None:
-    """Return ``{"trace_id": ...}`` for the current span when it is sampled, else ``None``.
+    """Return ``{"trace_id": ..., "span_id": ...}`` for the current span when it is sampled,
+    else ``None``.
 
     Pass it to ``Histogram.observe(value, exemplar=...)`` for your own histograms.
     """

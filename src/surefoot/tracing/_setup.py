@@ -172,7 +172,8 @@ def setup_tracing(
 
     Raises:
         MissingExtraError: OpenTelemetry's SDK is not installed (``pip install 'surefoot[otel]'``).
-        ConfigurationError: a bad sampling ratio or exporter setting.
+        ConfigurationError: a bad sampling ratio or exporter setting, or a flag
+            (``tail_keep``, ``batch``, ``set_global``) that is not a bool.
     """
     trace = require("opentelemetry.trace", "otel")
     sdk_trace = require("opentelemetry.sdk.trace", "otel")
@@ -182,8 +183,11 @@ def setup_tracing(
     tsettings = section(TracingSettings)
     if server_span is not None and server_span not in ("auto", "own", "existing"):
         raise ConfigurationError(f"server_span must be auto, own or existing; got {server_span!r}")
+    for what, flag in (("tail_keep", tail_keep), ("batch", batch), ("set_global", set_global)):
+        if flag is not None and not isinstance(flag, bool):
+            raise ConfigurationError(f"{what} must be True or False; got {flag!r}")
     head = sampler if sampler is not None else head_sampler(sample_ratio, env=settings.env)
-    keep = tsettings.tracing_tail_keep if tail_keep is None else bool(tail_keep)
+    keep = tsettings.tracing_tail_keep if tail_keep is None else tail_keep
     resource = resources.Resource.create(
         {
             "service.name": service_name or settings.service_name,

@@ -190,13 +190,20 @@ class TailKeepProcessor(SpanProcessor):
                 late_keep = False
                 held = self._held.get(trace_id)
                 if held is None:
-                    now = self._clock()
-                    self._expire(now)
-                    if len(self._held) >= self.max_traces:
-                        self._dropped["max_traces"].inc()
-                        return
-                    held = self._held[trace_id] = _Held(now)
-                if len(held.spans) < self.max_spans:
+                    if root:
+                        # A trace that is its root alone is decided at once, never held:
+                        # it takes no place among max_traces.
+                        held = _Held(0.0)
+                    else:
+                        now = self._clock()
+                        self._expire(now)
+                        if len(self._held) >= self.max_traces:
+                            self._dropped["max_traces"].inc()
+                            return
+                        held = self._held[trace_id] = _Held(now)
+                if len(held.spans) < self.max_spans or root:
+                    # The local root ends the wait and is never held: kept past the bound,
+                    # so a trace cut short still has the span that names it.
                     held.spans.append(span)
                 else:
                     self._dropped["max_spans"].inc()
@@ -204,7 +211,7 @@ class TailKeepProcessor(SpanProcessor):
                     held.keep = True
                 if not root:
                     return
-                del self._held[trace_id]
+                self._held.pop(trace_id, None)
                 if not held.keep:
                     return
                 self._kept[trace_id] = None

@@ -69,3 +69,67 @@ async def test_redis_stream_entries_carry_the_writers_traceparent(
     assert trace.get_current_span(carried).get_span_context().trace_id == ctx.trace_id
     (recorded,) = [s for s in traced.get_finished_spans() if s.name == "webhook.twilio.sms_inbound"]
     assert recorded.attributes["event_id"] == event.event_id
+
+
+@pytest.mark.nats
+async def test_nats_messages_carry_the_writers_traceparent(nats_url: str, unique: str, traced: Any) -> None:
+    import nats
+
+    from surefoot.outbox.sinks import NatsSink
+    from surefoot.testing import InMemoryOutbox, adrain
+
+    fake = InMemoryOutbox()
+    with tracing.span("order.place") as writer:
+        outbox.add(fake, "OrderPlaced", {"n": 1})
+    subject = f"sftrace.{unique}"
+    nc = await nats.connect(nats_url)
+    sub = await nc.subscribe(subject)
+    stream = f"SFTRACE_{unique}"
+    sink = NatsSink(nats_url, subject=subject, stream=stream, ensure_stream=True)
+    try:
+        await adrain(fake, sinks={"*": sink})
+        message = await sub.next_msg(timeout=10)
+    finally:
+        await sink.close()
+        try:
+            await nc.jetstream().delete_stream(stream)
+        finally:
+            await nc.close()
+    ctx = writer.get_span_context()
+    _, trace_id, span_id, _ = message.headers["traceparent"].split("-")
+    assert (trace_id, span_id) == (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
+
+
+@pytest.mark.rabbitmq
+async def test_rabbitmq_messages_carry_the_writers_traceparent(amqp_url: str, unique: str, traced: Any) -> None:
+    import aio_pika
+
+    from surefoot.outbox.sinks import RabbitMQSink
+    from surefoot.testing import InMemoryOutbox, adrain
+
+    fake = InMemoryOutbox()
+    with tracing.span("order.place") as writer:
+        outbox.add(fake, "OrderPlaced", {"n": 1})
+    exchange = f"sftrace-{unique}"
+    connection = await aio_pika.connect_robust(amqp_url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(declared, routing_key="#")
+        sink = RabbitMQSink(amqp_url, exchange=exchange)
+        try:
+            await adrain(fake, sinks={"*": sink})
+        finally:
+            await sink.close()
+        message = await queue.get(timeout=10)
+        await message.ack()
+        await declared.delete()
+    finally:
+        await connection.close()
+    ctx = writer.get_span_context()
+    traceparent = message.headers["traceparent"]
+    if isinstance(traceparent, bytes):
+        traceparent = traceparent.decode()
+    _, trace_id, span_id, _ = traceparent.split("-")
+    assert (trace_id, span_id) == (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
