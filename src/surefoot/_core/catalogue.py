@@ -18,7 +18,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from .._compat.prometheus import collector_names
 from .state import default_registry
 
-__all__ = ["MetricSpec", "CATALOGUE", "HTTP_DURATION_BUCKETS"]
+__all__ = ["MetricSpec", "CATALOGUE", "HTTP_DURATION_BUCKETS", "HTTP_METHODS"]
+
+#: The request methods recorded as themselves (``http_request_method``, the access line, the
+#: server span); any other is ``_OTHER``, as OpenTelemetry's HTTP conventions say.
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
 
 HTTP_DURATION_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,

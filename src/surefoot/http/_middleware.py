@@ -61,8 +61,7 @@ ERROR_SCOPE_KEY = "surefoot.error"
 #: Set once an unhandled exception was logged, so a fallback handler does not log it twice.
 LOGGED_SCOPE_KEY = "surefoot.logged"
 
-_KNOWN_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
-_METHODS = {m: m for m in _KNOWN_METHODS}
+_METHODS = {m: m for m in cat.HTTP_METHODS}
 _SCHEMES = {"http": "http", "https": "https", "ws": "ws", "wss": "wss"}
 _ID_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-")
 _perf = time.perf_counter

@@ -18,7 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import context
+from .._core.catalogue import HTTP_METHODS
 from ._api import STATE, TRACE_IDS_SCOPE_KEY, active_tracer
+
+_METHODS = frozenset(HTTP_METHODS)
 
 __all__ = ["tracing_layer", "existing_server_span", "ServerSpanLayer", "ExistingSpanLayer"]
 
@@ -155,7 +158,10 @@ class ServerSpanLayer:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method = scope["method"]
+        raw = scope["method"]
+        # A method outside the known ones is _OTHER (its text, cut, in method_original) and the
+        # span is named "HTTP ...": a client's method never makes a new span name.
+        method = raw if raw in _METHODS else "_OTHER"
         attributes: dict[str, Any] = {
             "http.request.method": method,
             "url.path": scope["path"],
@@ -176,6 +182,9 @@ class ServerSpanLayer:
                     elif key != "traceparent":
                         # W3C: tracestate (and baggage) may span several header lines: one list.
                         carrier[key] = f"{previous},{value.decode('latin-1')}"
+        if method == "_OTHER":
+            attributes["http.request.method_original"] = raw[:64]
+            method = "HTTP"
         query = scope.get("query_string")
         if query:
             attributes["url.query"] = _redacted_query(query)

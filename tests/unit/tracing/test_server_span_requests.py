@@ -74,6 +74,22 @@ async def test_a_mounted_app_names_the_span_by_its_full_route(registry: Any) -> 
     assert inner.parent.span_id == server.context.span_id
 
 
+async def test_an_unknown_method_never_names_a_span(registry: Any) -> None:
+    mem = _memory(registry, 1.0)
+    app = _app()
+    surefoot.install(app, registry=registry, logging=False)
+    async with _client(app) as c:
+        await c.request("X" * 5000, "/ping")
+        await c.request("PROPFIND", "/ping")
+        assert (await c.get("/ping")).status_code == 200
+    odd, webdav, get = _servers(mem)
+    assert odd.name == webdav.name == "HTTP /ping" and get.name == "GET /ping"
+    assert odd.attributes["http.request.method"] == "_OTHER" == webdav.attributes["http.request.method"]
+    assert odd.attributes["http.request.method_original"] == "X" * 64  # cut
+    assert webdav.attributes["http.request.method_original"] == "PROPFIND"
+    assert get.attributes["http.request.method"] == "GET" and "http.request.method_original" not in get.attributes
+
+
 async def test_a_failing_background_task_marks_the_request_and_keeps_its_trace(registry: Any) -> None:
     # Nothing is head-sampled: only the tail keep can export this trace, and only if the
     # failure after the 200 answer marks the server span.
