@@ -77,7 +77,16 @@ def _sampler_from_otel_env(sampling: Any) -> Any:
     """The sampler named by ``OTEL_TRACES_SAMPLER`` (and ``OTEL_TRACES_SAMPLER_ARG``), as
     OpenTelemetry defines it; a name or ratio it would silently replace is refused."""
     name = os.environ.get("OTEL_TRACES_SAMPLER", "").strip()
-    known: dict[str, Any] = dict(getattr(sampling, "_KNOWN_SAMPLERS", {}))
+    # The names OpenTelemetry's specification gives its built-in samplers, through the SDK's
+    # public objects.
+    known: dict[str, Any] = {
+        "always_on": sampling.ALWAYS_ON,
+        "always_off": sampling.ALWAYS_OFF,
+        "parentbased_always_on": sampling.DEFAULT_ON,
+        "parentbased_always_off": sampling.DEFAULT_OFF,
+        "traceidratio": sampling.TraceIdRatioBased,
+        "parentbased_traceidratio": sampling.ParentBasedTraceIdRatio,
+    }
     chosen = known.get(name.lower())
     if chosen is None:
         raise ConfigurationError(
