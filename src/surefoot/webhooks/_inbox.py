@@ -332,8 +332,12 @@ class WebhookInbox:
         def decorate(handler: Handler) -> Handler:
             self._check_handler(handler)
 
+            provider = getattr(verifier, "provider", "custom")
+
             async def route(request: Any) -> Any:
-                return await self.handle(request, verifier=verifier, handler=handler, endpoint=path)
+                # Checked once above, not per delivery as handle() must.
+                with webhook_span(provider, path, request):
+                    return await self._handle(request, verifier=verifier, handler=handler, endpoint=path)
 
             route_name: str = name if name else getattr(handler, "__name__", "webhook")
             route.__name__ = route_name
