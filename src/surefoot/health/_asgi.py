@@ -64,8 +64,8 @@ async def _send(
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     try:
-        payload = orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:  # a check's details may hold anything (an integer beyond 64 bits, ...)
+        payload = orjson.dumps(body)
+    except TypeError:  # a check's details may hold anything (int keys, big integers, objects)
         from .._core.problem import json_bytes
 
         payload = json_bytes(body)

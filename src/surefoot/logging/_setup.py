@@ -46,7 +46,7 @@ from .._compat.structlog import structlog_config, structlog_context_vars
 from .._core.settings import Settings, get_settings
 from .._core.state import STATE
 from ..errors import ConfigurationError
-from ._redact import DEFAULT_BODY_KEYS, Redactor, mask_pii, redact_secrets
+from ._redact import DEFAULT_BODY_KEYS, Redactor, _unloggable, mask_pii, redact_secrets
 from ._sink import MAX_BUFFER, Sink
 
 __all__ = [
@@ -440,7 +440,7 @@ def _json_default(value: Any) -> Any:
     try:
         return repr(value)
     except Exception as exc:  # a broken __repr__ must not cost the line
-        return f"[unloggable {type(value).__name__}: {type(exc).__name__}]"
+        return _unloggable(value, exc)
 
 
 def render_json(logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:

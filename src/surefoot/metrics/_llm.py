@@ -105,8 +105,7 @@ def record_db_query(
         cat.DB_QUERY_ERRORS.get(reg).labels(pool_label, verb, error_type).inc()
         return
     # Negative durations count as 0; an infinite or NaN one would poison the histogram's sum.
-    seconds = max(0.0, duration_ms) / 1000.0 if duration_ms < math.inf else math.nan
-    if seconds == seconds:
-        cat.DB_QUERY_DURATION.get(reg).labels(pool_label, verb, statement).observe(seconds)
+    if math.isfinite(duration_ms):
+        cat.DB_QUERY_DURATION.get(reg).labels(pool_label, verb, statement).observe(max(0.0, duration_ms) / 1000.0)
     if slow:
         cat.DB_SLOW_QUERIES.get(reg).labels(pool_label, verb, statement).inc()

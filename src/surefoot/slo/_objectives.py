@@ -267,7 +267,7 @@ class Latency(Objective):
         self.route = route
         self.method = method.upper() if method else None
         self.errors_are_bad = bool(errors_are_bad)
-        self._p95_series = p95_series or f"{name}_p95_ms"
+        self._p95_series = p95_series or self.default_p95_series(name)
         self.observe: Callable[[float], None] = self._first_observe
 
     def _declaration(self) -> tuple[Any, ...]:
@@ -277,6 +277,11 @@ class Latency(Objective):
     @property
     def threshold_seconds(self) -> float:
         return self.threshold
+
+    @staticmethod
+    def default_p95_series(name: str) -> str:
+        """The P95 recording rule's name when none is given."""
+        return f"{name}_p95_ms"
 
     def p95_series(self) -> str:
         return self._p95_series
@@ -332,7 +337,7 @@ class EventPair(Objective):
         super().__init__(name, target=target, **kwargs)
         self.deadline = _check_seconds(name, "deadline", deadline)
         self.clock = clock
-        self._p95_series = p95_series or f"slo_{name}_p95_seconds"
+        self._p95_series = p95_series or self.default_p95_series(name)
         self._duration_child: Any = None
 
     def _declaration(self) -> tuple[Any, ...]:
@@ -341,6 +346,11 @@ class EventPair(Objective):
     @property
     def threshold_seconds(self) -> float:
         return self.deadline
+
+    @staticmethod
+    def default_p95_series(name: str) -> str:
+        """The P95 recording rule's name when none is given."""
+        return f"slo_{name}_p95_seconds"
 
     def p95_series(self) -> str:
         return self._p95_series

@@ -37,12 +37,12 @@ def _doc(o: Objective) -> dict[str, Any]:
         objective.update(op="lte", value=o.threshold)
         if not o.errors_are_bad:
             annotations[_P + "errors-are-bad"] = "false"
-        if o.p95_series() != f"{o.name}_p95_ms":
+        if o.p95_series() != o.default_p95_series(o.name):
             annotations[_P + "p95-series"] = o.p95_series()
     if isinstance(o, EventPair):
         annotations[_P + "deadline"] = decimal_str(o.deadline)
         objective.update(op="lte", value=o.deadline)
-        if o.p95_series() != f"slo_{o.name}_p95_seconds":
+        if o.p95_series() != o.default_p95_series(o.name):
             annotations[_P + "p95-series"] = o.p95_series()
     if o.expected_events_per_hour is not None:
         annotations[_P + "expected-events-per-hour"] = decimal_str(o.expected_events_per_hour)

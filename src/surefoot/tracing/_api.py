@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Literal
 
+from .. import context as _context
 from .._core.state import STATE as PROCESS_STATE
 
 __all__ = ["span", "active_tracer", "NOOP_SPAN", "clean_attributes", "report_exception"]
@@ -121,9 +122,7 @@ class _WithContextIds:
     def start_span(self, *args: Any, **kwargs: Any) -> Any:
         span = self._tracer.start_span(*args, **kwargs)
         if span.is_recording():
-            from .. import context
-
-            ids = {key: value for key, value in context.current().items() if value is not None}
+            ids = {key: value for key, value in _context.current().items() if value is not None}
             if ids:
                 span.set_attributes(ids)
         return span
